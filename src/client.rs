@@ -1,0 +1,460 @@
+//! The client: the application's handle and the state it shares with its session task.
+
+use std::cell::Cell;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use crate::backoff::BackoffPolicy;
+use crate::close::CloseSignal;
+use crate::config::ClientConfig;
+use crate::dispatch::{self, Dispatch};
+use crate::error::Error;
+use crate::event::{Event, EventQueue};
+use crate::heartbeat::HeartbeatPolicy;
+use crate::outbox::{Batch, Outbox, OutboxLimits};
+use crate::{runtime, session};
+
+/// Payload bytes taken from the outbox for one write.
+const BATCH_BYTES: usize = 256 * 1024;
+/// Extra time `close` waits for the session to wind down after the flush deadline.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Where a client is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    /// Created; `connect` not called yet.
+    Idle = 0,
+    Connecting = 1,
+    Connected = 2,
+    /// Waiting out a backoff delay before the next attempt.
+    WaitingToReconnect = 3,
+    /// `close` was called; flushing.
+    Closing = 4,
+    Closed = 5,
+}
+
+impl State {
+    fn from_u8(v: u8) -> State {
+        match v {
+            0 => State::Idle,
+            1 => State::Connecting,
+            2 => State::Connected,
+            3 => State::WaitingToReconnect,
+            4 => State::Closing,
+            _ => State::Closed,
+        }
+    }
+}
+
+/// Counters since the client was created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub messages_out: u64,
+    pub bytes_out: u64,
+    pub messages_in: u64,
+    pub bytes_in: u64,
+    /// Connections established after the first one.
+    pub reconnects: u64,
+    /// Messages waiting to be written, including a batch being written.
+    pub queued_messages: u64,
+    pub queued_bytes: u64,
+    /// Round-trip time of the last answered ping, in microseconds (0 if none yet).
+    pub last_rtt_us: u64,
+}
+
+/// Receives a client's events on a callback thread.
+pub trait EventHandler: Send + Sync {
+    fn on_event(&self, event: &Event);
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub messages_out: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub messages_in: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub connections: AtomicU64,
+    pub last_rtt_us: AtomicU64,
+    /// Messages and payload bytes of the batch being written.
+    pub in_flight_messages: AtomicUsize,
+    pub in_flight_bytes: AtomicUsize,
+}
+
+/// Settings that may change while the client runs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LiveSettings {
+    pub heartbeat: HeartbeatPolicy,
+    pub backoff: BackoffPolicy,
+}
+
+thread_local! {
+    /// Id of the client whose callbacks this thread is running, 0 if none.
+    static DISPATCHING: Cell<u64> = const { Cell::new(0) };
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+pub(crate) struct Shared {
+    pub id: u64,
+    me: Weak<Shared>,
+    pub config: ClientConfig,
+    live: Mutex<LiveSettings>,
+    /// Wakes the heartbeat loop when settings change.
+    pub settings_changed: Notify,
+    outbox: Mutex<Outbox>,
+    /// Wakes the writer: messages queued, a control frame, or a close request.
+    pub writer_wake: Notify,
+    pub events: EventQueue,
+    pub counters: Counters,
+    state: AtomicU8,
+    pub close: CloseSignal,
+    /// Messages discarded at close, once the session has finished.
+    finished: Mutex<Option<u64>>,
+    finished_cv: Condvar,
+    handler: Mutex<Option<Arc<dyn EventHandler>>>,
+    /// Mirrors `handler.is_some()` so emitting needs no lock.
+    has_handler: AtomicBool,
+    /// Queued on a callback thread and not yet drained.
+    scheduled: AtomicBool,
+    /// The handle is gone: no callback may run any more.
+    detached: AtomicBool,
+    /// Held while callbacks run, so a detach from another thread can wait them out.
+    dispatch_lock: Mutex<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    pub fn state(&self) -> State {
+        State::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    pub fn set_state(&self, state: State) {
+        self.state.store(state as u8, Ordering::Release);
+    }
+
+    pub fn live(&self) -> LiveSettings {
+        *lock(&self.live)
+    }
+
+    pub fn heartbeat(&self) -> HeartbeatPolicy {
+        self.config.effective_heartbeat(self.live().heartbeat)
+    }
+
+    /// Hands events to callbacks or, without a handler, to `poll` and the event fd.
+    pub fn emit(&self, events: impl IntoIterator<Item = Event>) {
+        let to_callbacks = self.has_handler.load(Ordering::Acquire);
+        self.events.push(events, !to_callbacks);
+        if to_callbacks && !self.scheduled.swap(true, Ordering::AcqRel) {
+            if let Some(me) = self.me.upgrade() {
+                dispatch::schedule(self.id as usize, me);
+            }
+        }
+    }
+
+    pub fn emit_one(&self, event: Event) {
+        self.emit(std::iter::once(event));
+    }
+
+    /// Takes the next batch to write and records it as in flight.
+    pub fn take_batch(&self) -> Option<Batch> {
+        let batch = lock(&self.outbox).take_batch(BATCH_BYTES);
+        if batch.is_empty() {
+            return None;
+        }
+        self.counters.in_flight_messages.store(batch.len(), Ordering::Relaxed);
+        self.counters.in_flight_bytes.store(batch.payload_bytes(), Ordering::Relaxed);
+        Some(batch)
+    }
+
+    /// Records a batch as written.
+    pub fn batch_written(&self, batch: &Batch) {
+        let c = &self.counters;
+        c.messages_out.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        c.bytes_out.fetch_add(batch.payload_bytes() as u64, Ordering::Relaxed);
+        c.in_flight_messages.store(0, Ordering::Relaxed);
+        c.in_flight_bytes.store(0, Ordering::Relaxed);
+    }
+
+    pub fn outbox_is_empty(&self) -> bool {
+        lock(&self.outbox).is_empty()
+    }
+
+    /// Empties the outbox at the end; returns how many messages were discarded.
+    pub fn discard_outbox(&self) -> usize {
+        lock(&self.outbox).clear()
+    }
+
+    /// Called once by the session as it ends.
+    pub fn finish(&self, unsent: u64) {
+        *lock(&self.finished) = Some(unsent);
+        self.finished_cv.notify_all();
+    }
+
+    fn wait_finished(&self, deadline: Instant) -> Option<u64> {
+        let mut f = lock(&self.finished);
+        loop {
+            if let Some(unsent) = *f {
+                return Some(unsent);
+            }
+            let wait = deadline.checked_duration_since(Instant::now())?;
+            f = self.finished_cv.wait_timeout(f, wait).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+}
+
+impl Dispatch for Shared {
+    fn dispatch(&self) {
+        self.scheduled.store(false, Ordering::Release);
+        let _running = lock(&self.dispatch_lock);
+        DISPATCHING.with(|d| d.set(self.id));
+        while !self.detached.load(Ordering::Acquire) {
+            let Some(handler) = lock(&self.handler).clone() else {
+                // Switched to poll mode: leave the events for `poll`.
+                self.events.resignal();
+                break;
+            };
+            let batch = self.events.take_all();
+            if batch.is_empty() {
+                break;
+            }
+            for event in &batch {
+                if self.detached.load(Ordering::Acquire) {
+                    break;
+                }
+                // A panicking handler must not take the callback thread down with it.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler.on_event(event)));
+            }
+        }
+        DISPATCHING.with(|d| d.set(0));
+    }
+}
+
+/// Result of [`Client::close`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseOutcome {
+    /// Everything queued was written.
+    Flushed,
+    /// The deadline passed; this many messages were discarded (also reported in the closed event).
+    Unsent(u64),
+    /// Called from a callback: the close goes on in the background and ends with a closed event.
+    InProgress,
+}
+
+/// A long-lived connection to one server, kept up in the background.
+pub struct Client {
+    shared: Arc<Shared>,
+    started: AtomicBool,
+}
+
+impl Client {
+    pub fn new(config: ClientConfig) -> Result<Client, Error> {
+        runtime::check_not_forked()?;
+        config.validate()?;
+        let events = EventQueue::new(config.inbox_limit)
+            .map_err(|e| Error::Runtime(format!("cannot create the event descriptor: {e}")))?;
+        let live = LiveSettings {
+            heartbeat: config.heartbeat,
+            backoff: config.backoff,
+        };
+        let shared = Arc::new_cyclic(|me| Shared {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            me: me.clone(),
+            outbox: Mutex::new(Outbox::new(config.outbox)),
+            config,
+            live: Mutex::new(live),
+            settings_changed: Notify::new(),
+            writer_wake: Notify::new(),
+            events,
+            counters: Counters::default(),
+            state: AtomicU8::new(State::Idle as u8),
+            close: CloseSignal::default(),
+            finished: Mutex::new(None),
+            finished_cv: Condvar::new(),
+            handler: Mutex::new(None),
+            has_handler: AtomicBool::new(false),
+            scheduled: AtomicBool::new(false),
+            detached: AtomicBool::new(false),
+            dispatch_lock: Mutex::new(()),
+        });
+        Ok(Client {
+            shared,
+            started: AtomicBool::new(false),
+        })
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.shared.config
+    }
+
+    /// Starts connecting in the background and returns at once.
+    pub fn connect(&self) -> Result<(), Error> {
+        runtime::check_not_forked()?;
+        if self.shared.close.requested() {
+            return Err(Error::Closed);
+        }
+        let rt = runtime::get()?;
+        if self.started.swap(true, Ordering::AcqRel) {
+            return Err(Error::AlreadyStarted("connect was already called on this client"));
+        }
+        self.shared.set_state(State::Connecting);
+        rt.spawn(session::run(self.shared.clone()));
+        Ok(())
+    }
+
+    /// Queues a copy of `payload`; it is written in order once connected.
+    #[inline]
+    pub fn send(&self, payload: &[u8]) -> Result<(), Error> {
+        runtime::check_not_forked()?;
+        let shared = &*self.shared;
+        if shared.close.requested() {
+            return Err(Error::Closed);
+        }
+        let config = &shared.config;
+        config
+            .framing()
+            .check_payload(payload, config.max_frame_size)
+            .map_err(|e| match e {
+                crate::codec::CodecError::FrameTooLarge { len, max } => Error::MessageTooLarge { len, max },
+                other => Error::InvalidArgument(other.to_string()),
+            })?;
+        let was_empty = {
+            let mut outbox = lock(&shared.outbox);
+            let was_empty = outbox.is_empty();
+            outbox.push(payload).map_err(|full| Error::QueueFull {
+                queued_messages: full.queued_messages,
+                queued_bytes: full.queued_bytes,
+            })?;
+            was_empty
+        };
+        if was_empty {
+            shared.writer_wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Stops the client after flushing queued messages for up to `timeout`.
+    ///
+    /// Blocks the caller until the flush ends, except when called from one
+    /// of this library's callbacks, where it returns [`CloseOutcome::InProgress`].
+    pub fn close(&self, timeout: Duration) -> Result<CloseOutcome, Error> {
+        runtime::check_not_forked()?;
+        let shared = &*self.shared;
+        let deadline = Instant::now() + timeout;
+        shared.close.request(deadline);
+        shared.writer_wake.notify_one();
+        if !self.started.swap(true, Ordering::AcqRel) {
+            // Never connected: nothing can be flushed.
+            let unsent = shared.discard_outbox() as u64;
+            shared.set_state(State::Closed);
+            shared.emit_one(Event::Closed { unsent });
+            shared.finish(unsent);
+        } else if shared.state() != State::Closed {
+            shared.set_state(State::Closing);
+        }
+        if DISPATCHING.with(|d| d.get()) != 0 {
+            return Ok(CloseOutcome::InProgress);
+        }
+        match shared.wait_finished(deadline + CLOSE_GRACE) {
+            Some(0) => Ok(CloseOutcome::Flushed),
+            Some(unsent) => Ok(CloseOutcome::Unsent(unsent)),
+            None => Err(Error::Timeout("the session did not stop in time".into())),
+        }
+    }
+
+    pub fn state(&self) -> State {
+        self.shared.state()
+    }
+
+    pub fn stats(&self) -> Stats {
+        let c = &self.shared.counters;
+        let (queued, queued_bytes) = {
+            let o = lock(&self.shared.outbox);
+            (o.len(), o.bytes())
+        };
+        Stats {
+            messages_out: c.messages_out.load(Ordering::Relaxed),
+            bytes_out: c.bytes_out.load(Ordering::Relaxed),
+            messages_in: c.messages_in.load(Ordering::Relaxed),
+            bytes_in: c.bytes_in.load(Ordering::Relaxed),
+            reconnects: c.connections.load(Ordering::Relaxed).saturating_sub(1),
+            queued_messages: (queued + c.in_flight_messages.load(Ordering::Relaxed)) as u64,
+            queued_bytes: (queued_bytes + c.in_flight_bytes.load(Ordering::Relaxed)) as u64,
+            last_rtt_us: c.last_rtt_us.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Changes heartbeat timing; takes effect at once, also on a live connection.
+    pub fn set_heartbeat(&self, policy: HeartbeatPolicy) -> Result<(), Error> {
+        policy.validate().map_err(|w| Error::InvalidArgument(w.into()))?;
+        lock(&self.shared.live).heartbeat = policy;
+        self.shared.settings_changed.notify_waiters();
+        Ok(())
+    }
+
+    /// Changes the reconnection schedule; applies from the next delay on.
+    pub fn set_backoff(&self, policy: BackoffPolicy) -> Result<(), Error> {
+        policy.validate().map_err(|w| Error::InvalidArgument(w.into()))?;
+        lock(&self.shared.live).backoff = policy;
+        Ok(())
+    }
+
+    pub fn set_outbox_limits(&self, limits: OutboxLimits) -> Result<(), Error> {
+        if limits.max_messages == 0 || limits.max_bytes == 0 {
+            return Err(Error::InvalidArgument("outbox limits must be positive".into()));
+        }
+        lock(&self.shared.outbox).set_limits(limits);
+        Ok(())
+    }
+
+    /// Delivers events to `handler` on a callback thread; `None` returns to poll mode.
+    pub fn set_handler(&self, handler: Option<Arc<dyn EventHandler>>) -> Result<(), Error> {
+        if handler.is_some() {
+            dispatch::start()?;
+        }
+        let shared = &*self.shared;
+        let installed = handler.is_some();
+        *lock(&shared.handler) = handler;
+        shared.has_handler.store(installed, Ordering::Release);
+        if installed {
+            shared.emit(std::iter::empty()); // deliver what waited for `poll`
+        } else {
+            shared.events.resignal();
+        }
+        Ok(())
+    }
+
+    /// Takes the next event in poll mode, waiting up to `timeout`.
+    pub fn poll(&self, timeout: Duration) -> Result<Option<Event>, Error> {
+        runtime::check_not_forked()?;
+        Ok(self.shared.events.pop(timeout))
+    }
+
+    /// Readable while events wait in poll mode; owned by the client.
+    pub fn event_fd(&self) -> RawFd {
+        self.shared.events.fd()
+    }
+}
+
+impl Drop for Client {
+    /// Stops the session without flushing and waits out a callback running
+    /// on another thread, so no callback runs once the drop returns.
+    fn drop(&mut self) {
+        let shared = &*self.shared;
+        shared.close.abort();
+        shared.writer_wake.notify_one();
+        shared.detached.store(true, Ordering::Release);
+        *lock(&shared.handler) = None;
+        shared.has_handler.store(false, Ordering::Release);
+        if DISPATCHING.with(|d| d.get()) != shared.id {
+            drop(lock(&shared.dispatch_lock));
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! Message framing: how a byte stream is cut into messages.
+//!
+//! Three framings are supported, all with a mandatory maximum frame size so a
+//! peer cannot make us allocate unbounded buffers (the length field is checked
+//! before any memory is reserved for the frame):
+//!
+//! * [`Framing::Longconn`]: the longconn protocol, typed frames (see `docs/PROTOCOL.md`).
+//! * [`Framing::Length`]: plain 4-byte big-endian length prefix, then the payload.
+//! * [`Framing::Line`]: newline-delimited messages (a trailing `\r` is stripped).
+//!
+//! The client and the bundled test server share this code.
+
+mod length;
+mod line;
+pub mod longconn;
+
+use std::fmt;
+use std::io;
+
+use bytes::{Bytes, BytesMut};
+use tokio_util::codec::Decoder;
+
+pub use length::LengthCodec;
+pub use line::LineCodec;
+pub use longconn::{FrameType, LongconnCodec, PROTOCOL_VERSION};
+
+/// Default maximum payload size of one frame: 1 MiB.
+pub const DEFAULT_MAX_FRAME_SIZE: usize = 1024 * 1024;
+
+/// One unit on the wire.
+///
+/// The plain framings only carry [`Frame::Data`]; heartbeats there are data
+/// messages whose payload is configured by the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    Data(Bytes),
+    Ping(Bytes),
+    Pong(Bytes),
+    Hello(Bytes),
+    Close(Bytes),
+}
+
+/// Which framing a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    Longconn,
+    Length,
+    Line,
+}
+
+impl Framing {
+    /// The name used in URLs (`?framing=`) and on the server's command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Framing::Longconn => "longconn",
+            Framing::Length => "length",
+            Framing::Line => "line",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Framing> {
+        match name {
+            "longconn" => Some(Framing::Longconn),
+            "length" => Some(Framing::Length),
+            "line" => Some(Framing::Line),
+            _ => None,
+        }
+    }
+
+    /// Checks that `payload` can be sent as one message in this framing.
+    pub fn check_payload(self, payload: &[u8], max_frame_size: usize) -> Result<(), CodecError> {
+        if payload.len() > max_frame_size {
+            return Err(CodecError::FrameTooLarge {
+                len: payload.len(),
+                max: max_frame_size,
+            });
+        }
+        if self == Framing::Line && payload.contains(&b'\n') {
+            return Err(CodecError::Malformed("a line-framed message cannot contain a newline"));
+        }
+        Ok(())
+    }
+}
+
+/// Why a byte stream could not be framed.
+#[derive(Debug)]
+pub enum CodecError {
+    Io(io::Error),
+    /// A frame announced (or accumulated) more than the maximum payload size.
+    FrameTooLarge { len: usize, max: usize },
+    /// The bytes do not follow the framing's rules.
+    Malformed(&'static str),
+    /// A longconn frame with a type this version does not know.
+    UnknownFrameType(u8),
+    /// The stream ended in the middle of a frame.
+    TruncatedFrame { buffered: usize },
+}
+
+impl fmt::Display for CodecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CodecError::Io(e) => write!(f, "i/o error: {e}"),
+            CodecError::FrameTooLarge { len, max } => {
+                write!(f, "frame of {len} bytes exceeds the maximum of {max} bytes")
+            }
+            CodecError::Malformed(what) => write!(f, "malformed frame: {what}"),
+            CodecError::UnknownFrameType(t) => write!(f, "unknown frame type 0x{t:02x}"),
+            CodecError::TruncatedFrame { buffered } => {
+                write!(f, "connection closed in the middle of a frame ({buffered} bytes buffered)")
+            }
+        }
+    }
+}
+
+impl std::error::Error for CodecError {}
+
+impl From<io::Error> for CodecError {
+    fn from(e: io::Error) -> Self {
+        CodecError::Io(e)
+    }
+}
+
+/// A codec for one of the three framings, chosen at run time.
+///
+/// An enum rather than a trait object: the hot encode and decode paths stay
+/// statically dispatched.
+#[derive(Debug)]
+pub enum Codec {
+    Longconn(LongconnCodec),
+    Length(LengthCodec),
+    Line(LineCodec),
+}
+
+impl Codec {
+    pub fn new(framing: Framing, max_frame_size: usize) -> Codec {
+        match framing {
+            Framing::Longconn => Codec::Longconn(LongconnCodec::new(max_frame_size)),
+            Framing::Length => Codec::Length(LengthCodec::new(max_frame_size)),
+            Framing::Line => Codec::Line(LineCodec::new(max_frame_size)),
+        }
+    }
+
+    /// Appends one frame to `dst`.
+    ///
+    /// In the plain framings, control frames are written as data messages with
+    /// their payload; hello and close frames have no plain encoding and are skipped.
+    pub fn encode(&self, frame: &Frame, dst: &mut BytesMut) {
+        match self {
+            Codec::Longconn(c) => c.encode(frame, dst),
+            Codec::Length(_) | Codec::Line(_) => match frame {
+                Frame::Data(p) | Frame::Ping(p) | Frame::Pong(p) => self.encode_data(p, dst),
+                Frame::Hello(_) | Frame::Close(_) => {}
+            },
+        }
+    }
+
+    /// Appends one data message to `dst`; the hot path of every send.
+    #[inline]
+    pub fn encode_data(&self, payload: &[u8], dst: &mut BytesMut) {
+        match self {
+            Codec::Longconn(c) => c.encode_typed(FrameType::Data, payload, dst),
+            Codec::Length(c) => c.encode(payload, dst),
+            Codec::Line(c) => c.encode(payload, dst),
+        }
+    }
+
+    /// The exact number of bytes [`Codec::encode_data`] appends for `payload_len`.
+    pub fn data_overhead(&self) -> usize {
+        match self {
+            Codec::Longconn(_) => 5,
+            Codec::Length(_) => 4,
+            Codec::Line(_) => 1,
+        }
+    }
+}
+
+impl Decoder for Codec {
+    type Item = Frame;
+    type Error = CodecError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+        match self {
+            Codec::Longconn(c) => c.decode(src),
+            Codec::Length(c) => c.decode(src).map(|o| o.map(Frame::Data)),
+            Codec::Line(c) => c.decode(src).map(|o| o.map(Frame::Data)),
+        }
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+        match self.decode(src)? {
+            Some(frame) => Ok(Some(frame)),
+            None if src.is_empty() => Ok(None),
+            None => Err(CodecError::TruncatedFrame { buffered: src.len() }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(codec: &mut Codec, bytes: &[u8], chunk: usize) -> Result<Vec<Frame>, CodecError> {
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for piece in bytes.chunks(chunk.max(1)) {
+            buf.extend_from_slice(piece);
+            while let Some(f) = codec.decode(&mut buf)? {
+                out.push(f);
+            }
+        }
+        if let Some(f) = codec.decode_eof(&mut buf)? {
+            out.push(f);
+        }
+        Ok(out)
+    }
+
+    fn roundtrip(framing: Framing) {
+        let codec = Codec::new(framing, 1024);
+        let messages: Vec<Bytes> = vec![
+            Bytes::from_static(b"hello"),
+            Bytes::from_static(b""),
+            Bytes::from(vec![b'x'; 1024]),
+            Bytes::from_static(b"last"),
+        ];
+        let mut wire = BytesMut::new();
+        for m in &messages {
+            codec.encode_data(m, &mut wire);
+        }
+        // Every chunk size: split reads (1 byte at a time) up to merged reads.
+        for chunk in [1, 2, 3, 5, 7, 64, wire.len()] {
+            let mut c = Codec::new(framing, 1024);
+            let frames = decode_all(&mut c, &wire, chunk).unwrap();
+            let expected: Vec<Frame> = messages.iter().cloned().map(Frame::Data).collect();
+            assert_eq!(frames, expected, "framing {framing:?}, chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn every_framing_survives_split_and_merged_reads() {
+        roundtrip(Framing::Longconn);
+        roundtrip(Framing::Length);
+        roundtrip(Framing::Line);
+    }
+
+    #[test]
+    fn eof_mid_frame_is_an_error_and_eof_on_empty_buffer_is_clean() {
+        for framing in [Framing::Longconn, Framing::Length, Framing::Line] {
+            let codec = Codec::new(framing, 1024);
+            let mut wire = BytesMut::new();
+            codec.encode_data(b"complete", &mut wire);
+            let full = wire.len();
+            codec.encode_data(b"cut short", &mut wire);
+            let mut c = Codec::new(framing, 1024);
+            let err = decode_all(&mut c, &wire[..wire.len() - 2], 4).unwrap_err();
+            assert!(matches!(err, CodecError::TruncatedFrame { .. }), "{framing:?}: {err}");
+            let mut c = Codec::new(framing, 1024);
+            assert_eq!(decode_all(&mut c, &wire[..full], 4).unwrap().len(), 1);
+        }
+    }
+
+    #[test]
+    fn check_payload_enforces_size_and_line_rules() {
+        assert!(Framing::Length.check_payload(&[0; 10], 10).is_ok());
+        assert!(matches!(
+            Framing::Length.check_payload(&[0; 11], 10),
+            Err(CodecError::FrameTooLarge { len: 11, max: 10 })
+        ));
+        assert!(Framing::Line.check_payload(b"a\nb", 10).is_err());
+        assert!(Framing::Longconn.check_payload(b"a\nb", 10).is_ok());
+    }
+
+    #[test]
+    fn data_overhead_matches_encoding() {
+        for framing in [Framing::Longconn, Framing::Length, Framing::Line] {
+            let codec = Codec::new(framing, 1024);
+            let mut wire = BytesMut::new();
+            codec.encode_data(b"12345", &mut wire);
+            assert_eq!(wire.len(), 5 + codec.data_overhead());
+        }
+    }
+}

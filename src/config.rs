@@ -1,0 +1,138 @@
+//! Everything a client is created with.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::backoff::BackoffPolicy;
+use crate::codec::{Framing, DEFAULT_MAX_FRAME_SIZE};
+use crate::endpoint::Endpoint;
+use crate::error::Error;
+use crate::event::DEFAULT_INBOX_LIMIT;
+use crate::heartbeat::HeartbeatPolicy;
+use crate::outbox::OutboxLimits;
+
+/// Upper bound on the maximum frame size: the length prefix is 32 bits and a
+/// larger limit would defeat its purpose.
+pub const MAX_FRAME_SIZE_LIMIT: usize = 256 * 1024 * 1024;
+
+/// Ping and pong payloads for the plain framings, which have no control frames.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlainHeartbeat {
+    pub ping: Bytes,
+    pub pong: Bytes,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub endpoint: Endpoint,
+    pub heartbeat: HeartbeatPolicy,
+    pub backoff: BackoffPolicy,
+    /// Reconnect after a connection drops or an attempt fails (default on).
+    pub auto_reconnect: bool,
+    pub outbox: OutboxLimits,
+    /// Largest message payload sent or accepted (default 1 MiB).
+    pub max_frame_size: usize,
+    /// Time for resolving, connecting and the hello exchange together (default 10 s).
+    pub connect_timeout: Duration,
+    /// Heartbeat payloads in the plain framings; `None` turns heartbeats off there.
+    pub plain_heartbeat: Option<PlainHeartbeat>,
+    /// Name sent in the hello frame of the longconn protocol.
+    pub client_name: String,
+    /// Received bytes allowed to wait for the application before reading pauses.
+    pub inbox_limit: usize,
+}
+
+impl ClientConfig {
+    pub fn new(url: &str) -> Result<ClientConfig, Error> {
+        let endpoint = Endpoint::parse(url).map_err(|e| Error::InvalidUrl(e.0))?;
+        Ok(ClientConfig {
+            endpoint,
+            heartbeat: HeartbeatPolicy::default(),
+            backoff: BackoffPolicy::default(),
+            auto_reconnect: true,
+            outbox: OutboxLimits::default(),
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            connect_timeout: Duration::from_secs(10),
+            plain_heartbeat: None,
+            client_name: format!("longconn/{}", env!("CARGO_PKG_VERSION")),
+            inbox_limit: DEFAULT_INBOX_LIMIT,
+        })
+    }
+
+    pub fn framing(&self) -> Framing {
+        self.endpoint.framing
+    }
+
+    /// The heartbeat actually in force: off in a plain framing without payloads.
+    pub fn effective_heartbeat(&self, policy: HeartbeatPolicy) -> HeartbeatPolicy {
+        if self.framing() != Framing::Longconn && self.plain_heartbeat.is_none() {
+            return HeartbeatPolicy {
+                interval: Duration::ZERO,
+                timeout: Duration::ZERO,
+            };
+        }
+        policy
+    }
+
+    pub fn validate(&self) -> Result<(), Error> {
+        let invalid = |why: &str| Err(Error::InvalidArgument(why.to_string()));
+        if let Err(why) = self.heartbeat.validate() {
+            return invalid(why);
+        }
+        if let Err(why) = self.backoff.validate() {
+            return invalid(why);
+        }
+        if self.max_frame_size == 0 || self.max_frame_size > MAX_FRAME_SIZE_LIMIT {
+            return invalid("maximum frame size must be between 1 byte and 256 MiB");
+        }
+        if self.outbox.max_messages == 0 || self.outbox.max_bytes == 0 {
+            return invalid("outbox limits must be positive");
+        }
+        if self.connect_timeout.is_zero() {
+            return invalid("connect timeout must be positive");
+        }
+        if self.inbox_limit == 0 {
+            return invalid("inbox limit must be positive");
+        }
+        if let Some(hb) = &self.plain_heartbeat {
+            if hb.ping == hb.pong {
+                return invalid("ping and pong payloads must differ");
+            }
+            for payload in [&hb.ping, &hb.pong] {
+                self.framing()
+                    .check_payload(payload, self.max_frame_size)
+                    .map_err(|e| Error::InvalidArgument(format!("heartbeat payload: {e}")))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_settings_are_named() {
+        let mut c = ClientConfig::new("tcp://127.0.0.1:1").unwrap();
+        assert!(c.validate().is_ok());
+        c.max_frame_size = 0;
+        assert!(matches!(c.validate(), Err(Error::InvalidArgument(w)) if w.contains("frame size")));
+        let mut c = ClientConfig::new("tcp://127.0.0.1:1?framing=line").unwrap();
+        c.plain_heartbeat = Some(PlainHeartbeat {
+            ping: Bytes::from_static(b"p\ning"),
+            pong: Bytes::from_static(b"pong"),
+        });
+        assert!(c.validate().is_err(), "a newline cannot be a line-framed ping");
+        assert!(matches!(ClientConfig::new("udp://x:1"), Err(Error::InvalidUrl(_))));
+    }
+
+    #[test]
+    fn plain_framing_without_payloads_has_heartbeats_off() {
+        let c = ClientConfig::new("tcp://127.0.0.1:1?framing=length").unwrap();
+        assert!(!c.effective_heartbeat(c.heartbeat).enabled());
+        let c = ClientConfig::new("tcp://127.0.0.1:1").unwrap();
+        assert!(c.effective_heartbeat(c.heartbeat).enabled());
+    }
+}

@@ -1,0 +1,281 @@
+//! One live connection: reading, writing and heartbeats, until it ends.
+//!
+//! The three loops run as futures of one task, so they share state without
+//! locks beyond a few atomics, and a writer blocked on a full socket never
+//! stops the reader (which would deadlock against an echoing peer).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::client::Shared;
+use crate::codec::longconn::{close_payload, parse_close_payload};
+use crate::codec::{CodecError, Frame, Framing};
+use crate::event::{DisconnectReason, ErrorKind, Event};
+use crate::heartbeat::HeartbeatAction;
+use crate::log::{log_at, Level};
+use crate::outbox::Batch;
+use crate::transport::{Connection, Reader, Writer};
+
+/// Close code sent when the application closes the client.
+const CLOSE_NORMAL: u16 = 1000;
+
+/// How a connection ended.
+pub(crate) struct Ended {
+    pub reason: DisconnectReason,
+    pub detail: String,
+}
+
+fn ended(reason: DisconnectReason, detail: impl Into<String>) -> Ended {
+    Ended {
+        reason,
+        detail: detail.into(),
+    }
+}
+
+/// State the three loops of one connection share.
+struct Link {
+    /// When the connection started; times below are microseconds since then.
+    started: Instant,
+    last_inbound_us: AtomicU64,
+    /// Control frames (pings, pongs) waiting for the writer.
+    control: Mutex<Vec<Frame>>,
+    /// Reading is paused because the application has not taken its messages.
+    reader_paused: AtomicBool,
+}
+
+impl Link {
+    fn new() -> Link {
+        Link {
+            started: Instant::now(),
+            last_inbound_us: AtomicU64::new(0),
+            control: Mutex::new(Vec::new()),
+            reader_paused: AtomicBool::new(false),
+        }
+    }
+
+    fn micros(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.started).as_micros() as u64
+    }
+
+    fn heard_from_peer(&self) {
+        self.last_inbound_us.store(self.micros(Instant::now()), Ordering::Relaxed);
+    }
+
+    fn last_inbound(&self) -> Instant {
+        self.started + Duration::from_micros(self.last_inbound_us.load(Ordering::Relaxed))
+    }
+
+    fn push_control(&self, shared: &Shared, frame: Frame) {
+        self.control.lock().unwrap_or_else(|e| e.into_inner()).push(frame);
+        shared.writer_wake.notify_one();
+    }
+
+    fn take_control(&self) -> Vec<Frame> {
+        std::mem::take(&mut *self.control.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Runs the connection until it ends. A batch whose write did not complete
+/// stays in `in_flight`, to be written first on the next connection.
+pub(crate) async fn run(shared: &Shared, conn: Connection, leftovers: Vec<Frame>, in_flight: &mut Option<Batch>) -> Ended {
+    let Connection {
+        mut reader, mut writer, ..
+    } = conn;
+    let link = Link::new();
+    let mut inbound = Inbound::new(shared, &link);
+    if let Some(end) = inbound.handle(leftovers) {
+        return end;
+    }
+    tokio::select! {
+        end = read_loop(&mut reader, &mut inbound) => end,
+        end = write_loop(shared, &link, &mut writer, in_flight) => end,
+        end = heartbeat_loop(shared, &link) => end,
+        _ = shared.close.expired() => {
+            let queued = shared.counters.in_flight_messages.load(Ordering::Relaxed);
+            ended(DisconnectReason::ClosedByUser, format!("close deadline passed with {queued} or more messages unsent"))
+        }
+    }
+}
+
+/// Turns received frames into events and control replies.
+struct Inbound<'a> {
+    shared: &'a Shared,
+    link: &'a Link,
+    events: Vec<Event>,
+}
+
+impl<'a> Inbound<'a> {
+    fn new(shared: &'a Shared, link: &'a Link) -> Self {
+        Inbound {
+            shared,
+            link,
+            events: Vec::with_capacity(64),
+        }
+    }
+
+    /// Handles frames in order; returns `Some` if the peer closed.
+    fn handle(&mut self, frames: Vec<Frame>) -> Option<Ended> {
+        let mut end = None;
+        let (mut count, mut bytes) = (0u64, 0u64);
+        for frame in frames {
+            match frame {
+                Frame::Data(payload) => {
+                    if let Some(control) = self.plain_heartbeat(&payload) {
+                        if let Some(reply) = control {
+                            self.link.push_control(self.shared, Frame::Pong(reply));
+                        }
+                        continue;
+                    }
+                    count += 1;
+                    bytes += payload.len() as u64;
+                    self.events.push(Event::Message(payload));
+                }
+                Frame::Ping(payload) => self.link.push_control(self.shared, Frame::Pong(payload)),
+                Frame::Pong(payload) => self.record_rtt(&payload),
+                Frame::Hello(_) => {}
+                Frame::Close(payload) => {
+                    let (code, reason) = parse_close_payload(&payload);
+                    end = Some(ended(
+                        DisconnectReason::PeerClosed,
+                        format!("peer closed the connection (code {code}: {reason})"),
+                    ));
+                    break;
+                }
+            }
+        }
+        let c = &self.shared.counters;
+        c.messages_in.fetch_add(count, Ordering::Relaxed);
+        c.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+        if !self.events.is_empty() {
+            self.shared.emit(self.events.drain(..));
+        }
+        end
+    }
+
+    /// In a plain framing, recognizes the configured heartbeat payloads:
+    /// `Some(Some(pong))` for a ping to answer, `Some(None)` for a pong, `None` for data.
+    fn plain_heartbeat(&self, payload: &Bytes) -> Option<Option<Bytes>> {
+        let config = &self.shared.config;
+        if config.framing() == Framing::Longconn {
+            return None;
+        }
+        let hb = config.plain_heartbeat.as_ref()?;
+        if *payload == hb.pong {
+            Some(None)
+        } else if *payload == hb.ping {
+            Some(Some(hb.pong.clone()))
+        } else {
+            None
+        }
+    }
+
+    fn record_rtt(&self, payload: &[u8]) {
+        if let Ok(sent) = <[u8; 8]>::try_from(payload) {
+            let now = self.link.micros(Instant::now());
+            let rtt = now.saturating_sub(u64::from_be_bytes(sent));
+            self.shared.counters.last_rtt_us.store(rtt, Ordering::Relaxed);
+        }
+    }
+}
+
+async fn read_loop(reader: &mut Reader, inbound: &mut Inbound<'_>) -> Ended {
+    let shared = inbound.shared;
+    let link = inbound.link;
+    let mut frames = Vec::with_capacity(64);
+    loop {
+        match reader.read_frames(&mut frames).await {
+            Ok(true) => {}
+            Ok(false) => return ended(DisconnectReason::PeerClosed, "connection closed by the peer"),
+            Err(CodecError::Io(e)) => return ended(DisconnectReason::Io, format!("read failed: {e}")),
+            Err(e) => {
+                let (kind, reason) = match e {
+                    CodecError::FrameTooLarge { .. } => (ErrorKind::FrameTooLarge, DisconnectReason::FrameTooLarge),
+                    _ => (ErrorKind::Protocol, DisconnectReason::Protocol),
+                };
+                let detail = format!("bad data from the server: {e}");
+                log_at!(Level::Warn, "client {}: {detail}", shared.id);
+                shared.emit_one(Event::Error {
+                    kind,
+                    detail: detail.clone(),
+                });
+                return ended(reason, detail);
+            }
+        }
+        link.heard_from_peer();
+        if let Some(end) = inbound.handle(std::mem::take(&mut frames)) {
+            return end;
+        }
+        if shared.events.inbox_full() {
+            link.reader_paused.store(true, Ordering::Relaxed);
+            shared.events.wait_for_room().await;
+            link.reader_paused.store(false, Ordering::Relaxed);
+            link.heard_from_peer();
+        }
+    }
+}
+
+async fn write_loop(shared: &Shared, link: &Link, writer: &mut Writer, in_flight: &mut Option<Batch>) -> Ended {
+    loop {
+        let control = link.take_control();
+        if in_flight.is_none() {
+            *in_flight = shared.take_batch();
+        }
+        if control.is_empty() && in_flight.is_none() {
+            if shared.close.requested() {
+                let bye = Frame::Close(close_payload(CLOSE_NORMAL, "client closing"));
+                let _ = writer.write(std::slice::from_ref(&bye), None).await;
+                let _ = writer.shutdown().await;
+                return ended(DisconnectReason::ClosedByUser, "closed by the application");
+            }
+            shared.writer_wake.notified().await;
+            continue;
+        }
+        if let Err(e) = writer.write(&control, in_flight.as_ref()).await {
+            return ended(DisconnectReason::Io, format!("write failed: {e}"));
+        }
+        if let Some(batch) = in_flight.take() {
+            shared.batch_written(&batch);
+        }
+    }
+}
+
+async fn heartbeat_loop(shared: &Shared, link: &Link) -> Ended {
+    let mut last_ping: Option<Instant> = None;
+    loop {
+        let changed = shared.settings_changed.notified();
+        let policy = shared.heartbeat();
+        let now = Instant::now();
+        match policy.next_action(now, link.last_inbound(), last_ping) {
+            HeartbeatAction::SendPing => {
+                let ping = match shared.config.plain_heartbeat.as_ref() {
+                    Some(hb) if shared.config.framing() != Framing::Longconn => Frame::Ping(hb.ping.clone()),
+                    _ => Frame::Ping(Bytes::copy_from_slice(&link.micros(now).to_be_bytes())),
+                };
+                link.push_control(shared, ping);
+                last_ping = Some(now);
+            }
+            HeartbeatAction::PeerDead if link.reader_paused.load(Ordering::Relaxed) => {
+                // Silence is ours, not the peer's: we stopped reading.
+                link.heard_from_peer();
+            }
+            HeartbeatAction::PeerDead => {
+                let detail = format!("no data from the peer for {} ms", policy.timeout.as_millis());
+                shared.emit_one(Event::Error {
+                    kind: ErrorKind::HeartbeatTimeout,
+                    detail: detail.clone(),
+                });
+                return ended(DisconnectReason::HeartbeatTimeout, detail);
+            }
+            HeartbeatAction::WaitUntil(at) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                    _ = changed => {}
+                }
+            }
+            HeartbeatAction::Disabled => changed.await,
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! What a client reports to the application, and the queue that carries it.
+//!
+//! Events wait in a per-client queue until the dispatcher hands them to
+//! callbacks or the application polls them. The queue also owns a file
+//! descriptor that is readable exactly while events wait in poll mode, for
+//! programs that run their own event loop.
+//!
+//! Received messages count against a limit (default 64 MiB); above it the
+//! connection stops reading from the socket until the application catches
+//! up, so a slow consumer gets TCP backpressure instead of unbounded memory.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+/// Default limit on received-but-undelivered message bytes.
+pub const DEFAULT_INBOX_LIMIT: usize = 64 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// The peer closed the connection (end of stream or a close frame).
+    PeerClosed,
+    /// Reading or writing the socket failed.
+    Io,
+    /// No traffic from the peer within the heartbeat timeout.
+    HeartbeatTimeout,
+    /// The peer sent bytes that are not valid frames.
+    Protocol,
+    /// The peer sent a frame above the maximum frame size.
+    FrameTooLarge,
+    /// The application closed the client.
+    ClosedByUser,
+}
+
+/// What went wrong, for error events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    ConnectFailed,
+    HandshakeFailed,
+    Protocol,
+    FrameTooLarge,
+    HeartbeatTimeout,
+    Io,
+    /// Reconnection stopped after the configured number of attempts.
+    GaveUp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Connected { peer: String },
+    Disconnected { reason: DisconnectReason, detail: String },
+    ReconnectScheduled { attempt: u32, delay: Duration },
+    Message(Bytes),
+    Error { kind: ErrorKind, detail: String },
+    /// The client stopped for good; `unsent` messages were still queued.
+    Closed { unsent: u64 },
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    events: VecDeque<Event>,
+    /// Payload bytes of the message events in `events`.
+    message_bytes: usize,
+    /// Whether the fd currently holds a wake-up byte.
+    fd_signalled: bool,
+}
+
+/// A readable-when-pending file descriptor: one end of a socket pair.
+#[derive(Debug)]
+struct Signal {
+    reader: UnixStream,
+    writer: UnixStream,
+}
+
+#[derive(Debug)]
+pub struct EventQueue {
+    pending: Mutex<Pending>,
+    /// Wakes threads blocked in [`EventQueue::pop`].
+    arrived: Condvar,
+    signal: Signal,
+    /// Wakes a connection paused by the inbox limit.
+    drained: tokio::sync::Notify,
+    inbox_limit: usize,
+}
+
+impl EventQueue {
+    pub fn new(inbox_limit: usize) -> io::Result<EventQueue> {
+        let (reader, writer) = UnixStream::pair()?;
+        reader.set_nonblocking(true)?;
+        writer.set_nonblocking(true)?;
+        Ok(EventQueue {
+            pending: Mutex::new(Pending::default()),
+            arrived: Condvar::new(),
+            signal: Signal { reader, writer },
+            drained: tokio::sync::Notify::new(),
+            inbox_limit,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends events in order. With `signal_fd`, makes the fd readable.
+    pub fn push(&self, events: impl IntoIterator<Item = Event>, signal_fd: bool) {
+        let mut p = self.lock();
+        let was_empty = p.events.is_empty();
+        for event in events {
+            if let Event::Message(m) = &event {
+                p.message_bytes += m.len();
+            }
+            p.events.push_back(event);
+        }
+        if signal_fd && !p.fd_signalled && !p.events.is_empty() {
+            // A full socket buffer already means "readable"; nothing to do then.
+            let _ = (&self.signal.writer).write(&[1]);
+            p.fd_signalled = true;
+        }
+        drop(p);
+        if was_empty {
+            self.arrived.notify_all();
+        }
+    }
+
+    /// Whether the connection should stop reading until the application catches up.
+    pub fn inbox_full(&self) -> bool {
+        self.lock().message_bytes >= self.inbox_limit
+    }
+
+    /// Waits until the inbox is below its limit again.
+    pub async fn wait_for_room(&self) {
+        loop {
+            let notified = self.drained.notified();
+            if !self.inbox_full() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn after_taking(&self, p: &mut Pending, taken_bytes: usize) {
+        let was_full = p.message_bytes >= self.inbox_limit;
+        p.message_bytes -= taken_bytes;
+        if p.events.is_empty() && p.fd_signalled {
+            let mut sink = [0u8; 64];
+            while matches!((&self.signal.reader).read(&mut sink), Ok(n) if n > 0) {}
+            p.fd_signalled = false;
+        }
+        if was_full && p.message_bytes < self.inbox_limit {
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// Takes every waiting event.
+    pub fn take_all(&self) -> VecDeque<Event> {
+        let mut p = self.lock();
+        let events = std::mem::take(&mut p.events);
+        let bytes = p.message_bytes;
+        self.after_taking(&mut p, bytes);
+        events
+    }
+
+    /// Takes the oldest event, waiting up to `timeout` for one.
+    pub fn pop(&self, timeout: Duration) -> Option<Event> {
+        let deadline = Instant::now().checked_add(timeout);
+        let mut p = self.lock();
+        loop {
+            if let Some(event) = p.events.pop_front() {
+                let bytes = match &event {
+                    Event::Message(m) => m.len(),
+                    _ => 0,
+                };
+                self.after_taking(&mut p, bytes);
+                return Some(event);
+            }
+            let wait = match deadline {
+                Some(d) => d.checked_duration_since(Instant::now()).filter(|w| !w.is_zero())?,
+                None => Duration::from_secs(3600),
+            };
+            p = self.arrived.wait_timeout(p, wait).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Makes the fd readable if events are waiting (after switching to poll mode).
+    pub fn resignal(&self) {
+        self.push(std::iter::empty(), true);
+    }
+
+    /// Readable while events wait in poll mode. Owned by the queue.
+    pub fn fd(&self) -> RawFd {
+        self.signal.reader.as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether the queue has put a wake-up byte in its socket pair.
+    fn readable(q: &EventQueue) -> bool {
+        q.lock().fd_signalled
+    }
+
+    #[test]
+    fn fd_is_readable_exactly_while_events_wait() {
+        let q = EventQueue::new(1024).unwrap();
+        assert!(!readable(&q));
+        q.push([Event::Message(Bytes::from_static(b"a")), Event::Closed { unsent: 0 }], true);
+        assert!(readable(&q));
+        assert!(q.pop(Duration::ZERO).is_some());
+        assert!(readable(&q), "one event still waits");
+        assert!(q.pop(Duration::ZERO).is_some());
+        assert!(!readable(&q));
+        assert_eq!(q.pop(Duration::from_millis(1)), None);
+    }
+
+    #[test]
+    fn inbox_limit_counts_message_bytes() {
+        let q = EventQueue::new(4).unwrap();
+        q.push([Event::Message(Bytes::from_static(b"abc"))], false);
+        assert!(!q.inbox_full());
+        q.push([Event::Message(Bytes::from_static(b"d"))], false);
+        assert!(q.inbox_full());
+        assert_eq!(q.take_all().len(), 2);
+        assert!(!q.inbox_full());
+    }
+
+    #[test]
+    fn pop_wakes_when_another_thread_pushes() {
+        let q = std::sync::Arc::new(EventQueue::new(1024).unwrap());
+        let q2 = q.clone();
+        let t = std::thread::spawn(move || q2.pop(Duration::from_secs(10)));
+        q.push([Event::Closed { unsent: 3 }], false);
+        assert_eq!(t.join().unwrap(), Some(Event::Closed { unsent: 3 }));
+    }
+}

@@ -57,7 +57,9 @@ impl BackoffPolicy {
 
     /// The delay before attempt `attempt` (1-based) without jitter.
     pub fn base_delay(&self, attempt: u32) -> Duration {
-        let exp = self.multiplier.powi(attempt.saturating_sub(1).min(1024) as i32);
+        let exp = self
+            .multiplier
+            .powi(attempt.saturating_sub(1).min(1024) as i32);
         let secs = (self.initial.as_secs_f64() * exp).min(self.max.as_secs_f64());
         Duration::from_secs_f64(secs)
     }
@@ -146,7 +148,9 @@ mod tests {
     #[test]
     fn base_schedule_doubles_up_to_the_cap() {
         let p = BackoffPolicy::default();
-        let got: Vec<u64> = (1..=8).map(|n| p.base_delay(n).as_millis() as u64).collect();
+        let got: Vec<u64> = (1..=8)
+            .map(|n| p.base_delay(n).as_millis() as u64)
+            .collect();
         assert_eq!(got, [1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]);
     }
 
@@ -160,7 +164,10 @@ mod tests {
             for _ in 0..10 {
                 let (attempt, d) = b.next_delay().unwrap();
                 let (low, high) = p.delay_bounds(attempt);
-                assert!(d >= low && d <= high, "attempt {attempt}: {d:?} not in {low:?}..{high:?}");
+                assert!(
+                    d >= low && d <= high,
+                    "attempt {attempt}: {d:?} not in {low:?}..{high:?}"
+                );
                 assert!(d <= p.max);
                 if attempt == 1 {
                     firsts.push(d);
@@ -169,7 +176,10 @@ mod tests {
         }
         let min = firsts.iter().min().unwrap();
         let max = firsts.iter().max().unwrap();
-        assert!(*max - *min > ms(200), "jitter spreads delays: {min:?}..{max:?}");
+        assert!(
+            *max - *min > ms(200),
+            "jitter spreads delays: {min:?}..{max:?}"
+        );
     }
 
     #[test]
@@ -192,10 +202,25 @@ mod tests {
     fn validate_names_the_bad_setting() {
         let ok = BackoffPolicy::default();
         assert!(ok.validate().is_ok());
-        assert!(BackoffPolicy { initial: ms(0), ..ok }.validate().is_err());
+        assert!(BackoffPolicy {
+            initial: ms(0),
+            ..ok
+        }
+        .validate()
+        .is_err());
         assert!(BackoffPolicy { max: ms(10), ..ok }.validate().is_err());
-        assert!(BackoffPolicy { multiplier: 0.5, ..ok }.validate().is_err());
-        assert!(BackoffPolicy { multiplier: f64::NAN, ..ok }.validate().is_err());
+        assert!(BackoffPolicy {
+            multiplier: 0.5,
+            ..ok
+        }
+        .validate()
+        .is_err());
+        assert!(BackoffPolicy {
+            multiplier: f64::NAN,
+            ..ok
+        }
+        .validate()
+        .is_err());
         assert!(BackoffPolicy { jitter: 1.5, ..ok }.validate().is_err());
     }
 }

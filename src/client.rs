@@ -169,16 +169,22 @@ impl Shared {
         if batch.is_empty() {
             return None;
         }
-        self.counters.in_flight_messages.store(batch.len(), Ordering::Relaxed);
-        self.counters.in_flight_bytes.store(batch.payload_bytes(), Ordering::Relaxed);
+        self.counters
+            .in_flight_messages
+            .store(batch.len(), Ordering::Relaxed);
+        self.counters
+            .in_flight_bytes
+            .store(batch.payload_bytes(), Ordering::Relaxed);
         Some(batch)
     }
 
     /// Records a batch as written.
     pub fn batch_written(&self, batch: &Batch) {
         let c = &self.counters;
-        c.messages_out.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        c.bytes_out.fetch_add(batch.payload_bytes() as u64, Ordering::Relaxed);
+        c.messages_out
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        c.bytes_out
+            .fetch_add(batch.payload_bytes() as u64, Ordering::Relaxed);
         c.in_flight_messages.store(0, Ordering::Relaxed);
         c.in_flight_bytes.store(0, Ordering::Relaxed);
     }
@@ -205,7 +211,11 @@ impl Shared {
                 return Some(unsent);
             }
             let wait = deadline.checked_duration_since(Instant::now())?;
-            f = self.finished_cv.wait_timeout(f, wait).unwrap_or_else(|e| e.into_inner()).0;
+            f = self
+                .finished_cv
+                .wait_timeout(f, wait)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 }
@@ -230,7 +240,9 @@ impl Dispatch for Shared {
                     break;
                 }
                 // A panicking handler must not take the callback thread down with it.
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler.on_event(event)));
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    handler.on_event(event)
+                }));
             }
         }
         DISPATCHING.with(|d| d.set(0));
@@ -302,7 +314,9 @@ impl Client {
         }
         let rt = runtime::get()?;
         if self.started.swap(true, Ordering::AcqRel) {
-            return Err(Error::AlreadyStarted("connect was already called on this client"));
+            return Err(Error::AlreadyStarted(
+                "connect was already called on this client",
+            ));
         }
         self.shared.set_state(State::Connecting);
         rt.spawn(session::run(self.shared.clone()));
@@ -322,7 +336,9 @@ impl Client {
             .framing()
             .check_payload(payload, config.max_frame_size)
             .map_err(|e| match e {
-                crate::codec::CodecError::FrameTooLarge { len, max } => Error::MessageTooLarge { len, max },
+                crate::codec::CodecError::FrameTooLarge { len, max } => {
+                    Error::MessageTooLarge { len, max }
+                }
                 other => Error::InvalidArgument(other.to_string()),
             })?;
         let was_empty = {
@@ -373,6 +389,13 @@ impl Client {
         self.shared.state()
     }
 
+    /// A getter of the current state for handlers; it holds no strong
+    /// reference, so a handler stored in the client does not keep it alive.
+    pub fn state_source(&self) -> impl Fn() -> State + Send + Sync + 'static {
+        let weak = Arc::downgrade(&self.shared);
+        move || weak.upgrade().map_or(State::Closed, |s| s.state())
+    }
+
     pub fn stats(&self) -> Stats {
         let c = &self.shared.counters;
         let (queued, queued_bytes) = {
@@ -393,7 +416,9 @@ impl Client {
 
     /// Changes heartbeat timing; takes effect at once, also on a live connection.
     pub fn set_heartbeat(&self, policy: HeartbeatPolicy) -> Result<(), Error> {
-        policy.validate().map_err(|w| Error::InvalidArgument(w.into()))?;
+        policy
+            .validate()
+            .map_err(|w| Error::InvalidArgument(w.into()))?;
         lock(&self.shared.live).heartbeat = policy;
         self.shared.settings_changed.notify_waiters();
         Ok(())
@@ -401,14 +426,18 @@ impl Client {
 
     /// Changes the reconnection schedule; applies from the next delay on.
     pub fn set_backoff(&self, policy: BackoffPolicy) -> Result<(), Error> {
-        policy.validate().map_err(|w| Error::InvalidArgument(w.into()))?;
+        policy
+            .validate()
+            .map_err(|w| Error::InvalidArgument(w.into()))?;
         lock(&self.shared.live).backoff = policy;
         Ok(())
     }
 
     pub fn set_outbox_limits(&self, limits: OutboxLimits) -> Result<(), Error> {
         if limits.max_messages == 0 || limits.max_bytes == 0 {
-            return Err(Error::InvalidArgument("outbox limits must be positive".into()));
+            return Err(Error::InvalidArgument(
+                "outbox limits must be positive".into(),
+            ));
         }
         lock(&self.shared.outbox).set_limits(limits);
         Ok(())

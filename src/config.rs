@@ -124,8 +124,14 @@ mod tests {
             ping: Bytes::from_static(b"p\ning"),
             pong: Bytes::from_static(b"pong"),
         });
-        assert!(c.validate().is_err(), "a newline cannot be a line-framed ping");
-        assert!(matches!(ClientConfig::new("udp://x:1"), Err(Error::InvalidUrl(_))));
+        assert!(
+            c.validate().is_err(),
+            "a newline cannot be a line-framed ping"
+        );
+        assert!(matches!(
+            ClientConfig::new("udp://x:1"),
+            Err(Error::InvalidUrl(_))
+        ));
     }
 
     #[test]

@@ -61,7 +61,8 @@ impl Link {
     }
 
     fn heard_from_peer(&self) {
-        self.last_inbound_us.store(self.micros(Instant::now()), Ordering::Relaxed);
+        self.last_inbound_us
+            .store(self.micros(Instant::now()), Ordering::Relaxed);
     }
 
     fn last_inbound(&self) -> Instant {
@@ -69,7 +70,10 @@ impl Link {
     }
 
     fn push_control(&self, shared: &Shared, frame: Frame) {
-        self.control.lock().unwrap_or_else(|e| e.into_inner()).push(frame);
+        self.control
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(frame);
         shared.writer_wake.notify_one();
     }
 
@@ -80,9 +84,16 @@ impl Link {
 
 /// Runs the connection until it ends. A batch whose write did not complete
 /// stays in `in_flight`, to be written first on the next connection.
-pub(crate) async fn run(shared: &Shared, conn: Connection, leftovers: Vec<Frame>, in_flight: &mut Option<Batch>) -> Ended {
+pub(crate) async fn run(
+    shared: &Shared,
+    conn: Connection,
+    leftovers: Vec<Frame>,
+    in_flight: &mut Option<Batch>,
+) -> Ended {
     let Connection {
-        mut reader, mut writer, ..
+        mut reader,
+        mut writer,
+        ..
     } = conn;
     let link = Link::new();
     let mut inbound = Inbound::new(shared, &link);
@@ -176,7 +187,10 @@ impl<'a> Inbound<'a> {
         if let Ok(sent) = <[u8; 8]>::try_from(payload) {
             let now = self.link.micros(Instant::now());
             let rtt = now.saturating_sub(u64::from_be_bytes(sent));
-            self.shared.counters.last_rtt_us.store(rtt, Ordering::Relaxed);
+            self.shared
+                .counters
+                .last_rtt_us
+                .store(rtt, Ordering::Relaxed);
         }
     }
 }
@@ -188,11 +202,20 @@ async fn read_loop(reader: &mut Reader, inbound: &mut Inbound<'_>) -> Ended {
     loop {
         match reader.read_frames(&mut frames).await {
             Ok(true) => {}
-            Ok(false) => return ended(DisconnectReason::PeerClosed, "connection closed by the peer"),
-            Err(CodecError::Io(e)) => return ended(DisconnectReason::Io, format!("read failed: {e}")),
+            Ok(false) => {
+                return ended(
+                    DisconnectReason::PeerClosed,
+                    "connection closed by the peer",
+                )
+            }
+            Err(CodecError::Io(e)) => {
+                return ended(DisconnectReason::Io, format!("read failed: {e}"))
+            }
             Err(e) => {
                 let (kind, reason) = match e {
-                    CodecError::FrameTooLarge { .. } => (ErrorKind::FrameTooLarge, DisconnectReason::FrameTooLarge),
+                    CodecError::FrameTooLarge { .. } => {
+                        (ErrorKind::FrameTooLarge, DisconnectReason::FrameTooLarge)
+                    }
                     _ => (ErrorKind::Protocol, DisconnectReason::Protocol),
                 };
                 let detail = format!("bad data from the server: {e}");
@@ -217,7 +240,12 @@ async fn read_loop(reader: &mut Reader, inbound: &mut Inbound<'_>) -> Ended {
     }
 }
 
-async fn write_loop(shared: &Shared, link: &Link, writer: &mut Writer, in_flight: &mut Option<Batch>) -> Ended {
+async fn write_loop(
+    shared: &Shared,
+    link: &Link,
+    writer: &mut Writer,
+    in_flight: &mut Option<Batch>,
+) -> Ended {
     loop {
         let control = link.take_control();
         if in_flight.is_none() {
@@ -251,7 +279,9 @@ async fn heartbeat_loop(shared: &Shared, link: &Link) -> Ended {
         match policy.next_action(now, link.last_inbound(), last_ping) {
             HeartbeatAction::SendPing => {
                 let ping = match shared.config.plain_heartbeat.as_ref() {
-                    Some(hb) if shared.config.framing() != Framing::Longconn => Frame::Ping(hb.ping.clone()),
+                    Some(hb) if shared.config.framing() != Framing::Longconn => {
+                        Frame::Ping(hb.ping.clone())
+                    }
                     _ => Frame::Ping(Bytes::copy_from_slice(&link.micros(now).to_be_bytes())),
                 };
                 link.push_control(shared, ping);
@@ -262,7 +292,10 @@ async fn heartbeat_loop(shared: &Shared, link: &Link) -> Ended {
                 link.heard_from_peer();
             }
             HeartbeatAction::PeerDead => {
-                let detail = format!("no data from the peer for {} ms", policy.timeout.as_millis());
+                let detail = format!(
+                    "no data from the peer for {} ms",
+                    policy.timeout.as_millis()
+                );
                 shared.emit_one(Event::Error {
                     kind: ErrorKind::HeartbeatTimeout,
                     detail: detail.clone(),

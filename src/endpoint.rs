@@ -45,7 +45,12 @@ impl Endpoint {
             .ok_or_else(|| bad(url, "expected scheme://host:port"))?;
         let scheme = match scheme.to_ascii_lowercase().as_str() {
             "tcp" => Scheme::Tcp,
-            other => return Err(bad(url, &format!("unsupported scheme {other:?} (supported: tcp)"))),
+            other => {
+                return Err(bad(
+                    url,
+                    &format!("unsupported scheme {other:?} (supported: tcp)"),
+                ))
+            }
         };
         let (authority, query) = match rest.split_once('?') {
             Some((a, q)) => (a, Some(q)),
@@ -55,7 +60,8 @@ impl Endpoint {
         if authority.contains('/') {
             return Err(bad(url, "a tcp URL has no path"));
         }
-        let (host, port) = split_host_port(authority).ok_or_else(|| bad(url, "expected host:port"))?;
+        let (host, port) =
+            split_host_port(authority).ok_or_else(|| bad(url, "expected host:port"))?;
         if host.is_empty() {
             return Err(bad(url, "empty host"));
         }
@@ -68,9 +74,8 @@ impl Endpoint {
         for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             match pair.split_once('=') {
                 Some(("framing", value)) => {
-                    framing = Framing::from_name(value).ok_or_else(|| {
-                        bad(url, "framing must be longconn, length or line")
-                    })?;
+                    framing = Framing::from_name(value)
+                        .ok_or_else(|| bad(url, "framing must be longconn, length or line"))?;
                 }
                 _ => return Err(bad(url, &format!("unknown query parameter {pair:?}"))),
             }
@@ -118,9 +123,15 @@ mod tests {
     #[test]
     fn parses_hosts_ports_and_framing() {
         let e = Endpoint::parse("tcp://127.0.0.1:7070").unwrap();
-        assert_eq!((e.host.as_str(), e.port, e.framing), ("127.0.0.1", 7070, Framing::Longconn));
+        assert_eq!(
+            (e.host.as_str(), e.port, e.framing),
+            ("127.0.0.1", 7070, Framing::Longconn)
+        );
         let e = Endpoint::parse("tcp://[::1]:80?framing=line").unwrap();
-        assert_eq!((e.host.as_str(), e.port, e.framing), ("::1", 80, Framing::Line));
+        assert_eq!(
+            (e.host.as_str(), e.port, e.framing),
+            ("::1", 80, Framing::Line)
+        );
         let e = Endpoint::parse("TCP://localhost:9/?framing=length").unwrap();
         assert_eq!((e.host.as_str(), e.framing), ("localhost", Framing::Length));
         assert_eq!(e.to_string(), "tcp://localhost:9?framing=length");

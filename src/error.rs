@@ -7,9 +7,15 @@ pub enum Error {
     /// An argument is out of range or inconsistent; the text says which.
     InvalidArgument(String),
     InvalidUrl(String),
-    MessageTooLarge { len: usize, max: usize },
+    MessageTooLarge {
+        len: usize,
+        max: usize,
+    },
     /// The outbox is at its limit; the message was not queued.
-    QueueFull { queued_messages: usize, queued_bytes: usize },
+    QueueFull {
+        queued_messages: usize,
+        queued_bytes: usize,
+    },
     /// The client was closed.
     Closed,
     /// The operation can only be done once, or only before the runtime started.

@@ -52,13 +52,26 @@ pub enum ErrorKind {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    Connected { peer: String },
-    Disconnected { reason: DisconnectReason, detail: String },
-    ReconnectScheduled { attempt: u32, delay: Duration },
+    Connected {
+        peer: String,
+    },
+    Disconnected {
+        reason: DisconnectReason,
+        detail: String,
+    },
+    ReconnectScheduled {
+        attempt: u32,
+        delay: Duration,
+    },
     Message(Bytes),
-    Error { kind: ErrorKind, detail: String },
+    Error {
+        kind: ErrorKind,
+        detail: String,
+    },
     /// The client stopped for good; `unsent` messages were still queued.
-    Closed { unsent: u64 },
+    Closed {
+        unsent: u64,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -179,10 +192,16 @@ impl EventQueue {
                 return Some(event);
             }
             let wait = match deadline {
-                Some(d) => d.checked_duration_since(Instant::now()).filter(|w| !w.is_zero())?,
+                Some(d) => d
+                    .checked_duration_since(Instant::now())
+                    .filter(|w| !w.is_zero())?,
                 None => Duration::from_secs(3600),
             };
-            p = self.arrived.wait_timeout(p, wait).unwrap_or_else(|e| e.into_inner()).0;
+            p = self
+                .arrived
+                .wait_timeout(p, wait)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 
@@ -218,7 +237,13 @@ mod tests {
     fn fd_is_readable_exactly_while_events_wait() {
         let q = EventQueue::new(1024).unwrap();
         assert!(!readable(&q));
-        q.push([Event::Message(Bytes::from_static(b"a")), Event::Closed { unsent: 0 }], true);
+        q.push(
+            [
+                Event::Message(Bytes::from_static(b"a")),
+                Event::Closed { unsent: 0 },
+            ],
+            true,
+        );
         assert!(readable(&q));
         assert!(q.pop(Duration::ZERO).is_some());
         assert!(readable(&q), "one event still waits");

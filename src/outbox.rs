@@ -101,7 +101,9 @@ impl Outbox {
     /// Appends a copy of `payload`, or fails without change when a limit would be passed.
     #[inline]
     pub fn push(&mut self, payload: &[u8]) -> Result<(), OutboxFull> {
-        if self.lens.len() >= self.limits.max_messages || self.data.len() + payload.len() > self.limits.max_bytes {
+        if self.lens.len() >= self.limits.max_messages
+            || self.data.len() + payload.len() > self.limits.max_bytes
+        {
             return Err(OutboxFull {
                 queued_messages: self.lens.len(),
                 queued_bytes: self.data.len(),

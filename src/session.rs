@@ -21,12 +21,18 @@ struct AttemptFailed {
 
 pub(crate) async fn run(shared: std::sync::Arc<Shared>) {
     let shared = &*shared;
-    let seed = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0) ^ shared.id;
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+        ^ shared.id;
     let mut backoff = Backoff::new(shared.live().backoff, seed);
     // A batch whose write was cut off by a disconnect; written first next time.
     let mut in_flight: Option<Batch> = None;
     loop {
-        if shared.close.aborted() || (shared.close.requested() && nothing_queued(shared, &in_flight)) {
+        if shared.close.aborted()
+            || (shared.close.requested() && nothing_queued(shared, &in_flight))
+        {
             break;
         }
         if !shared.close.requested() {
@@ -42,10 +48,18 @@ pub(crate) async fn run(shared: std::sync::Arc<Shared>) {
                 if !shared.close.requested() {
                     shared.set_state(State::Connected);
                 }
-                log_at!(Level::Info, "client {}: connected to {}", shared.id, conn.peer);
-                shared.emit_one(Event::Connected { peer: conn.peer.clone() });
+                log_at!(
+                    Level::Info,
+                    "client {}: connected to {}",
+                    shared.id,
+                    conn.peer
+                );
+                shared.emit_one(Event::Connected {
+                    peer: conn.peer.clone(),
+                });
                 let up_since = Instant::now();
-                let Ended { reason, detail } = connection::run(shared, conn, leftovers, &mut in_flight).await;
+                let Ended { reason, detail } =
+                    connection::run(shared, conn, leftovers, &mut in_flight).await;
                 log_at!(Level::Info, "client {}: disconnected: {detail}", shared.id);
                 shared.emit_one(Event::Disconnected { reason, detail });
                 if reason == DisconnectReason::ClosedByUser {
@@ -65,7 +79,10 @@ pub(crate) async fn run(shared: std::sync::Arc<Shared>) {
         }
         backoff.set_policy(shared.live().backoff);
         let Some((attempt, delay)) = backoff.next_delay() else {
-            let detail = format!("gave up after {} reconnection attempts", backoff.policy().max_attempts);
+            let detail = format!(
+                "gave up after {} reconnection attempts",
+                backoff.policy().max_attempts
+            );
             shared.emit_one(Event::Error {
                 kind: ErrorKind::GaveUp,
                 detail,
@@ -83,7 +100,10 @@ pub(crate) async fn run(shared: std::sync::Arc<Shared>) {
         }
     }
     let unsent = (shared.discard_outbox() + in_flight.map_or(0, |b| b.len())) as u64;
-    shared.counters.in_flight_messages.store(0, Ordering::Relaxed);
+    shared
+        .counters
+        .in_flight_messages
+        .store(0, Ordering::Relaxed);
     shared.counters.in_flight_bytes.store(0, Ordering::Relaxed);
     shared.set_state(State::Closed);
     shared.emit_one(Event::Closed { unsent });
@@ -128,7 +148,11 @@ async fn connect(shared: &Shared) -> Result<(Connection, Vec<Frame>), AttemptFai
         Ok(result) => result,
         Err(_) => Err(AttemptFailed {
             kind: ErrorKind::ConnectFailed,
-            detail: format!("connecting to {} timed out after {} ms", config.endpoint, timeout.as_millis()),
+            detail: format!(
+                "connecting to {} timed out after {} ms",
+                config.endpoint,
+                timeout.as_millis()
+            ),
         }),
     }
 }
@@ -147,7 +171,11 @@ async fn handshake(conn: &mut Connection, name: &str) -> Result<Vec<Frame>, Atte
     let mut frames = Vec::new();
     match conn.reader.read_frames(&mut frames).await {
         Ok(true) => {}
-        Ok(false) => return Err(failed("server closed the connection during the hello exchange".into())),
+        Ok(false) => {
+            return Err(failed(
+                "server closed the connection during the hello exchange".into(),
+            ))
+        }
         Err(e) => return Err(failed(format!("hello exchange failed: {e}"))),
     }
     match frames.first() {
@@ -159,7 +187,9 @@ async fn handshake(conn: &mut Connection, name: &str) -> Result<Vec<Frame>, Atte
             "server speaks protocol version {:?}, this client speaks {PROTOCOL_VERSION}",
             p.first()
         ))),
-        Some(other) => Err(failed(format!("expected a hello frame from the server, got {other:?}"))),
+        Some(other) => Err(failed(format!(
+            "expected a hello frame from the server, got {other:?}"
+        ))),
         None => Err(failed("no hello from the server".into())),
     }
 }

@@ -78,6 +78,9 @@ mod tests {
         let mut wire = BytesMut::from(&b"12345678"[..]);
         assert!(c.decode(&mut wire).unwrap().is_none());
         wire.extend_from_slice(b"9");
-        assert!(matches!(c.decode(&mut wire), Err(CodecError::FrameTooLarge { .. })));
+        assert!(matches!(
+            c.decode(&mut wire),
+            Err(CodecError::FrameTooLarge { .. })
+        ));
     }
 }

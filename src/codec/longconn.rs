@@ -64,7 +64,9 @@ impl LongconnCodec {
         }
         let length = u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as usize;
         if length == 0 {
-            return Err(CodecError::Malformed("zero-length longconn frame has no type byte"));
+            return Err(CodecError::Malformed(
+                "zero-length longconn frame has no type byte",
+            ));
         }
         let payload_len = length - 1;
         if payload_len > self.max_payload {
@@ -140,7 +142,10 @@ mod tests {
             assert_eq!(c.decode(&mut wire).unwrap().as_ref(), Some(f));
         }
         assert!(wire.is_empty());
-        assert_eq!(parse_close_payload(&close_payload(4001, "why")), (4001, "why".into()));
+        assert_eq!(
+            parse_close_payload(&close_payload(4001, "why")),
+            (4001, "why".into())
+        );
     }
 
     #[test]
@@ -150,8 +155,15 @@ mod tests {
         wire.put_u32(u32::MAX);
         wire.put_u8(1);
         let cap_before = wire.capacity();
-        assert!(matches!(c.decode(&mut wire), Err(CodecError::FrameTooLarge { .. })));
-        assert_eq!(wire.capacity(), cap_before, "no buffer growth for a rejected frame");
+        assert!(matches!(
+            c.decode(&mut wire),
+            Err(CodecError::FrameTooLarge { .. })
+        ));
+        assert_eq!(
+            wire.capacity(),
+            cap_before,
+            "no buffer growth for a rejected frame"
+        );
         // Exactly the maximum is fine.
         let mut wire = BytesMut::new();
         c.encode_typed(FrameType::Data, &[7; 1024], &mut wire);
@@ -162,7 +174,10 @@ mod tests {
     fn unknown_type_and_zero_length_are_malformed() {
         let mut c = LongconnCodec::new(1024);
         let mut wire = BytesMut::from(&[0, 0, 0, 1, 0x7f][..]);
-        assert!(matches!(c.decode(&mut wire), Err(CodecError::UnknownFrameType(0x7f))));
+        assert!(matches!(
+            c.decode(&mut wire),
+            Err(CodecError::UnknownFrameType(0x7f))
+        ));
         let mut wire = BytesMut::from(&[0, 0, 0, 0][..]);
         assert!(matches!(c.decode(&mut wire), Err(CodecError::Malformed(_))));
     }

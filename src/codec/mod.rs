@@ -76,7 +76,9 @@ impl Framing {
             });
         }
         if self == Framing::Line && payload.contains(&b'\n') {
-            return Err(CodecError::Malformed("a line-framed message cannot contain a newline"));
+            return Err(CodecError::Malformed(
+                "a line-framed message cannot contain a newline",
+            ));
         }
         Ok(())
     }
@@ -87,13 +89,18 @@ impl Framing {
 pub enum CodecError {
     Io(io::Error),
     /// A frame announced (or accumulated) more than the maximum payload size.
-    FrameTooLarge { len: usize, max: usize },
+    FrameTooLarge {
+        len: usize,
+        max: usize,
+    },
     /// The bytes do not follow the framing's rules.
     Malformed(&'static str),
     /// A longconn frame with a type this version does not know.
     UnknownFrameType(u8),
     /// The stream ended in the middle of a frame.
-    TruncatedFrame { buffered: usize },
+    TruncatedFrame {
+        buffered: usize,
+    },
 }
 
 impl fmt::Display for CodecError {
@@ -106,7 +113,10 @@ impl fmt::Display for CodecError {
             CodecError::Malformed(what) => write!(f, "malformed frame: {what}"),
             CodecError::UnknownFrameType(t) => write!(f, "unknown frame type 0x{t:02x}"),
             CodecError::TruncatedFrame { buffered } => {
-                write!(f, "connection closed in the middle of a frame ({buffered} bytes buffered)")
+                write!(
+                    f,
+                    "connection closed in the middle of a frame ({buffered} bytes buffered)"
+                )
             }
         }
     }
@@ -190,7 +200,9 @@ impl Decoder for Codec {
         match self.decode(src)? {
             Some(frame) => Ok(Some(frame)),
             None if src.is_empty() => Ok(None),
-            None => Err(CodecError::TruncatedFrame { buffered: src.len() }),
+            None => Err(CodecError::TruncatedFrame {
+                buffered: src.len(),
+            }),
         }
     }
 }
@@ -252,7 +264,10 @@ mod tests {
             codec.encode_data(b"cut short", &mut wire);
             let mut c = Codec::new(framing, 1024);
             let err = decode_all(&mut c, &wire[..wire.len() - 2], 4).unwrap_err();
-            assert!(matches!(err, CodecError::TruncatedFrame { .. }), "{framing:?}: {err}");
+            assert!(
+                matches!(err, CodecError::TruncatedFrame { .. }),
+                "{framing:?}: {err}"
+            );
             let mut c = Codec::new(framing, 1024);
             assert_eq!(decode_all(&mut c, &wire[..full], 4).unwrap().len(), 1);
         }

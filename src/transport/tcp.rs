@@ -22,8 +22,11 @@ const MAX_FRAMES_PER_READ: usize = 1024;
 
 /// Resolves the host (every call) and tries each address in turn.
 pub async fn connect(endpoint: &Endpoint, options: &ConnectOptions) -> io::Result<Connection> {
-    let addrs: Vec<_> = lookup_host((endpoint.host.as_str(), endpoint.port)).await?.collect();
-    let mut last_error = io::Error::new(io::ErrorKind::NotFound, "host name resolved to no address");
+    let addrs: Vec<_> = lookup_host((endpoint.host.as_str(), endpoint.port))
+        .await?
+        .collect();
+    let mut last_error =
+        io::Error::new(io::ErrorKind::NotFound, "host name resolved to no address");
     for addr in addrs {
         match TcpStream::connect(addr).await {
             Ok(stream) => {

@@ -1,0 +1,302 @@
+//! `lc_config`: the settings a client is created from.
+
+use std::ffi::c_char;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::boundary::{self, bytes_arg, str_arg};
+use super::status::*;
+use crate::backoff::BackoffPolicy;
+use crate::config::{ClientConfig, PlainHeartbeat, MAX_FRAME_SIZE_LIMIT};
+use crate::heartbeat::HeartbeatPolicy;
+use crate::runtime;
+
+/// Client settings. Create with lc_config_new(), adjust with the setters,
+/// pass to lc_client_new() (which copies it), free with lc_config_free().
+/// A config is not thread-safe: use it from one thread at a time.
+pub struct lc_config {
+    pub(crate) inner: ClientConfig,
+}
+
+/// Builds the reconnection policy shared by the config and client setters.
+pub(crate) fn backoff_policy(
+    base: BackoffPolicy,
+    initial_ms: u32,
+    max_ms: u32,
+    multiplier: f64,
+    jitter: f64,
+    max_attempts: u32,
+) -> Result<BackoffPolicy, lc_status> {
+    let policy = BackoffPolicy {
+        initial: Duration::from_millis(initial_ms.into()),
+        max: Duration::from_millis(max_ms.into()),
+        multiplier,
+        jitter,
+        max_attempts,
+        ..base
+    };
+    policy
+        .validate()
+        .map_err(|why| fail(LC_STATUS_INVALID_ARGUMENT, why))?;
+    Ok(policy)
+}
+
+pub(crate) fn heartbeat_policy(
+    interval_ms: u32,
+    timeout_ms: u32,
+) -> Result<HeartbeatPolicy, lc_status> {
+    let policy = HeartbeatPolicy {
+        interval: Duration::from_millis(interval_ms.into()),
+        timeout: Duration::from_millis(timeout_ms.into()),
+    };
+    policy
+        .validate()
+        .map_err(|why| fail(LC_STATUS_INVALID_ARGUMENT, why))?;
+    Ok(policy)
+}
+
+fn with_config(
+    config: *mut lc_config,
+    f: impl FnOnce(&mut ClientConfig) -> Result<(), lc_status>,
+) -> lc_status {
+    ffi_guard!({
+        // SAFETY: the caller passes a config from lc_config_new that no other
+        // thread uses during the call (documented); NULL is handled.
+        let Some(config) = (unsafe { config.as_mut() }) else {
+            return fail(LC_STATUS_NULL_ARGUMENT, "config is NULL");
+        };
+        match f(&mut config.inner) {
+            Ok(()) => LC_STATUS_OK,
+            Err(status) => status,
+        }
+    })
+}
+
+/// Creates a config for the server at `url`.
+///
+/// `url`: NUL-terminated UTF-8, not NULL, borrowed for the call. Forms:
+/// `tcp://host:port` (longconn protocol), `tcp://host:port?framing=length`
+/// (4-byte big-endian length prefix), `tcp://host:port?framing=line`
+/// (newline-delimited). IPv6: `tcp://[::1]:7070`.
+/// `out_config`: not NULL; on success receives a new config that the caller
+/// owns and must free with lc_config_free(). Untouched on failure.
+///
+/// Defaults: heartbeat ping after 5000 ms of silence, peer dead after
+/// 15000 ms (plain framings: heartbeats off until lc_config_set_plain_heartbeat);
+/// reconnect 1000 ms doubling to 30000 ms, jitter 0.2, unlimited attempts;
+/// outbox 100000 messages / 16 MiB; maximum frame 1 MiB; connect timeout 10000 ms.
+///
+/// Returns LC_STATUS_NULL_ARGUMENT, LC_STATUS_INVALID_UTF8, LC_STATUS_INVALID_URL.
+/// Any thread.
+#[no_mangle]
+pub extern "C" fn lc_config_new(url: *const c_char, out_config: *mut *mut lc_config) -> lc_status {
+    ffi_guard!({
+        boundary::init();
+        require_out!(out_config, "out_config");
+        let url = match str_arg(url, "url") {
+            Ok(u) => u,
+            Err(status) => return status,
+        };
+        match ClientConfig::new(url) {
+            Ok(inner) => {
+                write_out!(out_config, Box::into_raw(Box::new(lc_config { inner })));
+                LC_STATUS_OK
+            }
+            Err(e) => fail_with(e),
+        }
+    })
+}
+
+/// Frees a config. NULL is fine; must not be called twice on the same config.
+/// Clients created from it are not affected.
+#[no_mangle]
+pub extern "C" fn lc_config_free(config: *mut lc_config) {
+    let _ = ffi_guard!({
+        if !config.is_null() && runtime::check_not_forked().is_ok() {
+            // SAFETY: a non-NULL config came from lc_config_new and is freed once (documented).
+            drop(unsafe { Box::from_raw(config) });
+        }
+        LC_STATUS_OK
+    });
+}
+
+/// Sets heartbeat timing: ping after `interval_ms` of silence, declare the
+/// peer dead after `timeout_ms` without any inbound data. `interval_ms` 0
+/// turns heartbeats off; otherwise `timeout_ms` must exceed `interval_ms`.
+/// Returns LC_STATUS_NULL_ARGUMENT or LC_STATUS_INVALID_ARGUMENT.
+#[no_mangle]
+pub extern "C" fn lc_config_set_heartbeat(
+    config: *mut lc_config,
+    interval_ms: u32,
+    timeout_ms: u32,
+) -> lc_status {
+    with_config(config, |c| {
+        c.heartbeat = heartbeat_policy(interval_ms, timeout_ms)?;
+        Ok(())
+    })
+}
+
+/// Sets the reconnection schedule: attempt n waits
+/// min(max_ms, initial_ms * multiplier^(n-1)), spread by +/- `jitter`
+/// (0 to 1), capped at `max_ms`. `max_attempts` 0 means never give up.
+/// Requires initial_ms > 0, max_ms >= initial_ms, multiplier >= 1.
+/// Returns LC_STATUS_NULL_ARGUMENT or LC_STATUS_INVALID_ARGUMENT.
+#[no_mangle]
+pub extern "C" fn lc_config_set_reconnect(
+    config: *mut lc_config,
+    initial_ms: u32,
+    max_ms: u32,
+    multiplier: f64,
+    jitter: f64,
+    max_attempts: u32,
+) -> lc_status {
+    with_config(config, |c| {
+        c.backoff = backoff_policy(
+            c.backoff,
+            initial_ms,
+            max_ms,
+            multiplier,
+            jitter,
+            max_attempts,
+        )?;
+        Ok(())
+    })
+}
+
+/// Turns automatic reconnection on (the default) or off. When off, the
+/// client closes after the first failed attempt or dropped connection.
+#[no_mangle]
+pub extern "C" fn lc_config_set_auto_reconnect(config: *mut lc_config, enabled: bool) -> lc_status {
+    with_config(config, |c| {
+        c.auto_reconnect = enabled;
+        Ok(())
+    })
+}
+
+/// Limits the outbox to `max_messages` messages and `max_bytes` payload
+/// bytes (both > 0). lc_client_send() fails with LC_STATUS_QUEUE_FULL beyond them.
+#[no_mangle]
+pub extern "C" fn lc_config_set_outbox_limits(
+    config: *mut lc_config,
+    max_messages: usize,
+    max_bytes: usize,
+) -> lc_status {
+    with_config(config, |c| {
+        if max_messages == 0 || max_bytes == 0 {
+            return Err(fail(
+                LC_STATUS_INVALID_ARGUMENT,
+                "outbox limits must be positive",
+            ));
+        }
+        c.outbox.max_messages = max_messages;
+        c.outbox.max_bytes = max_bytes;
+        Ok(())
+    })
+}
+
+/// Sets the largest message payload, sent or received (1 byte to 256 MiB).
+/// A larger frame from the server ends that connection with an error event.
+#[no_mangle]
+pub extern "C" fn lc_config_set_max_frame_size(
+    config: *mut lc_config,
+    max_bytes: usize,
+) -> lc_status {
+    with_config(config, |c| {
+        if max_bytes == 0 || max_bytes > MAX_FRAME_SIZE_LIMIT {
+            return Err(fail(
+                LC_STATUS_INVALID_ARGUMENT,
+                "maximum frame size must be 1 byte to 256 MiB",
+            ));
+        }
+        c.max_frame_size = max_bytes;
+        Ok(())
+    })
+}
+
+/// Sets the time allowed for resolving, connecting and the hello exchange (> 0).
+#[no_mangle]
+pub extern "C" fn lc_config_set_connect_timeout(
+    config: *mut lc_config,
+    timeout_ms: u32,
+) -> lc_status {
+    with_config(config, |c| {
+        if timeout_ms == 0 {
+            return Err(fail(
+                LC_STATUS_INVALID_ARGUMENT,
+                "connect timeout must be positive",
+            ));
+        }
+        c.connect_timeout = Duration::from_millis(timeout_ms.into());
+        Ok(())
+    })
+}
+
+/// Sets the heartbeat payloads for the plain framings (length, line), which
+/// have no control frames: the client sends `ping` as a message and treats a
+/// message equal to `pong` as the answer (it is not delivered). A message
+/// equal to `ping` from the server is answered with `pong`. Passing both
+/// lengths 0 turns plain heartbeats off. Buffers are copied; NULL is allowed
+/// with length 0. The payloads must differ, and in line framing must not
+/// contain a newline.
+#[no_mangle]
+pub extern "C" fn lc_config_set_plain_heartbeat(
+    config: *mut lc_config,
+    ping: *const u8,
+    ping_len: usize,
+    pong: *const u8,
+    pong_len: usize,
+) -> lc_status {
+    with_config(config, |c| {
+        let ping = bytes_arg(ping, ping_len, "ping")?;
+        let pong = bytes_arg(pong, pong_len, "pong")?;
+        if ping.is_empty() && pong.is_empty() {
+            c.plain_heartbeat = None;
+            return Ok(());
+        }
+        let before = c.plain_heartbeat.replace(PlainHeartbeat {
+            ping: Bytes::copy_from_slice(ping),
+            pong: Bytes::copy_from_slice(pong),
+        });
+        if let Err(e) = c.validate() {
+            c.plain_heartbeat = before;
+            return Err(fail_with(e));
+        }
+        Ok(())
+    })
+}
+
+/// Sets the name this client sends in its hello frame (longconn protocol
+/// only). `name`: NUL-terminated UTF-8, at most 255 bytes, copied.
+#[no_mangle]
+pub extern "C" fn lc_config_set_client_name(
+    config: *mut lc_config,
+    name: *const c_char,
+) -> lc_status {
+    with_config(config, |c| {
+        let name = str_arg(name, "name")?;
+        if name.len() > 255 {
+            return Err(fail(
+                LC_STATUS_INVALID_ARGUMENT,
+                "client name is longer than 255 bytes",
+            ));
+        }
+        c.client_name = name.to_owned();
+        Ok(())
+    })
+}
+
+/// Sets the thread counts of the library's shared runtime: `worker_threads`
+/// I/O threads (default 2) and `callback_threads` threads that run
+/// callbacks (default 1). Both 1..64. Only before the first lc_client_connect()
+/// in the process; afterwards returns LC_STATUS_ALREADY_STARTED.
+#[no_mangle]
+pub extern "C" fn lc_runtime_configure(worker_threads: u32, callback_threads: u32) -> lc_status {
+    ffi_guard!({
+        boundary::init();
+        status_from(runtime::configure(
+            worker_threads as usize,
+            callback_threads as usize,
+        ))
+    })
+}

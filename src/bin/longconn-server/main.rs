@@ -1,1 +1,79 @@
-fn main() {}
+//! longconn-server: the bundled test server.
+//!
+//! Listens on the three TCP framings, in one of three modes: `chat`
+//! (broadcast each message to every other client, with join and leave
+//! notices), `echo` (send each message back) or `sink` (discard). Answers
+//! pings, evicts clients silent for longer than the idle timeout, and logs
+//! connections to stdout. It shares the framing code with the library but is
+//! not part of `liblongconn.so`.
+
+mod args;
+mod room;
+mod session;
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use args::Args;
+use room::Room;
+
+fn main() {
+    let args = match Args::parse(std::env::args().skip(1)) {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("longconn-server: {message}\n\n{}", args::USAGE);
+            std::process::exit(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads)
+        .enable_all()
+        .build()
+        .expect("start the runtime");
+    if let Err(e) = runtime.block_on(serve(args)) {
+        eprintln!("longconn-server: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn serve(args: Args) -> std::io::Result<()> {
+    let args = Arc::new(args);
+    let room = Arc::new(Room::new(args.mode));
+    let mut tasks = Vec::new();
+    for (framing, port) in args.listeners() {
+        let listener = TcpListener::bind((args.host.as_str(), port))
+            .await
+            .map_err(|e| {
+                std::io::Error::new(e.kind(), format!("bind {}:{port}: {e}", args.host))
+            })?;
+        // Tests and scripts read this line to learn the port (0 picks a free one).
+        println!("listening {} {}", framing.name(), listener.local_addr()?);
+        let (args, room) = (args.clone(), room.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, peer)) => {
+                        tokio::spawn(session::serve_client(
+                            stream,
+                            peer,
+                            framing,
+                            args.clone(),
+                            room.clone(),
+                        ));
+                    }
+                    Err(e) => {
+                        // Out of descriptors and the like: wait a little instead of spinning.
+                        eprintln!("accept failed: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        }));
+    }
+    println!("ready mode={}", args.mode.name());
+    for t in tasks {
+        let _ = t.await;
+    }
+    Ok(())
+}

@@ -1,0 +1,89 @@
+/*
+ * chat: an interactive longconn chat client.
+ *
+ *   chat URL        for example: chat tcp://127.0.0.1:7070
+ *                                chat 'tcp://127.0.0.1:7072?framing=line'
+ *
+ * Lines typed on stdin are sent; messages received are printed; connection
+ * changes are shown in brackets. Ctrl-D or /quit closes cleanly, flushing
+ * what is still queued. Start `longconn-server --mode chat` and two of these
+ * in two terminals; kill and restart the server and they carry on.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "longconn.h"
+
+static void on_event(void *user_data, const lc_event *event) {
+    (void)user_data;
+    switch (event->kind) {
+    case LC_EVENT_MESSAGE:
+        printf("%.*s\n", (int)event->len, (const char *)event->data);
+        break;
+    case LC_EVENT_CONNECTED:
+        printf("[connected to %s]\n", event->text);
+        break;
+    case LC_EVENT_DISCONNECTED:
+        printf("[disconnected: %s]\n", event->text);
+        break;
+    case LC_EVENT_RECONNECT_SCHEDULED:
+        printf("[reconnecting in %llu ms, attempt %u]\n", (unsigned long long)event->delay_ms, event->attempt);
+        break;
+    case LC_EVENT_ERROR:
+        printf("[error: %s]\n", event->text);
+        break;
+    case LC_EVENT_CLOSED:
+        printf("[closed]\n");
+        break;
+    }
+    fflush(stdout);
+}
+
+static int fail(const char *what, lc_status status) {
+    fprintf(stderr, "chat: %s: %s (%s)\n", what, lc_last_error_message(), lc_status_name(status));
+    return 1;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s URL   (for example tcp://127.0.0.1:7070)\n", argv[0]);
+        return 2;
+    }
+    lc_config *config = NULL;
+    lc_status status = lc_config_new(argv[1], &config);
+    if (status != LC_STATUS_OK) return fail("bad URL", status);
+    lc_config_set_heartbeat(config, 2000, 6000);
+    lc_config_set_reconnect(config, 500, 8000, 2.0, 0.2, 0);
+    static const char ping[] = "ping", pong[] = "pong";
+    if (strstr(argv[1], "framing=") != NULL) {
+        /* Plain framings have no control frames: the bundled server answers "ping" with "pong". */
+        lc_config_set_plain_heartbeat(config, (const uint8_t *)ping, 4, (const uint8_t *)pong, 4);
+    }
+
+    lc_client *client = NULL;
+    status = lc_client_new(config, &client);
+    lc_config_free(config);
+    if (status != LC_STATUS_OK) return fail("cannot create client", status);
+    lc_client_set_event_callback(client, on_event, NULL);
+    status = lc_client_connect(client);
+    if (status != LC_STATUS_OK) {
+        lc_client_free(client);
+        return fail("cannot connect", status);
+    }
+
+    char line[4096];
+    while (fgets(line, sizeof line, stdin) != NULL) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (strcmp(line, "/quit") == 0) break;
+        if (line[0] == '\0') continue;
+        status = lc_client_send(client, (const uint8_t *)line, strlen(line));
+        if (status != LC_STATUS_OK) fail("message not sent", status);
+    }
+
+    uint64_t unsent = 0;
+    if (lc_client_close(client, 3000, &unsent) == LC_STATUS_TIMEOUT) {
+        fprintf(stderr, "chat: %llu messages could not be delivered\n", (unsigned long long)unsent);
+    }
+    lc_client_free(client);
+    return 0;
+}

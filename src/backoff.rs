@@ -122,8 +122,14 @@ impl Backoff {
 struct XorShift(u64);
 
 impl XorShift {
+    /// Seeds that differ only in low bits (clock readings taken close
+    /// together) must still give different first delays, so the seed is
+    /// scrambled with the splitmix64 finalizer first.
     fn new(seed: u64) -> XorShift {
-        XorShift(seed | 1)
+        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        XorShift((z ^ (z >> 31)) | 1)
     }
 
     /// A number in `[0, 1)`.
@@ -179,6 +185,26 @@ mod tests {
         assert!(
             *max - *min > ms(200),
             "jitter spreads delays: {min:?}..{max:?}"
+        );
+    }
+
+    #[test]
+    fn nearby_seeds_give_different_first_delays() {
+        let p = BackoffPolicy::default();
+        let base = 1_763_781_000_000_000_000u64;
+        let firsts: std::collections::BTreeSet<u128> = (0..50u64)
+            .map(|i| {
+                Backoff::new(p, base + i * 1000)
+                    .next_delay()
+                    .unwrap()
+                    .1
+                    .as_micros()
+            })
+            .collect();
+        assert!(
+            firsts.len() >= 45,
+            "only {} distinct first delays of 50",
+            firsts.len()
         );
     }
 

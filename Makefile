@@ -1,0 +1,57 @@
+# longconn: the two commands a new user needs are `make demo` and `make test`.
+
+CARGO   ?= cargo
+CC      ?= cc
+CFLAGS  ?= -std=c99 -O1 -g -Wall -Wextra -Wpedantic -Werror
+CXX     ?= c++
+ROOT    := $(abspath .)
+DEBUG   := $(ROOT)/target/debug
+RELEASE := $(ROOT)/target/release
+BUILD   := $(ROOT)/build
+
+.PHONY: all demo test test-rust test-c check-header lint bench clean
+
+all: $(BUILD)/chat
+
+$(RELEASE)/liblongconn.so $(RELEASE)/longconn-server: FORCE
+	$(CARGO) build --release --lib --bin longconn-server
+
+$(BUILD)/chat: examples/c/chat.c include/longconn.h $(RELEASE)/liblongconn.so
+	@mkdir -p $(BUILD)
+	$(CC) $(CFLAGS) -Iinclude $< -L$(RELEASE) -llongconn -Wl,-rpath,$(RELEASE) -o $@
+
+# Builds everything, starts a chat server and two scripted C chat clients,
+# kills and restarts the server mid-conversation, and prints both transcripts.
+demo: $(BUILD)/chat
+	examples/demo.sh $(RELEASE)/longconn-server $(BUILD)/chat
+
+# Every test: formatting, lints, Rust unit and integration tests, the header
+# check, and the C tests under valgrind.
+test: lint test-rust check-header test-c
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+test-rust:
+	$(CARGO) test --all-targets
+
+# The committed header must be what the source generates, and compile as C99 and C++.
+check-header:
+	$(CARGO) build --lib
+	git diff --exit-code -- include/longconn.h
+	echo '#include "longconn.h"' | $(CC) -std=c99 -Wall -Wextra -Wpedantic -Werror -Iinclude -x c -fsyntax-only -
+	echo '#include "longconn.h"' | $(CXX) -std=c++11 -Wall -Wextra -Wpedantic -Werror -Iinclude -x c++ -fsyntax-only -
+
+test-c:
+	$(CARGO) build --lib --bin longconn-server
+	tests/c/run.sh $(DEBUG)
+
+bench:
+	$(CARGO) bench --bench loopback
+
+clean:
+	$(CARGO) clean
+	rm -rf $(BUILD)
+
+FORCE:

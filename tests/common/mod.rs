@@ -1,0 +1,188 @@
+//! Test support: the real `longconn-server` process on loopback, and event waiting.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use longconn::{Client, Event};
+
+/// A running test server; killed when dropped.
+pub struct Server {
+    child: Child,
+    pub ports: Ports,
+    /// Every line the server printed so far.
+    pub log: Arc<Mutex<Vec<String>>>,
+    extra: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ports {
+    pub longconn: u16,
+    pub length: u16,
+    pub line: u16,
+}
+
+impl Server {
+    /// Starts a server on free ports in `mode` with extra flags.
+    pub fn start(mode: &str, extra: &[&str]) -> Server {
+        Server::start_on(mode, extra, Ports::default(), "127.0.0.1")
+    }
+
+    pub fn start_on(mode: &str, extra: &[&str], ports: Ports, host: &str) -> Server {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_longconn-server"))
+            .args(["--mode", mode, "--host", host])
+            .args(["--longconn-port", &ports.longconn.to_string()])
+            .args(["--length-port", &ports.length.to_string()])
+            .args(["--line-port", &ports.line.to_string()])
+            .args(&extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start longconn-server");
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            let mut ready_tx = Some(ready_tx);
+            for line in stdout.lines().map_while(Result::ok) {
+                if line.starts_with("ready") {
+                    if let Some(tx) = ready_tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                log2.lock().unwrap().push(line);
+            }
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("server became ready");
+        let mut found = Ports::default();
+        for line in log.lock().unwrap().iter() {
+            let mut parts = line.split_whitespace();
+            if parts.next() != Some("listening") {
+                continue;
+            }
+            let framing = parts.next().unwrap();
+            let port: u16 = parts
+                .next()
+                .unwrap()
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            match framing {
+                "longconn" => found.longconn = port,
+                "length" => found.length = port,
+                "line" => found.line = port,
+                _ => {}
+            }
+        }
+        Server {
+            child,
+            ports: found,
+            log,
+            extra,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn url(&self, framing: &str) -> String {
+        match framing {
+            "longconn" => format!("tcp://127.0.0.1:{}", self.ports.longconn),
+            "length" => format!("tcp://127.0.0.1:{}?framing=length", self.ports.length),
+            "line" => format!("tcp://127.0.0.1:{}?framing=line", self.ports.line),
+            other => panic!("unknown framing {other}"),
+        }
+    }
+
+    /// Kills the server (SIGKILL) and waits for it to exit.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends a signal by name (STOP, CONT) with the kill command.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Whether the server printed a line containing `needle`, waiting up to `within`.
+    pub fn logged(&self, needle: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            if self.log.lock().unwrap().iter().any(|l| l.contains(needle)) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-CONT")
+            .arg(self.pid().to_string())
+            .status();
+        self.kill();
+    }
+}
+
+/// Polls `client` until `matches` accepts an event or `within` passes.
+/// Returns every event seen, the matching one last.
+pub fn wait_for(
+    client: &Client,
+    within: Duration,
+    mut matches: impl FnMut(&Event) -> bool,
+) -> Vec<Event> {
+    let deadline = Instant::now() + within;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match client.poll(left).unwrap() {
+            Some(event) => {
+                let done = matches(&event);
+                seen.push(event);
+                if done {
+                    return seen;
+                }
+            }
+            None => panic!("no matching event within {within:?}; saw {seen:?}"),
+        }
+    }
+}
+
+/// Receives `count` messages (skipping other events) within `within`.
+pub fn receive_messages(client: &Client, count: usize, within: Duration) -> Vec<Vec<u8>> {
+    let mut got = Vec::with_capacity(count);
+    if count == 0 {
+        return got;
+    }
+    wait_for(client, within, |e| {
+        if let Event::Message(m) = e {
+            got.push(m.to_vec());
+        }
+        got.len() == count
+    });
+    got
+}
+
+pub fn is_connected(e: &Event) -> bool {
+    matches!(e, Event::Connected { .. })
+}

@@ -1,0 +1,397 @@
+//! The client against the real test server: delivery, heartbeats,
+//! reconnection with backoff, the outbox across outages, and close.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{is_connected, receive_messages, wait_for, Ports, Server};
+use longconn::backoff::BackoffPolicy;
+use longconn::heartbeat::HeartbeatPolicy;
+use longconn::outbox::OutboxLimits;
+use longconn::{
+    Client, ClientConfig, CloseOutcome, DisconnectReason, Error, ErrorKind, Event, PlainHeartbeat,
+    State,
+};
+
+const WITHIN: Duration = Duration::from_secs(10);
+
+fn config(url: &str) -> ClientConfig {
+    let mut c = ClientConfig::new(url).unwrap();
+    c.backoff = BackoffPolicy {
+        initial: Duration::from_millis(50),
+        max: Duration::from_millis(400),
+        ..BackoffPolicy::default()
+    };
+    c
+}
+
+fn numbered(i: usize) -> Vec<u8> {
+    format!("message {i:05}").into_bytes()
+}
+
+#[test]
+fn messages_come_back_in_order_on_every_framing() {
+    let server = Server::start("echo", &[]);
+    for framing in ["longconn", "length", "line"] {
+        let client = Client::new(config(&server.url(framing))).unwrap();
+        client.connect().unwrap();
+        wait_for(&client, WITHIN, is_connected);
+        for i in 0..2000 {
+            client.send(&numbered(i)).unwrap();
+        }
+        let got = receive_messages(&client, 2000, WITHIN);
+        assert_eq!(
+            got,
+            (0..2000).map(numbered).collect::<Vec<_>>(),
+            "{framing}"
+        );
+        let stats = client.stats();
+        assert_eq!(
+            (stats.messages_out, stats.messages_in),
+            (2000, 2000),
+            "{framing}"
+        );
+        assert_eq!(client.close(WITHIN).unwrap(), CloseOutcome::Flushed);
+        assert_eq!(client.state(), State::Closed);
+    }
+}
+
+#[test]
+fn messages_sent_before_connect_are_delivered_after_it() {
+    let server = Server::start("echo", &[]);
+    let client = Client::new(config(&server.url("longconn"))).unwrap();
+    for i in 0..10 {
+        client.send(&numbered(i)).unwrap();
+    }
+    assert_eq!(client.stats().queued_messages, 10);
+    client.connect().unwrap();
+    assert_eq!(
+        receive_messages(&client, 10, WITHIN),
+        (0..10).map(numbered).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn heartbeat_detects_a_stopped_server_within_the_timeout() {
+    let server = Server::start("echo", &["--quiet"]);
+    for framing in ["longconn", "line"] {
+        let mut c = config(&server.url(framing));
+        c.heartbeat = HeartbeatPolicy {
+            interval: Duration::from_millis(100),
+            timeout: Duration::from_millis(500),
+        };
+        c.plain_heartbeat = Some(PlainHeartbeat {
+            ping: "ping".into(),
+            pong: "pong".into(),
+        });
+        let client = Client::new(c).unwrap();
+        client.connect().unwrap();
+        wait_for(&client, WITHIN, is_connected);
+        // Pongs keep the connection alive across several timeouts.
+        let alive_until = Instant::now() + Duration::from_millis(1200);
+        while Instant::now() < alive_until {
+            if let Some(e) = client.poll(Duration::from_millis(50)).unwrap() {
+                panic!("{framing}: unexpected event while the server answers: {e:?}");
+            }
+        }
+        assert!(client.stats().last_rtt_us > 0 || framing != "longconn");
+        server.signal("STOP");
+        let stopped = Instant::now();
+        let events = wait_for(&client, WITHIN, |e| matches!(e, Event::Disconnected { .. }));
+        let noticed = stopped.elapsed();
+        server.signal("CONT");
+        assert!(
+            matches!(
+                events.last(),
+                Some(Event::Disconnected {
+                    reason: DisconnectReason::HeartbeatTimeout,
+                    ..
+                })
+            ),
+            "{framing}: {events:?}"
+        );
+        assert!(events.iter().any(|e| matches!(
+            e,
+            Event::Error {
+                kind: ErrorKind::HeartbeatTimeout,
+                ..
+            }
+        )));
+        // Declared dead within the timeout of the last sign of life, plus scheduling slack.
+        assert!(
+            noticed <= Duration::from_millis(500 + 300),
+            "{framing}: took {noticed:?}"
+        );
+        // And the link comes back once the server runs again.
+        wait_for(&client, WITHIN, is_connected);
+    }
+}
+
+#[test]
+fn reconnect_delays_follow_the_backoff_policy_and_the_schedule_resets() {
+    let mut server = Server::start("echo", &["--quiet"]);
+    let ports = server.ports;
+    let mut c = config(&server.url("longconn"));
+    c.backoff = BackoffPolicy {
+        initial: Duration::from_millis(100),
+        max: Duration::from_millis(800),
+        multiplier: 2.0,
+        jitter: 0.2,
+        max_attempts: 0,
+        stable_after: Duration::from_millis(300),
+    };
+    let policy = c.backoff;
+    let client = Client::new(c).unwrap();
+    client.connect().unwrap();
+    wait_for(&client, WITHIN, is_connected);
+    server.kill();
+
+    // Five failed attempts: each delay is within the policy's bounds, and the
+    // next attempt really waits that long.
+    let mut scheduled_at = None;
+    let mut checked = 0;
+    while checked < 5 {
+        let event = client
+            .poll(WITHIN)
+            .unwrap()
+            .expect("events keep coming while the server is down");
+        match event {
+            Event::ReconnectScheduled { attempt, delay } => {
+                let (low, high) = policy.delay_bounds(attempt);
+                assert!(
+                    delay >= low && delay <= high,
+                    "attempt {attempt}: {delay:?} not in {low:?}..={high:?}"
+                );
+                assert_eq!(attempt as usize, checked + 1);
+                scheduled_at = Some((Instant::now(), delay));
+            }
+            Event::Error {
+                kind: ErrorKind::ConnectFailed,
+                ..
+            } => {
+                if let Some((at, delay)) = scheduled_at.take() {
+                    let waited = at.elapsed();
+                    assert!(
+                        waited + Duration::from_millis(20) >= delay,
+                        "waited {waited:?} for {delay:?}"
+                    );
+                    checked += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(client.state(), State::WaitingToReconnect);
+
+    let server = Server::start_on("echo", &["--quiet"], ports, "127.0.0.1");
+    wait_for(&client, WITHIN, is_connected);
+    assert_eq!(client.stats().reconnects, 1);
+    client.send(b"after restart").unwrap();
+    assert_eq!(
+        receive_messages(&client, 1, WITHIN),
+        vec![b"after restart".to_vec()]
+    );
+
+    // Up long enough: the next outage starts again at attempt 1.
+    std::thread::sleep(policy.stable_after + Duration::from_millis(50));
+    drop(server);
+    let events = wait_for(&client, WITHIN, |e| {
+        matches!(e, Event::ReconnectScheduled { .. })
+    });
+    assert!(
+        matches!(
+            events.last(),
+            Some(Event::ReconnectScheduled { attempt: 1, .. })
+        ),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn messages_sent_while_the_server_is_down_arrive_in_order_after_it_returns() {
+    let mut server = Server::start("echo", &["--quiet"]);
+    let ports = server.ports;
+    let client = Client::new(config(&server.url("longconn"))).unwrap();
+    client.connect().unwrap();
+    wait_for(&client, WITHIN, is_connected);
+    client.send(b"before").unwrap();
+    assert_eq!(
+        receive_messages(&client, 1, WITHIN),
+        vec![b"before".to_vec()]
+    );
+
+    server.kill();
+    wait_for(&client, WITHIN, |e| matches!(e, Event::Disconnected { .. }));
+    for i in 0..500 {
+        client.send(&numbered(i)).unwrap();
+    }
+    assert_eq!(client.stats().queued_messages, 500);
+    let _server = Server::start_on("echo", &["--quiet"], ports, "127.0.0.1");
+    assert_eq!(
+        receive_messages(&client, 500, WITHIN),
+        (0..500).map(numbered).collect::<Vec<_>>()
+    );
+    assert_eq!(client.stats().queued_messages, 0);
+}
+
+#[test]
+fn a_full_outbox_refuses_with_queue_full_and_keeps_what_it_has() {
+    let mut c = config("tcp://127.0.0.1:9");
+    c.outbox = OutboxLimits {
+        max_messages: 3,
+        max_bytes: 1000,
+    };
+    let client = Client::new(c).unwrap();
+    for i in 0..3 {
+        client.send(&numbered(i)).unwrap();
+    }
+    assert!(matches!(
+        client.send(b"one too many"),
+        Err(Error::QueueFull {
+            queued_messages: 3,
+            ..
+        })
+    ));
+    assert_eq!(client.stats().queued_messages, 3);
+    client
+        .set_outbox_limits(OutboxLimits {
+            max_messages: 10,
+            max_bytes: 40,
+        })
+        .unwrap();
+    assert!(
+        matches!(client.send(&[0; 30]), Err(Error::QueueFull { .. })),
+        "byte limit"
+    );
+    assert!(matches!(
+        client.send(&[0; 2_000_000]),
+        Err(Error::MessageTooLarge { .. })
+    ));
+    // Never connected: close reports the queued messages as unsent.
+    assert_eq!(
+        client.close(Duration::from_millis(10)).unwrap(),
+        CloseOutcome::Unsent(3)
+    );
+    assert!(matches!(client.send(b"late"), Err(Error::Closed)));
+}
+
+#[test]
+fn close_flushes_everything_queued() {
+    let server = Server::start("sink", &["--quiet"]);
+    let client = Client::new(config(&server.url("length"))).unwrap();
+    client.connect().unwrap();
+    for i in 0..20_000 {
+        client.send(&numbered(i)).unwrap();
+    }
+    assert_eq!(client.close(WITHIN).unwrap(), CloseOutcome::Flushed);
+    let stats = client.stats();
+    assert_eq!((stats.messages_out, stats.queued_messages), (20_000, 0));
+}
+
+#[test]
+fn close_while_the_server_is_down_gives_up_at_the_deadline_and_counts_unsent() {
+    let mut server = Server::start("echo", &["--quiet"]);
+    let client = Client::new(config(&server.url("longconn"))).unwrap();
+    client.connect().unwrap();
+    wait_for(&client, WITHIN, is_connected);
+    server.kill();
+    wait_for(&client, WITHIN, |e| matches!(e, Event::Disconnected { .. }));
+    client.send(b"stranded").unwrap();
+    let started = Instant::now();
+    assert_eq!(
+        client.close(Duration::from_millis(300)).unwrap(),
+        CloseOutcome::Unsent(1)
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let events = wait_for(&client, WITHIN, |e| matches!(e, Event::Closed { .. }));
+    assert!(matches!(events.last(), Some(Event::Closed { unsent: 1 })));
+}
+
+#[test]
+fn idle_clients_are_evicted_by_the_server() {
+    let server = Server::start("echo", &["--idle-timeout", "1"]);
+    let mut c = config(&server.url("longconn"));
+    c.heartbeat = HeartbeatPolicy {
+        interval: Duration::ZERO,
+        timeout: Duration::ZERO,
+    };
+    c.auto_reconnect = false;
+    let client = Client::new(c).unwrap();
+    client.connect().unwrap();
+    let events = wait_for(&client, WITHIN, |e| matches!(e, Event::Disconnected { .. }));
+    match events.last() {
+        Some(Event::Disconnected {
+            reason: DisconnectReason::PeerClosed,
+            detail,
+        }) => assert!(detail.contains("idle timeout"), "{detail}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(server.logged("evicted after 1 s", WITHIN));
+    wait_for(&client, WITHIN, |e| matches!(e, Event::Closed { .. }));
+}
+
+#[test]
+fn heartbeats_keep_a_quiet_client_from_being_evicted() {
+    let server = Server::start("echo", &["--idle-timeout", "1", "--quiet"]);
+    let mut c = config(&server.url("longconn"));
+    c.heartbeat = HeartbeatPolicy {
+        interval: Duration::from_millis(200),
+        timeout: Duration::from_millis(900),
+    };
+    let client = Client::new(c).unwrap();
+    client.connect().unwrap();
+    wait_for(&client, WITHIN, is_connected);
+    let until = Instant::now() + Duration::from_millis(2500);
+    while Instant::now() < until {
+        assert_eq!(client.poll(Duration::from_millis(50)).unwrap(), None);
+    }
+    assert_eq!(client.state(), State::Connected);
+}
+
+#[test]
+fn ipv6_loopback_and_host_names_resolve() {
+    let server = match std::net::TcpListener::bind("[::1]:0") {
+        Ok(_) => Server::start_on("echo", &["--quiet"], Ports::default(), "::1"),
+        Err(_) => return, // no IPv6 on this machine
+    };
+    let client = Client::new(config(&format!("tcp://[::1]:{}", server.ports.longconn))).unwrap();
+    client.connect().unwrap();
+    let events = wait_for(&client, WITHIN, is_connected);
+    assert!(matches!(events.last(), Some(Event::Connected { peer }) if peer.starts_with("[::1]")));
+    client.send(b"six").unwrap();
+    assert_eq!(receive_messages(&client, 1, WITHIN), vec![b"six".to_vec()]);
+
+    let v4 = Server::start("echo", &["--quiet"]);
+    let client = Client::new(config(&format!("tcp://localhost:{}", v4.ports.longconn))).unwrap();
+    client.connect().unwrap();
+    wait_for(&client, WITHIN, is_connected);
+}
+
+#[test]
+fn chat_broadcasts_between_framings() {
+    let server = Server::start("chat", &["--quiet"]);
+    let a = Client::new(config(&server.url("longconn"))).unwrap();
+    let b = Client::new(config(&server.url("line"))).unwrap();
+    a.connect().unwrap();
+    wait_for(&a, WITHIN, is_connected);
+    b.connect().unwrap();
+    wait_for(&b, WITHIN, is_connected);
+    wait_for(
+        &a,
+        WITHIN,
+        |e| matches!(e, Event::Message(m) if m.starts_with(b"* client-2 joined")),
+    );
+    a.send(b"hello line").unwrap();
+    wait_for(
+        &b,
+        WITHIN,
+        |e| matches!(e, Event::Message(m) if &m[..] == b"client-1: hello line"),
+    );
+    b.send(b"hello longconn").unwrap();
+    wait_for(
+        &a,
+        WITHIN,
+        |e| matches!(e, Event::Message(m) if &m[..] == b"client-2: hello longconn"),
+    );
+}

@@ -52,6 +52,7 @@ pub fn split(stream: TcpStream, framing: Framing, max_frame_size: usize) -> (Tcp
             stream: read_half,
             codec: Codec::new(framing, max_frame_size),
             buf: BytesMut::with_capacity(READ_CHUNK),
+            deferred_error: None,
         },
         TcpWriter {
             stream: write_half,
@@ -66,16 +67,27 @@ pub struct TcpReader {
     codec: Codec,
     /// Bytes read but not yet decoded.
     buf: BytesMut,
+    /// A decoding error met after good frames; reported on the next call so
+    /// the frames before it are delivered first.
+    deferred_error: Option<CodecError>,
 }
 
 impl TcpReader {
     pub async fn read_frames(&mut self, out: &mut Vec<Frame>) -> Result<bool, CodecError> {
+        if let Some(e) = self.deferred_error.take() {
+            return Err(e);
+        }
         loop {
             let before = out.len();
             while out.len() - before < MAX_FRAMES_PER_READ {
-                match self.codec.decode(&mut self.buf)? {
-                    Some(frame) => out.push(frame),
-                    None => break,
+                match self.codec.decode(&mut self.buf) {
+                    Ok(Some(frame)) => out.push(frame),
+                    Ok(None) => break,
+                    Err(e) if out.len() > before => {
+                        self.deferred_error = Some(e);
+                        return Ok(true);
+                    }
+                    Err(e) => return Err(e),
                 }
             }
             if out.len() > before {

@@ -86,7 +86,7 @@ pub(crate) fn with_client(
 /// Returns LC_STATUS_NULL_ARGUMENT, LC_STATUS_INVALID_ARGUMENT (inconsistent
 /// settings), LC_STATUS_RUNTIME, LC_STATUS_FORKED. Any thread.
 #[no_mangle]
-pub extern "C" fn lc_client_new(
+pub unsafe extern "C" fn lc_client_new(
     config: *const lc_config,
     out_client: *mut *mut lc_client,
 ) -> lc_status {
@@ -119,7 +119,7 @@ pub extern "C" fn lc_client_new(
 /// from inside one of this client's own callbacks: the remaining callbacks
 /// are then skipped. In a fork() child the handle is leaked, not freed.
 #[no_mangle]
-pub extern "C" fn lc_client_free(client: *mut lc_client) {
+pub unsafe extern "C" fn lc_client_free(client: *mut lc_client) {
     let _ = ffi_guard!({
         if !client.is_null() && runtime::check_not_forked().is_ok() {
             // SAFETY: a non-NULL client came from lc_client_new and is freed once (documented).
@@ -136,7 +136,7 @@ pub extern "C" fn lc_client_free(client: *mut lc_client) {
 /// LC_STATUS_CLOSED, LC_STATUS_RUNTIME, LC_STATUS_FORKED. Any thread,
 /// callbacks included.
 #[no_mangle]
-pub extern "C" fn lc_client_connect(client: *const lc_client) -> lc_status {
+pub unsafe extern "C" fn lc_client_connect(client: *const lc_client) -> lc_status {
     with_client(client, |c| status_from(c.client.connect()))
 }
 
@@ -150,7 +150,7 @@ pub extern "C" fn lc_client_connect(client: *const lc_client) -> lc_status {
 /// framing, LC_STATUS_CLOSED after lc_client_close(), LC_STATUS_NULL_ARGUMENT.
 /// Any thread, callbacks included.
 #[no_mangle]
-pub extern "C" fn lc_client_send(
+pub unsafe extern "C" fn lc_client_send(
     client: *const lc_client,
     data: *const u8,
     len: usize,
@@ -173,7 +173,7 @@ pub extern "C" fn lc_client_send(
 /// messages were discarded, LC_STATUS_NULL_ARGUMENT, LC_STATUS_FORKED.
 /// The client must still be freed with lc_client_free().
 #[no_mangle]
-pub extern "C" fn lc_client_close(
+pub unsafe extern "C" fn lc_client_close(
     client: *const lc_client,
     timeout_ms: u32,
     out_unsent: *mut u64,
@@ -200,7 +200,10 @@ pub extern "C" fn lc_client_close(
 
 /// Writes the client's current state to `out_state` (not NULL).
 #[no_mangle]
-pub extern "C" fn lc_client_state(client: *const lc_client, out_state: *mut lc_state) -> lc_status {
+pub unsafe extern "C" fn lc_client_state(
+    client: *const lc_client,
+    out_state: *mut lc_state,
+) -> lc_status {
     with_client(client, |c| {
         require_out!(out_state, "out_state");
         write_out!(out_state, c.client.state().into());
@@ -210,7 +213,10 @@ pub extern "C" fn lc_client_state(client: *const lc_client, out_state: *mut lc_s
 
 /// Writes the client's counters to `out_stats` (not NULL). Any thread.
 #[no_mangle]
-pub extern "C" fn lc_client_stats(client: *const lc_client, out_stats: *mut lc_stats) -> lc_status {
+pub unsafe extern "C" fn lc_client_stats(
+    client: *const lc_client,
+    out_stats: *mut lc_stats,
+) -> lc_status {
     with_client(client, |c| {
         require_out!(out_stats, "out_stats");
         let s = c.client.stats();
@@ -234,7 +240,7 @@ pub extern "C" fn lc_client_stats(client: *const lc_client, out_stats: *mut lc_s
 /// Changes heartbeat timing while the client runs (same rules as
 /// lc_config_set_heartbeat()); applies at once, also to a live connection.
 #[no_mangle]
-pub extern "C" fn lc_client_set_heartbeat(
+pub unsafe extern "C" fn lc_client_set_heartbeat(
     client: *const lc_client,
     interval_ms: u32,
     timeout_ms: u32,
@@ -250,7 +256,7 @@ pub extern "C" fn lc_client_set_heartbeat(
 /// Changes the reconnection schedule while the client runs (same rules as
 /// lc_config_set_reconnect()); applies from the next delay on.
 #[no_mangle]
-pub extern "C" fn lc_client_set_reconnect(
+pub unsafe extern "C" fn lc_client_set_reconnect(
     client: *const lc_client,
     initial_ms: u32,
     max_ms: u32,

@@ -90,7 +90,10 @@ fn with_config(
 /// Returns LC_STATUS_NULL_ARGUMENT, LC_STATUS_INVALID_UTF8, LC_STATUS_INVALID_URL.
 /// Any thread.
 #[no_mangle]
-pub extern "C" fn lc_config_new(url: *const c_char, out_config: *mut *mut lc_config) -> lc_status {
+pub unsafe extern "C" fn lc_config_new(
+    url: *const c_char,
+    out_config: *mut *mut lc_config,
+) -> lc_status {
     ffi_guard!({
         boundary::init();
         require_out!(out_config, "out_config");
@@ -111,7 +114,7 @@ pub extern "C" fn lc_config_new(url: *const c_char, out_config: *mut *mut lc_con
 /// Frees a config. NULL is fine; must not be called twice on the same config.
 /// Clients created from it are not affected.
 #[no_mangle]
-pub extern "C" fn lc_config_free(config: *mut lc_config) {
+pub unsafe extern "C" fn lc_config_free(config: *mut lc_config) {
     let _ = ffi_guard!({
         if !config.is_null() && runtime::check_not_forked().is_ok() {
             // SAFETY: a non-NULL config came from lc_config_new and is freed once (documented).
@@ -126,7 +129,7 @@ pub extern "C" fn lc_config_free(config: *mut lc_config) {
 /// turns heartbeats off; otherwise `timeout_ms` must exceed `interval_ms`.
 /// Returns LC_STATUS_NULL_ARGUMENT or LC_STATUS_INVALID_ARGUMENT.
 #[no_mangle]
-pub extern "C" fn lc_config_set_heartbeat(
+pub unsafe extern "C" fn lc_config_set_heartbeat(
     config: *mut lc_config,
     interval_ms: u32,
     timeout_ms: u32,
@@ -143,7 +146,7 @@ pub extern "C" fn lc_config_set_heartbeat(
 /// Requires initial_ms > 0, max_ms >= initial_ms, multiplier >= 1.
 /// Returns LC_STATUS_NULL_ARGUMENT or LC_STATUS_INVALID_ARGUMENT.
 #[no_mangle]
-pub extern "C" fn lc_config_set_reconnect(
+pub unsafe extern "C" fn lc_config_set_reconnect(
     config: *mut lc_config,
     initial_ms: u32,
     max_ms: u32,
@@ -167,7 +170,10 @@ pub extern "C" fn lc_config_set_reconnect(
 /// Turns automatic reconnection on (the default) or off. When off, the
 /// client closes after the first failed attempt or dropped connection.
 #[no_mangle]
-pub extern "C" fn lc_config_set_auto_reconnect(config: *mut lc_config, enabled: bool) -> lc_status {
+pub unsafe extern "C" fn lc_config_set_auto_reconnect(
+    config: *mut lc_config,
+    enabled: bool,
+) -> lc_status {
     with_config(config, |c| {
         c.auto_reconnect = enabled;
         Ok(())
@@ -177,7 +183,7 @@ pub extern "C" fn lc_config_set_auto_reconnect(config: *mut lc_config, enabled: 
 /// Limits the outbox to `max_messages` messages and `max_bytes` payload
 /// bytes (both > 0). lc_client_send() fails with LC_STATUS_QUEUE_FULL beyond them.
 #[no_mangle]
-pub extern "C" fn lc_config_set_outbox_limits(
+pub unsafe extern "C" fn lc_config_set_outbox_limits(
     config: *mut lc_config,
     max_messages: usize,
     max_bytes: usize,
@@ -198,7 +204,7 @@ pub extern "C" fn lc_config_set_outbox_limits(
 /// Sets the largest message payload, sent or received (1 byte to 256 MiB).
 /// A larger frame from the server ends that connection with an error event.
 #[no_mangle]
-pub extern "C" fn lc_config_set_max_frame_size(
+pub unsafe extern "C" fn lc_config_set_max_frame_size(
     config: *mut lc_config,
     max_bytes: usize,
 ) -> lc_status {
@@ -216,7 +222,7 @@ pub extern "C" fn lc_config_set_max_frame_size(
 
 /// Sets the time allowed for resolving, connecting and the hello exchange (> 0).
 #[no_mangle]
-pub extern "C" fn lc_config_set_connect_timeout(
+pub unsafe extern "C" fn lc_config_set_connect_timeout(
     config: *mut lc_config,
     timeout_ms: u32,
 ) -> lc_status {
@@ -240,7 +246,7 @@ pub extern "C" fn lc_config_set_connect_timeout(
 /// with length 0. The payloads must differ, and in line framing must not
 /// contain a newline.
 #[no_mangle]
-pub extern "C" fn lc_config_set_plain_heartbeat(
+pub unsafe extern "C" fn lc_config_set_plain_heartbeat(
     config: *mut lc_config,
     ping: *const u8,
     ping_len: usize,
@@ -269,7 +275,7 @@ pub extern "C" fn lc_config_set_plain_heartbeat(
 /// Sets the name this client sends in its hello frame (longconn protocol
 /// only). `name`: NUL-terminated UTF-8, at most 255 bytes, copied.
 #[no_mangle]
-pub extern "C" fn lc_config_set_client_name(
+pub unsafe extern "C" fn lc_config_set_client_name(
     config: *mut lc_config,
     name: *const c_char,
 ) -> lc_status {

@@ -262,7 +262,7 @@ fn install(client: &lc_client, update: impl FnOnce(&mut CallbackSet)) -> lc_stat
 /// `user_data` is passed through untouched and must be usable from the
 /// callback thread. Register before lc_client_connect() to see every event.
 #[no_mangle]
-pub extern "C" fn lc_client_set_event_callback(
+pub unsafe extern "C" fn lc_client_set_event_callback(
     client: *const lc_client,
     callback: lc_event_cb,
     user_data: *mut c_void,
@@ -278,7 +278,7 @@ pub extern "C" fn lc_client_set_event_callback(
 /// Registers a callback for messages only; NULL removes it. Messages then no
 /// longer reach the event callback. Same rules as lc_client_set_event_callback().
 #[no_mangle]
-pub extern "C" fn lc_client_set_message_callback(
+pub unsafe extern "C" fn lc_client_set_message_callback(
     client: *const lc_client,
     callback: lc_message_cb,
     user_data: *mut c_void,
@@ -299,7 +299,7 @@ pub extern "C" fn lc_client_set_message_callback(
 /// Returns LC_STATUS_TIMEOUT when no event arrived in time. Poll one client
 /// from one thread at a time.
 #[no_mangle]
-pub extern "C" fn lc_client_poll(
+pub unsafe extern "C" fn lc_client_poll(
     client: *const lc_client,
     timeout_ms: i32,
     out_event: *mut lc_event,
@@ -334,7 +334,10 @@ pub extern "C" fn lc_client_poll(
 /// LC_STATUS_TIMEOUT. Owned by the client: do not read, write or close it;
 /// it is closed by lc_client_free().
 #[no_mangle]
-pub extern "C" fn lc_client_event_fd(client: *const lc_client, out_fd: *mut c_int) -> lc_status {
+pub unsafe extern "C" fn lc_client_event_fd(
+    client: *const lc_client,
+    out_fd: *mut c_int,
+) -> lc_status {
     with_client(client, |c| {
         require_out!(out_fd, "out_fd");
         write_out!(out_fd, c.client.event_fd());

@@ -1,0 +1,88 @@
+/* Misuse of the C API: every bad argument gets a clear status, nothing crashes. */
+#include <string.h>
+
+#include "harness.h"
+
+int main(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    lc_config *config = NULL;
+    lc_client *client = NULL;
+
+    /* NULL everywhere. */
+    CHECK_STATUS(lc_config_new(NULL, &config), LC_STATUS_NULL_ARGUMENT);
+    CHECK(strstr(lc_last_error_message(), "url is NULL") != NULL);
+    CHECK_STATUS(lc_config_new("tcp://127.0.0.1:1", NULL), LC_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(lc_client_new(NULL, &client), LC_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(lc_client_connect(NULL), LC_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(lc_client_send(NULL, (const uint8_t *)"x", 1), LC_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(lc_client_close(NULL, 0, NULL), LC_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(lc_client_poll(NULL, 0, NULL), LC_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(lc_client_set_event_callback(NULL, NULL, NULL), LC_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(lc_config_set_heartbeat(NULL, 1000, 3000), LC_STATUS_NULL_ARGUMENT);
+    lc_config_free(NULL);
+    lc_client_free(NULL);
+    CHECK(config == NULL && client == NULL); /* outputs untouched on failure */
+
+    /* Bad URLs and strings. */
+    CHECK_STATUS(lc_config_new("http://example.invalid/", &config), LC_STATUS_INVALID_URL);
+    CHECK(strstr(lc_last_error_message(), "unsupported scheme") != NULL);
+    CHECK_STATUS(lc_config_new("tcp://127.0.0.1:99999", &config), LC_STATUS_INVALID_URL);
+    CHECK_STATUS(lc_config_new("tcp://127.0.0.1:1?framing=morse", &config), LC_STATUS_INVALID_URL);
+    CHECK_STATUS(lc_config_new("tcp://\xff\xfe:1", &config), LC_STATUS_INVALID_UTF8);
+    CHECK(config == NULL);
+
+    /* Bad settings. */
+    CHECK_STATUS(lc_config_new("tcp://127.0.0.1:9?framing=line", &config), LC_STATUS_OK);
+    CHECK_STATUS(lc_config_set_heartbeat(config, 5000, 1000), LC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(lc_config_set_reconnect(config, 0, 1000, 2.0, 0.2, 0), LC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(lc_config_set_reconnect(config, 100, 1000, 0.5, 0.2, 0), LC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(lc_config_set_reconnect(config, 100, 1000, 2.0, 7.0, 0), LC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(lc_config_set_max_frame_size(config, 0), LC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(lc_config_set_outbox_limits(config, 0, 10), LC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(lc_config_set_plain_heartbeat(config, NULL, 4, (const uint8_t *)"pong", 4), LC_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(lc_config_set_plain_heartbeat(config, (const uint8_t *)"a\nb", 3, (const uint8_t *)"pong", 4),
+                 LC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(lc_config_set_client_name(config, "\xc3\x28"), LC_STATUS_INVALID_UTF8);
+    CHECK_STATUS(lc_set_log_callback(NULL, NULL, 9), LC_STATUS_INVALID_ARGUMENT);
+
+    /* Limits and sends on a client that is never connected. */
+    CHECK_STATUS(lc_config_set_outbox_limits(config, 2, 1024), LC_STATUS_OK);
+    CHECK_STATUS(lc_config_set_max_frame_size(config, 64), LC_STATUS_OK);
+    CHECK_STATUS(lc_client_new(config, &client), LC_STATUS_OK);
+    lc_config_free(config); /* the client keeps its own copy */
+    CHECK_STATUS(lc_client_send(client, NULL, 5), LC_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(lc_client_send(client, (const uint8_t *)"two\nlines", 9), LC_STATUS_INVALID_ARGUMENT);
+    uint8_t big[65] = {0};
+    CHECK_STATUS(lc_client_send(client, big, sizeof big), LC_STATUS_MESSAGE_TOO_LARGE);
+    CHECK_STATUS(lc_client_send(client, NULL, 0), LC_STATUS_OK); /* empty message */
+    CHECK_STATUS(lc_client_send(client, (const uint8_t *)"one", 3), LC_STATUS_OK);
+    CHECK_STATUS(lc_client_send(client, (const uint8_t *)"three", 5), LC_STATUS_QUEUE_FULL);
+    CHECK(strstr(lc_last_error_message(), "outbox full") != NULL);
+
+    lc_stats stats;
+    CHECK_STATUS(lc_client_stats(client, NULL), LC_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(lc_client_stats(client, &stats), LC_STATUS_OK);
+    CHECK(stats.queued_messages == 2 && stats.queued_bytes == 3);
+    lc_state state;
+    CHECK_STATUS(lc_client_state(client, &state), LC_STATUS_OK);
+    CHECK(state == LC_STATE_IDLE);
+
+    lc_event event;
+    CHECK_STATUS(lc_client_poll(client, 0, &event), LC_STATUS_TIMEOUT);
+    uint64_t unsent = 99;
+    CHECK_STATUS(lc_client_close(client, 10, &unsent), LC_STATUS_TIMEOUT);
+    CHECK(unsent == 2);
+    CHECK_STATUS(lc_client_poll(client, 1000, &event), LC_STATUS_OK);
+    CHECK(event.kind == LC_EVENT_CLOSED && event.unsent == 2 && event.text != NULL);
+    CHECK_STATUS(lc_client_send(client, (const uint8_t *)"late", 4), LC_STATUS_CLOSED);
+    CHECK_STATUS(lc_client_connect(client), LC_STATUS_CLOSED);
+    CHECK_STATUS(lc_client_close(client, 10, NULL), LC_STATUS_TIMEOUT); /* closing twice is harmless */
+    lc_client_free(client);
+
+    /* Names and version. */
+    CHECK(strcmp(lc_status_name(LC_STATUS_QUEUE_FULL), "LC_STATUS_QUEUE_FULL") == 0);
+    CHECK(strcmp(lc_status_name(12345), "LC_STATUS_UNKNOWN") == 0);
+    CHECK(strcmp(lc_version(), LONGCONN_VERSION) == 0);
+    return harness_finish("api_misuse");
+}

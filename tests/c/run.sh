@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# C tests: build each program with warnings as errors against the committed
+# header and the built library, run it under valgrind against the real test
+# server, check the exported symbols, and run the chat example scripted.
+#
+#   tests/c/run.sh TARGET_DIR      (holds liblongconn.so and longconn-server)
+set -uo pipefail
+target=$1
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+out=$(mktemp -d)
+server_pid=""
+trap '[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$out"' EXIT
+
+CC=${CC:-cc}
+cflags=(-std=c99 -D_POSIX_C_SOURCE=200809L -g -O1 -Wall -Wextra -Wpedantic -Werror -I"$root/include" -I"$here")
+ldflags=(-L"$target" -llongconn -Wl,-rpath,"$target" -lpthread)
+valgrind=(valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect
+    --show-leak-kinds=definite,indirect --child-silent-after-fork=yes)
+
+passed=0
+failed=0
+pass() { echo "PASS $1"; passed=$((passed + 1)); }
+fail() { echo "FAIL $1"; failed=$((failed + 1)); }
+
+"$target/longconn-server" --mode echo --longconn-port 0 --length-port off --line-port 0 --quiet >"$out/server.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 1 200); do grep -q '^ready' "$out/server.log" && break; sleep 0.05; done
+port=$(sed -n 's/^listening longconn .*:\([0-9]*\)$/\1/p' "$out/server.log")
+line_port=$(sed -n 's/^listening line .*:\([0-9]*\)$/\1/p' "$out/server.log")
+url="tcp://127.0.0.1:$port"
+
+for src in "$here"/*.c; do
+    name=$(basename "$src" .c)
+    if ! $CC "${cflags[@]}" "$src" -o "$out/$name" "${ldflags[@]}" 2>"$out/$name.build"; then
+        cat "$out/$name.build"
+        fail "$name (build)"
+        continue
+    fi
+    if timeout 120 "${valgrind[@]}" "$out/$name" "$url" >"$out/$name.log" 2>&1; then
+        pass "$name"
+    else
+        cat "$out/$name.log"
+        fail "$name"
+    fi
+done
+
+# The header also builds as C++, and the example builds with warnings as errors.
+if $CC "${cflags[@]}" "$root/examples/c/chat.c" -o "$out/chat" "${ldflags[@]}"; then
+    # A scripted session over line framing: type a line, wait for the echo
+    # server to return it, then /quit.
+    mkfifo "$out/chat.in"
+    timeout 60 "${valgrind[@]}" "$out/chat" "tcp://127.0.0.1:$line_port?framing=line" <"$out/chat.in" >"$out/chat.log" 2>&1 &
+    chat_pid=$!
+    exec 5>"$out/chat.in"
+    echo 'hello from the chat example' >&5
+    for _ in $(seq 1 400); do grep -q '^hello from the chat example$' "$out/chat.log" && break; sleep 0.05; done
+    echo '/quit' >&5
+    exec 5>&-
+    wait "$chat_pid"
+    chat_status=$?
+    if [ $chat_status -eq 0 ] && grep -q '^hello from the chat example$' "$out/chat.log" && grep -q '^\[closed\]$' "$out/chat.log"; then
+        pass "chat_example"
+    else
+        cat "$out/chat.log"
+        fail "chat_example"
+    fi
+else
+    fail "chat_example (build)"
+fi
+
+# Only lc_* symbols may be exported.
+foreign=$(nm -D --defined-only "$target/liblongconn.so" | awk '{print $3}' | grep -v '^lc_' || true)
+if [ -z "$foreign" ]; then pass "exports_only_lc_symbols"; else echo "$foreign"; fail "exports_only_lc_symbols"; fi
+
+# The library must not contain the test server's code.
+if nm "$target/liblongconn.so" | grep -q 'longconn_server'; then fail "server_not_in_library"; else pass "server_not_in_library"; fi
+
+echo "c-tests: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

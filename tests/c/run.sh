@@ -69,6 +69,14 @@ else
     fail "chat_example (build)"
 fi
 
+# The C example in the README compiles and links as printed.
+awk '/^```c$/{inside=1; next} /^```$/{inside=0} inside' "$root/README.md" >"$out/readme_example.c"
+if [ -s "$out/readme_example.c" ] && $CC "${cflags[@]}" "$out/readme_example.c" -o "$out/readme_example" "${ldflags[@]}"; then
+    pass "readme_example_compiles"
+else
+    fail "readme_example_compiles"
+fi
+
 # Only lc_* symbols may be exported.
 foreign=$(nm -D --defined-only "$target/liblongconn.so" | awk '{print $3}' | grep -v '^lc_' || true)
 if [ -z "$foreign" ]; then pass "exports_only_lc_symbols"; else echo "$foreign"; fail "exports_only_lc_symbols"; fi

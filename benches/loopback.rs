@@ -1,1 +1,366 @@
-fn main() {}
+//! Loopback benchmark: longconn through its C ABI next to a plain tokio
+//! client speaking the same framing, against the same `longconn-server`
+//! process, in one run. Prints figures and ratios; asserts nothing.
+//!
+//!   cargo bench --bench loopback            (MESSAGES=..., ROUND_TRIPS=... to change sizes)
+//!
+//! Measured: messages per second sent through `lc_client_send` (64-byte
+//! messages to a sink, until the last one is written), messages per second
+//! received through the message callback (pipelined through an echo
+//! server), and round-trip latency p50/p99 (one message in flight).
+
+use std::ffi::c_void;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::ptr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use longconn::codec::LengthCodec;
+use longconn::ffi::client::*;
+use longconn::ffi::config::*;
+use longconn::ffi::event::*;
+use longconn::ffi::status::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const PAYLOAD: [u8; 64] = [b'x'; 64];
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(mode: &str) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_longconn-server"))
+            .args(["--mode", mode, "--quiet", "--threads", "1"])
+            .args([
+                "--longconn-port",
+                "off",
+                "--line-port",
+                "off",
+                "--length-port",
+                "0",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start longconn-server");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut port = 0;
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if let Some(addr) = line.strip_prefix("listening length ") {
+                port = addr.rsplit(':').next().unwrap().parse().unwrap();
+            }
+            if line.starts_with("ready") {
+                break;
+            }
+        }
+        Server { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("tcp://127.0.0.1:{}?framing=length\0", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn env_count(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+// ---- longconn through the C ABI ----
+
+struct Lc(*mut lc_client);
+
+impl Lc {
+    fn new(url: &str, on_message: lc_message_cb, user_data: *mut c_void) -> Lc {
+        let mut config = ptr::null_mut();
+        let mut client = ptr::null_mut();
+        // SAFETY: valid NUL-terminated URL and out-pointers; the handles are
+        // used as the header documents and freed in Drop.
+        unsafe {
+            assert_eq!(
+                lc_config_new(url.as_ptr().cast(), &mut config),
+                LC_STATUS_OK
+            );
+            assert_eq!(
+                lc_config_set_outbox_limits(config, 1 << 20, 256 << 20),
+                LC_STATUS_OK
+            );
+            assert_eq!(lc_client_new(config, &mut client), LC_STATUS_OK);
+            lc_config_free(config);
+            if on_message.is_some() {
+                assert_eq!(
+                    lc_client_set_message_callback(client, on_message, user_data),
+                    LC_STATUS_OK
+                );
+            }
+            assert_eq!(lc_client_connect(client), LC_STATUS_OK);
+        }
+        Lc(client)
+    }
+
+    fn send(&self, payload: &[u8]) {
+        loop {
+            // SAFETY: live client, valid buffer.
+            match unsafe { lc_client_send(self.0, payload.as_ptr(), payload.len()) } {
+                LC_STATUS_OK => return,
+                LC_STATUS_QUEUE_FULL => std::thread::yield_now(),
+                other => panic!("send failed: {other:?}"),
+            }
+        }
+    }
+
+    fn close(&self) {
+        // SAFETY: live client.
+        assert_eq!(
+            unsafe { lc_client_close(self.0, 60_000, ptr::null_mut()) },
+            LC_STATUS_OK
+        );
+    }
+}
+
+impl Drop for Lc {
+    fn drop(&mut self) {
+        // SAFETY: created by lc_client_new, freed once.
+        unsafe { lc_client_free(self.0) }
+    }
+}
+
+unsafe extern "C" fn count_message(user_data: *mut c_void, _data: *const u8, _len: usize) {
+    // SAFETY: user_data is the &AtomicU64 passed at registration, alive for the client's life.
+    let counter = unsafe { &*(user_data as *const AtomicU64) };
+    counter.fetch_add(1, Ordering::Release);
+}
+
+fn wait_until(counter: &AtomicU64, target: u64, within: Duration) {
+    let deadline = Instant::now() + within;
+    while counter.load(Ordering::Acquire) < target {
+        assert!(
+            Instant::now() < deadline,
+            "timed out at {} of {target}",
+            counter.load(Ordering::Acquire)
+        );
+        std::hint::spin_loop();
+    }
+}
+
+fn lc_send_rate(server: &Server, n: u64) -> f64 {
+    let client = Lc::new(&server.url(), None, ptr::null_mut());
+    client.send(&PAYLOAD); // connection up before timing
+    let start = Instant::now();
+    for _ in 0..n {
+        client.send(&PAYLOAD);
+    }
+    client.close(); // returns once everything is written
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn lc_receive_rate(server: &Server, n: u64) -> f64 {
+    let received = Box::new(AtomicU64::new(0));
+    let client = Lc::new(
+        &server.url(),
+        Some(count_message),
+        &*received as *const AtomicU64 as *mut c_void,
+    );
+    client.send(&PAYLOAD);
+    wait_until(&received, 1, Duration::from_secs(10));
+    let start = Instant::now();
+    for _ in 0..n {
+        client.send(&PAYLOAD);
+    }
+    wait_until(&received, n + 1, Duration::from_secs(120));
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    drop(client);
+    rate
+}
+
+fn lc_round_trips(server: &Server, n: u64) -> Vec<Duration> {
+    let received = Box::new(AtomicU64::new(0));
+    let client = Lc::new(
+        &server.url(),
+        Some(count_message),
+        &*received as *const AtomicU64 as *mut c_void,
+    );
+    let mut samples = Vec::with_capacity(n as usize);
+    for i in 0..n + 1000 {
+        let start = Instant::now();
+        client.send(&PAYLOAD);
+        wait_until(&received, i + 1, Duration::from_secs(10));
+        if i >= 1000 {
+            samples.push(start.elapsed()); // the first 1000 warm up
+        }
+    }
+    samples
+}
+
+// ---- the plain tokio baseline, same framing ----
+
+async fn connect(server: &Server) -> TcpStream {
+    let stream = TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
+async fn tokio_send_rate(server: &Server, n: u64) -> f64 {
+    let mut stream = connect(server).await;
+    let codec = LengthCodec::new(1 << 20);
+    let mut buf = BytesMut::with_capacity(256 * 1024);
+    let start = Instant::now();
+    for _ in 0..n {
+        codec.encode(&PAYLOAD, &mut buf);
+        if buf.len() >= 256 * 1024 {
+            stream.write_all(&buf).await.unwrap();
+            buf.clear();
+        }
+    }
+    stream.write_all(&buf).await.unwrap();
+    stream.shutdown().await.unwrap();
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+async fn tokio_receive_rate(server: &Server, n: u64) -> f64 {
+    let (mut read_half, mut write_half) = connect(server).await.into_split();
+    let start = Instant::now();
+    let writer = tokio::spawn(async move {
+        let codec = LengthCodec::new(1 << 20);
+        let mut buf = BytesMut::with_capacity(256 * 1024);
+        for _ in 0..n {
+            codec.encode(&PAYLOAD, &mut buf);
+            if buf.len() >= 256 * 1024 {
+                write_half.write_all(&buf).await.unwrap();
+                buf.clear();
+            }
+        }
+        write_half.write_all(&buf).await.unwrap();
+        write_half
+    });
+    let mut codec = LengthCodec::new(1 << 20);
+    let mut buf = BytesMut::with_capacity(256 * 1024);
+    let mut received = 0;
+    while received < n {
+        while let Some(_message) = codec.decode(&mut buf).unwrap() {
+            received += 1;
+        }
+        if received < n {
+            buf.reserve(64 * 1024);
+            assert!(read_half.read_buf(&mut buf).await.unwrap() > 0);
+        }
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    drop(writer.await.unwrap());
+    rate
+}
+
+async fn tokio_round_trips(server: &Server, n: u64) -> Vec<Duration> {
+    let mut stream = connect(server).await;
+    let mut codec = LengthCodec::new(1 << 20);
+    let mut out = BytesMut::new();
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut samples = Vec::with_capacity(n as usize);
+    for i in 0..n + 1000 {
+        let start = Instant::now();
+        codec.encode(&PAYLOAD, &mut out);
+        stream.write_all(&out).await.unwrap();
+        out.clear();
+        loop {
+            if codec.decode(&mut buf).unwrap().is_some() {
+                break;
+            }
+            assert!(stream.read_buf(&mut buf).await.unwrap() > 0);
+        }
+        if i >= 1000 {
+            samples.push(start.elapsed());
+        }
+    }
+    samples
+}
+
+// ---- report ----
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort_unstable();
+    samples[((samples.len() - 1) as f64 * p) as usize]
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("loopback benchmark: skipped (run it with `cargo bench --bench loopback`)");
+        return;
+    }
+    let messages = env_count("MESSAGES", 2_000_000);
+    let round_trips = env_count("ROUND_TRIPS", 20_000);
+    // The baseline gets the same number of I/O threads as longconn's runtime.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    println!("loopback benchmark: {messages} x 64-byte messages, {round_trips} round trips, length framing");
+    let sink = Server::start("sink");
+    let base_send = rt.block_on(tokio_send_rate(&sink, messages));
+    let lc_send = lc_send_rate(&sink, messages);
+    drop(sink);
+
+    let echo = Server::start("echo");
+    let base_recv = rt.block_on(tokio_receive_rate(&echo, messages));
+    let lc_recv = lc_receive_rate(&echo, messages);
+    let mut base_rtt = rt.block_on(tokio_round_trips(&echo, round_trips));
+    let mut lc_rtt = lc_round_trips(&echo, round_trips);
+    drop(echo);
+
+    let (b50, b99) = (
+        percentile(&mut base_rtt, 0.50),
+        percentile(&mut base_rtt, 0.99),
+    );
+    let (l50, l99) = (percentile(&mut lc_rtt, 0.50), percentile(&mut lc_rtt, 0.99));
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    println!();
+    println!(
+        "{:<34} {:>14} {:>14} {:>9}",
+        "", "plain tokio", "longconn", "ratio"
+    );
+    println!(
+        "{:<34} {:>14.0} {:>14.0} {:>8.1}%",
+        "send, messages/s",
+        base_send,
+        lc_send,
+        100.0 * lc_send / base_send
+    );
+    println!(
+        "{:<34} {:>14.0} {:>14.0} {:>8.1}%",
+        "receive (echo), messages/s",
+        base_recv,
+        lc_recv,
+        100.0 * lc_recv / base_recv
+    );
+    println!(
+        "{:<34} {:>14.1} {:>14.1} {:>+8.1}",
+        "round trip p50, us (diff)",
+        us(b50),
+        us(l50),
+        us(l50) - us(b50)
+    );
+    println!(
+        "{:<34} {:>14.1} {:>14.1} {:>+8.1}",
+        "round trip p99, us (diff)",
+        us(b99),
+        us(l99),
+        us(l99) - us(b99)
+    );
+}

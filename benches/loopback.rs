@@ -14,6 +14,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::ptr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -139,13 +140,60 @@ impl Drop for Lc {
     }
 }
 
-unsafe extern "C" fn count_message(user_data: *mut c_void, _data: *const u8, _len: usize) {
-    // SAFETY: user_data is the &AtomicU64 passed at registration, alive for the client's life.
-    let counter = unsafe { &*(user_data as *const AtomicU64) };
-    counter.fetch_add(1, Ordering::Release);
+/// Counts received messages; wakes a blocked waiter once `target` is reached.
+struct Counter {
+    count: AtomicU64,
+    target: AtomicU64,
+    reached: Mutex<bool>,
+    wake: Condvar,
 }
 
-fn wait_until(counter: &AtomicU64, target: u64, within: Duration) {
+impl Counter {
+    fn new() -> Box<Counter> {
+        Box::new(Counter {
+            count: AtomicU64::new(0),
+            target: AtomicU64::new(u64::MAX),
+            reached: Mutex::new(false),
+            wake: Condvar::new(),
+        })
+    }
+
+    fn user_data(&self) -> *mut c_void {
+        self as *const Counter as *mut c_void
+    }
+
+    /// Blocks (no spinning, so the library's threads get the CPU) until `target`.
+    fn block_until(&self, target: u64, within: Duration) {
+        let mut reached = self.reached.lock().unwrap();
+        *reached = false;
+        self.target.store(target, Ordering::SeqCst);
+        if self.count.load(Ordering::SeqCst) >= target {
+            return;
+        }
+        let (guard, timeout) = self
+            .wake
+            .wait_timeout_while(reached, within, |r| !*r)
+            .unwrap();
+        assert!(
+            !timeout.timed_out(),
+            "timed out at {} of {target}",
+            self.count.load(Ordering::SeqCst)
+        );
+        drop(guard);
+    }
+}
+
+unsafe extern "C" fn count_message(user_data: *mut c_void, _data: *const u8, _len: usize) {
+    // SAFETY: user_data is the Counter passed at registration, alive for the client's life.
+    let counter = unsafe { &*(user_data as *const Counter) };
+    let now = counter.count.fetch_add(1, Ordering::SeqCst) + 1;
+    if now == counter.target.load(Ordering::SeqCst) {
+        *counter.reached.lock().unwrap() = true;
+        counter.wake.notify_all();
+    }
+}
+
+fn spin_until(counter: &AtomicU64, target: u64, within: Duration) {
     let deadline = Instant::now() + within;
     while counter.load(Ordering::Acquire) < target {
         assert!(
@@ -169,36 +217,29 @@ fn lc_send_rate(server: &Server, n: u64) -> f64 {
 }
 
 fn lc_receive_rate(server: &Server, n: u64) -> f64 {
-    let received = Box::new(AtomicU64::new(0));
-    let client = Lc::new(
-        &server.url(),
-        Some(count_message),
-        &*received as *const AtomicU64 as *mut c_void,
-    );
+    let received = Counter::new();
+    let client = Lc::new(&server.url(), Some(count_message), received.user_data());
     client.send(&PAYLOAD);
-    wait_until(&received, 1, Duration::from_secs(10));
+    received.block_until(1, Duration::from_secs(10));
     let start = Instant::now();
     for _ in 0..n {
         client.send(&PAYLOAD);
     }
-    wait_until(&received, n + 1, Duration::from_secs(120));
+    received.block_until(n + 1, Duration::from_secs(120));
     let rate = n as f64 / start.elapsed().as_secs_f64();
     drop(client);
     rate
 }
 
 fn lc_round_trips(server: &Server, n: u64) -> Vec<Duration> {
-    let received = Box::new(AtomicU64::new(0));
-    let client = Lc::new(
-        &server.url(),
-        Some(count_message),
-        &*received as *const AtomicU64 as *mut c_void,
-    );
+    let received = Counter::new();
+    let client = Lc::new(&server.url(), Some(count_message), received.user_data());
     let mut samples = Vec::with_capacity(n as usize);
     for i in 0..n + 1000 {
         let start = Instant::now();
         client.send(&PAYLOAD);
-        wait_until(&received, i + 1, Duration::from_secs(10));
+        // Spinning here on purpose: this measures latency, not throughput.
+        spin_until(&received.count, i + 1, Duration::from_secs(10));
         if i >= 1000 {
             samples.push(start.elapsed()); // the first 1000 warm up
         }
@@ -311,6 +352,22 @@ fn main() {
         .build()
         .unwrap();
 
+    // PART=lc-send or PART=lc-receive runs one longconn measurement alone, for profiling.
+    match std::env::var("PART").as_deref() {
+        Ok("lc-send") => {
+            return println!(
+                "{:.0} messages/s",
+                lc_send_rate(&Server::start("sink"), messages)
+            )
+        }
+        Ok("lc-receive") => {
+            return println!(
+                "{:.0} messages/s",
+                lc_receive_rate(&Server::start("echo"), messages)
+            )
+        }
+        _ => {}
+    }
     println!("loopback benchmark: {messages} x 64-byte messages, {round_trips} round trips, length framing");
     let sink = Server::start("sink");
     let base_send = rt.block_on(tokio_send_rate(&sink, messages));

@@ -178,8 +178,8 @@ impl Shared {
         Some(batch)
     }
 
-    /// Records a batch as written.
-    pub fn batch_written(&self, batch: &Batch) {
+    /// Records a batch as written and returns its buffer to the outbox.
+    pub fn batch_written(&self, batch: Batch) {
         let c = &self.counters;
         c.messages_out
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -187,6 +187,7 @@ impl Shared {
             .fetch_add(batch.payload_bytes() as u64, Ordering::Relaxed);
         c.in_flight_messages.store(0, Ordering::Relaxed);
         c.in_flight_bytes.store(0, Ordering::Relaxed);
+        lock(&self.outbox).recycle(batch);
     }
 
     pub fn outbox_is_empty(&self) -> bool {

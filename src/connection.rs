@@ -265,7 +265,7 @@ async fn write_loop(
             return ended(DisconnectReason::Io, format!("write failed: {e}"));
         }
         if let Some(batch) = in_flight.take() {
-            shared.batch_written(&batch);
+            shared.batch_written(batch);
         }
     }
 }

@@ -1,14 +1,15 @@
 //! The outgoing queue: messages waiting to be written, kept across disconnects.
 //!
-//! Payloads are appended to one contiguous buffer and their lengths to a
-//! queue, so `send` costs one copy and no allocation per message, while
+//! Payloads are appended to one contiguous, reused buffer and their lengths
+//! to a queue, so `send` costs one copy and no allocation per message, while
 //! message boundaries survive for batching (and later, acknowledgements).
 //! Limits default to 100 000 messages and 16 MiB; a push beyond either fails
 //! and the queue is left unchanged, so nothing is dropped silently.
 
 use std::collections::VecDeque;
 
-use bytes::{Bytes, BytesMut};
+/// A buffer larger than this is not kept for reuse once empty.
+const KEEP_CAPACITY: usize = 4 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutboxLimits {
@@ -32,19 +33,25 @@ pub struct OutboxFull {
     pub queued_bytes: usize,
 }
 
+/// Queued payloads. Memory is reused: a taken batch's buffer comes back
+/// through [`Outbox::recycle`], so a steady stream of sends allocates nothing.
 #[derive(Debug, Default)]
 pub struct Outbox {
-    /// Payloads back to back, oldest first.
-    data: BytesMut,
+    /// Payloads back to back; those before `head` are already taken.
+    data: Vec<u8>,
+    /// Start of the oldest queued payload in `data`.
+    head: usize,
     /// Length of each queued payload, oldest first.
     lens: VecDeque<u32>,
+    /// An empty buffer to hand out with the next batch.
+    spare: Vec<u8>,
     limits: OutboxLimits,
 }
 
 /// Messages taken from the outbox to be written together.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct Batch {
-    data: Bytes,
+    data: Vec<u8>,
     lens: Vec<u32>,
 }
 
@@ -76,9 +83,8 @@ impl Batch {
 impl Outbox {
     pub fn new(limits: OutboxLimits) -> Outbox {
         Outbox {
-            data: BytesMut::new(),
-            lens: VecDeque::new(),
             limits,
+            ..Outbox::default()
         }
     }
 
@@ -95,18 +101,18 @@ impl Outbox {
     }
 
     pub fn bytes(&self) -> usize {
-        self.data.len()
+        self.data.len() - self.head
     }
 
     /// Appends a copy of `payload`, or fails without change when a limit would be passed.
     #[inline]
     pub fn push(&mut self, payload: &[u8]) -> Result<(), OutboxFull> {
         if self.lens.len() >= self.limits.max_messages
-            || self.data.len() + payload.len() > self.limits.max_bytes
+            || self.bytes() + payload.len() > self.limits.max_bytes
         {
             return Err(OutboxFull {
                 queued_messages: self.lens.len(),
-                queued_bytes: self.data.len(),
+                queued_bytes: self.bytes(),
             });
         }
         self.data.extend_from_slice(payload);
@@ -116,13 +122,6 @@ impl Outbox {
 
     /// Takes the oldest messages, up to about `max_bytes` of payload (at least one message).
     pub fn take_batch(&mut self, max_bytes: usize) -> Batch {
-        if self.data.len() <= max_bytes {
-            let lens = Vec::from(std::mem::take(&mut self.lens));
-            return Batch {
-                data: self.data.split().freeze(),
-                lens,
-            };
-        }
         let mut count = 0;
         let mut bytes = 0usize;
         for &len in &self.lens {
@@ -132,9 +131,42 @@ impl Outbox {
             bytes += len as usize;
             count += 1;
         }
-        Batch {
-            data: self.data.split_to(bytes).freeze(),
-            lens: self.lens.drain(..count).collect(),
+        let lens: Vec<u32> = self.lens.drain(..count).collect();
+        let data = if self.head == 0 && bytes == self.data.len() {
+            // Everything queued: hand over the buffer itself.
+            std::mem::replace(&mut self.data, std::mem::take(&mut self.spare))
+        } else {
+            let mut data = std::mem::take(&mut self.spare);
+            data.extend_from_slice(&self.data[self.head..self.head + bytes]);
+            self.head += bytes;
+            self.compact();
+            data
+        };
+        Batch { data, lens }
+    }
+
+    /// Drops taken bytes once they outweigh the rest, keeping compaction
+    /// linear in the bytes queued.
+    fn compact(&mut self) {
+        if self.head == self.data.len() {
+            self.data.clear();
+            self.head = 0;
+        } else if self.head >= self.data.len() / 2 {
+            self.data.drain(..self.head);
+            self.head = 0;
+        }
+    }
+
+    /// Returns a written batch's buffer for reuse.
+    pub fn recycle(&mut self, batch: Batch) {
+        let mut buffer = batch.data;
+        if buffer.capacity() <= KEEP_CAPACITY && buffer.capacity() > self.spare.capacity() {
+            buffer.clear();
+            self.spare = buffer;
+        }
+        if self.is_empty() && self.data.capacity() > KEEP_CAPACITY {
+            self.data = Vec::new();
+            self.head = 0;
         }
     }
 
@@ -143,6 +175,7 @@ impl Outbox {
         let n = self.lens.len();
         self.lens.clear();
         self.data.clear();
+        self.head = 0;
         n
     }
 }
@@ -198,5 +231,31 @@ mod tests {
         assert_eq!((o.len(), o.bytes()), (2, 10));
         assert_eq!(o.clear(), 2);
         o.push(b"").unwrap();
+    }
+
+    #[test]
+    fn partial_batches_and_recycling_keep_contents_intact() {
+        let mut o = Outbox::new(OutboxLimits::default());
+        let mut next = 0u32;
+        let mut expected = 0u32;
+        for round in 0..50 {
+            for _ in 0..(round % 7 + 1) * 10 {
+                o.push(&next.to_be_bytes()).unwrap();
+                next += 1;
+            }
+            let batch = o.take_batch(4 * (round % 5 + 1));
+            for payload in batch.iter() {
+                assert_eq!(payload, expected.to_be_bytes());
+                expected += 1;
+            }
+            o.recycle(batch);
+        }
+        let rest = o.take_batch(usize::MAX);
+        for payload in rest.iter() {
+            assert_eq!(payload, expected.to_be_bytes());
+            expected += 1;
+        }
+        assert_eq!(expected, next);
+        assert!(o.is_empty() && o.bytes() == 0);
     }
 }

@@ -2,7 +2,7 @@
 
 use std::cell::Cell;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -18,8 +18,6 @@ use crate::heartbeat::HeartbeatPolicy;
 use crate::outbox::{Batch, Outbox, OutboxLimits};
 use crate::{runtime, session};
 
-/// Payload bytes taken from the outbox for one write.
-const BATCH_BYTES: usize = 256 * 1024;
 /// Extra time `close` waits for the session to wind down after the flush deadline.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
@@ -80,9 +78,6 @@ pub(crate) struct Counters {
     pub bytes_in: AtomicU64,
     pub connections: AtomicU64,
     pub last_rtt_us: AtomicU64,
-    /// Messages and payload bytes of the batch being written.
-    pub in_flight_messages: AtomicUsize,
-    pub in_flight_bytes: AtomicUsize,
 }
 
 /// Settings that may change while the client runs.
@@ -163,38 +158,32 @@ impl Shared {
         self.emit(std::iter::once(event));
     }
 
-    /// Takes the next batch to write and records it as in flight.
+    /// Takes everything queued to write it; it stays counted as queued until written.
     pub fn take_batch(&self) -> Option<Batch> {
-        let batch = lock(&self.outbox).take_batch(BATCH_BYTES);
-        if batch.is_empty() {
-            return None;
-        }
-        self.counters
-            .in_flight_messages
-            .store(batch.len(), Ordering::Relaxed);
-        self.counters
-            .in_flight_bytes
-            .store(batch.payload_bytes(), Ordering::Relaxed);
-        Some(batch)
+        lock(&self.outbox).take_batch()
     }
 
-    /// Records a batch as written and returns its buffer to the outbox.
-    pub fn batch_written(&self, batch: Batch) {
+    /// Counts messages of `batch` handed to the transport since the last call.
+    pub fn record_sent(&self, batch: &mut Batch) {
+        let (messages, bytes) = batch.take_newly_sent();
         let c = &self.counters;
-        c.messages_out
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        c.bytes_out
-            .fetch_add(batch.payload_bytes() as u64, Ordering::Relaxed);
-        c.in_flight_messages.store(0, Ordering::Relaxed);
-        c.in_flight_bytes.store(0, Ordering::Relaxed);
+        c.messages_out.fetch_add(messages as u64, Ordering::Relaxed);
+        c.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+        lock(&self.outbox).batch_progress(batch);
+    }
+
+    /// Records a fully written batch and returns its buffers to the outbox.
+    pub fn batch_written(&self, mut batch: Batch) {
+        self.record_sent(&mut batch);
         lock(&self.outbox).recycle(batch);
     }
 
-    pub fn outbox_is_empty(&self) -> bool {
-        lock(&self.outbox).is_empty()
+    /// Messages and payload bytes waiting or being written.
+    pub fn queued(&self) -> (usize, usize) {
+        lock(&self.outbox).queued()
     }
 
-    /// Empties the outbox at the end; returns how many messages were discarded.
+    /// Empties the outbox (and what was in flight); returns how many messages were discarded.
     pub fn discard_outbox(&self) -> usize {
         lock(&self.outbox).clear()
     }
@@ -399,18 +388,15 @@ impl Client {
 
     pub fn stats(&self) -> Stats {
         let c = &self.shared.counters;
-        let (queued, queued_bytes) = {
-            let o = lock(&self.shared.outbox);
-            (o.len(), o.bytes())
-        };
+        let (queued, queued_bytes) = self.shared.queued();
         Stats {
             messages_out: c.messages_out.load(Ordering::Relaxed),
             bytes_out: c.bytes_out.load(Ordering::Relaxed),
             messages_in: c.messages_in.load(Ordering::Relaxed),
             bytes_in: c.bytes_in.load(Ordering::Relaxed),
             reconnects: c.connections.load(Ordering::Relaxed).saturating_sub(1),
-            queued_messages: (queued + c.in_flight_messages.load(Ordering::Relaxed)) as u64,
-            queued_bytes: (queued_bytes + c.in_flight_bytes.load(Ordering::Relaxed)) as u64,
+            queued_messages: queued as u64,
+            queued_bytes: queued_bytes as u64,
             last_rtt_us: c.last_rtt_us.load(Ordering::Relaxed),
         }
     }

@@ -83,7 +83,8 @@ impl Link {
 }
 
 /// Runs the connection until it ends. A batch whose write did not complete
-/// stays in `in_flight`, to be written first on the next connection.
+/// stays in `in_flight`, to be written first on the next connection, from
+/// the first message not yet handed to the socket.
 pub(crate) async fn run(
     shared: &Shared,
     conn: Connection,
@@ -105,8 +106,8 @@ pub(crate) async fn run(
         end = write_loop(shared, &link, &mut writer, in_flight) => end,
         end = heartbeat_loop(shared, &link) => end,
         _ = shared.close.expired() => {
-            let queued = shared.counters.in_flight_messages.load(Ordering::Relaxed);
-            ended(DisconnectReason::ClosedByUser, format!("close deadline passed with {queued} or more messages unsent"))
+            let (queued, _) = shared.queued();
+            ended(DisconnectReason::ClosedByUser, format!("close deadline passed with {queued} messages unsent"))
         }
     }
 }
@@ -261,7 +262,11 @@ async fn write_loop(
             shared.writer_wake.notified().await;
             continue;
         }
-        if let Err(e) = writer.write(&control, in_flight.as_ref()).await {
+        let written = writer.write(&control, in_flight.as_mut()).await;
+        if let Some(batch) = in_flight.as_mut() {
+            shared.record_sent(batch);
+        }
+        if let Err(e) = written {
             return ended(DisconnectReason::Io, format!("write failed: {e}"));
         }
         if let Some(batch) = in_flight.take() {

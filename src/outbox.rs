@@ -6,9 +6,7 @@
 //! Limits default to 100 000 messages and 16 MiB; a push beyond either fails
 //! and the queue is left unchanged, so nothing is dropped silently.
 
-use std::collections::VecDeque;
-
-/// A buffer larger than this is not kept for reuse once empty.
+/// A buffer larger than this is not kept for reuse.
 const KEEP_CAPACITY: usize = 4 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,18 +31,19 @@ pub struct OutboxFull {
     pub queued_bytes: usize,
 }
 
-/// Queued payloads. Memory is reused: a taken batch's buffer comes back
+/// Queued payloads, plus the batch being written. Taking a batch swaps
+/// buffers instead of copying, and a written batch's buffers come back
 /// through [`Outbox::recycle`], so a steady stream of sends allocates nothing.
 #[derive(Debug, Default)]
 pub struct Outbox {
-    /// Payloads back to back; those before `head` are already taken.
+    /// Payloads back to back, oldest first.
     data: Vec<u8>,
-    /// Start of the oldest queued payload in `data`.
-    head: usize,
     /// Length of each queued payload, oldest first.
-    lens: VecDeque<u32>,
-    /// An empty buffer to hand out with the next batch.
-    spare: Vec<u8>,
+    lens: Vec<u32>,
+    /// Empty buffers to swap in when a batch is taken.
+    spare: Batch,
+    /// Messages and payload bytes of the batch being written.
+    in_flight: (usize, usize),
     limits: OutboxLimits,
 }
 
@@ -53,6 +52,12 @@ pub struct Outbox {
 pub struct Batch {
     data: Vec<u8>,
     lens: Vec<u32>,
+    /// Messages at the front already handed to the transport.
+    sent: usize,
+    /// Payload bytes of those messages.
+    sent_bytes: usize,
+    /// Messages and bytes already added to the client's counters.
+    counted: (usize, usize),
 }
 
 impl Batch {
@@ -69,14 +74,44 @@ impl Batch {
         self.data.len()
     }
 
-    /// The payloads in order.
-    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        let mut offset = 0usize;
-        self.lens.iter().map(move |&len| {
+    /// Whether every message has been handed to the transport.
+    pub fn is_done(&self) -> bool {
+        self.sent == self.lens.len()
+    }
+
+    /// Messages not yet handed to the transport.
+    pub fn unsent(&self) -> usize {
+        self.lens.len() - self.sent
+    }
+
+    /// The payloads not yet handed to the transport, in order.
+    pub fn iter_unsent(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let mut offset = self.sent_bytes;
+        self.lens[self.sent..].iter().map(move |&len| {
             let start = offset;
             offset += len as usize;
             &self.data[start..offset]
         })
+    }
+
+    /// Records that the next `messages` unsent messages were handed over.
+    pub fn mark_sent(&mut self, messages: usize) {
+        let end = (self.sent + messages).min(self.lens.len());
+        let bytes: usize = self.lens[self.sent..end].iter().map(|&l| l as usize).sum();
+        self.sent = end;
+        self.sent_bytes += bytes;
+    }
+
+    /// Messages and bytes handed over so far.
+    pub fn sent(&self) -> (usize, usize) {
+        (self.sent, self.sent_bytes)
+    }
+
+    /// Messages and bytes handed over since the last call, for counters.
+    pub fn take_newly_sent(&mut self) -> (usize, usize) {
+        let new = (self.sent - self.counted.0, self.sent_bytes - self.counted.1);
+        self.counted = (self.sent, self.sent_bytes);
+        new
     }
 }
 
@@ -92,6 +127,7 @@ impl Outbox {
         self.limits = limits;
     }
 
+    /// Messages waiting, not counting a batch being written.
     pub fn len(&self) -> usize {
         self.lens.len()
     }
@@ -100,82 +136,68 @@ impl Outbox {
         self.lens.is_empty()
     }
 
-    pub fn bytes(&self) -> usize {
-        self.data.len() - self.head
+    /// Messages and payload bytes waiting or being written; what the limits apply to.
+    pub fn queued(&self) -> (usize, usize) {
+        (
+            self.lens.len() + self.in_flight.0,
+            self.data.len() + self.in_flight.1,
+        )
     }
 
     /// Appends a copy of `payload`, or fails without change when a limit would be passed.
     #[inline]
     pub fn push(&mut self, payload: &[u8]) -> Result<(), OutboxFull> {
-        if self.lens.len() >= self.limits.max_messages
-            || self.bytes() + payload.len() > self.limits.max_bytes
-        {
+        let (messages, bytes) = self.queued();
+        if messages >= self.limits.max_messages || bytes + payload.len() > self.limits.max_bytes {
             return Err(OutboxFull {
-                queued_messages: self.lens.len(),
-                queued_bytes: self.bytes(),
+                queued_messages: messages,
+                queued_bytes: bytes,
             });
         }
         self.data.extend_from_slice(payload);
-        self.lens.push_back(payload.len() as u32);
+        self.lens.push(payload.len() as u32);
         Ok(())
     }
 
-    /// Takes the oldest messages, up to about `max_bytes` of payload (at least one message).
-    pub fn take_batch(&mut self, max_bytes: usize) -> Batch {
-        let mut count = 0;
-        let mut bytes = 0usize;
-        for &len in &self.lens {
-            if count > 0 && bytes + len as usize > max_bytes {
-                break;
-            }
-            bytes += len as usize;
-            count += 1;
+    /// Takes everything queued as one batch, in constant time; `None` if empty.
+    /// The batch counts as in flight until [`Outbox::recycle`] or [`Outbox::clear`].
+    pub fn take_batch(&mut self) -> Option<Batch> {
+        if self.lens.is_empty() {
+            return None;
         }
-        let lens: Vec<u32> = self.lens.drain(..count).collect();
-        let data = if self.head == 0 && bytes == self.data.len() {
-            // Everything queued: hand over the buffer itself.
-            std::mem::replace(&mut self.data, std::mem::take(&mut self.spare))
-        } else {
-            let mut data = std::mem::take(&mut self.spare);
-            data.extend_from_slice(&self.data[self.head..self.head + bytes]);
-            self.head += bytes;
-            self.compact();
-            data
-        };
-        Batch { data, lens }
+        let mut spare = std::mem::take(&mut self.spare);
+        std::mem::swap(&mut spare.data, &mut self.data);
+        std::mem::swap(&mut spare.lens, &mut self.lens);
+        spare.sent = 0;
+        spare.sent_bytes = 0;
+        spare.counted = (0, 0);
+        self.in_flight = (spare.len(), spare.payload_bytes());
+        Some(spare)
     }
 
-    /// Drops taken bytes once they outweigh the rest, keeping compaction
-    /// linear in the bytes queued.
-    fn compact(&mut self) {
-        if self.head == self.data.len() {
-            self.data.clear();
-            self.head = 0;
-        } else if self.head >= self.data.len() / 2 {
-            self.data.drain(..self.head);
-            self.head = 0;
+    /// Updates the in-flight count after part of a batch was handed over.
+    pub fn batch_progress(&mut self, batch: &Batch) {
+        self.in_flight = (batch.unsent(), batch.payload_bytes() - batch.sent_bytes);
+    }
+
+    /// Takes back a finished batch's buffers for reuse.
+    pub fn recycle(&mut self, mut batch: Batch) {
+        self.in_flight = (0, 0);
+        if batch.data.capacity() <= KEEP_CAPACITY
+            && batch.data.capacity() >= self.spare.data.capacity()
+        {
+            batch.data.clear();
+            batch.lens.clear();
+            self.spare = batch;
         }
     }
 
-    /// Returns a written batch's buffer for reuse.
-    pub fn recycle(&mut self, batch: Batch) {
-        let mut buffer = batch.data;
-        if buffer.capacity() <= KEEP_CAPACITY && buffer.capacity() > self.spare.capacity() {
-            buffer.clear();
-            self.spare = buffer;
-        }
-        if self.is_empty() && self.data.capacity() > KEEP_CAPACITY {
-            self.data = Vec::new();
-            self.head = 0;
-        }
-    }
-
-    /// Discards everything; returns how many messages were discarded.
+    /// Discards everything waiting and in flight; returns how many messages that was.
     pub fn clear(&mut self) -> usize {
-        let n = self.lens.len();
+        let n = self.lens.len() + self.in_flight.0;
         self.lens.clear();
         self.data.clear();
-        self.head = 0;
+        self.in_flight = (0, 0);
         n
     }
 }
@@ -185,31 +207,39 @@ mod tests {
     use super::*;
 
     fn collect(b: &Batch) -> Vec<Vec<u8>> {
-        b.iter().map(|s| s.to_vec()).collect()
+        b.iter_unsent().map(|s| s.to_vec()).collect()
     }
 
     #[test]
-    fn keeps_order_across_batches() {
+    fn keeps_order_across_batches_and_counts_in_flight() {
         let mut o = Outbox::new(OutboxLimits::default());
-        for i in 0..10u8 {
+        for i in 0..3u8 {
             o.push(&[i; 3]).unwrap();
         }
-        let first = o.take_batch(9);
+        let first = o.take_batch().unwrap();
         assert_eq!(collect(&first), vec![vec![0; 3], vec![1; 3], vec![2; 3]]);
-        let rest = o.take_batch(usize::MAX);
-        assert_eq!(rest.len(), 7);
-        assert_eq!(rest.iter().next().unwrap(), &[3; 3]);
-        assert!(o.is_empty() && o.bytes() == 0);
+        o.push(&[3; 3]).unwrap();
+        assert_eq!(o.queued(), (4, 12), "in-flight messages still count");
+        o.recycle(first);
+        assert_eq!(o.queued(), (1, 3));
+        assert_eq!(collect(&o.take_batch().unwrap()), vec![vec![3; 3]]);
+        assert!(o.take_batch().is_none());
     }
 
     #[test]
-    fn a_message_larger_than_the_batch_size_still_goes_alone() {
+    fn a_partly_written_batch_resumes_after_the_last_message_handed_over() {
         let mut o = Outbox::new(OutboxLimits::default());
-        o.push(&[1; 100]).unwrap();
-        o.push(&[2; 1]).unwrap();
-        let b = o.take_batch(10);
-        assert_eq!(b.len(), 1);
-        assert_eq!(b.payload_bytes(), 100);
+        for i in 0..5u8 {
+            o.push(&[i; 2]).unwrap();
+        }
+        let mut batch = o.take_batch().unwrap();
+        batch.mark_sent(2);
+        o.batch_progress(&batch);
+        assert_eq!(o.queued(), (3, 6));
+        assert_eq!(collect(&batch), vec![vec![2; 2], vec![3; 2], vec![4; 2]]);
+        assert_eq!(batch.sent(), (2, 4));
+        batch.mark_sent(10);
+        assert!(batch.is_done());
     }
 
     #[test]
@@ -228,34 +258,31 @@ mod tests {
         );
         o.push(b"12345").unwrap();
         assert!(o.push(b"").is_err(), "message limit");
-        assert_eq!((o.len(), o.bytes()), (2, 10));
-        assert_eq!(o.clear(), 2);
+        assert_eq!(o.queued(), (2, 10));
+        let batch = o.take_batch().unwrap();
+        assert!(o.push(b"").is_err(), "a batch in flight still counts");
+        o.recycle(batch);
         o.push(b"").unwrap();
+        assert_eq!(o.clear(), 1);
     }
 
     #[test]
-    fn partial_batches_and_recycling_keep_contents_intact() {
+    fn buffers_are_reused_between_batches() {
         let mut o = Outbox::new(OutboxLimits::default());
-        let mut next = 0u32;
-        let mut expected = 0u32;
-        for round in 0..50 {
-            for _ in 0..(round % 7 + 1) * 10 {
-                o.push(&next.to_be_bytes()).unwrap();
-                next += 1;
+        for round in 0..3 {
+            for i in 0..1000u32 {
+                o.push(&i.to_be_bytes()).unwrap();
             }
-            let batch = o.take_batch(4 * (round % 5 + 1));
-            for payload in batch.iter() {
-                assert_eq!(payload, expected.to_be_bytes());
-                expected += 1;
+            let batch = o.take_batch().unwrap();
+            assert_eq!(batch.len(), 1000);
+            assert!(batch
+                .iter_unsent()
+                .enumerate()
+                .all(|(i, p)| p == (i as u32).to_be_bytes()));
+            if round > 0 {
+                assert!(o.data.capacity() >= 4000, "the recycled buffer came back");
             }
             o.recycle(batch);
         }
-        let rest = o.take_batch(usize::MAX);
-        for payload in rest.iter() {
-            assert_eq!(payload, expected.to_be_bytes());
-            expected += 1;
-        }
-        assert_eq!(expected, next);
-        assert!(o.is_empty() && o.bytes() == 0);
     }
 }

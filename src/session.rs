@@ -30,9 +30,7 @@ pub(crate) async fn run(shared: std::sync::Arc<Shared>) {
     // A batch whose write was cut off by a disconnect; written first next time.
     let mut in_flight: Option<Batch> = None;
     loop {
-        if shared.close.aborted()
-            || (shared.close.requested() && nothing_queued(shared, &in_flight))
-        {
+        if shared.close.aborted() || (shared.close.requested() && nothing_queued(shared)) {
             break;
         }
         if !shared.close.requested() {
@@ -60,6 +58,13 @@ pub(crate) async fn run(shared: std::sync::Arc<Shared>) {
                 let up_since = Instant::now();
                 let Ended { reason, detail } =
                     connection::run(shared, conn, leftovers, &mut in_flight).await;
+                // A write cut off by the end of the connection may have handed part of its batch over.
+                if let Some(batch) = in_flight.as_mut() {
+                    shared.record_sent(batch);
+                    if batch.is_done() {
+                        shared.batch_written(in_flight.take().expect("checked above"));
+                    }
+                }
                 log_at!(Level::Info, "client {}: disconnected: {detail}", shared.id);
                 shared.emit_one(Event::Disconnected { reason, detail });
                 if reason == DisconnectReason::ClosedByUser {
@@ -96,29 +101,27 @@ pub(crate) async fn run(shared: std::sync::Arc<Shared>) {
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = shared.close.expired() => break,
-            _ = wait_close_with_empty_outbox(shared, &in_flight) => break,
+            _ = wait_close_with_empty_outbox(shared) => break,
         }
     }
-    let unsent = (shared.discard_outbox() + in_flight.map_or(0, |b| b.len())) as u64;
-    shared
-        .counters
-        .in_flight_messages
-        .store(0, Ordering::Relaxed);
-    shared.counters.in_flight_bytes.store(0, Ordering::Relaxed);
+    if let Some(batch) = in_flight.as_mut() {
+        shared.record_sent(batch);
+    }
+    let unsent = shared.discard_outbox() as u64;
     shared.set_state(State::Closed);
     shared.emit_one(Event::Closed { unsent });
     shared.finish(unsent);
 }
 
-fn nothing_queued(shared: &Shared, in_flight: &Option<Batch>) -> bool {
-    in_flight.is_none() && shared.outbox_is_empty()
+fn nothing_queued(shared: &Shared) -> bool {
+    shared.queued().0 == 0
 }
 
 /// Completes once a close is requested and nothing is left to flush, so a
 /// close during a backoff wait does not sit out the delay for nothing.
-async fn wait_close_with_empty_outbox(shared: &Shared, in_flight: &Option<Batch>) {
+async fn wait_close_with_empty_outbox(shared: &Shared) {
     shared.close.wait_requested().await;
-    if !nothing_queued(shared, in_flight) {
+    if !nothing_queued(shared) {
         std::future::pending::<()>().await;
     }
 }

@@ -50,9 +50,10 @@ impl Reader {
 }
 
 impl Writer {
-    /// Writes control frames, then the batch's messages, in that order.
-    /// Not cancel-safe: on cancellation the peer may have received any prefix.
-    pub async fn write(&mut self, control: &[Frame], batch: Option<&Batch>) -> io::Result<()> {
+    /// Writes control frames, then the batch's unsent messages, in that order,
+    /// marking in the batch each message once it has been handed to the socket.
+    /// On error or cancellation, the unmarked messages are the ones to write again.
+    pub async fn write(&mut self, control: &[Frame], batch: Option<&mut Batch>) -> io::Result<()> {
         match self {
             Writer::Tcp(w) => w.write(control, batch).await,
         }

@@ -117,18 +117,32 @@ pub struct TcpWriter {
 }
 
 impl TcpWriter {
-    pub async fn write(&mut self, control: &[Frame], batch: Option<&Batch>) -> io::Result<()> {
+    pub async fn write(&mut self, control: &[Frame], batch: Option<&mut Batch>) -> io::Result<()> {
         self.buf.clear();
         for frame in control {
             self.codec.encode(frame, &mut self.buf);
         }
-        for payload in batch.into_iter().flat_map(Batch::iter) {
-            self.codec.encode_data(payload, &mut self.buf);
-            if self.buf.len() >= WRITE_CHUNK {
-                self.stream.write_all(&self.buf).await?;
-                self.buf.clear();
+        let Some(batch) = batch else {
+            return self.flush().await;
+        };
+        loop {
+            let mut encoded = 0;
+            for payload in batch.iter_unsent() {
+                self.codec.encode_data(payload, &mut self.buf);
+                encoded += 1;
+                if self.buf.len() >= WRITE_CHUNK {
+                    break;
+                }
+            }
+            self.flush().await?;
+            batch.mark_sent(encoded);
+            if batch.is_done() {
+                return Ok(());
             }
         }
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
         if !self.buf.is_empty() {
             self.stream.write_all(&self.buf).await?;
             self.buf.clear();

@@ -17,14 +17,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
-use longconn::codec::LengthCodec;
+use bytes::{Bytes, BytesMut};
 use longconn::ffi::client::*;
 use longconn::ffi::config::*;
 use longconn::ffi::event::*;
 use longconn::ffi::status::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 
 const PAYLOAD: [u8; 64] = [b'x'; 64];
 
@@ -247,7 +247,17 @@ fn lc_round_trips(server: &Server, n: u64) -> Vec<Duration> {
     samples
 }
 
-// ---- the plain tokio baseline, same framing ----
+// ---- the plain tokio baseline: tokio-util's LengthDelimitedCodec, the same 4-byte framing ----
+
+fn baseline_codec() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .max_frame_length(1 << 20)
+        .new_codec()
+}
+
+fn encode(codec: &mut LengthDelimitedCodec, buf: &mut BytesMut) {
+    codec.encode(Bytes::from_static(&PAYLOAD), buf).unwrap();
+}
 
 async fn connect(server: &Server) -> TcpStream {
     let stream = TcpStream::connect(("127.0.0.1", server.port))
@@ -259,11 +269,11 @@ async fn connect(server: &Server) -> TcpStream {
 
 async fn tokio_send_rate(server: &Server, n: u64) -> f64 {
     let mut stream = connect(server).await;
-    let codec = LengthCodec::new(1 << 20);
+    let mut codec = baseline_codec();
     let mut buf = BytesMut::with_capacity(256 * 1024);
     let start = Instant::now();
     for _ in 0..n {
-        codec.encode(&PAYLOAD, &mut buf);
+        encode(&mut codec, &mut buf);
         if buf.len() >= 256 * 1024 {
             stream.write_all(&buf).await.unwrap();
             buf.clear();
@@ -278,10 +288,10 @@ async fn tokio_receive_rate(server: &Server, n: u64) -> f64 {
     let (mut read_half, mut write_half) = connect(server).await.into_split();
     let start = Instant::now();
     let writer = tokio::spawn(async move {
-        let codec = LengthCodec::new(1 << 20);
+        let mut codec = baseline_codec();
         let mut buf = BytesMut::with_capacity(256 * 1024);
         for _ in 0..n {
-            codec.encode(&PAYLOAD, &mut buf);
+            encode(&mut codec, &mut buf);
             if buf.len() >= 256 * 1024 {
                 write_half.write_all(&buf).await.unwrap();
                 buf.clear();
@@ -290,7 +300,7 @@ async fn tokio_receive_rate(server: &Server, n: u64) -> f64 {
         write_half.write_all(&buf).await.unwrap();
         write_half
     });
-    let mut codec = LengthCodec::new(1 << 20);
+    let mut codec = baseline_codec();
     let mut buf = BytesMut::with_capacity(256 * 1024);
     let mut received = 0;
     while received < n {
@@ -309,13 +319,13 @@ async fn tokio_receive_rate(server: &Server, n: u64) -> f64 {
 
 async fn tokio_round_trips(server: &Server, n: u64) -> Vec<Duration> {
     let mut stream = connect(server).await;
-    let mut codec = LengthCodec::new(1 << 20);
+    let mut codec = baseline_codec();
     let mut out = BytesMut::new();
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut samples = Vec::with_capacity(n as usize);
     for i in 0..n + 1000 {
         let start = Instant::now();
-        codec.encode(&PAYLOAD, &mut out);
+        encode(&mut codec, &mut out);
         stream.write_all(&out).await.unwrap();
         out.clear();
         loop {

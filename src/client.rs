@@ -13,7 +13,7 @@ use crate::close::CloseSignal;
 use crate::config::ClientConfig;
 use crate::dispatch::{self, Dispatch};
 use crate::error::Error;
-use crate::event::{Event, EventQueue};
+use crate::event::{Event, EventQueue, MessageBatch, Queued};
 use crate::heartbeat::HeartbeatPolicy;
 use crate::outbox::{Batch, Outbox, OutboxLimits};
 use crate::{runtime, session};
@@ -68,6 +68,12 @@ pub struct Stats {
 /// Receives a client's events on a callback thread.
 pub trait EventHandler: Send + Sync {
     fn on_event(&self, event: &Event);
+
+    /// A received message, borrowed for the call. The default hands a copy
+    /// to [`EventHandler::on_event`]; override it to avoid the copy.
+    fn on_message(&self, payload: &[u8]) {
+        self.on_event(&Event::Message(bytes::Bytes::copy_from_slice(payload)));
+    }
 }
 
 #[derive(Debug, Default)]
@@ -147,11 +153,7 @@ impl Shared {
     pub fn emit(&self, events: impl IntoIterator<Item = Event>) {
         let to_callbacks = self.has_handler.load(Ordering::Acquire);
         self.events.push(events, !to_callbacks);
-        if to_callbacks && !self.scheduled.swap(true, Ordering::AcqRel) {
-            if let Some(me) = self.me.upgrade() {
-                dispatch::schedule(self.id as usize, me);
-            }
-        }
+        self.schedule_if(to_callbacks);
     }
 
     pub fn emit_one(&self, event: Event) {
@@ -210,6 +212,33 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// Runs one callback unless the handle is gone; false once it is.
+    fn deliver(&self, callback: impl FnOnce()) -> bool {
+        if self.detached.load(Ordering::Acquire) {
+            return false;
+        }
+        // A panicking handler must not take the callback thread down with it.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(callback));
+        true
+    }
+
+    /// Hands received messages to callbacks or to `poll`.
+    pub fn emit_messages(&self, batch: MessageBatch) {
+        let to_callbacks = self.has_handler.load(Ordering::Acquire);
+        self.events.push_messages(batch, !to_callbacks);
+        self.schedule_if(to_callbacks);
+    }
+
+    fn schedule_if(&self, to_callbacks: bool) {
+        if to_callbacks && !self.scheduled.swap(true, Ordering::AcqRel) {
+            if let Some(me) = self.me.upgrade() {
+                dispatch::schedule(self.id as usize, me);
+            }
+        }
+    }
+}
+
 impl Dispatch for Shared {
     fn dispatch(&self) {
         self.scheduled.store(false, Ordering::Release);
@@ -225,14 +254,22 @@ impl Dispatch for Shared {
             if batch.is_empty() {
                 break;
             }
-            for event in &batch {
-                if self.detached.load(Ordering::Acquire) {
-                    break;
+            for entry in &batch {
+                match entry {
+                    Queued::Event(event) => {
+                        if !self.deliver(|| handler.on_event(event)) {
+                            break;
+                        }
+                    }
+                    Queued::Messages(messages) => {
+                        if !messages
+                            .iter()
+                            .all(|m| self.deliver(|| handler.on_message(m)))
+                        {
+                            break;
+                        }
+                    }
                 }
-                // A panicking handler must not take the callback thread down with it.
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    handler.on_event(event)
-                }));
             }
         }
         DISPATCHING.with(|d| d.set(0));

@@ -12,15 +12,24 @@ use bytes::Bytes;
 
 use crate::client::Shared;
 use crate::codec::longconn::{close_payload, parse_close_payload};
-use crate::codec::{CodecError, Frame, Framing};
-use crate::event::{DisconnectReason, ErrorKind, Event};
+use crate::codec::{CodecError, Frame, FrameType, Framing};
+use crate::event::{DisconnectReason, ErrorKind, Event, MessageBatch};
 use crate::heartbeat::HeartbeatAction;
 use crate::log::{log_at, Level};
 use crate::outbox::Batch;
-use crate::transport::{Connection, Reader, Writer};
+use crate::transport::{Connection, FrameBatch, Reader, Writer};
 
 /// Close code sent when the application closes the client.
 const CLOSE_NORMAL: u16 = 1000;
+
+/// What a data message in a plain framing turned out to be.
+enum PlainHeartbeat {
+    /// The peer's ping; answer with this pong.
+    Ping(Bytes),
+    /// The answer to our ping.
+    Pong,
+    NotHeartbeat,
+}
 
 /// How a connection ended.
 pub(crate) struct Ended {
@@ -88,7 +97,7 @@ impl Link {
 pub(crate) async fn run(
     shared: &Shared,
     conn: Connection,
-    leftovers: Vec<Frame>,
+    leftovers: FrameBatch,
     in_flight: &mut Option<Batch>,
 ) -> Ended {
     let Connection {
@@ -98,7 +107,7 @@ pub(crate) async fn run(
     } = conn;
     let link = Link::new();
     let mut inbound = Inbound::new(shared, &link);
-    if let Some(end) = inbound.handle(leftovers) {
+    if let Some(end) = inbound.handle(&leftovers) {
         return end;
     }
     tokio::select! {
@@ -116,40 +125,35 @@ pub(crate) async fn run(
 struct Inbound<'a> {
     shared: &'a Shared,
     link: &'a Link,
-    events: Vec<Event>,
 }
 
 impl<'a> Inbound<'a> {
     fn new(shared: &'a Shared, link: &'a Link) -> Self {
-        Inbound {
-            shared,
-            link,
-            events: Vec::with_capacity(64),
-        }
+        Inbound { shared, link }
     }
 
     /// Handles frames in order; returns `Some` if the peer closed.
-    fn handle(&mut self, frames: Vec<Frame>) -> Option<Ended> {
+    /// The batch's messages become one queue entry sharing the read buffer.
+    fn handle(&mut self, batch: &FrameBatch) -> Option<Ended> {
         let mut end = None;
-        let (mut count, mut bytes) = (0u64, 0u64);
-        for frame in frames {
-            match frame {
-                Frame::Data(payload) => {
-                    if let Some(control) = self.plain_heartbeat(&payload) {
-                        if let Some(reply) = control {
-                            self.link.push_control(self.shared, Frame::Pong(reply));
-                        }
-                        continue;
+        let mut messages = Vec::with_capacity(batch.frames.len());
+        for (kind, range) in &batch.frames {
+            let payload = &batch.chunk[range.clone()];
+            match kind {
+                FrameType::Data => match self.plain_heartbeat(payload) {
+                    PlainHeartbeat::Ping(pong) => {
+                        self.link.push_control(self.shared, Frame::Pong(pong))
                     }
-                    count += 1;
-                    bytes += payload.len() as u64;
-                    self.events.push(Event::Message(payload));
-                }
-                Frame::Ping(payload) => self.link.push_control(self.shared, Frame::Pong(payload)),
-                Frame::Pong(payload) => self.record_rtt(&payload),
-                Frame::Hello(_) => {}
-                Frame::Close(payload) => {
-                    let (code, reason) = parse_close_payload(&payload);
+                    PlainHeartbeat::Pong => {}
+                    PlainHeartbeat::NotHeartbeat => messages.push(range.clone()),
+                },
+                FrameType::Ping => self
+                    .link
+                    .push_control(self.shared, Frame::Pong(batch.payload(range))),
+                FrameType::Pong => self.record_rtt(payload),
+                FrameType::Hello => {}
+                FrameType::Close => {
+                    let (code, reason) = parse_close_payload(payload);
                     end = Some(ended(
                         DisconnectReason::PeerClosed,
                         format!("peer closed the connection (code {code}: {reason})"),
@@ -158,29 +162,34 @@ impl<'a> Inbound<'a> {
                 }
             }
         }
-        let c = &self.shared.counters;
-        c.messages_in.fetch_add(count, Ordering::Relaxed);
-        c.bytes_in.fetch_add(bytes, Ordering::Relaxed);
-        if !self.events.is_empty() {
-            self.shared.emit(self.events.drain(..));
+        if !messages.is_empty() {
+            let messages = MessageBatch::new(batch.chunk.clone(), messages);
+            let c = &self.shared.counters;
+            c.messages_in
+                .fetch_add(messages.len() as u64, Ordering::Relaxed);
+            c.bytes_in.fetch_add(
+                messages.iter().map(|m| m.len() as u64).sum(),
+                Ordering::Relaxed,
+            );
+            self.shared.emit_messages(messages);
         }
         end
     }
 
-    /// In a plain framing, recognizes the configured heartbeat payloads:
-    /// `Some(Some(pong))` for a ping to answer, `Some(None)` for a pong, `None` for data.
-    fn plain_heartbeat(&self, payload: &Bytes) -> Option<Option<Bytes>> {
+    /// In a plain framing, recognizes the configured heartbeat payloads.
+    fn plain_heartbeat(&self, payload: &[u8]) -> PlainHeartbeat {
         let config = &self.shared.config;
-        if config.framing() == Framing::Longconn {
-            return None;
-        }
-        let hb = config.plain_heartbeat.as_ref()?;
-        if *payload == hb.pong {
-            Some(None)
-        } else if *payload == hb.ping {
-            Some(Some(hb.pong.clone()))
-        } else {
-            None
+        match &config.plain_heartbeat {
+            Some(hb) if config.framing() != Framing::Longconn => {
+                if payload == hb.pong {
+                    PlainHeartbeat::Pong
+                } else if payload == hb.ping {
+                    PlainHeartbeat::Ping(hb.pong.clone())
+                } else {
+                    PlainHeartbeat::NotHeartbeat
+                }
+            }
+            _ => PlainHeartbeat::NotHeartbeat,
         }
     }
 
@@ -199,9 +208,9 @@ impl<'a> Inbound<'a> {
 async fn read_loop(reader: &mut Reader, inbound: &mut Inbound<'_>) -> Ended {
     let shared = inbound.shared;
     let link = inbound.link;
-    let mut frames = Vec::with_capacity(64);
+    let mut batch = FrameBatch::default();
     loop {
-        match reader.read_frames(&mut frames).await {
+        match reader.read_batch(&mut batch).await {
             Ok(true) => {}
             Ok(false) => {
                 return ended(
@@ -229,7 +238,7 @@ async fn read_loop(reader: &mut Reader, inbound: &mut Inbound<'_>) -> Ended {
             }
         }
         link.heard_from_peer();
-        if let Some(end) = inbound.handle(std::mem::take(&mut frames)) {
+        if let Some(end) = inbound.handle(&batch) {
             return end;
         }
         if shared.events.inbox_full() {

@@ -11,6 +11,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
+use std::ops::Range;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -74,9 +75,62 @@ pub enum Event {
     },
 }
 
+/// Received messages that share one buffer, in order.
+#[derive(Debug, Clone)]
+pub struct MessageBatch {
+    chunk: Bytes,
+    spans: Vec<Range<usize>>,
+    /// Index of the first message not yet delivered.
+    next: usize,
+    /// Payload bytes not yet delivered.
+    bytes: usize,
+}
+
+impl MessageBatch {
+    pub fn new(chunk: Bytes, spans: Vec<Range<usize>>) -> MessageBatch {
+        let bytes = spans.iter().map(|r| r.len()).sum();
+        MessageBatch {
+            chunk,
+            spans,
+            next: 0,
+            bytes,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len() - self.next
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The messages not yet delivered, borrowed.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.spans[self.next..]
+            .iter()
+            .map(|r| &self.chunk[r.clone()])
+    }
+
+    /// Takes the oldest message as its own buffer.
+    fn pop_front(&mut self) -> Option<Bytes> {
+        let span = self.spans.get(self.next)?.clone();
+        self.next += 1;
+        self.bytes -= span.len();
+        Some(self.chunk.slice(span))
+    }
+}
+
+/// An entry of the queue: one event, or many messages from one read.
+#[derive(Debug)]
+pub(crate) enum Queued {
+    Event(Event),
+    Messages(MessageBatch),
+}
+
 #[derive(Debug, Default)]
 struct Pending {
-    events: VecDeque<Event>,
+    events: VecDeque<Queued>,
     /// Payload bytes of the message events in `events`.
     message_bytes: usize,
     /// Whether the fd currently holds a wake-up byte.
@@ -121,13 +175,24 @@ impl EventQueue {
 
     /// Appends events in order. With `signal_fd`, makes the fd readable.
     pub fn push(&self, events: impl IntoIterator<Item = Event>, signal_fd: bool) {
+        self.push_queued(events.into_iter().map(Queued::Event), signal_fd);
+    }
+
+    /// Appends received messages as one entry.
+    pub fn push_messages(&self, batch: MessageBatch, signal_fd: bool) {
+        self.push_queued(std::iter::once(Queued::Messages(batch)), signal_fd);
+    }
+
+    fn push_queued(&self, entries: impl Iterator<Item = Queued>, signal_fd: bool) {
         let mut p = self.lock();
         let was_empty = p.events.is_empty();
-        for event in events {
-            if let Event::Message(m) = &event {
-                p.message_bytes += m.len();
+        for entry in entries {
+            match &entry {
+                Queued::Event(Event::Message(m)) => p.message_bytes += m.len(),
+                Queued::Messages(batch) => p.message_bytes += batch.bytes,
+                Queued::Event(_) => {}
             }
-            p.events.push_back(event);
+            p.events.push_back(entry);
         }
         if signal_fd && !p.fd_signalled && !p.events.is_empty() {
             // A full socket buffer already means "readable"; nothing to do then.
@@ -169,8 +234,8 @@ impl EventQueue {
         }
     }
 
-    /// Takes every waiting event.
-    pub fn take_all(&self) -> VecDeque<Event> {
+    /// Takes every waiting entry.
+    pub(crate) fn take_all(&self) -> VecDeque<Queued> {
         let mut p = self.lock();
         let events = std::mem::take(&mut p.events);
         let bytes = p.message_bytes;
@@ -183,7 +248,7 @@ impl EventQueue {
         let deadline = Instant::now().checked_add(timeout);
         let mut p = self.lock();
         loop {
-            if let Some(event) = p.events.pop_front() {
+            if let Some(event) = Self::pop_event(&mut p.events) {
                 let bytes = match &event {
                     Event::Message(m) => m.len(),
                     _ => 0,
@@ -205,12 +270,23 @@ impl EventQueue {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.lock().events.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// Takes the oldest event, splitting a message batch one message at a time.
+    /// A batch leaves the queue with its last message, so an empty queue is
+    /// seen as empty (and the fd reset) at once.
+    fn pop_event(entries: &mut VecDeque<Queued>) -> Option<Event> {
+        loop {
+            match entries.pop_front()? {
+                Queued::Event(event) => return Some(event),
+                Queued::Messages(mut batch) => {
+                    if let Some(message) = batch.pop_front() {
+                        if !batch.is_empty() {
+                            entries.push_front(Queued::Messages(batch));
+                        }
+                        return Some(Event::Message(message));
+                    }
+                }
+            }
+        }
     }
 
     /// Makes the fd readable if events are waiting (after switching to poll mode).
@@ -261,6 +337,51 @@ mod tests {
         assert!(q.inbox_full());
         assert_eq!(q.take_all().len(), 2);
         assert!(!q.inbox_full());
+    }
+
+    #[test]
+    fn a_message_batch_is_polled_one_message_at_a_time_in_order() {
+        let q = EventQueue::new(1024).unwrap();
+        let chunk = Bytes::from_static(b"xxoneyytwozzz");
+        q.push([Event::Connected { peer: "p".into() }], true);
+        q.push_messages(MessageBatch::new(chunk, vec![2..5, 7..10, 13..13]), true);
+        q.push([Event::Closed { unsent: 0 }], true);
+        let mut polled = Vec::new();
+        while let Some(event) = q.pop(Duration::ZERO) {
+            polled.push(event);
+            // The fd must say "readable" exactly while something is left to poll.
+            assert_eq!(
+                readable(&q),
+                polled.len() < 5,
+                "after {} events",
+                polled.len()
+            );
+        }
+        assert_eq!(
+            polled,
+            vec![
+                Event::Connected { peer: "p".into() },
+                Event::Message(Bytes::from_static(b"one")),
+                Event::Message(Bytes::from_static(b"two")),
+                Event::Message(Bytes::new()),
+                Event::Closed { unsent: 0 },
+            ]
+        );
+        assert!(!readable(&q));
+        assert!(!q.inbox_full());
+
+        // A batch at the end of the queue: its last message empties the queue.
+        q.push_messages(
+            MessageBatch::new(Bytes::from_static(b"ab"), vec![0..1, 1..2]),
+            true,
+        );
+        assert!(q.pop(Duration::ZERO).is_some());
+        assert!(readable(&q));
+        assert!(q.pop(Duration::ZERO).is_some());
+        assert!(
+            !readable(&q),
+            "nothing left, so the fd must not stay readable"
+        );
     }
 
     #[test]

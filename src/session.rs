@@ -6,12 +6,12 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use crate::backoff::Backoff;
 use crate::client::{Shared, State};
 use crate::codec::longconn::hello_payload;
-use crate::codec::{Frame, Framing, PROTOCOL_VERSION};
+use crate::codec::{Frame, FrameType, Framing, PROTOCOL_VERSION};
 use crate::connection::{self, Ended};
 use crate::event::{DisconnectReason, ErrorKind, Event};
 use crate::log::{log_at, Level};
 use crate::outbox::Batch;
-use crate::transport::{self, ConnectOptions, Connection};
+use crate::transport::{self, ConnectOptions, Connection, FrameBatch};
 
 /// A failed connection attempt.
 struct AttemptFailed {
@@ -127,7 +127,7 @@ async fn wait_close_with_empty_outbox(shared: &Shared) {
 }
 
 /// Connects and, in the longconn protocol, exchanges hello frames; all within the connect timeout.
-async fn connect(shared: &Shared) -> Result<(Connection, Vec<Frame>), AttemptFailed> {
+async fn connect(shared: &Shared) -> Result<(Connection, FrameBatch), AttemptFailed> {
     let config = &shared.config;
     let timeout = config.connect_timeout;
     let attempt = async {
@@ -143,7 +143,7 @@ async fn connect(shared: &Shared) -> Result<(Connection, Vec<Frame>), AttemptFai
         let leftovers = if config.framing() == Framing::Longconn {
             handshake(&mut conn, &config.client_name).await?
         } else {
-            Vec::new()
+            FrameBatch::default()
         };
         Ok((conn, leftovers))
     };
@@ -162,7 +162,7 @@ async fn connect(shared: &Shared) -> Result<(Connection, Vec<Frame>), AttemptFai
 
 /// Sends our hello and waits for the server's. Frames that arrive right
 /// after the server's hello are returned so none is lost.
-async fn handshake(conn: &mut Connection, name: &str) -> Result<Vec<Frame>, AttemptFailed> {
+async fn handshake(conn: &mut Connection, name: &str) -> Result<FrameBatch, AttemptFailed> {
     let failed = |detail: String| AttemptFailed {
         kind: ErrorKind::HandshakeFailed,
         detail,
@@ -171,8 +171,8 @@ async fn handshake(conn: &mut Connection, name: &str) -> Result<Vec<Frame>, Atte
         .write(&[Frame::Hello(hello_payload(name))], None)
         .await
         .map_err(|e| failed(format!("sending hello failed: {e}")))?;
-    let mut frames = Vec::new();
-    match conn.reader.read_frames(&mut frames).await {
+    let mut batch = FrameBatch::default();
+    match conn.reader.read_batch(&mut batch).await {
         Ok(true) => {}
         Ok(false) => {
             return Err(failed(
@@ -181,18 +181,22 @@ async fn handshake(conn: &mut Connection, name: &str) -> Result<Vec<Frame>, Atte
         }
         Err(e) => return Err(failed(format!("hello exchange failed: {e}"))),
     }
-    match frames.first() {
-        Some(Frame::Hello(p)) if p.first() == Some(&PROTOCOL_VERSION) => {
-            frames.remove(0);
-            Ok(frames)
+    let (kind, range) = batch
+        .frames
+        .first()
+        .cloned()
+        .ok_or_else(|| failed("no hello from the server".into()))?;
+    let version = batch.chunk.get(range.start).copied();
+    match kind {
+        FrameType::Hello if version == Some(PROTOCOL_VERSION) => {
+            batch.frames.remove(0);
+            Ok(batch)
         }
-        Some(Frame::Hello(p)) => Err(failed(format!(
-            "server speaks protocol version {:?}, this client speaks {PROTOCOL_VERSION}",
-            p.first()
+        FrameType::Hello => Err(failed(format!(
+            "server speaks protocol version {version:?}, this client speaks {PROTOCOL_VERSION}"
         ))),
-        Some(other) => Err(failed(format!(
-            "expected a hello frame from the server, got {other:?}"
+        other => Err(failed(format!(
+            "expected a hello frame from the server, got a {other:?} frame"
         ))),
-        None => Err(failed("no hello from the server".into())),
     }
 }

@@ -1,8 +1,8 @@
 //! Plain length-prefixed framing: a 4-byte big-endian length, then the payload.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 
-use super::CodecError;
+use super::{CodecError, FrameHead, FrameType, Peeked};
 
 const HEADER_LEN: usize = 4;
 
@@ -24,9 +24,9 @@ impl LengthCodec {
         dst.put_slice(payload);
     }
 
-    pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, CodecError> {
+    pub fn peek(&mut self, src: &[u8]) -> Result<Peeked, CodecError> {
         if src.len() < HEADER_LEN {
-            return Ok(None);
+            return Ok(Peeked::Partial { needed: HEADER_LEN });
         }
         let len = u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as usize;
         if len > self.max_payload {
@@ -36,11 +36,15 @@ impl LengthCodec {
             });
         }
         if src.len() < HEADER_LEN + len {
-            src.reserve(HEADER_LEN + len - src.len());
-            return Ok(None);
+            return Ok(Peeked::Partial {
+                needed: HEADER_LEN + len,
+            });
         }
-        src.advance(HEADER_LEN);
-        Ok(Some(src.split_to(len).freeze()))
+        Ok(Peeked::Complete(FrameHead {
+            len: HEADER_LEN + len,
+            payload: HEADER_LEN..HEADER_LEN + len,
+            kind: FrameType::Data,
+        }))
     }
 }
 
@@ -51,18 +55,22 @@ mod tests {
     #[test]
     fn rejects_oversize_length_without_waiting_for_the_payload() {
         let mut c = LengthCodec::new(16);
-        let mut wire = BytesMut::new();
-        wire.put_u32(17);
         assert!(matches!(
-            c.decode(&mut wire),
+            c.peek(&17u32.to_be_bytes()),
             Err(CodecError::FrameTooLarge { len: 17, max: 16 })
         ));
     }
 
     #[test]
-    fn zero_length_message_is_allowed() {
+    fn zero_length_message_is_allowed_and_partial_frames_say_what_they_need() {
         let mut c = LengthCodec::new(16);
-        let mut wire = BytesMut::from(&[0, 0, 0, 0][..]);
-        assert_eq!(c.decode(&mut wire).unwrap(), Some(Bytes::new()));
+        assert!(matches!(
+            c.peek(&[0, 0, 0, 0]),
+            Ok(Peeked::Complete(FrameHead { len: 4, .. }))
+        ));
+        assert!(matches!(
+            c.peek(&[0, 0, 0, 9, 1]),
+            Ok(Peeked::Partial { needed: 13 })
+        ));
     }
 }

@@ -1,8 +1,8 @@
 //! Newline-delimited framing: each message ends with `\n`; a `\r` before it is stripped.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 
-use super::CodecError;
+use super::{CodecError, FrameHead, FrameType, Peeked};
 
 #[derive(Debug)]
 pub struct LineCodec {
@@ -28,8 +28,11 @@ impl LineCodec {
         dst.put_u8(b'\n');
     }
 
-    pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, CodecError> {
-        let Some(offset) = src[self.scanned..].iter().position(|&b| b == b'\n') else {
+    pub fn peek(&mut self, src: &[u8]) -> Result<Peeked, CodecError> {
+        let Some(offset) = src[self.scanned.min(src.len())..]
+            .iter()
+            .position(|&b| b == b'\n')
+        else {
             self.scanned = src.len();
             // A line ending in `\r` still has one more byte (`\n`) to come.
             let pending = src.len() - usize::from(src.last() == Some(&b'\r'));
@@ -39,22 +42,26 @@ impl LineCodec {
                     max: self.max_payload,
                 });
             }
-            return Ok(None);
+            return Ok(Peeked::Partial { needed: 0 });
         };
-        let newline = self.scanned + offset;
+        let newline = self.scanned.min(src.len()) + offset;
         self.scanned = 0;
-        let mut line = src.split_to(newline + 1);
-        line.truncate(newline);
-        if line.last() == Some(&b'\r') {
-            line.truncate(newline - 1);
-        }
-        if line.len() > self.max_payload {
+        let end = if newline > 0 && src[newline - 1] == b'\r' {
+            newline - 1
+        } else {
+            newline
+        };
+        if end > self.max_payload {
             return Err(CodecError::FrameTooLarge {
-                len: line.len(),
+                len: end,
                 max: self.max_payload,
             });
         }
-        Ok(Some(line.freeze()))
+        Ok(Peeked::Complete(FrameHead {
+            len: newline + 1,
+            payload: 0..end,
+            kind: FrameType::Data,
+        }))
     }
 }
 
@@ -62,24 +69,28 @@ impl LineCodec {
 mod tests {
     use super::*;
 
+    fn lines(wire: &[u8]) -> Vec<&[u8]> {
+        let mut c = LineCodec::new(16);
+        let mut rest = wire;
+        let mut out = Vec::new();
+        while let Peeked::Complete(head) = c.peek(rest).unwrap() {
+            out.push(&rest[head.payload.clone()]);
+            rest = &rest[head.len..];
+        }
+        out
+    }
+
     #[test]
     fn strips_crlf_and_keeps_empty_lines() {
-        let mut c = LineCodec::new(16);
-        let mut wire = BytesMut::from(&b"one\r\n\ntwo\n"[..]);
-        assert_eq!(c.decode(&mut wire).unwrap().unwrap(), "one");
-        assert_eq!(c.decode(&mut wire).unwrap().unwrap(), "");
-        assert_eq!(c.decode(&mut wire).unwrap().unwrap(), "two");
-        assert!(c.decode(&mut wire).unwrap().is_none());
+        assert_eq!(lines(b"one\r\n\ntwo\nrest"), vec![&b"one"[..], b"", b"two"]);
     }
 
     #[test]
     fn an_endless_line_is_rejected_once_it_passes_the_maximum() {
         let mut c = LineCodec::new(8);
-        let mut wire = BytesMut::from(&b"12345678"[..]);
-        assert!(c.decode(&mut wire).unwrap().is_none());
-        wire.extend_from_slice(b"9");
+        assert!(matches!(c.peek(b"12345678"), Ok(Peeked::Partial { .. })));
         assert!(matches!(
-            c.decode(&mut wire),
+            c.peek(b"123456789"),
             Err(CodecError::FrameTooLarge { .. })
         ));
     }

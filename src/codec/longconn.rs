@@ -7,26 +7,14 @@
 //! ```
 //! `length` counts the type byte and the payload, so it is at least 1.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{CodecError, Frame};
+use super::{CodecError, Frame, FrameHead, FrameType, Peeked};
 
 /// The protocol version carried in the first byte of a hello payload.
 pub const PROTOCOL_VERSION: u8 = 1;
 
 const HEADER_LEN: usize = 4;
-
-/// Frame type byte. Values 0x06 to 0x0f are reserved for acknowledgements
-/// and other additions of later protocol versions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum FrameType {
-    Data = 0x01,
-    Ping = 0x02,
-    Pong = 0x03,
-    Hello = 0x04,
-    Close = 0x05,
-}
 
 #[derive(Debug)]
 pub struct LongconnCodec {
@@ -58,9 +46,9 @@ impl LongconnCodec {
         dst.put_slice(payload);
     }
 
-    pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+    pub fn peek(&mut self, src: &[u8]) -> Result<Peeked, CodecError> {
         if src.len() < HEADER_LEN {
-            return Ok(None);
+            return Ok(Peeked::Partial { needed: HEADER_LEN });
         }
         let length = u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as usize;
         if length == 0 {
@@ -76,22 +64,23 @@ impl LongconnCodec {
             });
         }
         if src.len() < HEADER_LEN + length {
-            // Bounded by the size check above.
-            src.reserve(HEADER_LEN + length - src.len());
-            return Ok(None);
+            return Ok(Peeked::Partial {
+                needed: HEADER_LEN + length,
+            });
         }
-        let kind = src[HEADER_LEN];
-        src.advance(HEADER_LEN + 1);
-        let payload: Bytes = src.split_to(payload_len).freeze();
-        let frame = match kind {
-            0x01 => Frame::Data(payload),
-            0x02 => Frame::Ping(payload),
-            0x03 => Frame::Pong(payload),
-            0x04 => Frame::Hello(payload),
-            0x05 => Frame::Close(payload),
+        let kind = match src[HEADER_LEN] {
+            0x01 => FrameType::Data,
+            0x02 => FrameType::Ping,
+            0x03 => FrameType::Pong,
+            0x04 => FrameType::Hello,
+            0x05 => FrameType::Close,
             other => return Err(CodecError::UnknownFrameType(other)),
         };
-        Ok(Some(frame))
+        Ok(Peeked::Complete(FrameHead {
+            len: HEADER_LEN + length,
+            payload: HEADER_LEN + 1..HEADER_LEN + length,
+            kind,
+        }))
     }
 }
 
@@ -123,10 +112,12 @@ pub fn parse_close_payload(payload: &[u8]) -> (u16, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::{Codec, Framing};
+    use tokio_util::codec::Decoder;
 
     #[test]
     fn typed_frames_roundtrip() {
-        let mut c = LongconnCodec::new(64);
+        let mut c = Codec::new(Framing::Longconn, 64);
         let frames = [
             Frame::Data(Bytes::from_static(b"d")),
             Frame::Ping(Bytes::from_static(b"12345678")),
@@ -150,7 +141,7 @@ mod tests {
 
     #[test]
     fn oversize_length_is_rejected_before_allocation() {
-        let mut c = LongconnCodec::new(1024);
+        let mut c = Codec::new(Framing::Longconn, 1024);
         let mut wire = BytesMut::new();
         wire.put_u32(u32::MAX);
         wire.put_u8(1);
@@ -166,19 +157,20 @@ mod tests {
         );
         // Exactly the maximum is fine.
         let mut wire = BytesMut::new();
-        c.encode_typed(FrameType::Data, &[7; 1024], &mut wire);
+        c.encode_data(&[7; 1024], &mut wire);
         assert!(c.decode(&mut wire).unwrap().is_some());
     }
 
     #[test]
     fn unknown_type_and_zero_length_are_malformed() {
         let mut c = LongconnCodec::new(1024);
-        let mut wire = BytesMut::from(&[0, 0, 0, 1, 0x7f][..]);
         assert!(matches!(
-            c.decode(&mut wire),
+            c.peek(&[0, 0, 0, 1, 0x7f]),
             Err(CodecError::UnknownFrameType(0x7f))
         ));
-        let mut wire = BytesMut::from(&[0, 0, 0, 0][..]);
-        assert!(matches!(c.decode(&mut wire), Err(CodecError::Malformed(_))));
+        assert!(matches!(
+            c.peek(&[0, 0, 0, 0]),
+            Err(CodecError::Malformed(_))
+        ));
     }
 }

@@ -22,7 +22,7 @@ use tokio_util::codec::Decoder;
 
 pub use length::LengthCodec;
 pub use line::LineCodec;
-pub use longconn::{FrameType, LongconnCodec, PROTOCOL_VERSION};
+pub use longconn::{LongconnCodec, PROTOCOL_VERSION};
 
 /// Default maximum payload size of one frame: 1 MiB.
 pub const DEFAULT_MAX_FRAME_SIZE: usize = 1024 * 1024;
@@ -38,6 +38,51 @@ pub enum Frame {
     Pong(Bytes),
     Hello(Bytes),
     Close(Bytes),
+}
+
+/// Frame type; in the longconn protocol also its type byte. Values 0x06 to
+/// 0x0f are reserved for acknowledgements and other additions of later
+/// protocol versions. The plain framings only carry data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum FrameType {
+    Data = 0x01,
+    Ping = 0x02,
+    Pong = 0x03,
+    Hello = 0x04,
+    Close = 0x05,
+}
+
+impl Frame {
+    pub fn new(kind: FrameType, payload: Bytes) -> Frame {
+        match kind {
+            FrameType::Data => Frame::Data(payload),
+            FrameType::Ping => Frame::Ping(payload),
+            FrameType::Pong => Frame::Pong(payload),
+            FrameType::Hello => Frame::Hello(payload),
+            FrameType::Close => Frame::Close(payload),
+        }
+    }
+}
+
+/// Where the next frame lies in a buffer, found without copying it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameHead {
+    /// Bytes the whole frame occupies, header and delimiter included.
+    pub len: usize,
+    /// Where the payload lies within the frame.
+    pub payload: std::ops::Range<usize>,
+    pub kind: FrameType,
+}
+
+/// The outcome of looking for the next frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peeked {
+    Complete(FrameHead),
+    /// More bytes are needed; `needed` is the frame's full size when the header tells it, else 0.
+    Partial {
+        needed: usize,
+    },
 }
 
 /// Which framing a connection speaks.
@@ -184,15 +229,34 @@ impl Codec {
     }
 }
 
+impl Codec {
+    /// Finds the next frame at the start of `src` without consuming it.
+    /// Rejects a frame above the maximum size from its header alone.
+    #[inline]
+    pub fn peek(&mut self, src: &[u8]) -> Result<Peeked, CodecError> {
+        match self {
+            Codec::Longconn(c) => c.peek(src),
+            Codec::Length(c) => c.peek(src),
+            Codec::Line(c) => c.peek(src),
+        }
+    }
+}
+
 impl Decoder for Codec {
     type Item = Frame;
     type Error = CodecError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
-        match self {
-            Codec::Longconn(c) => c.decode(src),
-            Codec::Length(c) => c.decode(src).map(|o| o.map(Frame::Data)),
-            Codec::Line(c) => c.decode(src).map(|o| o.map(Frame::Data)),
+        match self.peek(src)? {
+            Peeked::Complete(head) => {
+                let frame = src.split_to(head.len).freeze();
+                Ok(Some(Frame::new(head.kind, frame.slice(head.payload))))
+            }
+            Peeked::Partial { needed } => {
+                // `needed` passed the size check, so this reservation is bounded.
+                src.reserve(needed.saturating_sub(src.len()));
+                Ok(None)
+            }
         }
     }
 

@@ -1,6 +1,6 @@
 //! Events: callbacks, the pull API (lc_client_poll) and the event descriptor.
 
-use std::ffi::{c_char, c_int, c_void, CString};
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
@@ -125,22 +125,35 @@ struct CHandler {
 
 impl EventHandler for CHandler {
     fn on_event(&self, event: &Event) {
+        if let Event::Message(payload) = event {
+            return self.on_message(payload);
+        }
+        if let Some(on_event) = self.callbacks.event {
+            let text = event_text(event);
+            let c_event = to_c_event(event, &text, (self.state_of)());
+            // SAFETY: the application registered this callback; `c_event` and
+            // `text` outlive the call.
+            unsafe { on_event(self.callbacks.event_data, &c_event) };
+        }
+    }
+
+    /// Messages go to C straight from the shared read buffer, without a copy.
+    fn on_message(&self, payload: &[u8]) {
         let cb = &self.callbacks;
-        if let (Event::Message(payload), Some(on_message)) = (event, cb.message) {
-            let data = if payload.is_empty() {
-                std::ptr::null()
-            } else {
-                payload.as_ptr()
-            };
+        let data = if payload.is_empty() {
+            std::ptr::null()
+        } else {
+            payload.as_ptr()
+        };
+        if let Some(on_message) = cb.message {
             // SAFETY: the application registered this callback; `data` is
             // valid for `len` bytes during the call.
             unsafe { on_message(cb.message_data, data, payload.len()) };
-            return;
-        }
-        if let Some(on_event) = cb.event {
-            let text = event_text(event);
-            let c_event = to_c_event(event, &text, (self.state_of)());
-            // SAFETY: as above; `c_event` and `text` outlive the call.
+        } else if let Some(on_event) = cb.event {
+            let mut c_event = blank_event(lc_event_kind::LC_EVENT_MESSAGE, c"", (self.state_of)());
+            c_event.data = data;
+            c_event.len = payload.len();
+            // SAFETY: as above; the event and the payload outlive the call.
             unsafe { on_event(cb.event_data, &c_event) };
         }
     }
@@ -159,9 +172,10 @@ fn event_text(event: &Event) -> CString {
     CString::new(text.replace('\0', " ")).unwrap_or_default()
 }
 
-fn to_c_event(event: &Event, text: &CString, state: lc_state) -> lc_event {
-    let mut e = lc_event {
-        kind: lc_event_kind::LC_EVENT_CONNECTED,
+/// An event of `kind` with every other field zero.
+fn blank_event(kind: lc_event_kind, text: &CStr, state: lc_state) -> lc_event {
+    lc_event {
+        kind,
         state,
         reason: lc_disconnect_reason::LC_DISCONNECT_NONE,
         error: lc_error_kind::LC_ERROR_NONE,
@@ -171,7 +185,11 @@ fn to_c_event(event: &Event, text: &CString, state: lc_state) -> lc_event {
         data: std::ptr::null(),
         len: 0,
         text: text.as_ptr(),
-    };
+    }
+}
+
+fn to_c_event(event: &Event, text: &CStr, state: lc_state) -> lc_event {
+    let mut e = blank_event(lc_event_kind::LC_EVENT_CONNECTED, text, state);
     match event {
         Event::Connected { .. } => {}
         Event::Disconnected { reason, .. } => {

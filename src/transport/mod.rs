@@ -7,7 +7,11 @@ pub mod tcp;
 
 use std::io;
 
-use crate::codec::{CodecError, Frame};
+use std::ops::Range;
+
+use bytes::Bytes;
+
+use crate::codec::{CodecError, Frame, FrameType};
 use crate::endpoint::{Endpoint, Scheme};
 use crate::outbox::Batch;
 
@@ -39,12 +43,43 @@ pub async fn connect(endpoint: &Endpoint, options: &ConnectOptions) -> io::Resul
     }
 }
 
+/// The frames of one read: one shared buffer and where each payload lies in
+/// it, so a read of many small messages costs one reference count, not one each.
+#[derive(Debug, Default, Clone)]
+pub struct FrameBatch {
+    pub chunk: Bytes,
+    pub frames: Vec<(FrameType, Range<usize>)>,
+}
+
+impl FrameBatch {
+    pub fn clear(&mut self) {
+        self.chunk = Bytes::new();
+        self.frames.clear();
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// The payload of frame `range` as its own reference-counted buffer.
+    pub fn payload(&self, range: &Range<usize>) -> Bytes {
+        self.chunk.slice(range.clone())
+    }
+
+    /// The frames as owned values.
+    pub fn to_frames(&self) -> impl Iterator<Item = Frame> + '_ {
+        self.frames
+            .iter()
+            .map(|(kind, range)| Frame::new(*kind, self.payload(range)))
+    }
+}
+
 impl Reader {
-    /// Reads until at least one frame is decoded; appends all frames decoded so far.
-    /// Returns `Ok(false)` at a clean end of stream. Cancel-safe.
-    pub async fn read_frames(&mut self, out: &mut Vec<Frame>) -> Result<bool, CodecError> {
+    /// Reads until at least one frame is complete; replaces `batch` with the
+    /// frames read. Returns `Ok(false)` at a clean end of stream. Cancel-safe.
+    pub async fn read_batch(&mut self, batch: &mut FrameBatch) -> Result<bool, CodecError> {
         match self {
-            Reader::Tcp(r) => r.read_frames(out).await,
+            Reader::Tcp(r) => r.read_batch(batch).await,
         }
     }
 }

@@ -6,10 +6,9 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{lookup_host, TcpStream};
-use tokio_util::codec::Decoder;
 
-use super::{ConnectOptions, Connection, Reader, Writer};
-use crate::codec::{Codec, CodecError, Frame, Framing};
+use super::{ConnectOptions, Connection, FrameBatch, Reader, Writer};
+use crate::codec::{Codec, CodecError, Frame, Framing, Peeked};
 use crate::endpoint::Endpoint;
 use crate::outbox::Batch;
 
@@ -73,39 +72,60 @@ pub struct TcpReader {
 }
 
 impl TcpReader {
-    pub async fn read_frames(&mut self, out: &mut Vec<Frame>) -> Result<bool, CodecError> {
+    /// See [`super::Reader::read_batch`].
+    pub async fn read_batch(&mut self, batch: &mut FrameBatch) -> Result<bool, CodecError> {
+        batch.clear();
         if let Some(e) = self.deferred_error.take() {
             return Err(e);
         }
         loop {
-            let before = out.len();
-            while out.len() - before < MAX_FRAMES_PER_READ {
-                match self.codec.decode(&mut self.buf) {
-                    Ok(Some(frame)) => out.push(frame),
-                    Ok(None) => break,
-                    Err(e) if out.len() > before => {
-                        self.deferred_error = Some(e);
-                        return Ok(true);
+            let mut offset = 0;
+            let mut needed = 0;
+            let mut error = None;
+            while batch.frames.len() < MAX_FRAMES_PER_READ {
+                match self.codec.peek(&self.buf[offset..]) {
+                    Ok(Peeked::Complete(head)) => {
+                        let payload = offset + head.payload.start..offset + head.payload.end;
+                        batch.frames.push((head.kind, payload));
+                        offset += head.len;
                     }
-                    Err(e) => return Err(e),
+                    Ok(Peeked::Partial { needed: n }) => {
+                        needed = offset + n;
+                        break;
+                    }
+                    Err(e) => {
+                        error = Some(e);
+                        break;
+                    }
                 }
             }
-            if out.len() > before {
+            if offset > 0 {
+                // Frames before a bad one are delivered; the error comes on the next call.
+                self.deferred_error = error;
+                batch.chunk = self.buf.split_to(offset).freeze();
                 return Ok(true);
             }
-            if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
-                self.buf.reserve(READ_CHUNK);
+            if let Some(e) = error {
+                return Err(e);
             }
+            // `needed` passed the size check, so growing to it is bounded.
+            self.buf
+                .reserve(needed.saturating_sub(self.buf.len()).max(READ_CHUNK / 4));
             if self.stream.read_buf(&mut self.buf).await? == 0 {
-                return match self.codec.decode_eof(&mut self.buf)? {
-                    Some(frame) => {
-                        out.push(frame);
-                        Ok(true)
-                    }
-                    None => Ok(false),
+                return match self.buf.len() {
+                    0 => Ok(false),
+                    buffered => Err(CodecError::TruncatedFrame { buffered }),
                 };
             }
         }
+    }
+
+    /// Like [`TcpReader::read_batch`], appending owned frames to `out`.
+    pub async fn read_frames(&mut self, out: &mut Vec<Frame>) -> Result<bool, CodecError> {
+        let mut batch = FrameBatch::default();
+        let more = self.read_batch(&mut batch).await?;
+        out.extend(batch.to_frames());
+        Ok(more)
     }
 }
 

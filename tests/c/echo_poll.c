@@ -42,7 +42,12 @@ int main(int argc, char **argv) {
                 received++;
             }
         }
-        CHECK(poll(&pfd, 1, 0) == 0); /* drained: no longer readable */
+        /* Readable again only if an event really arrived since the drain
+         * (a lost wake-up would stall the poll above instead). */
+        if (poll(&pfd, 1, 0) == 1) {
+            CHECK(lc_client_poll(client, 0, &event) == LC_STATUS_OK);
+            if (event.kind == LC_EVENT_MESSAGE) received++;
+        }
     }
     CHECK(connected == 1);
     CHECK(received == COUNT);

@@ -6,7 +6,7 @@
 //! Limits default to 100 000 messages and 16 MiB; a push beyond either fails
 //! and the queue is left unchanged, so nothing is dropped silently.
 
-/// A buffer larger than this is not kept for reuse.
+/// Buffer capacity kept for reuse while a client is idle.
 const KEEP_CAPACITY: usize = 4 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,15 +180,25 @@ impl Outbox {
         self.in_flight = (batch.unsent(), batch.payload_bytes() - batch.sent_bytes);
     }
 
-    /// Takes back a finished batch's buffers for reuse.
+    /// Takes back a finished batch's buffers for reuse. While sends keep
+    /// coming, buffers up to the byte limit are kept, so a sustained stream
+    /// stops allocating once warmed up; when idle, only up to 4 MiB stays.
     pub fn recycle(&mut self, mut batch: Batch) {
         self.in_flight = (0, 0);
-        if batch.data.capacity() <= KEEP_CAPACITY
-            && batch.data.capacity() >= self.spare.data.capacity()
-        {
+        let idle = self.lens.is_empty();
+        let keep = if idle {
+            KEEP_CAPACITY
+        } else {
+            self.limits.max_bytes.max(KEEP_CAPACITY)
+        };
+        if batch.data.capacity() <= keep && batch.data.capacity() >= self.spare.data.capacity() {
             batch.data.clear();
             batch.lens.clear();
             self.spare = batch;
+        }
+        if idle && self.data.capacity() > KEEP_CAPACITY {
+            self.data = Vec::new();
+            self.lens = Vec::new();
         }
     }
 

@@ -9,7 +9,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{CodecError, Frame, FrameHead, FrameType, Peeked};
+use super::{CodecError, FrameHead, FrameType, Peeked};
 
 /// The protocol version carried in the first byte of a hello payload.
 pub const PROTOCOL_VERSION: u8 = 1;
@@ -25,17 +25,6 @@ pub struct LongconnCodec {
 impl LongconnCodec {
     pub fn new(max_payload: usize) -> Self {
         LongconnCodec { max_payload }
-    }
-
-    pub fn encode(&self, frame: &Frame, dst: &mut BytesMut) {
-        let (kind, payload) = match frame {
-            Frame::Data(p) => (FrameType::Data, p),
-            Frame::Ping(p) => (FrameType::Ping, p),
-            Frame::Pong(p) => (FrameType::Pong, p),
-            Frame::Hello(p) => (FrameType::Hello, p),
-            Frame::Close(p) => (FrameType::Close, p),
-        };
-        self.encode_typed(kind, payload, dst);
     }
 
     #[inline]
@@ -112,7 +101,7 @@ pub fn parse_close_payload(payload: &[u8]) -> (u16, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::{Codec, Framing};
+    use crate::codec::{Codec, Frame, Framing};
     use tokio_util::codec::Decoder;
 
     #[test]

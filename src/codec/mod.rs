@@ -54,6 +54,17 @@ pub enum FrameType {
 }
 
 impl Frame {
+    /// The frame's type and payload.
+    pub fn parts(&self) -> (FrameType, &Bytes) {
+        match self {
+            Frame::Data(p) => (FrameType::Data, p),
+            Frame::Ping(p) => (FrameType::Ping, p),
+            Frame::Pong(p) => (FrameType::Pong, p),
+            Frame::Hello(p) => (FrameType::Hello, p),
+            Frame::Close(p) => (FrameType::Close, p),
+        }
+    }
+
     pub fn new(kind: FrameType, payload: Bytes) -> Frame {
         match kind {
             FrameType::Data => Frame::Data(payload),
@@ -196,16 +207,22 @@ impl Codec {
     }
 
     /// Appends one frame to `dst`.
+    pub fn encode(&self, frame: &Frame, dst: &mut BytesMut) {
+        let (kind, payload) = frame.parts();
+        self.encode_parts(kind, payload, dst);
+    }
+
+    /// Appends a frame of `kind` carrying `payload` to `dst`.
     ///
     /// In the plain framings, control frames are written as data messages with
     /// their payload; hello and close frames have no plain encoding and are skipped.
-    pub fn encode(&self, frame: &Frame, dst: &mut BytesMut) {
-        match self {
-            Codec::Longconn(c) => c.encode(frame, dst),
-            Codec::Length(_) | Codec::Line(_) => match frame {
-                Frame::Data(p) | Frame::Ping(p) | Frame::Pong(p) => self.encode_data(p, dst),
-                Frame::Hello(_) | Frame::Close(_) => {}
-            },
+    pub fn encode_parts(&self, kind: FrameType, payload: &[u8], dst: &mut BytesMut) {
+        match (self, kind) {
+            (Codec::Longconn(c), _) => c.encode_typed(kind, payload, dst),
+            (_, FrameType::Hello | FrameType::Close) => {}
+            (_, FrameType::Data | FrameType::Ping | FrameType::Pong) => {
+                self.encode_data(payload, dst)
+            }
         }
     }
 

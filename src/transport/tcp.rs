@@ -119,14 +119,6 @@ impl TcpReader {
             }
         }
     }
-
-    /// Like [`TcpReader::read_batch`], appending owned frames to `out`.
-    pub async fn read_frames(&mut self, out: &mut Vec<Frame>) -> Result<bool, CodecError> {
-        let mut batch = FrameBatch::default();
-        let more = self.read_batch(&mut batch).await?;
-        out.extend(batch.to_frames());
-        Ok(more)
-    }
 }
 
 pub struct TcpWriter {
@@ -160,6 +152,16 @@ impl TcpWriter {
                 return Ok(());
             }
         }
+    }
+
+    /// Writes bytes already encoded, for example with [`TcpWriter::codec`].
+    pub async fn write_encoded(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes).await
+    }
+
+    /// The codec this writer encodes with.
+    pub fn codec(&self) -> &Codec {
+        &self.codec
     }
 
     async fn flush(&mut self) -> io::Result<()> {

@@ -6,8 +6,9 @@ use std::time::Instant;
 
 use bytes::{BufMut, BytesMut};
 use longconn::codec::longconn::{close_payload, hello_payload};
-use longconn::codec::{CodecError, Frame, Framing, PROTOCOL_VERSION};
+use longconn::codec::{Codec, CodecError, Frame, FrameType, Framing, PROTOCOL_VERSION};
 use longconn::transport::tcp::{self, TcpReader, TcpWriter};
+use longconn::transport::FrameBatch;
 use tokio::net::TcpStream;
 
 use crate::args::{Args, Mode};
@@ -29,16 +30,14 @@ pub async fn serve_client(
 ) {
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = tcp::split(stream, framing, args.max_frame);
-    let mut frames = Vec::with_capacity(64);
+    let mut batch = FrameBatch::default();
     if framing == Framing::Longconn {
         // Nothing may reach the client before our hello, so it joins the room only afterwards.
-        let greeted =
-            match tokio::time::timeout(HELLO_TIMEOUT, greet(&mut reader, &mut writer, &mut frames))
-                .await
-            {
-                Ok(result) => result,
-                Err(_) => Err(format!("no hello within {} s", HELLO_TIMEOUT.as_secs())),
-            };
+        let greeting = greet(&mut reader, &mut writer, &mut batch);
+        let greeted = match tokio::time::timeout(HELLO_TIMEOUT, greeting).await {
+            Ok(result) => result,
+            Err(_) => Err(format!("no hello within {} s", HELLO_TIMEOUT.as_secs())),
+        };
         if let Err(why) = greeted {
             if !args.quiet {
                 println!("rejected {peer}: {why}");
@@ -50,27 +49,31 @@ pub async fn serve_client(
     if !args.quiet {
         println!("connect {name} {} from {peer}", framing.name());
     }
-    let mut replies = Vec::with_capacity(64);
+    let client = Client {
+        id,
+        name: &name,
+        framing,
+        args: &args,
+        room: &room,
+    };
+    // Replies encoded straight from the read buffer, written once per read.
+    let mut replies = BytesMut::with_capacity(64 * 1024);
     let mut mail = Vec::with_capacity(64);
     let mut last_heard = Instant::now();
-    for frame in frames.drain(..) {
-        handle(frame, framing, &args, &room, id, &name, &mut replies);
-    }
+    client.handle(&batch, writer.codec(), &mut replies);
     let why = loop {
         if !replies.is_empty() {
-            if writer.write(&replies, None).await.is_err() {
+            if writer.write_encoded(&replies).await.is_err() {
                 break "write failed".to_string();
             }
             replies.clear();
         }
         let idle_deadline = last_heard + args.idle_timeout;
         tokio::select! {
-            read = reader.read_frames(&mut frames) => match read {
+            read = reader.read_batch(&mut batch) => match read {
                 Ok(true) => {
                     last_heard = Instant::now();
-                    for frame in frames.drain(..) {
-                        handle(frame, framing, &args, &room, id, &name, &mut replies);
-                    }
+                    client.handle(&batch, writer.codec(), &mut replies);
                 }
                 Ok(false) => break "closed by client".to_string(),
                 Err(CodecError::Io(e)) => break format!("read failed: {e}"),
@@ -83,8 +86,8 @@ pub async fn serve_client(
                 if received == 0 {
                     break "dropped: too slow to keep up with the room".to_string();
                 }
-                let batch: Vec<Frame> = mail.drain(..).map(Frame::Data).collect();
-                if writer.write(&batch, None).await.is_err() {
+                let frames: Vec<Frame> = mail.drain(..).map(Frame::Data).collect();
+                if writer.write(&frames, None).await.is_err() {
                     break "write failed".to_string();
                 }
             }
@@ -101,63 +104,68 @@ pub async fn serve_client(
 }
 
 /// Waits for the client's hello and answers it. Frames that arrived with the
-/// hello stay in `frames` for the main loop.
+/// hello stay in `batch` for the main loop.
 async fn greet(
     reader: &mut TcpReader,
     writer: &mut TcpWriter,
-    frames: &mut Vec<Frame>,
+    batch: &mut FrameBatch,
 ) -> Result<(), String> {
-    match reader.read_frames(frames).await {
+    match reader.read_batch(batch).await {
         Ok(true) => {}
         Ok(false) => return Err("closed before hello".into()),
         Err(e) => return Err(format!("bad hello: {e}")),
     }
-    match frames.first() {
-        Some(Frame::Hello(p)) if p.first() == Some(&PROTOCOL_VERSION) => {
-            frames.remove(0);
-        }
-        Some(other) => return Err(format!("expected hello, got {other:?}")),
-        None => return Err("no hello".into()),
+    let (kind, range) = batch.frames.first().cloned().ok_or("no hello")?;
+    if kind != FrameType::Hello || batch.chunk.get(range.start) != Some(&PROTOCOL_VERSION) {
+        return Err(format!(
+            "expected a version {PROTOCOL_VERSION} hello, got a {kind:?} frame"
+        ));
     }
+    batch.frames.remove(0);
     writer
         .write(&[Frame::Hello(hello_payload("longconn-server"))], None)
         .await
         .map_err(|e| format!("write failed: {e}"))
 }
 
-/// Reacts to one frame: answer hellos and pings, then act by mode.
-fn handle(
-    frame: Frame,
-    framing: Framing,
-    args: &Args,
-    room: &Room,
+/// One registered client and what it needs to react to frames.
+struct Client<'a> {
     id: u64,
-    name: &str,
-    replies: &mut Vec<Frame>,
-) {
-    let payload = match frame {
-        Frame::Ping(p) => {
-            replies.push(Frame::Pong(p));
-            return;
+    name: &'a str,
+    framing: Framing,
+    args: &'a Args,
+    room: &'a Room,
+}
+
+impl Client<'_> {
+    /// Reacts to each frame of a read: answer pings, then act by mode.
+    fn handle(&self, batch: &FrameBatch, codec: &Codec, replies: &mut BytesMut) {
+        for (kind, range) in &batch.frames {
+            let payload = &batch.chunk[range.clone()];
+            match kind {
+                FrameType::Ping => codec.encode_parts(FrameType::Pong, payload, replies),
+                FrameType::Hello | FrameType::Pong | FrameType::Close => {}
+                FrameType::Data
+                    if self.framing != Framing::Longconn && payload == self.args.plain_ping =>
+                {
+                    codec.encode_data(&self.args.plain_pong, replies)
+                }
+                FrameType::Data => match self.room.mode {
+                    Mode::Echo => codec.encode_data(payload, replies),
+                    Mode::Sink => {}
+                    Mode::Chat => self.broadcast(payload),
+                },
+            }
         }
-        Frame::Hello(_) | Frame::Pong(_) | Frame::Close(_) => return,
-        Frame::Data(p) => p,
-    };
-    if framing != Framing::Longconn && payload == args.plain_ping {
-        replies.push(Frame::Data(args.plain_pong.clone()));
-        return;
     }
-    match room.mode {
-        Mode::Echo => replies.push(Frame::Data(payload)),
-        Mode::Sink => {}
-        Mode::Chat => {
-            let mut line = BytesMut::with_capacity(name.len() + 2 + payload.len());
-            line.put_slice(name.as_bytes());
-            line.put_slice(b": ");
-            // Line-framed members cannot receive a newline inside a message.
-            line.extend(payload.iter().map(|&b| if b == b'\n' { b' ' } else { b }));
-            room.broadcast(id, line.freeze());
-        }
+
+    fn broadcast(&self, payload: &[u8]) {
+        let mut line = BytesMut::with_capacity(self.name.len() + 2 + payload.len());
+        line.put_slice(self.name.as_bytes());
+        line.put_slice(b": ");
+        // Line-framed members cannot receive a newline inside a message.
+        line.extend(payload.iter().map(|&b| if b == b'\n' { b' ' } else { b }));
+        self.room.broadcast(self.id, line.freeze());
     }
 }
 

@@ -370,6 +370,30 @@ fn main() {
                 lc_send_rate(&Server::start("sink"), messages)
             )
         }
+        Ok("lc-send-unconnected") => {
+            // The cost of lc_client_send alone: nothing drains the outbox.
+            let mut config = ptr::null_mut();
+            let mut client = ptr::null_mut();
+            // SAFETY: valid arguments; the handles are freed below.
+            unsafe {
+                lc_config_new(c"tcp://127.0.0.1:9?framing=length".as_ptr(), &mut config);
+                lc_config_set_outbox_limits(config, messages as usize, 1 << 30);
+                lc_client_new(config, &mut client);
+                lc_config_free(config);
+            }
+            let start = Instant::now();
+            for _ in 0..messages {
+                // SAFETY: live client, valid buffer.
+                assert_eq!(
+                    unsafe { lc_client_send(client, PAYLOAD.as_ptr(), PAYLOAD.len()) },
+                    LC_STATUS_OK
+                );
+            }
+            let ns = start.elapsed().as_nanos() as f64 / messages as f64;
+            // SAFETY: created above, freed once.
+            unsafe { lc_client_free(client) };
+            return println!("{ns:.1} ns per lc_client_send");
+        }
         Ok("lc-receive") => {
             return println!(
                 "{:.0} messages/s",

@@ -306,7 +306,7 @@ impl Client {
         let shared = Arc::new_cyclic(|me| Shared {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             me: me.clone(),
-            outbox: Mutex::new(Outbox::new(config.outbox)),
+            outbox: Mutex::new(Outbox::new(config.outbox, Some(config.framing()))),
             config,
             live: Mutex::new(live),
             settings_changed: Notify::new(),

@@ -1,10 +1,16 @@
 //! The outgoing queue: messages waiting to be written, kept across disconnects.
 //!
-//! Payloads are appended to one contiguous, reused buffer and their lengths
-//! to a queue, so `send` costs one copy and no allocation per message, while
-//! message boundaries survive for batching (and later, acknowledgements).
+//! Messages are appended to one contiguous, reused buffer, already framed
+//! for the wire when the transport's framing is known, and their lengths to
+//! a list: `send` costs one copy and no allocation per message, the writer
+//! hands whole stretches of the buffer to the socket without touching each
+//! message, and message boundaries survive for batching (and later,
+//! acknowledgements).
+//!
 //! Limits default to 100 000 messages and 16 MiB; a push beyond either fails
 //! and the queue is left unchanged, so nothing is dropped silently.
+
+use crate::codec::Framing;
 
 /// Buffer capacity kept for reuse while a client is idle.
 const KEEP_CAPACITY: usize = 4 * 1024 * 1024;
@@ -12,6 +18,7 @@ const KEEP_CAPACITY: usize = 4 * 1024 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutboxLimits {
     pub max_messages: usize,
+    /// Limit on payload bytes (framing overhead not counted).
     pub max_bytes: usize,
 }
 
@@ -31,19 +38,21 @@ pub struct OutboxFull {
     pub queued_bytes: usize,
 }
 
-/// Queued payloads, plus the batch being written. Taking a batch swaps
+/// Queued messages, plus the batch being written. Taking a batch swaps
 /// buffers instead of copying, and a written batch's buffers come back
 /// through [`Outbox::recycle`], so a steady stream of sends allocates nothing.
 #[derive(Debug, Default)]
 pub struct Outbox {
-    /// Payloads back to back, oldest first.
+    /// Messages back to back, oldest first, framed if `framing` is set.
     data: Vec<u8>,
-    /// Length of each queued payload, oldest first.
+    /// Bytes each queued message occupies in `data`, oldest first.
     lens: Vec<u32>,
     /// Empty buffers to swap in when a batch is taken.
     spare: Batch,
     /// Messages and payload bytes of the batch being written.
     in_flight: (usize, usize),
+    /// Framing applied at push time; `None` keeps bare payloads.
+    framing: Option<Framing>,
     limits: OutboxLimits,
 }
 
@@ -54,10 +63,12 @@ pub struct Batch {
     lens: Vec<u32>,
     /// Messages at the front already handed to the transport.
     sent: usize,
-    /// Payload bytes of those messages.
+    /// Bytes of `data` those messages occupy.
     sent_bytes: usize,
-    /// Messages and bytes already added to the client's counters.
-    counted: (usize, usize),
+    /// Messages already added to the client's counters.
+    counted: usize,
+    /// The framing the messages are encoded in, if any.
+    framing: Option<Framing>,
 }
 
 impl Batch {
@@ -69,9 +80,18 @@ impl Batch {
         self.lens.is_empty()
     }
 
+    /// The framing the messages are already encoded in; `None` for bare payloads.
+    pub fn framing(&self) -> Option<Framing> {
+        self.framing
+    }
+
+    fn overhead(&self) -> usize {
+        self.framing.map_or(0, Framing::data_overhead)
+    }
+
     /// Payload bytes in the batch, without framing.
     pub fn payload_bytes(&self) -> usize {
-        self.data.len()
+        self.data.len() - self.overhead() * self.lens.len()
     }
 
     /// Whether every message has been handed to the transport.
@@ -84,7 +104,8 @@ impl Batch {
         self.lens.len() - self.sent
     }
 
-    /// The payloads not yet handed to the transport, in order.
+    /// The messages not yet handed to the transport, in order, as stored
+    /// (framed if [`Batch::framing`] is set).
     pub fn iter_unsent(&self) -> impl Iterator<Item = &[u8]> + '_ {
         let mut offset = self.sent_bytes;
         self.lens[self.sent..].iter().map(move |&len| {
@@ -92,6 +113,21 @@ impl Batch {
             offset += len as usize;
             &self.data[start..offset]
         })
+    }
+
+    /// The next unsent messages filling about `max_bytes` (at least one), as
+    /// one contiguous slice, and how many messages it holds.
+    pub fn next_chunk(&self, max_bytes: usize) -> (usize, &[u8]) {
+        let mut count = 0;
+        let mut bytes = 0usize;
+        for &len in &self.lens[self.sent..] {
+            if count > 0 && bytes + len as usize > max_bytes {
+                break;
+            }
+            bytes += len as usize;
+            count += 1;
+        }
+        (count, &self.data[self.sent_bytes..self.sent_bytes + bytes])
     }
 
     /// Records that the next `messages` unsent messages were handed over.
@@ -102,29 +138,36 @@ impl Batch {
         self.sent_bytes += bytes;
     }
 
-    /// Messages and bytes handed over so far.
-    pub fn sent(&self) -> (usize, usize) {
-        (self.sent, self.sent_bytes)
-    }
-
-    /// Messages and bytes handed over since the last call, for counters.
+    /// Messages and payload bytes handed over since the last call, for counters.
     pub fn take_newly_sent(&mut self) -> (usize, usize) {
-        let new = (self.sent - self.counted.0, self.sent_bytes - self.counted.1);
-        self.counted = (self.sent, self.sent_bytes);
-        new
+        let start = self.counted;
+        let bytes: usize = self.lens[start..self.sent]
+            .iter()
+            .map(|&l| l as usize)
+            .sum();
+        self.counted = self.sent;
+        let messages = self.sent - start;
+        (messages, bytes - self.overhead() * messages)
     }
 }
 
 impl Outbox {
-    pub fn new(limits: OutboxLimits) -> Outbox {
+    /// An outbox that frames messages in `framing` as they are pushed, or
+    /// keeps bare payloads with `None` (for transports that frame on their own).
+    pub fn new(limits: OutboxLimits, framing: Option<Framing>) -> Outbox {
         Outbox {
             limits,
+            framing,
             ..Outbox::default()
         }
     }
 
     pub fn set_limits(&mut self, limits: OutboxLimits) {
         self.limits = limits;
+    }
+
+    fn overhead(&self) -> usize {
+        self.framing.map_or(0, Framing::data_overhead)
     }
 
     /// Messages waiting, not counting a batch being written.
@@ -138,9 +181,10 @@ impl Outbox {
 
     /// Messages and payload bytes waiting or being written; what the limits apply to.
     pub fn queued(&self) -> (usize, usize) {
+        let waiting_bytes = self.data.len() - self.overhead() * self.lens.len();
         (
             self.lens.len() + self.in_flight.0,
-            self.data.len() + self.in_flight.1,
+            waiting_bytes + self.in_flight.1,
         )
     }
 
@@ -154,8 +198,11 @@ impl Outbox {
                 queued_bytes: bytes,
             });
         }
-        self.data.extend_from_slice(payload);
-        self.lens.push(payload.len() as u32);
+        match self.framing {
+            Some(framing) => framing.encode_data_into(payload, &mut self.data),
+            None => self.data.extend_from_slice(payload),
+        }
+        self.lens.push((payload.len() + self.overhead()) as u32);
         Ok(())
     }
 
@@ -165,19 +212,22 @@ impl Outbox {
         if self.lens.is_empty() {
             return None;
         }
-        let mut spare = std::mem::take(&mut self.spare);
-        std::mem::swap(&mut spare.data, &mut self.data);
-        std::mem::swap(&mut spare.lens, &mut self.lens);
-        spare.sent = 0;
-        spare.sent_bytes = 0;
-        spare.counted = (0, 0);
-        self.in_flight = (spare.len(), spare.payload_bytes());
-        Some(spare)
+        let mut batch = std::mem::take(&mut self.spare);
+        std::mem::swap(&mut batch.data, &mut self.data);
+        std::mem::swap(&mut batch.lens, &mut self.lens);
+        batch.sent = 0;
+        batch.sent_bytes = 0;
+        batch.counted = 0;
+        batch.framing = self.framing;
+        self.in_flight = (batch.len(), batch.payload_bytes());
+        Some(batch)
     }
 
-    /// Updates the in-flight count after part of a batch was handed over.
+    /// Updates the in-flight figures after part of a batch was handed over.
     pub fn batch_progress(&mut self, batch: &Batch) {
-        self.in_flight = (batch.unsent(), batch.payload_bytes() - batch.sent_bytes);
+        let unsent = batch.unsent();
+        let unsent_bytes = batch.data.len() - batch.sent_bytes - batch.overhead() * unsent;
+        self.in_flight = (unsent, unsent_bytes);
     }
 
     /// Takes back a finished batch's buffers for reuse. While sends keep
@@ -220,9 +270,13 @@ mod tests {
         b.iter_unsent().map(|s| s.to_vec()).collect()
     }
 
+    fn bare() -> Outbox {
+        Outbox::new(OutboxLimits::default(), None)
+    }
+
     #[test]
     fn keeps_order_across_batches_and_counts_in_flight() {
-        let mut o = Outbox::new(OutboxLimits::default());
+        let mut o = bare();
         for i in 0..3u8 {
             o.push(&[i; 3]).unwrap();
         }
@@ -238,7 +292,7 @@ mod tests {
 
     #[test]
     fn a_partly_written_batch_resumes_after_the_last_message_handed_over() {
-        let mut o = Outbox::new(OutboxLimits::default());
+        let mut o = bare();
         for i in 0..5u8 {
             o.push(&[i; 2]).unwrap();
         }
@@ -247,17 +301,40 @@ mod tests {
         o.batch_progress(&batch);
         assert_eq!(o.queued(), (3, 6));
         assert_eq!(collect(&batch), vec![vec![2; 2], vec![3; 2], vec![4; 2]]);
-        assert_eq!(batch.sent(), (2, 4));
+        assert_eq!(batch.take_newly_sent(), (2, 4));
+        assert_eq!(batch.take_newly_sent(), (0, 0));
         batch.mark_sent(10);
         assert!(batch.is_done());
+        assert_eq!(batch.take_newly_sent(), (3, 6));
+    }
+
+    #[test]
+    fn framed_messages_are_stored_as_wire_bytes_and_counted_as_payload() {
+        let mut o = Outbox::new(OutboxLimits::default(), Some(Framing::Length));
+        o.push(b"ab").unwrap();
+        o.push(b"").unwrap();
+        o.push(b"cde").unwrap();
+        assert_eq!(o.queued(), (3, 5), "limits and stats count payload bytes");
+        let mut batch = o.take_batch().unwrap();
+        assert_eq!(batch.payload_bytes(), 5);
+        let (count, chunk) = batch.next_chunk(10);
+        assert_eq!((count, chunk), (2, &b"\0\0\0\x02ab\0\0\0\0"[..]));
+        batch.mark_sent(count);
+        o.batch_progress(&batch);
+        assert_eq!(o.queued(), (1, 3));
+        assert_eq!(batch.next_chunk(1), (1, &b"\0\0\0\x03cde"[..]));
+        assert_eq!(batch.take_newly_sent(), (2, 2));
     }
 
     #[test]
     fn limits_in_messages_and_bytes_reject_without_change() {
-        let mut o = Outbox::new(OutboxLimits {
-            max_messages: 2,
-            max_bytes: 10,
-        });
+        let mut o = Outbox::new(
+            OutboxLimits {
+                max_messages: 2,
+                max_bytes: 10,
+            },
+            Some(Framing::Longconn),
+        );
         o.push(b"12345").unwrap();
         assert_eq!(
             o.push(b"123456"),
@@ -278,7 +355,7 @@ mod tests {
 
     #[test]
     fn buffers_are_reused_between_batches() {
-        let mut o = Outbox::new(OutboxLimits::default());
+        let mut o = bare();
         for round in 0..3 {
             for i in 0..1000u32 {
                 o.push(&i.to_be_bytes()).unwrap();

@@ -123,6 +123,36 @@ impl Framing {
         }
     }
 
+    /// Bytes a data message occupies on the wire beyond its payload.
+    pub fn data_overhead(self) -> usize {
+        match self {
+            Framing::Longconn => 5,
+            Framing::Length => 4,
+            Framing::Line => 1,
+        }
+    }
+
+    /// Appends `payload` as a data frame to `dst`; the same bytes as
+    /// [`Codec::encode_data`], for buffers that are plain vectors.
+    #[inline]
+    pub fn encode_data_into(self, payload: &[u8], dst: &mut Vec<u8>) {
+        match self {
+            Framing::Longconn => {
+                dst.extend_from_slice(&(payload.len() as u32 + 1).to_be_bytes());
+                dst.push(FrameType::Data as u8);
+                dst.extend_from_slice(payload);
+            }
+            Framing::Length => {
+                dst.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+                dst.extend_from_slice(payload);
+            }
+            Framing::Line => {
+                dst.extend_from_slice(payload);
+                dst.push(b'\n');
+            }
+        }
+    }
+
     /// Checks that `payload` can be sent as one message in this framing.
     pub fn check_payload(self, payload: &[u8], max_frame_size: usize) -> Result<(), CodecError> {
         if payload.len() > max_frame_size {
@@ -233,15 +263,6 @@ impl Codec {
             Codec::Longconn(c) => c.encode_typed(FrameType::Data, payload, dst),
             Codec::Length(c) => c.encode(payload, dst),
             Codec::Line(c) => c.encode(payload, dst),
-        }
-    }
-
-    /// The exact number of bytes [`Codec::encode_data`] appends for `payload_len`.
-    pub fn data_overhead(&self) -> usize {
-        match self {
-            Codec::Longconn(_) => 5,
-            Codec::Length(_) => 4,
-            Codec::Line(_) => 1,
         }
     }
 }
@@ -366,12 +387,15 @@ mod tests {
     }
 
     #[test]
-    fn data_overhead_matches_encoding() {
+    fn vector_encoding_matches_the_codec_and_its_overhead() {
         for framing in [Framing::Longconn, Framing::Length, Framing::Line] {
             let codec = Codec::new(framing, 1024);
             let mut wire = BytesMut::new();
             codec.encode_data(b"12345", &mut wire);
-            assert_eq!(wire.len(), 5 + codec.data_overhead());
+            let mut vec = Vec::new();
+            framing.encode_data_into(b"12345", &mut vec);
+            assert_eq!(&wire[..], &vec[..], "{framing:?}");
+            assert_eq!(wire.len(), 5 + framing.data_overhead());
         }
     }
 }

@@ -55,6 +55,7 @@ pub fn split(stream: TcpStream, framing: Framing, max_frame_size: usize) -> (Tcp
         },
         TcpWriter {
             stream: write_half,
+            framing,
             codec: Codec::new(framing, max_frame_size),
             buf: BytesMut::with_capacity(WRITE_CHUNK),
         },
@@ -123,6 +124,7 @@ impl TcpReader {
 
 pub struct TcpWriter {
     stream: OwnedWriteHalf,
+    framing: Framing,
     codec: Codec,
     /// Encoded bytes waiting to be written; reused between writes.
     buf: BytesMut,
@@ -134,24 +136,34 @@ impl TcpWriter {
         for frame in control {
             self.codec.encode(frame, &mut self.buf);
         }
+        self.flush().await?;
         let Some(batch) = batch else {
-            return self.flush().await;
+            return Ok(());
         };
-        loop {
-            let mut encoded = 0;
-            for payload in batch.iter_unsent() {
-                self.codec.encode_data(payload, &mut self.buf);
-                encoded += 1;
-                if self.buf.len() >= WRITE_CHUNK {
-                    break;
+        while !batch.is_done() {
+            if let Some(framing) = batch.framing() {
+                // Already framed by the outbox: hand stretches of it to the socket as they are.
+                debug_assert_eq!(
+                    framing, self.framing,
+                    "the outbox frames for this connection"
+                );
+                let (count, bytes) = batch.next_chunk(WRITE_CHUNK);
+                self.stream.write_all(bytes).await?;
+                batch.mark_sent(count);
+            } else {
+                let mut encoded = 0;
+                for payload in batch.iter_unsent() {
+                    self.codec.encode_data(payload, &mut self.buf);
+                    encoded += 1;
+                    if self.buf.len() >= WRITE_CHUNK {
+                        break;
+                    }
                 }
-            }
-            self.flush().await?;
-            batch.mark_sent(encoded);
-            if batch.is_done() {
-                return Ok(());
+                self.flush().await?;
+                batch.mark_sent(encoded);
             }
         }
+        Ok(())
     }
 
     /// Writes bytes already encoded, for example with [`TcpWriter::codec`].

@@ -2,7 +2,7 @@
 //! client speaking the same framing, against the same `longconn-server`
 //! process, in one run. Prints figures and ratios; asserts nothing.
 //!
-//!   cargo bench --bench loopback            (MESSAGES=..., ROUND_TRIPS=... to change sizes)
+//!   cargo bench --bench loopback      (MESSAGES=, ROUND_TRIPS=, RUNS= change the sizes)
 //!
 //! Measured: messages per second sent through `lc_client_send` (64-byte
 //! messages to a sink, until the last one is written), messages per second
@@ -348,13 +348,55 @@ fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples[((samples.len() - 1) as f64 * p) as usize]
 }
 
+/// Median, minimum and maximum of repeated measurements.
+struct Spread {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+fn spread(mut values: Vec<f64>) -> Spread {
+    values.sort_by(f64::total_cmp);
+    Spread {
+        median: values[values.len() / 2],
+        min: values[0],
+        max: values[values.len() - 1],
+    }
+}
+
+fn row(label: &str, base: &Spread, lc: &Spread, ratio: bool) {
+    let compare = if ratio {
+        format!("{:>8.1}%", 100.0 * lc.median / base.median)
+    } else {
+        format!("{:>+8.1}", lc.median - base.median)
+    };
+    println!(
+        "{label:<28} {:>12.0} ({:>9.0}-{:<9.0}) {:>12.0} ({:>9.0}-{:<9.0}) {compare}",
+        base.median, base.min, base.max, lc.median, lc.min, lc.max
+    );
+}
+
+fn row_us(label: &str, base: &Spread, lc: &Spread) {
+    println!(
+        "{label:<28} {:>12.1} ({:>9.1}-{:<9.1}) {:>12.1} ({:>9.1}-{:<9.1}) {:>+8.1}",
+        base.median,
+        base.min,
+        base.max,
+        lc.median,
+        lc.min,
+        lc.max,
+        lc.median - base.median
+    );
+}
+
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         println!("loopback benchmark: skipped (run it with `cargo bench --bench loopback`)");
         return;
     }
     let messages = env_count("MESSAGES", 2_000_000);
-    let round_trips = env_count("ROUND_TRIPS", 20_000);
+    let round_trips = env_count("ROUND_TRIPS", 10_000);
+    let runs = env_count("RUNS", 5).max(1) as usize;
     // The baseline gets the same number of I/O threads as longconn's runtime.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -362,37 +404,13 @@ fn main() {
         .build()
         .unwrap();
 
-    // PART=lc-send or PART=lc-receive runs one longconn measurement alone, for profiling.
+    // PART=... runs one longconn measurement alone, for profiling.
     match std::env::var("PART").as_deref() {
         Ok("lc-send") => {
             return println!(
                 "{:.0} messages/s",
                 lc_send_rate(&Server::start("sink"), messages)
             )
-        }
-        Ok("lc-send-unconnected") => {
-            // The cost of lc_client_send alone: nothing drains the outbox.
-            let mut config = ptr::null_mut();
-            let mut client = ptr::null_mut();
-            // SAFETY: valid arguments; the handles are freed below.
-            unsafe {
-                lc_config_new(c"tcp://127.0.0.1:9?framing=length".as_ptr(), &mut config);
-                lc_config_set_outbox_limits(config, messages as usize, 1 << 30);
-                lc_client_new(config, &mut client);
-                lc_config_free(config);
-            }
-            let start = Instant::now();
-            for _ in 0..messages {
-                // SAFETY: live client, valid buffer.
-                assert_eq!(
-                    unsafe { lc_client_send(client, PAYLOAD.as_ptr(), PAYLOAD.len()) },
-                    LC_STATUS_OK
-                );
-            }
-            let ns = start.elapsed().as_nanos() as f64 / messages as f64;
-            // SAFETY: created above, freed once.
-            unsafe { lc_client_free(client) };
-            return println!("{ns:.1} ns per lc_client_send");
         }
         Ok("lc-receive") => {
             return println!(
@@ -402,56 +420,45 @@ fn main() {
         }
         _ => {}
     }
-    println!("loopback benchmark: {messages} x 64-byte messages, {round_trips} round trips, length framing");
-    let sink = Server::start("sink");
-    let base_send = rt.block_on(tokio_send_rate(&sink, messages));
-    let lc_send = lc_send_rate(&sink, messages);
-    drop(sink);
-
-    let echo = Server::start("echo");
-    let base_recv = rt.block_on(tokio_receive_rate(&echo, messages));
-    let lc_recv = lc_receive_rate(&echo, messages);
-    let mut base_rtt = rt.block_on(tokio_round_trips(&echo, round_trips));
-    let mut lc_rtt = lc_round_trips(&echo, round_trips);
-    drop(echo);
-
-    let (b50, b99) = (
-        percentile(&mut base_rtt, 0.50),
-        percentile(&mut base_rtt, 0.99),
+    println!(
+        "loopback benchmark: {messages} x 64-byte messages, {round_trips} round trips, length framing, \
+         {runs} runs each (baseline and longconn alternating); median (min-max)"
     );
-    let (l50, l99) = (percentile(&mut lc_rtt, 0.50), percentile(&mut lc_rtt, 0.99));
+    let sink = Server::start("sink");
+    let echo = Server::start("echo");
+    let (mut base_send, mut lc_send, mut base_recv, mut lc_recv) = (vec![], vec![], vec![], vec![]);
+    let (mut b50, mut b99, mut l50, mut l99) = (vec![], vec![], vec![], vec![]);
     let us = |d: Duration| d.as_secs_f64() * 1e6;
+    for _ in 0..runs {
+        base_send.push(rt.block_on(tokio_send_rate(&sink, messages)));
+        lc_send.push(lc_send_rate(&sink, messages));
+        base_recv.push(rt.block_on(tokio_receive_rate(&echo, messages)));
+        lc_recv.push(lc_receive_rate(&echo, messages));
+        let mut base = rt.block_on(tokio_round_trips(&echo, round_trips));
+        let mut lc = lc_round_trips(&echo, round_trips);
+        b50.push(us(percentile(&mut base, 0.50)));
+        b99.push(us(percentile(&mut base, 0.99)));
+        l50.push(us(percentile(&mut lc, 0.50)));
+        l99.push(us(percentile(&mut lc, 0.99)));
+    }
     println!();
     println!(
-        "{:<34} {:>14} {:>14} {:>9}",
+        "{:<28} {:>34} {:>34} {:>9}",
         "", "plain tokio", "longconn", "ratio"
     );
-    println!(
-        "{:<34} {:>14.0} {:>14.0} {:>8.1}%",
+    row(
         "send, messages/s",
-        base_send,
-        lc_send,
-        100.0 * lc_send / base_send
+        &spread(base_send),
+        &spread(lc_send),
+        true,
     );
-    println!(
-        "{:<34} {:>14.0} {:>14.0} {:>8.1}%",
+    row(
         "receive (echo), messages/s",
-        base_recv,
-        lc_recv,
-        100.0 * lc_recv / base_recv
+        &spread(base_recv),
+        &spread(lc_recv),
+        true,
     );
-    println!(
-        "{:<34} {:>14.1} {:>14.1} {:>+8.1}",
-        "round trip p50, us (diff)",
-        us(b50),
-        us(l50),
-        us(l50) - us(b50)
-    );
-    println!(
-        "{:<34} {:>14.1} {:>14.1} {:>+8.1}",
-        "round trip p99, us (diff)",
-        us(b99),
-        us(l99),
-        us(l99) - us(b99)
-    );
+    println!("{:<28} {:>34} {:>34} {:>9}", "", "", "", "diff");
+    row_us("round trip p50, us", &spread(b50), &spread(l50));
+    row_us("round trip p99, us", &spread(b99), &spread(l99));
 }

@@ -167,17 +167,23 @@ impl Shared {
 
     /// Counts messages of `batch` handed to the transport since the last call.
     pub fn record_sent(&self, batch: &mut Batch) {
+        self.count_sent(batch);
+        lock(&self.outbox).batch_progress(batch);
+    }
+
+    /// Records a fully written batch and returns its buffers to the outbox,
+    /// under one lock; buffers the outbox does not keep are freed after it.
+    pub fn batch_written(&self, mut batch: Batch) {
+        self.count_sent(&mut batch);
+        let unused = lock(&self.outbox).recycle(batch);
+        drop(unused);
+    }
+
+    fn count_sent(&self, batch: &mut Batch) {
         let (messages, bytes) = batch.take_newly_sent();
         let c = &self.counters;
         c.messages_out.fetch_add(messages as u64, Ordering::Relaxed);
         c.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
-        lock(&self.outbox).batch_progress(batch);
-    }
-
-    /// Records a fully written batch and returns its buffers to the outbox.
-    pub fn batch_written(&self, mut batch: Batch) {
-        self.record_sent(&mut batch);
-        lock(&self.outbox).recycle(batch);
     }
 
     /// Messages and payload bytes waiting or being written.

@@ -271,11 +271,10 @@ async fn write_loop(
             shared.writer_wake.notified().await;
             continue;
         }
-        let written = writer.write(&control, in_flight.as_mut()).await;
-        if let Some(batch) = in_flight.as_mut() {
-            shared.record_sent(batch);
-        }
-        if let Err(e) = written {
+        if let Err(e) = writer.write(&control, in_flight.as_mut()).await {
+            if let Some(batch) = in_flight.as_mut() {
+                shared.record_sent(batch);
+            }
             return ended(DisconnectReason::Io, format!("write failed: {e}"));
         }
         if let Some(batch) = in_flight.take() {

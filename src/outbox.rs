@@ -47,6 +47,8 @@ pub struct Outbox {
     data: Vec<u8>,
     /// Bytes each queued message occupies in `data`, oldest first.
     lens: Vec<u32>,
+    /// Payload bytes waiting (framing not counted).
+    payload_bytes: usize,
     /// Empty buffers to swap in when a batch is taken.
     spare: Batch,
     /// Messages and payload bytes of the batch being written.
@@ -198,11 +200,13 @@ impl Outbox {
                 queued_bytes: bytes,
             });
         }
+        let before = self.data.len();
         match self.framing {
             Some(framing) => framing.encode_data_into(payload, &mut self.data),
             None => self.data.extend_from_slice(payload),
         }
-        self.lens.push((payload.len() + self.overhead()) as u32);
+        self.lens.push((self.data.len() - before) as u32);
+        self.payload_bytes += payload.len();
         Ok(())
     }
 
@@ -219,7 +223,7 @@ impl Outbox {
         batch.sent_bytes = 0;
         batch.counted = 0;
         batch.framing = self.framing;
-        self.in_flight = (batch.len(), batch.payload_bytes());
+        self.in_flight = (batch.len(), std::mem::take(&mut self.payload_bytes));
         Some(batch)
     }
 
@@ -233,7 +237,11 @@ impl Outbox {
     /// Takes back a finished batch's buffers for reuse. While sends keep
     /// coming, buffers up to the byte limit are kept, so a sustained stream
     /// stops allocating once warmed up; when idle, only up to 4 MiB stays.
-    pub fn recycle(&mut self, mut batch: Batch) {
+    ///
+    /// Returns the buffers not kept: drop them after releasing any lock
+    /// around the outbox, since freeing megabytes is slow.
+    #[must_use = "drop the returned buffers outside the outbox lock"]
+    pub fn recycle(&mut self, mut batch: Batch) -> Option<Batch> {
         self.in_flight = (0, 0);
         let idle = self.lens.is_empty();
         let keep = if idle {
@@ -244,12 +252,13 @@ impl Outbox {
         if batch.data.capacity() <= keep && batch.data.capacity() >= self.spare.data.capacity() {
             batch.data.clear();
             batch.lens.clear();
-            self.spare = batch;
+            batch = std::mem::replace(&mut self.spare, batch);
         }
         if idle && self.data.capacity() > KEEP_CAPACITY {
-            self.data = Vec::new();
-            self.lens = Vec::new();
+            batch.data = std::mem::take(&mut self.data);
+            batch.lens = std::mem::take(&mut self.lens);
         }
+        (batch.data.capacity() > 0).then_some(batch)
     }
 
     /// Discards everything waiting and in flight; returns how many messages that was.
@@ -257,6 +266,7 @@ impl Outbox {
         let n = self.lens.len() + self.in_flight.0;
         self.lens.clear();
         self.data.clear();
+        self.payload_bytes = 0;
         self.in_flight = (0, 0);
         n
     }
@@ -284,7 +294,7 @@ mod tests {
         assert_eq!(collect(&first), vec![vec![0; 3], vec![1; 3], vec![2; 3]]);
         o.push(&[3; 3]).unwrap();
         assert_eq!(o.queued(), (4, 12), "in-flight messages still count");
-        o.recycle(first);
+        drop(o.recycle(first));
         assert_eq!(o.queued(), (1, 3));
         assert_eq!(collect(&o.take_batch().unwrap()), vec![vec![3; 3]]);
         assert!(o.take_batch().is_none());
@@ -348,7 +358,7 @@ mod tests {
         assert_eq!(o.queued(), (2, 10));
         let batch = o.take_batch().unwrap();
         assert!(o.push(b"").is_err(), "a batch in flight still counts");
-        o.recycle(batch);
+        drop(o.recycle(batch));
         o.push(b"").unwrap();
         assert_eq!(o.clear(), 1);
     }
@@ -369,7 +379,7 @@ mod tests {
             if round > 0 {
                 assert!(o.data.capacity() >= 4000, "the recycled buffer came back");
             }
-            o.recycle(batch);
+            drop(o.recycle(batch));
         }
     }
 }

@@ -136,6 +136,7 @@ impl Framing {
     /// [`Codec::encode_data`], for buffers that are plain vectors.
     #[inline]
     pub fn encode_data_into(self, payload: &[u8], dst: &mut Vec<u8>) {
+        dst.reserve(payload.len() + self.data_overhead());
         match self {
             Framing::Longconn => {
                 dst.extend_from_slice(&(payload.len() as u32 + 1).to_be_bytes());

@@ -124,6 +124,21 @@ impl Lc {
         }
     }
 
+    /// Waits until `n` messages have been written, so timing starts on a live connection.
+    fn wait_written(&self, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut stats = lc_stats::default();
+            // SAFETY: live client, valid out-pointer.
+            assert_eq!(unsafe { lc_client_stats(self.0, &mut stats) }, LC_STATUS_OK);
+            if stats.messages_out >= n {
+                return;
+            }
+            assert!(Instant::now() < deadline, "connection did not come up");
+            std::thread::yield_now();
+        }
+    }
+
     fn close(&self) {
         // SAFETY: live client.
         assert_eq!(
@@ -207,12 +222,42 @@ fn spin_until(counter: &AtomicU64, target: u64, within: Duration) {
 
 fn lc_send_rate(server: &Server, n: u64) -> f64 {
     let client = Lc::new(&server.url(), None, ptr::null_mut());
-    client.send(&PAYLOAD); // connection up before timing
+    client.send(&PAYLOAD);
+    client.wait_written(1);
     let start = Instant::now();
     for _ in 0..n {
         client.send(&PAYLOAD);
     }
     client.close(); // returns once everything is written
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Like [`lc_send_rate`], queuing 64 messages per lc_client_send_batch call.
+fn lc_send_batch_rate(server: &Server, n: u64) -> f64 {
+    const PER_CALL: usize = 64;
+    let client = Lc::new(&server.url(), None, ptr::null_mut());
+    client.send(&PAYLOAD);
+    client.wait_written(1);
+    let buffers = [lc_buffer {
+        data: PAYLOAD.as_ptr(),
+        len: PAYLOAD.len(),
+    }; PER_CALL];
+    let start = Instant::now();
+    let mut left = n as usize;
+    while left > 0 {
+        let this_call = left.min(PER_CALL);
+        let mut queued = 0;
+        // SAFETY: live client; `buffers` holds `this_call` valid buffers.
+        let status =
+            unsafe { lc_client_send_batch(client.0, buffers.as_ptr(), this_call, &mut queued) };
+        match status {
+            LC_STATUS_OK => {}
+            LC_STATUS_QUEUE_FULL => std::thread::yield_now(),
+            other => panic!("send batch failed: {other:?}"),
+        }
+        left -= queued;
+    }
+    client.close();
     n as f64 / start.elapsed().as_secs_f64()
 }
 
@@ -407,10 +452,13 @@ fn main() {
     // PART=... runs one longconn measurement alone, for profiling.
     match std::env::var("PART").as_deref() {
         Ok("lc-send") => {
-            return println!(
-                "{:.0} messages/s",
-                lc_send_rate(&Server::start("sink"), messages)
-            )
+            for _ in 0..runs {
+                println!(
+                    "{:.0} messages/s",
+                    lc_send_rate(&Server::start("sink"), messages)
+                );
+            }
+            return;
         }
         Ok("lc-receive") => {
             return println!(
@@ -424,18 +472,23 @@ fn main() {
         "loopback benchmark: {messages} x 64-byte messages, {round_trips} round trips, length framing, \
          {runs} runs each (baseline and longconn alternating); median (min-max)"
     );
-    let sink = Server::start("sink");
-    let echo = Server::start("echo");
-    let (mut base_send, mut lc_send, mut base_recv, mut lc_recv) = (vec![], vec![], vec![], vec![]);
+    // Every measurement gets a fresh server process: a sink still draining
+    // the previous run's socket buffers would take CPU from the next run.
+    let sink = |f: &dyn Fn(&Server) -> f64| f(&Server::start("sink"));
+    let echo = |f: &dyn Fn(&Server) -> f64| f(&Server::start("echo"));
+    let (mut base_send, mut lc_send, mut lc_send_batch) = (vec![], vec![], vec![]);
+    let (mut base_recv, mut lc_recv) = (vec![], vec![]);
     let (mut b50, mut b99, mut l50, mut l99) = (vec![], vec![], vec![], vec![]);
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     for _ in 0..runs {
-        base_send.push(rt.block_on(tokio_send_rate(&sink, messages)));
-        lc_send.push(lc_send_rate(&sink, messages));
-        base_recv.push(rt.block_on(tokio_receive_rate(&echo, messages)));
-        lc_recv.push(lc_receive_rate(&echo, messages));
-        let mut base = rt.block_on(tokio_round_trips(&echo, round_trips));
-        let mut lc = lc_round_trips(&echo, round_trips);
+        base_send.push(sink(&|s| rt.block_on(tokio_send_rate(s, messages))));
+        lc_send.push(sink(&|s| lc_send_rate(s, messages)));
+        lc_send_batch.push(sink(&|s| lc_send_batch_rate(s, messages)));
+        base_recv.push(echo(&|s| rt.block_on(tokio_receive_rate(s, messages))));
+        lc_recv.push(echo(&|s| lc_receive_rate(s, messages)));
+        let server = Server::start("echo");
+        let mut base = rt.block_on(tokio_round_trips(&server, round_trips));
+        let mut lc = lc_round_trips(&server, round_trips);
         b50.push(us(percentile(&mut base, 0.50)));
         b99.push(us(percentile(&mut base, 0.99)));
         l50.push(us(percentile(&mut lc, 0.50)));
@@ -446,10 +499,12 @@ fn main() {
         "{:<28} {:>34} {:>34} {:>9}",
         "", "plain tokio", "longconn", "ratio"
     );
+    let base_send = spread(base_send);
+    row("send, messages/s", &base_send, &spread(lc_send), true);
     row(
-        "send, messages/s",
-        &spread(base_send),
-        &spread(lc_send),
+        "send, batches of 64",
+        &base_send,
+        &spread(lc_send_batch),
         true,
     );
     row(

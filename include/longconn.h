@@ -183,6 +183,13 @@ typedef struct lc_client lc_client;
 // A config is not thread-safe: use it from one thread at a time.
 typedef struct lc_config lc_config;
 
+// One message for lc_client_send_batch(): `len` bytes at `data`
+// (NULL allowed when `len` is 0).
+typedef struct {
+  const uint8_t *data;
+  size_t len;
+} lc_buffer;
+
 // Counters since the client was created.
 typedef struct {
   uint64_t messages_out;
@@ -274,6 +281,21 @@ lc_status lc_client_connect(const lc_client *client);
 // framing, LC_STATUS_CLOSED after lc_client_close(), LC_STATUS_NULL_ARGUMENT.
 // Any thread, callbacks included.
 lc_status lc_client_send(const lc_client *client, const uint8_t *data, size_t len);
+
+// Queues copies of `count` messages, in order, in one call: the cheaper
+// way to send many small messages.
+//
+// `messages` points to `count` buffers (NULL allowed when `count` is 0),
+// all borrowed for the call. Every message is checked first; if one is bad
+// (NULL data with a length, too large, a newline in line framing), nothing
+// is queued. If the outbox fills part-way, the first messages stay queued
+// and LC_STATUS_QUEUE_FULL is returned. `out_queued` may be NULL; otherwise
+// it receives how many messages were queued, on success and on failure.
+// Other statuses as lc_client_send(). Any thread, callbacks included.
+lc_status lc_client_send_batch(const lc_client *client,
+                               const lc_buffer *messages,
+                               size_t count,
+                               size_t *out_queued);
 
 // Closes the client: stops taking messages, writes what is queued (waiting
 // up to `timeout_ms` for a connection if there is none), says goodbye to

@@ -10,6 +10,7 @@ use tokio::sync::Notify;
 
 use crate::backoff::BackoffPolicy;
 use crate::close::CloseSignal;
+use crate::codec::CodecError;
 use crate::config::ClientConfig;
 use crate::dispatch::{self, Dispatch};
 use crate::error::Error;
@@ -359,34 +360,55 @@ impl Client {
     /// Queues a copy of `payload`; it is written in order once connected.
     #[inline]
     pub fn send(&self, payload: &[u8]) -> Result<(), Error> {
-        runtime::check_not_forked()?;
+        self.send_batch(std::slice::from_ref(&payload))
+            .map_err(|(_, e)| e)?;
+        Ok(())
+    }
+
+    /// Queues copies of `payloads` in order, under one lock.
+    ///
+    /// Every message is checked first, so a bad one queues nothing. If the
+    /// outbox fills part-way, the messages before that point stay queued and
+    /// the error says how many: `Err((queued, Error::QueueFull { .. }))`.
+    pub fn send_batch(&self, payloads: &[&[u8]]) -> Result<usize, (usize, Error)> {
+        runtime::check_not_forked().map_err(|e| (0, e))?;
         let shared = &*self.shared;
         if shared.close.requested() {
-            return Err(Error::Closed);
+            return Err((0, Error::Closed));
         }
         let config = &shared.config;
-        config
-            .framing()
-            .check_payload(payload, config.max_frame_size)
-            .map_err(|e| match e {
-                crate::codec::CodecError::FrameTooLarge { len, max } => {
-                    Error::MessageTooLarge { len, max }
-                }
-                other => Error::InvalidArgument(other.to_string()),
-            })?;
-        let was_empty = {
+        for payload in payloads {
+            config
+                .framing()
+                .check_payload(payload, config.max_frame_size)
+                .map_err(|e| match e {
+                    CodecError::FrameTooLarge { len, max } => {
+                        (0, Error::MessageTooLarge { len, max })
+                    }
+                    other => (0, Error::InvalidArgument(other.to_string())),
+                })?;
+        }
+        let mut queued = 0;
+        let (was_empty, result) = {
             let mut outbox = lock(&shared.outbox);
             let was_empty = outbox.is_empty();
-            outbox.push(payload).map_err(|full| Error::QueueFull {
-                queued_messages: full.queued_messages,
-                queued_bytes: full.queued_bytes,
-            })?;
-            was_empty
+            let mut result = Ok(());
+            for payload in payloads {
+                if let Err(full) = outbox.push(payload) {
+                    result = Err(Error::QueueFull {
+                        queued_messages: full.queued_messages,
+                        queued_bytes: full.queued_bytes,
+                    });
+                    break;
+                }
+                queued += 1;
+            }
+            (was_empty, result)
         };
-        if was_empty {
+        if was_empty && queued > 0 {
             shared.writer_wake.notify_one();
         }
-        Ok(())
+        result.map(|()| queued).map_err(|e| (queued, e))
     }
 
     /// Stops the client after flushing queued messages for up to `timeout`.

@@ -395,3 +395,29 @@ fn chat_broadcasts_between_framings() {
         |e| matches!(e, Event::Message(m) if &m[..] == b"client-2: hello longconn"),
     );
 }
+
+#[test]
+fn send_batch_is_all_or_nothing_on_bad_input_and_stops_where_the_outbox_fills() {
+    let mut c = config("tcp://127.0.0.1:9?framing=line");
+    c.outbox = OutboxLimits {
+        max_messages: 3,
+        max_bytes: 1000,
+    };
+    let client = Client::new(c).unwrap();
+    let bad: [&[u8]; 2] = [b"fine", b"two\nlines"];
+    assert!(matches!(
+        client.send_batch(&bad),
+        Err((0, Error::InvalidArgument(_)))
+    ));
+    assert_eq!(
+        client.stats().queued_messages,
+        0,
+        "nothing queued from a bad batch"
+    );
+    let five: [&[u8]; 5] = [b"1", b"2", b"3", b"4", b"5"];
+    assert!(matches!(
+        client.send_batch(&five),
+        Err((3, Error::QueueFull { .. }))
+    ));
+    assert_eq!(client.stats().queued_messages, 3);
+}

@@ -161,6 +161,66 @@ pub unsafe extern "C" fn lc_client_send(
     })
 }
 
+/// One message for lc_client_send_batch(): `len` bytes at `data`
+/// (NULL allowed when `len` is 0).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct lc_buffer {
+    pub data: *const u8,
+    pub len: usize,
+}
+
+/// Queues copies of `count` messages, in order, in one call: the cheaper
+/// way to send many small messages.
+///
+/// `messages` points to `count` buffers (NULL allowed when `count` is 0),
+/// all borrowed for the call. Every message is checked first; if one is bad
+/// (NULL data with a length, too large, a newline in line framing), nothing
+/// is queued. If the outbox fills part-way, the first messages stay queued
+/// and LC_STATUS_QUEUE_FULL is returned. `out_queued` may be NULL; otherwise
+/// it receives how many messages were queued, on success and on failure.
+/// Other statuses as lc_client_send(). Any thread, callbacks included.
+#[no_mangle]
+pub unsafe extern "C" fn lc_client_send_batch(
+    client: *const lc_client,
+    messages: *const lc_buffer,
+    count: usize,
+    out_queued: *mut usize,
+) -> lc_status {
+    with_client(client, |c| {
+        if !out_queued.is_null() {
+            write_out!(out_queued, 0);
+        }
+        if count > 0 && messages.is_null() {
+            return fail(
+                LC_STATUS_NULL_ARGUMENT,
+                "messages is NULL but count is not 0",
+            );
+        }
+        let buffers: &[lc_buffer] = if count == 0 {
+            &[]
+        } else {
+            // SAFETY: non-NULL, and the caller promises `count` readable buffers for the call.
+            unsafe { std::slice::from_raw_parts(messages, count) }
+        };
+        let mut payloads = Vec::with_capacity(buffers.len());
+        for (i, b) in buffers.iter().enumerate() {
+            match bytes_arg(b.data, b.len, "messages[i].data") {
+                Ok(p) => payloads.push(p),
+                Err(status) => return fail(status, format!("message {i}: {}", last_error())),
+            }
+        }
+        let (queued, status) = match c.client.send_batch(&payloads) {
+            Ok(queued) => (queued, LC_STATUS_OK),
+            Err((queued, e)) => (queued, fail_with(e)),
+        };
+        if !out_queued.is_null() {
+            write_out!(out_queued, queued);
+        }
+        status
+    })
+}
+
 /// Closes the client: stops taking messages, writes what is queued (waiting
 /// up to `timeout_ms` for a connection if there is none), says goodbye to
 /// the server and stops reconnecting. The closed event follows.

@@ -55,6 +55,11 @@ pub(crate) fn fail(status: lc_status, message: impl Into<String>) -> lc_status {
     status
 }
 
+/// This thread's last error message, as text.
+pub(crate) fn last_error() -> String {
+    LAST_ERROR.with(|e| e.borrow().to_string_lossy().into_owned())
+}
+
 pub(crate) fn status_of(error: &Error) -> lc_status {
     match error {
         Error::InvalidArgument(_) => LC_STATUS_INVALID_ARGUMENT,

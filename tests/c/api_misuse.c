@@ -60,6 +60,16 @@ int main(int argc, char **argv) {
     CHECK_STATUS(lc_client_send(client, (const uint8_t *)"three", 5), LC_STATUS_QUEUE_FULL);
     CHECK(strstr(lc_last_error_message(), "outbox full") != NULL);
 
+    /* Batches: checked whole before anything is queued; a full outbox stops part-way. */
+    size_t queued = 99;
+    CHECK_STATUS(lc_client_send_batch(client, NULL, 2, &queued), LC_STATUS_NULL_ARGUMENT);
+    CHECK(queued == 0);
+    lc_buffer bad[2] = {{(const uint8_t *)"ok", 2}, {NULL, 3}};
+    CHECK_STATUS(lc_client_send_batch(client, bad, 2, &queued), LC_STATUS_NULL_ARGUMENT);
+    CHECK(queued == 0 && strstr(lc_last_error_message(), "message 1") != NULL);
+    CHECK_STATUS(lc_client_send_batch(client, NULL, 0, &queued), LC_STATUS_OK);
+    CHECK(queued == 0);
+
     lc_stats stats;
     CHECK_STATUS(lc_client_stats(client, NULL), LC_STATUS_NULL_ARGUMENT);
     CHECK_STATUS(lc_client_stats(client, &stats), LC_STATUS_OK);

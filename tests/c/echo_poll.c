@@ -23,11 +23,21 @@ int main(int argc, char **argv) {
 
     CHECK_STATUS(lc_client_connect(client), LC_STATUS_OK);
     CHECK_STATUS(lc_client_connect(client), LC_STATUS_ALREADY_STARTED);
+    /* The first half one by one, the second half in one batch: one ordered stream. */
+    static char texts[COUNT][32];
+    lc_buffer batch[COUNT / 2];
     for (int i = 0; i < COUNT; i++) {
-        char msg[32];
-        int n = snprintf(msg, sizeof msg, "echo %d", i);
-        CHECK_STATUS(lc_client_send(client, (const uint8_t *)msg, (size_t)n), LC_STATUS_OK);
+        int n = snprintf(texts[i], sizeof texts[i], "echo %d", i);
+        if (i < COUNT / 2) {
+            CHECK_STATUS(lc_client_send(client, (const uint8_t *)texts[i], (size_t)n), LC_STATUS_OK);
+        } else {
+            batch[i - COUNT / 2].data = (const uint8_t *)texts[i];
+            batch[i - COUNT / 2].len = (size_t)n;
+        }
     }
+    size_t queued = 0;
+    CHECK_STATUS(lc_client_send_batch(client, batch, COUNT / 2, &queued), LC_STATUS_OK);
+    CHECK(queued == COUNT / 2);
 
     int connected = 0, received = 0, in_order = 1;
     for (int rounds = 0; received < COUNT && rounds < 1000; rounds++) {

@@ -16,7 +16,7 @@ use crate::dispatch::{self, Dispatch};
 use crate::error::Error;
 use crate::event::{Event, EventQueue, MessageBatch, Queued};
 use crate::heartbeat::HeartbeatPolicy;
-use crate::outbox::{Batch, Outbox, OutboxLimits};
+use crate::outbox::{Batch, Outbox, OutboxFull, OutboxLimits};
 use crate::{runtime, session};
 
 /// Extra time `close` waits for the session to wind down after the flush deadline.
@@ -294,6 +294,25 @@ pub enum CloseOutcome {
     InProgress,
 }
 
+/// Checks that `payload` fits the framing and the maximum frame size.
+#[inline]
+fn check_payload(config: &ClientConfig, payload: &[u8]) -> Result<(), Error> {
+    config
+        .framing()
+        .check_payload(payload, config.max_frame_size)
+        .map_err(|e| match e {
+            CodecError::FrameTooLarge { len, max } => Error::MessageTooLarge { len, max },
+            other => Error::InvalidArgument(other.to_string()),
+        })
+}
+
+fn queue_full(full: OutboxFull) -> Error {
+    Error::QueueFull {
+        queued_messages: full.queued_messages,
+        queued_bytes: full.queued_bytes,
+    }
+}
+
 /// A long-lived connection to one server, kept up in the background.
 pub struct Client {
     shared: Arc<Shared>,
@@ -360,8 +379,17 @@ impl Client {
     /// Queues a copy of `payload`; it is written in order once connected.
     #[inline]
     pub fn send(&self, payload: &[u8]) -> Result<(), Error> {
-        self.send_batch(std::slice::from_ref(&payload))
-            .map_err(|(_, e)| e)?;
+        let shared = self.check_sendable()?;
+        check_payload(&shared.config, payload)?;
+        let was_empty = {
+            let mut outbox = lock(&shared.outbox);
+            let was_empty = outbox.is_empty();
+            outbox.push(payload).map_err(queue_full)?;
+            was_empty
+        };
+        if was_empty {
+            shared.writer_wake.notify_one();
+        }
         Ok(())
     }
 
@@ -371,22 +399,9 @@ impl Client {
     /// outbox fills part-way, the messages before that point stay queued and
     /// the error says how many: `Err((queued, Error::QueueFull { .. }))`.
     pub fn send_batch(&self, payloads: &[&[u8]]) -> Result<usize, (usize, Error)> {
-        runtime::check_not_forked().map_err(|e| (0, e))?;
-        let shared = &*self.shared;
-        if shared.close.requested() {
-            return Err((0, Error::Closed));
-        }
-        let config = &shared.config;
+        let shared = self.check_sendable().map_err(|e| (0, e))?;
         for payload in payloads {
-            config
-                .framing()
-                .check_payload(payload, config.max_frame_size)
-                .map_err(|e| match e {
-                    CodecError::FrameTooLarge { len, max } => {
-                        (0, Error::MessageTooLarge { len, max })
-                    }
-                    other => (0, Error::InvalidArgument(other.to_string())),
-                })?;
+            check_payload(&shared.config, payload).map_err(|e| (0, e))?;
         }
         let mut queued = 0;
         let (was_empty, result) = {
@@ -395,10 +410,7 @@ impl Client {
             let mut result = Ok(());
             for payload in payloads {
                 if let Err(full) = outbox.push(payload) {
-                    result = Err(Error::QueueFull {
-                        queued_messages: full.queued_messages,
-                        queued_bytes: full.queued_bytes,
-                    });
+                    result = Err(queue_full(full));
                     break;
                 }
                 queued += 1;
@@ -409,6 +421,16 @@ impl Client {
             shared.writer_wake.notify_one();
         }
         result.map(|()| queued).map_err(|e| (queued, e))
+    }
+
+    /// The shared state, if messages may be sent now.
+    #[inline]
+    fn check_sendable(&self) -> Result<&Shared, Error> {
+        runtime::check_not_forked()?;
+        if self.shared.close.requested() {
+            return Err(Error::Closed);
+        }
+        Ok(&self.shared)
     }
 
     /// Stops the client after flushing queued messages for up to `timeout`.

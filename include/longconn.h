@@ -303,6 +303,9 @@ lc_status lc_client_send_batch(const lc_client *client,
 //
 // Blocks up to about `timeout_ms`, except from inside a callback, where it
 // returns LC_STATUS_IN_PROGRESS at once and finishes in the background.
+// The disconnected and closed events are delivered to callbacks after the
+// session ends, so they may still be pending when this returns; freeing the
+// client right away drops them (lc_client_free() runs no more callbacks).
 // `out_unsent` may be NULL; otherwise receives the number of messages
 // discarded because the deadline passed. Returns LC_STATUS_OK when
 // everything was written (also when already closed), LC_STATUS_TIMEOUT when

@@ -24,7 +24,7 @@ static void on_event(void *user_data, const lc_event *event) {
         printf("[connected to %s]\n", event->text);
         break;
     case LC_EVENT_DISCONNECTED:
-        printf("[disconnected: %s]\n", event->text);
+        if (event->reason != LC_DISCONNECT_CLOSED_BY_USER) printf("[disconnected: %s]\n", event->text);
         break;
     case LC_EVENT_RECONNECT_SCHEDULED:
         printf("[reconnecting in %llu ms, attempt %u]\n", (unsigned long long)event->delay_ms, event->attempt);
@@ -32,8 +32,7 @@ static void on_event(void *user_data, const lc_event *event) {
     case LC_EVENT_ERROR:
         printf("[error: %s]\n", event->text);
         break;
-    case LC_EVENT_CLOSED:
-        printf("[closed]\n");
+    case LC_EVENT_CLOSED: /* main() reports the close it asked for */
         break;
     }
     fflush(stdout);
@@ -84,6 +83,8 @@ int main(int argc, char **argv) {
     if (lc_client_close(client, 3000, &unsent) == LC_STATUS_TIMEOUT) {
         fprintf(stderr, "chat: %llu messages could not be delivered\n", (unsigned long long)unsent);
     }
+    /* The closed event may still be on its way to on_event; after free it never comes. */
     lc_client_free(client);
+    printf("[closed]\n");
     return 0;
 }

@@ -99,6 +99,22 @@ pub(crate) fn bytes_arg<'a>(ptr: *const u8, len: usize, name: &str) -> Result<&'
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
 }
 
+/// Frees a handle made with `Box::into_raw`, inside the panic boundary.
+/// NULL is a no-op; in a fork child the handle is leaked, since its locks
+/// may be held by threads that do not exist there.
+///
+/// # Safety
+/// A non-NULL `handle` must come from `Box::into_raw` and not be freed before.
+pub(crate) unsafe fn free_boxed<T>(handle: *mut T) {
+    let _ = ffi_guard!({
+        if !handle.is_null() && runtime::check_not_forked().is_ok() {
+            // SAFETY: the caller guarantees `handle` came from Box::into_raw and is freed once.
+            drop(unsafe { Box::from_raw(handle) });
+        }
+        LC_STATUS_OK
+    });
+}
+
 /// Installs the process hooks once: panics go to the log callback instead of
 /// stderr, and a fork child is marked so the library refuses to run there.
 pub(crate) fn init() {

@@ -8,7 +8,6 @@ use super::config::{backoff_policy, heartbeat_policy, lc_config};
 use super::event::{CallbackSet, PolledEvent};
 use super::status::*;
 use crate::client::{Client, CloseOutcome, State};
-use crate::runtime;
 
 /// A client keeping one connection alive. Thread-safe: any thread may call
 /// any function on it, except that lc_client_free() must not race with
@@ -120,13 +119,8 @@ pub unsafe extern "C" fn lc_client_new(
 /// are then skipped. In a fork() child the handle is leaked, not freed.
 #[no_mangle]
 pub unsafe extern "C" fn lc_client_free(client: *mut lc_client) {
-    let _ = ffi_guard!({
-        if !client.is_null() && runtime::check_not_forked().is_ok() {
-            // SAFETY: a non-NULL client came from lc_client_new and is freed once (documented).
-            drop(unsafe { Box::from_raw(client) });
-        }
-        LC_STATUS_OK
-    });
+    // SAFETY: the caller passes a handle from lc_client_new, freed once (documented).
+    unsafe { boundary::free_boxed(client) }
 }
 
 /// Starts connecting in the background; returns at once. Progress is
@@ -227,6 +221,9 @@ pub unsafe extern "C" fn lc_client_send_batch(
 ///
 /// Blocks up to about `timeout_ms`, except from inside a callback, where it
 /// returns LC_STATUS_IN_PROGRESS at once and finishes in the background.
+/// The disconnected and closed events are delivered to callbacks after the
+/// session ends, so they may still be pending when this returns; freeing the
+/// client right away drops them (lc_client_free() runs no more callbacks).
 /// `out_unsent` may be NULL; otherwise receives the number of messages
 /// discarded because the deadline passed. Returns LC_STATUS_OK when
 /// everything was written (also when already closed), LC_STATUS_TIMEOUT when

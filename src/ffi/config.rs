@@ -115,13 +115,8 @@ pub unsafe extern "C" fn lc_config_new(
 /// Clients created from it are not affected.
 #[no_mangle]
 pub unsafe extern "C" fn lc_config_free(config: *mut lc_config) {
-    let _ = ffi_guard!({
-        if !config.is_null() && runtime::check_not_forked().is_ok() {
-            // SAFETY: a non-NULL config came from lc_config_new and is freed once (documented).
-            drop(unsafe { Box::from_raw(config) });
-        }
-        LC_STATUS_OK
-    });
+    // SAFETY: the caller passes a handle from lc_config_new, freed once (documented).
+    unsafe { boundary::free_boxed(config) }
 }
 
 /// Sets heartbeat timing: ping after `interval_ms` of silence, declare the

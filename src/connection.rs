@@ -283,13 +283,20 @@ async fn write_loop(
     }
 }
 
+/// Sends pings and declares the peer dead per the heartbeat policy. When the
+/// settings change, silence is counted from the change, so tightening them on
+/// a quiet but healthy connection pings the peer before judging it.
 async fn heartbeat_loop(shared: &Shared, link: &Link) -> Ended {
     let mut last_ping: Option<Instant> = None;
+    let mut settings_since = link.started;
     loop {
         let changed = shared.settings_changed.notified();
         let policy = shared.heartbeat();
         let now = Instant::now();
-        match policy.next_action(now, link.last_inbound(), last_ping) {
+        let heard = link.last_inbound().max(settings_since);
+        let action = policy.next_action(now, heard, last_ping);
+        let mut settings_changed = false;
+        match action {
             HeartbeatAction::SendPing => {
                 let ping = match shared.config.plain_heartbeat.as_ref() {
                     Some(hb) if shared.config.framing() != Framing::Longconn => {
@@ -318,10 +325,17 @@ async fn heartbeat_loop(shared: &Shared, link: &Link) -> Ended {
             HeartbeatAction::WaitUntil(at) => {
                 tokio::select! {
                     _ = tokio::time::sleep_until(at.into()) => {}
-                    _ = changed => {}
+                    _ = changed => settings_changed = true,
                 }
             }
-            HeartbeatAction::Disabled => changed.await,
+            HeartbeatAction::Disabled => {
+                changed.await;
+                settings_changed = true;
+            }
+        }
+        if settings_changed {
+            settings_since = Instant::now();
+            last_ping = None;
         }
     }
 }

@@ -433,3 +433,51 @@ fn send_batch_is_all_or_nothing_on_bad_input_and_stops_where_the_outbox_fills() 
     ));
     assert_eq!(client.stats().queued_messages, 3);
 }
+
+#[test]
+fn heartbeat_settings_change_on_a_live_connection() {
+    let server = Server::start("echo", &["--quiet"]);
+    let mut c = config(&server.url("longconn"));
+    c.heartbeat = HeartbeatPolicy {
+        interval: Duration::ZERO,
+        timeout: Duration::ZERO,
+    };
+    let client = Client::new(c).unwrap();
+    client.connect().unwrap();
+    wait_for(&client, WITHIN, is_connected);
+    // Heartbeats off: a stopped server goes unnoticed for well over the timeout used below.
+    server.signal("STOP");
+    assert_eq!(client.poll(Duration::from_millis(800)).unwrap(), None);
+    // Turned on while connected, they ping first and find the dead peer after the new timeout.
+    let changed = Instant::now();
+    client
+        .set_heartbeat(HeartbeatPolicy {
+            interval: Duration::from_millis(100),
+            timeout: Duration::from_millis(400),
+        })
+        .unwrap();
+    let events = wait_for(&client, WITHIN, |e| matches!(e, Event::Disconnected { .. }));
+    server.signal("CONT");
+    assert!(
+        matches!(
+            events.last(),
+            Some(Event::Disconnected {
+                reason: DisconnectReason::HeartbeatTimeout,
+                ..
+            })
+        ),
+        "{events:?}"
+    );
+    // Silence counts from the change: not before the new timeout, and not long after.
+    let took = changed.elapsed();
+    assert!(
+        took >= Duration::from_millis(390) && took < Duration::from_millis(400 + 400),
+        "took {took:?}"
+    );
+    assert!(client
+        .set_heartbeat(HeartbeatPolicy {
+            interval: Duration::from_millis(500),
+            timeout: Duration::from_millis(100),
+        })
+        .is_err());
+}

@@ -73,6 +73,20 @@ else
     fail "chat_example (build)"
 fi
 
+# The static library links too: the chat example built against liblongconn.a
+# starts and prints its usage (exit status 2) without the shared library.
+if $CC "${cflags[@]}" "$root/examples/c/chat.c" -o "$out/chat_static" "$target/liblongconn.a" -lpthread -ldl -lm 2>"$out/static.build"; then
+    "$out/chat_static" >/dev/null 2>"$out/static.log"
+    if [ $? -eq 2 ] && grep -q usage "$out/static.log" && ! ldd "$out/chat_static" | grep -q liblongconn; then
+        pass "static_library_links"
+    else
+        fail "static_library_links"
+    fi
+else
+    cat "$out/static.build"
+    fail "static_library_links (build)"
+fi
+
 # The C example in the README compiles and links as printed.
 awk '/^```c$/{inside=1; next} /^```$/{inside=0} inside' "$root/README.md" >"$out/readme_example.c"
 if [ -s "$out/readme_example.c" ] && $CC "${cflags[@]}" "$out/readme_example.c" -o "$out/readme_example" "${ldflags[@]}"; then

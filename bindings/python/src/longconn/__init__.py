@@ -1,0 +1,58 @@
+"""longconn: a long-lived connection client, over the longconn C library.
+
+::
+
+    import longconn
+    with longconn.Client("tcp://127.0.0.1:7070", heartbeat=(5.0, 15.0)) as client:
+        client.on_message(lambda msg: print(msg.text))
+        client.connect()
+        client.send("hello")
+"""
+
+from ._client import Client, Data, Reconnect
+from ._errors import (
+    AlreadyStartedError,
+    ClosedError,
+    ForkedError,
+    InvalidArgumentError,
+    InvalidUrlError,
+    LibraryError,
+    LongconnError,
+    LongconnTimeoutError,
+    MessageTooLargeError,
+    QueueFullError,
+)
+from ._events import DisconnectReason, ErrorKind, Event, EventKind, Message, State, Stats
+from ._ffi import lib as _lib
+
+
+def library_version() -> str:
+    """The version of the loaded C library."""
+    return _lib.lc_version().decode()
+
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AlreadyStartedError",
+    "Client",
+    "ClosedError",
+    "Data",
+    "DisconnectReason",
+    "ErrorKind",
+    "Event",
+    "EventKind",
+    "ForkedError",
+    "InvalidArgumentError",
+    "InvalidUrlError",
+    "LibraryError",
+    "LongconnError",
+    "LongconnTimeoutError",
+    "Message",
+    "MessageTooLargeError",
+    "QueueFullError",
+    "Reconnect",
+    "State",
+    "Stats",
+    "library_version",
+]

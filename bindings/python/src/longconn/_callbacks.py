@@ -1,0 +1,80 @@
+"""The C callback trampolines and the registry that keeps Python callbacks alive.
+
+The library is given one module-level ``CFUNCTYPE`` object per callback type
+and an integer key as ``user_data``. The key finds the client's Python
+callbacks in a registry, so no callback object can be garbage-collected while
+the library may still call it, whatever the application does with its own
+references. An exception inside a Python callback never reaches C: it is
+logged and kept on the client (``Client.callback_errors``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import logging
+import threading
+from typing import Any, Callable, Optional
+
+from . import _events, _ffi
+
+log = logging.getLogger("longconn")
+
+_lock = threading.Lock()
+_keys = itertools.count(1)
+#: key -> the object whose callbacks the library may call (a Client's dispatcher).
+_registry: dict[int, "Dispatcher"] = {}
+
+
+class Dispatcher:
+    """The Python side of one client's callbacks."""
+
+    def __init__(self) -> None:
+        self.on_event: Optional[Callable[[_events.Event], Any]] = None
+        self.on_message: Optional[Callable[[_events.Message], Any]] = None
+        #: Exceptions raised by callbacks, oldest first (at most 100 kept).
+        self.errors: list[BaseException] = []
+
+    def call(self, callback: Callable[[Any], Any], value: Any) -> None:
+        try:
+            callback(value)
+        except BaseException as exc:  # noqa: BLE001 - nothing may unwind into C
+            log.exception("longconn: exception in a callback")
+            if len(self.errors) < 100:
+                self.errors.append(exc)
+
+
+def register(dispatcher: Dispatcher) -> int:
+    with _lock:
+        key = next(_keys)
+        _registry[key] = dispatcher
+        return key
+
+
+def unregister(key: int) -> None:
+    """Call only once the library can no longer call back (after lc_client_free)."""
+    with _lock:
+        _registry.pop(key, None)
+
+
+def _lookup(user_data: Optional[int]) -> Optional[Dispatcher]:
+    return _registry.get(user_data or 0)
+
+
+@_ffi.EVENT_CB
+def _event_trampoline(user_data: Optional[int], c_event: "ctypes._Pointer[_ffi.lc_event]") -> None:
+    dispatcher = _lookup(user_data)
+    if dispatcher is None:
+        return
+    try:
+        event = _events.event_from(c_event.contents)
+    except BaseException:  # noqa: BLE001
+        log.exception("longconn: could not read an event")
+        return
+    if event.kind == _events.EventKind.MESSAGE and dispatcher.on_message is not None:
+        dispatcher.call(dispatcher.on_message, event.message)
+    elif dispatcher.on_event is not None:
+        dispatcher.call(dispatcher.on_event, event)
+
+
+EVENT_TRAMPOLINE = _event_trampoline

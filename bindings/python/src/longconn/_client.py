@@ -1,0 +1,348 @@
+"""The Client: one long-lived connection, kept up by the C library."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import ctypes
+import threading
+import weakref
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Optional, Union
+
+from . import _callbacks, _events, _ffi
+from ._errors import ClosedError, LongconnError, check, error_for
+
+lib = _ffi.lib
+
+#: What ``send`` accepts: bytes-like objects, or text sent as UTF-8.
+Data = Union[bytes, bytearray, memoryview, str]
+
+_live: "weakref.WeakSet[Client]" = weakref.WeakSet()
+
+
+def _as_bytes(data: Data) -> bytes:
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, str):
+        return data.encode("utf-8")
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)
+    raise TypeError(f"send() takes bytes, bytearray, memoryview or str, not {type(data).__name__}")
+
+
+def _ms(seconds: float, name: str) -> int:
+    if seconds < 0:
+        raise ValueError(f"{name} must not be negative")
+    return int(round(seconds * 1000))
+
+
+@dataclass(frozen=True)
+class Reconnect:
+    """Reconnection schedule: attempt n waits min(max_delay, initial * multiplier**(n-1)),
+    spread by +/- jitter. ``max_attempts`` 0 means never give up. Times in seconds."""
+
+    initial: float = 1.0
+    max_delay: float = 30.0
+    multiplier: float = 2.0
+    jitter: float = 0.2
+    max_attempts: int = 0
+
+    def _args(self) -> tuple[int, int, float, float, int]:
+        return (
+            _ms(self.initial, "initial"),
+            _ms(self.max_delay, "max_delay"),
+            float(self.multiplier),
+            float(self.jitter),
+            int(self.max_attempts),
+        )
+
+
+class Client:
+    """A connection to a longconn (or plain length/line framed) server.
+
+    ``url`` is ``tcp://host:port`` for the longconn protocol, or with
+    ``?framing=length`` / ``?framing=line``. Times are in seconds. The client
+    connects in the background after :meth:`connect`, reconnects by itself,
+    and keeps messages sent while disconnected.
+
+    Events go to :meth:`on_message` / :meth:`on_event` callbacks, which run
+    on the library's callback thread; without callbacks, take them with
+    :meth:`poll`, :meth:`events`, or ``async for message in client``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        heartbeat: Optional[tuple[float, float]] = (5.0, 15.0),
+        reconnect: Reconnect = Reconnect(),
+        auto_reconnect: bool = True,
+        outbox: tuple[int, int] = (100_000, 16 * 1024 * 1024),
+        max_frame_size: int = 1024 * 1024,
+        connect_timeout: float = 10.0,
+        plain_heartbeat: Optional[tuple[Data, Data]] = None,
+        client_name: Optional[str] = None,
+    ) -> None:
+        self._handle: Optional[int] = None
+        self._key = 0
+        self._lock = threading.Lock()
+        config = ctypes.c_void_p()
+        check(lib.lc_config_new(url.encode("utf-8"), ctypes.byref(config)))
+        try:
+            interval, timeout = heartbeat if heartbeat is not None else (0.0, 0.0)
+            check(lib.lc_config_set_heartbeat(config, _ms(interval, "interval"), _ms(timeout, "timeout")))
+            check(lib.lc_config_set_reconnect(config, *reconnect._args()))
+            check(lib.lc_config_set_auto_reconnect(config, bool(auto_reconnect)))
+            check(lib.lc_config_set_outbox_limits(config, int(outbox[0]), int(outbox[1])))
+            check(lib.lc_config_set_max_frame_size(config, int(max_frame_size)))
+            check(lib.lc_config_set_connect_timeout(config, _ms(connect_timeout, "connect_timeout")))
+            if plain_heartbeat is not None:
+                ping, pong = (_as_bytes(p) for p in plain_heartbeat)
+                check(lib.lc_config_set_plain_heartbeat(config, _buf(ping), len(ping), _buf(pong), len(pong)))
+            if client_name is not None:
+                check(lib.lc_config_set_client_name(config, client_name.encode("utf-8")))
+            handle = ctypes.c_void_p()
+            check(lib.lc_client_new(config, ctypes.byref(handle)))
+        finally:
+            lib.lc_config_free(config)
+        self._handle = handle.value
+        self._dispatcher = _callbacks.Dispatcher()
+        self._key = _callbacks.register(self._dispatcher)
+        self.url = url
+        _live.add(self)
+
+    # -- life cycle --------------------------------------------------------
+
+    def _h(self) -> int:
+        handle = self._handle
+        if handle is None:
+            raise ClosedError("the client is closed", 201)
+        return handle
+
+    def connect(self) -> "Client":
+        """Starts connecting in the background; returns at once."""
+        check(lib.lc_client_connect(self._h()))
+        return self
+
+    def close(self, timeout: float = 5.0) -> Optional[int]:
+        """Writes what is queued (waiting up to ``timeout`` seconds), closes,
+        and frees the client. Returns how many messages could not be sent.
+
+        Called from one of this client's callbacks, it starts the close and
+        returns ``None``; the client is then freed by a later ``close()``
+        from another thread, or when it is garbage-collected.
+        """
+        with self._lock:
+            handle = self._handle
+            if handle is None:
+                return 0
+            unsent = ctypes.c_uint64(0)
+            status = lib.lc_client_close(handle, _ms(timeout, "timeout"), ctypes.byref(unsent))
+            if status == _ffi.IN_PROGRESS:
+                return None
+            self._free_locked()
+            if status not in (_ffi.OK, _ffi.TIMEOUT):
+                raise error_for(status)
+            return unsent.value
+
+    def _free_locked(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            lib.lc_client_free(handle)  # no callback runs after this returns
+            _callbacks.unregister(self._key)
+
+    def _free(self) -> None:
+        with self._lock:
+            self._free_locked()
+
+    @property
+    def closed(self) -> bool:
+        return self._handle is None
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # At interpreter exit module globals may already be gone; never raise here.
+        try:
+            self._free()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else self.state.name.lower()
+        return f"<longconn.Client {self.url!r} {state}>"
+
+    # -- sending -----------------------------------------------------------
+
+    def send(self, data: Data) -> None:
+        """Queues a copy of ``data`` (str is sent as UTF-8); returns at once.
+
+        Raises QueueFullError when the outbox is full (nothing was queued),
+        MessageTooLargeError, InvalidArgumentError, or ClosedError.
+        """
+        payload = _as_bytes(data)
+        check(lib.lc_client_send(self._h(), _buf(payload), len(payload)))
+
+    def send_many(self, messages: Iterable[Data]) -> int:
+        """Queues many messages in order with one library call; returns how
+        many were queued. Every message is checked first (a bad one queues
+        nothing); if the outbox fills part-way, QueueFullError is raised with
+        ``queued`` set to how many of the first messages were queued."""
+        payloads = [_as_bytes(m) for m in messages]
+        buffers = (_ffi.lc_buffer * len(payloads))()
+        for slot, payload in zip(buffers, payloads):
+            slot.data = ctypes.cast(ctypes.c_char_p(payload), ctypes.c_void_p)
+            slot.len = len(payload)
+        queued = ctypes.c_size_t(0)
+        status = lib.lc_client_send_batch(self._h(), buffers, len(payloads), ctypes.byref(queued))
+        if status != _ffi.OK:
+            error = error_for(status)
+            error.queued = queued.value  # type: ignore[attr-defined]
+            raise error
+        return queued.value
+
+    # -- settings and state ----------------------------------------------------
+
+    def set_heartbeat(self, interval: float, timeout: float) -> None:
+        """Changes heartbeat timing at once, also on a live connection (interval 0: off)."""
+        check(lib.lc_client_set_heartbeat(self._h(), _ms(interval, "interval"), _ms(timeout, "timeout")))
+
+    def set_reconnect(self, reconnect: Reconnect) -> None:
+        """Changes the reconnection schedule from the next delay on."""
+        check(lib.lc_client_set_reconnect(self._h(), *reconnect._args()))
+
+    @property
+    def state(self) -> _events.State:
+        value = ctypes.c_uint32()
+        check(lib.lc_client_state(self._h(), ctypes.byref(value)))
+        return _events.State(value.value)
+
+    def stats(self) -> _events.Stats:
+        raw = _ffi.lc_stats()
+        check(lib.lc_client_stats(self._h(), ctypes.byref(raw)))
+        return _events.stats_from(raw)
+
+    # -- callbacks -----------------------------------------------------------
+
+    def on_message(self, callback: Optional[Callable[[_events.Message], Any]]) -> None:
+        """Calls ``callback(message)`` for every message, on the library's
+        callback thread. ``None`` removes it. Inside it you may call
+        :meth:`send` and :meth:`close`. Exceptions are logged and kept in
+        :attr:`callback_errors`; they never stop the client."""
+        self._dispatcher.on_message = callback
+        self._install()
+
+    def on_event(self, callback: Optional[Callable[[_events.Event], Any]]) -> None:
+        """Calls ``callback(event)`` for every event (messages too, unless
+        :meth:`on_message` is set). Same rules as :meth:`on_message`."""
+        self._dispatcher.on_event = callback
+        self._install()
+
+    def _install(self) -> None:
+        wanted = self._dispatcher.on_event is not None or self._dispatcher.on_message is not None
+        callback = _callbacks.EVENT_TRAMPOLINE if wanted else _ffi.EVENT_CB()
+        check(lib.lc_client_set_event_callback(self._h(), callback, self._key if wanted else None))
+
+    @property
+    def callback_errors(self) -> list[BaseException]:
+        """Exceptions raised by this client's callbacks, oldest first."""
+        return list(self._dispatcher.errors)
+
+    # -- pulling events ------------------------------------------------------
+
+    def poll(self, timeout: Optional[float] = 0.0) -> Optional[_events.Event]:
+        """The next event, waiting up to ``timeout`` seconds (None: forever);
+        None if none came. Only without callbacks."""
+        wait = -1 if timeout is None else _ms(timeout, "timeout")
+        raw = _ffi.lc_event()
+        status = lib.lc_client_poll(self._h(), min(wait, 2**31 - 1), ctypes.byref(raw))
+        if status == _ffi.TIMEOUT:
+            return None
+        check(status)
+        return _events.event_from(raw)
+
+    def events(self, timeout: Optional[float] = 1.0) -> Iterator[_events.Event]:
+        """Yields events as they come; stops after ``timeout`` seconds without
+        one, or after the closed event."""
+        self._require_poll_mode("events()")
+        while True:
+            event = self.poll(timeout)
+            if event is None:
+                return
+            yield event
+            if event.kind == _events.EventKind.CLOSED:
+                return
+
+    def receive_many(self, max_count: int = 1024, timeout: float = 0.0) -> list[_events.Message]:
+        """Up to ``max_count`` waiting messages at once (waiting up to
+        ``timeout`` seconds for the first); other events are skipped."""
+        self._require_poll_mode("receive_many()")
+        messages: list[_events.Message] = []
+        event = self.poll(timeout)
+        while event is not None:
+            if event.kind == _events.EventKind.MESSAGE and event.message is not None:
+                messages.append(event.message)
+                if len(messages) >= max_count:
+                    break
+            event = self.poll(0.0)
+        return messages
+
+    def fileno(self) -> int:
+        """A descriptor readable while events wait; for select/poll/asyncio. Do not close it."""
+        fd = ctypes.c_int(-1)
+        check(lib.lc_client_event_fd(self._h(), ctypes.byref(fd)))
+        return fd.value
+
+    async def events_async(self) -> AsyncIterator[_events.Event]:
+        """Yields events under asyncio, woken by the event descriptor; ends after the closed event."""
+        self._require_poll_mode("async iteration")
+        loop = asyncio.get_running_loop()
+        fd = self.fileno()
+        ready = asyncio.Event()
+        loop.add_reader(fd, ready.set)
+        try:
+            while True:
+                event = self.poll(0.0)
+                if event is None:
+                    ready.clear()
+                    await ready.wait()
+                    continue
+                yield event
+                if event.kind == _events.EventKind.CLOSED:
+                    return
+        finally:
+            loop.remove_reader(fd)
+
+    async def _messages(self) -> AsyncIterator[_events.Message]:
+        async for event in self.events_async():
+            if event.kind == _events.EventKind.MESSAGE and event.message is not None:
+                yield event.message
+
+    def __aiter__(self) -> AsyncIterator[_events.Message]:
+        """``async for message in client``: messages until the client closes."""
+        return self._messages()
+
+    def _require_poll_mode(self, what: str) -> None:
+        if self._dispatcher.on_event is not None or self._dispatcher.on_message is not None:
+            raise LongconnError(f"{what} needs a client without callbacks (events go to the callbacks)")
+
+
+def _buf(payload: bytes) -> "ctypes._Pointer[ctypes.c_uint8]":
+    """A borrowed pointer to the bytes of ``payload``, for the duration of a call."""
+    return ctypes.cast(ctypes.c_char_p(payload), ctypes.POINTER(ctypes.c_uint8))
+
+
+@atexit.register
+def _free_all_at_exit() -> None:
+    """Frees every live client before the interpreter goes away, so no callback
+    thread calls into a finalizing interpreter."""
+    for client in list(_live):
+        try:
+            client._free()
+        except Exception:  # noqa: BLE001
+            pass

@@ -1,0 +1,128 @@
+"""Events, messages, states and statistics as Python values."""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+from dataclasses import dataclass
+from typing import Optional
+
+from . import _ffi
+
+
+class Message(bytes):
+    """A received message: bytes, with ``.text`` for UTF-8 content."""
+
+    __slots__ = ()
+
+    @property
+    def text(self) -> str:
+        """The message decoded as UTF-8 (invalid bytes become U+FFFD)."""
+        return self.decode("utf-8", "replace")
+
+
+class EventKind(enum.IntEnum):
+    CONNECTED = 1
+    DISCONNECTED = 2
+    RECONNECT_SCHEDULED = 3
+    MESSAGE = 4
+    ERROR = 5
+    CLOSED = 6
+
+
+class State(enum.IntEnum):
+    IDLE = 0
+    CONNECTING = 1
+    CONNECTED = 2
+    WAITING_TO_RECONNECT = 3
+    CLOSING = 4
+    CLOSED = 5
+
+
+class DisconnectReason(enum.IntEnum):
+    NONE = 0
+    PEER_CLOSED = 1
+    IO = 2
+    HEARTBEAT_TIMEOUT = 3
+    PROTOCOL = 4
+    FRAME_TOO_LARGE = 5
+    CLOSED_BY_USER = 6
+
+
+class ErrorKind(enum.IntEnum):
+    NONE = 0
+    CONNECT_FAILED = 1
+    HANDSHAKE_FAILED = 2
+    PROTOCOL = 3
+    FRAME_TOO_LARGE = 4
+    HEARTBEAT_TIMEOUT = 5
+    IO = 6
+    GAVE_UP = 7
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing that happened to a client. Fields that do not apply are zero or None."""
+
+    kind: EventKind
+    state: State
+    text: str = ""
+    message: Optional[Message] = None
+    reason: DisconnectReason = DisconnectReason.NONE
+    error: ErrorKind = ErrorKind.NONE
+    attempt: int = 0
+    #: Reconnect delay in seconds.
+    delay: float = 0.0
+    #: Messages discarded at close.
+    unsent: int = 0
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Counters since the client was created."""
+
+    messages_out: int
+    bytes_out: int
+    messages_in: int
+    bytes_in: int
+    reconnects: int
+    queued_messages: int
+    queued_bytes: int
+    #: Round-trip time of the last answered ping, in seconds (0.0 before the first).
+    last_rtt: float
+
+
+def message_from(data: "ctypes._Pointer[ctypes.c_uint8]", length: int) -> Message:
+    """Copies a borrowed C buffer into a Message."""
+    if length == 0:
+        return Message(b"")
+    return Message(ctypes.string_at(data, length))
+
+
+def event_from(c_event: _ffi.lc_event) -> Event:
+    """Copies a borrowed lc_event into an Event."""
+    kind = EventKind(c_event.kind)
+    return Event(
+        kind=kind,
+        state=State(c_event.state),
+        text=(c_event.text or b"").decode("utf-8", "replace"),
+        message=message_from(c_event.data, c_event.len) if kind == EventKind.MESSAGE else None,
+        reason=DisconnectReason(c_event.reason),
+        error=ErrorKind(c_event.error),
+        attempt=c_event.attempt,
+        delay=c_event.delay_ms / 1000.0,
+        unsent=c_event.unsent,
+    )
+
+
+def stats_from(s: _ffi.lc_stats) -> Stats:
+    return Stats(
+        messages_out=s.messages_out,
+        bytes_out=s.bytes_out,
+        messages_in=s.messages_in,
+        bytes_in=s.bytes_in,
+        reconnects=s.reconnects,
+        queued_messages=s.queued_messages,
+        queued_bytes=s.queued_bytes,
+        last_rtt=s.last_rtt_us / 1e6,
+    )

@@ -4,12 +4,13 @@ CARGO   ?= cargo
 CC      ?= cc
 CFLAGS  ?= -std=c99 -O1 -g -Wall -Wextra -Wpedantic -Werror
 CXX     ?= c++
+PYTHON  ?= python3
 ROOT    := $(abspath .)
 DEBUG   := $(ROOT)/target/debug
 RELEASE := $(ROOT)/target/release
 BUILD   := $(ROOT)/build
 
-.PHONY: all demo test test-rust test-c check-header lint bench clean
+.PHONY: all demo test test-rust test-c test-python check-header lint bench python clean
 
 all: $(BUILD)/chat
 
@@ -26,8 +27,8 @@ demo: $(BUILD)/chat
 	examples/demo.sh $(RELEASE)/longconn-server $(BUILD)/chat
 
 # Every test: formatting, lints, Rust unit and integration tests, the header
-# check, and the C tests under valgrind.
-test: lint test-rust check-header test-c
+# check, the C tests under valgrind, and the Python binding's tests.
+test: lint test-rust check-header test-c test-python
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -46,6 +47,17 @@ check-header:
 test-c:
 	$(CARGO) build --lib --bin longconn-server
 	tests/c/run.sh $(DEBUG)
+
+test-python:
+	$(CARGO) build --lib --bin longconn-server
+	$(PYTHON) -m pytest --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet pytest
+	PYTHONPATH=$(ROOT)/bindings/python/src LONGCONN_TARGET_DIR=$(DEBUG) $(PYTHON) -m pytest -q bindings/python/tests
+
+# Installs the Python package with a copy of the release library inside it.
+python: $(RELEASE)/liblongconn.so
+	mkdir -p bindings/python/src/longconn/lib
+	cp $(RELEASE)/liblongconn.so bindings/python/src/longconn/lib/
+	$(PYTHON) -m pip install --quiet ./bindings/python
 
 bench:
 	$(CARGO) bench --bench loopback

@@ -1,0 +1,264 @@
+"""The Python binding against the real test server and the real library."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import longconn
+from longconn import EventKind
+
+from conftest import WITHIN, Collector
+
+FAST = longconn.Reconnect(initial=0.05, max_delay=0.4)
+
+
+def test_send_and_receive_through_callbacks(echo_server):
+    got = Collector()
+    with longconn.Client(echo_server.url(), reconnect=FAST) as client:
+        client.on_message(got)
+        client.connect()
+        client.send("text")
+        client.send(b"bytes")
+        client.send(bytearray(b"bytearray"))
+        client.send(memoryview(b"xxmemoryview")[2:])
+        assert got.wait_for(lambda items: len(items) == 4)
+        assert got.items == [b"text", b"bytes", b"bytearray", b"memoryview"]
+        assert all(isinstance(m, longconn.Message) for m in got.items)
+        assert got.items[0].text == "text"
+        stats = client.stats()
+        assert (stats.messages_out, stats.messages_in, stats.queued_messages) == (4, 4, 0)
+        assert client.state == longconn.State.CONNECTED
+    assert client.closed
+    with pytest.raises(longconn.ClosedError):
+        client.send("after close")
+
+
+def test_every_framing_works(server_factory):
+    server = server_factory("echo")
+    for framing in ("longconn", "length", "line"):
+        with longconn.Client(server.url(framing)) as client:
+            client.connect()
+            client.send_many([f"{framing} {i}" for i in range(100)])
+            messages = []
+            for event in client.events(timeout=WITHIN):
+                if event.kind == EventKind.MESSAGE:
+                    messages.append(event.message.text)
+                if len(messages) == 100:
+                    break
+            assert messages == [f"{framing} {i}" for i in range(100)]
+
+
+def test_reconnect_after_restart_delivers_queued_messages_in_order(echo_server):
+    with longconn.Client(echo_server.url(), reconnect=FAST) as client:
+        client.connect()
+        assert _next(client, EventKind.CONNECTED)
+        echo_server.stop()
+        assert _next(client, EventKind.DISCONNECTED)
+        for i in range(200):
+            client.send(f"queued {i}")
+        assert client.stats().queued_messages == 200
+        restarted = echo_server.restart()
+        try:
+            assert _next(client, EventKind.CONNECTED)
+            received = [m.text for m in _messages(client, 200)]
+            assert received == [f"queued {i}" for i in range(200)]
+            assert client.stats().reconnects == 1
+        finally:
+            restarted.stop()
+
+
+def test_heartbeat_timeout_detects_a_stopped_server(echo_server):
+    with longconn.Client(echo_server.url(), heartbeat=(0.1, 0.5), reconnect=FAST) as client:
+        client.connect()
+        assert _next(client, EventKind.CONNECTED)
+        echo_server.signal(signal.SIGSTOP)
+        started = time.monotonic()
+        try:
+            event = _next(client, EventKind.DISCONNECTED)
+        finally:
+            echo_server.signal(signal.SIGCONT)
+        assert event.reason == longconn.DisconnectReason.HEARTBEAT_TIMEOUT
+        assert time.monotonic() - started < 0.5 + 0.5
+        assert _next(client, EventKind.CONNECTED), "back once the server runs again"
+
+
+def test_bad_arguments_raise_typed_errors():
+    with pytest.raises(longconn.InvalidUrlError) as url_error:
+        longconn.Client("http://127.0.0.1:1")
+    assert "unsupported scheme" in str(url_error.value)
+    assert url_error.value.status_name == "LC_STATUS_INVALID_URL"
+    with pytest.raises(longconn.InvalidArgumentError, match="heartbeat timeout"):
+        longconn.Client("tcp://127.0.0.1:1", heartbeat=(5.0, 1.0))
+    with pytest.raises(longconn.InvalidArgumentError):
+        longconn.Client("tcp://127.0.0.1:1", reconnect=longconn.Reconnect(multiplier=0.5))
+    with pytest.raises(ValueError):
+        longconn.Client("tcp://127.0.0.1:1", connect_timeout=-1)
+    client = longconn.Client("tcp://127.0.0.1:1?framing=line", max_frame_size=16)
+    try:
+        with pytest.raises(longconn.MessageTooLargeError):
+            client.send(b"x" * 17)
+        with pytest.raises(longconn.InvalidArgumentError, match="newline"):
+            client.send("two\nlines")
+        with pytest.raises(TypeError):
+            client.send(12345)  # type: ignore[arg-type]
+        with pytest.raises(longconn.InvalidArgumentError):
+            client.send_many(["fine", "not\nfine"])
+        assert client.stats().queued_messages == 0, "a bad batch queues nothing"
+        client.connect()
+        with pytest.raises(longconn.AlreadyStartedError):
+            client.connect()
+    finally:
+        client.close(timeout=0.01)
+
+
+def test_a_full_queue_raises_queue_full_and_keeps_what_it_had():
+    client = longconn.Client("tcp://127.0.0.1:1", outbox=(3, 1000))
+    try:
+        for i in range(3):
+            client.send(f"m{i}")
+        with pytest.raises(longconn.QueueFullError) as full:
+            client.send("one too many")
+        assert "outbox full" in str(full.value)
+        with pytest.raises(longconn.QueueFullError):
+            client.send_many(["a"])
+        assert client.stats().queued_messages == 3
+    finally:
+        assert client.close(timeout=0.01) == 3, "never connected: all three unsent"
+
+
+def _register_throwaway_callback(client: longconn.Client, sink: list) -> None:
+    # The only reference to this lambda is the one the client keeps.
+    client.on_message(lambda message: sink.append(bytes(message)))
+
+
+def test_callbacks_stay_alive_through_garbage_collection(echo_server):
+    sink: list = []
+    with longconn.Client(echo_server.url()) as client:
+        _register_throwaway_callback(client, sink)
+        gc.collect()
+        gc.collect()
+        client.connect()
+        client.send("still here")
+        deadline = time.monotonic() + WITHIN
+        while not sink and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert sink == [b"still here"]
+
+
+def test_an_exception_in_a_callback_is_logged_and_kept(echo_server, caplog):
+    seen = Collector()
+
+    def fragile(message):
+        seen(message)
+        if message == b"boom":
+            raise RuntimeError("callback failed on purpose")
+
+    caplog.set_level(logging.ERROR, logger="longconn")
+    with longconn.Client(echo_server.url()) as client:
+        client.on_message(fragile)
+        client.connect()
+        client.send("boom")
+        client.send("after")
+        assert seen.wait_for(lambda items: items[-1:] == [b"after"])
+        errors = client.callback_errors
+        assert len(errors) == 1 and isinstance(errors[0], RuntimeError)
+    assert any("exception in a callback" in r.getMessage() for r in caplog.records)
+
+
+def test_send_and_close_from_inside_a_callback(echo_server):
+    seen = Collector()
+    client = longconn.Client(echo_server.url())
+    results = []
+
+    def ping_pong(message):
+        n = int(message.text)
+        if n < 20:
+            client.send(str(n + 1))
+        else:
+            results.append(client.close())
+        seen(message)  # last, so the waiter sees the close's result too
+
+    client.on_message(ping_pong)
+    client.connect()
+    client.send("0")
+    assert seen.wait_for(lambda items: len(items) == 21)
+    assert results == [None], "close from a callback finishes in the background"
+    assert client.close() == 0
+    assert client.closed
+
+
+def test_events_iterator_reports_state_changes(echo_server):
+    client = longconn.Client(echo_server.url())
+    client.connect()
+    client.send("hi")
+    kinds = []
+    for event in client.events(timeout=WITHIN):
+        kinds.append(event.kind)
+        if event.kind == EventKind.MESSAGE:
+            assert event.message == b"hi"
+            break
+    assert kinds == [EventKind.CONNECTED, EventKind.MESSAGE]
+    with pytest.raises(longconn.LongconnError, match="without callbacks"):
+        client.on_event(print)
+        next(iter(client.events()))
+    client.close()
+
+
+def test_async_for_is_driven_by_the_event_descriptor(echo_server):
+    async def main():
+        client = longconn.Client(echo_server.url()).connect()
+        for i in range(50):
+            client.send(f"async {i}")
+        received = []
+        async for message in client:
+            received.append(message.text)
+            if len(received) == 50:
+                break
+        client.close()
+        return received
+
+    assert asyncio.run(asyncio.wait_for(main(), WITHIN)) == [f"async {i}" for i in range(50)]
+
+
+def test_a_client_left_open_at_exit_does_not_crash_the_interpreter(echo_server):
+    script = f"""
+import longconn
+c = longconn.Client({echo_server.url()!r})
+c.on_message(lambda m: None)
+c.on_event(lambda e: None)
+c.connect()
+for i in range(1000):
+    c.send("x")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=WITHIN * 3)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+
+
+# -- helpers ---------------------------------------------------------------
+
+
+def _next(client: longconn.Client, kind: EventKind):
+    for event in client.events(timeout=WITHIN):
+        if event.kind == kind:
+            return event
+    pytest.fail(f"no {kind.name} event within {WITHIN} s")
+
+
+def _messages(client: longconn.Client, count: int) -> list:
+    messages = []
+    for event in client.events(timeout=WITHIN):
+        if event.kind == EventKind.MESSAGE:
+            messages.append(event.message)
+            if len(messages) == count:
+                return messages
+    pytest.fail(f"only {len(messages)} of {count} messages arrived")
+

@@ -443,6 +443,28 @@ lc_status lc_client_set_message_callback(const lc_client *client,
 // from one thread at a time.
 lc_status lc_client_poll(const lc_client *client, int32_t timeout_ms, lc_event *out_event);
 
+// Takes many waiting messages in one call, when no callback is registered:
+// the fast way to drain a busy client from an event loop or another language.
+//
+// Waits up to `timeout_ms` (0: do not wait; negative: indefinitely) for an
+// event, then copies waiting messages, oldest first, back to back into
+// `buffer` (`buffer_len` bytes) and their lengths into `lengths` (room for
+// `max_messages`), until either is full or the next event is not a message.
+// `*out_count` (not NULL) receives how many were copied. Returns
+// LC_STATUS_OK with a count of 0 when the next event is not a message (take
+// it with lc_client_poll()), LC_STATUS_TIMEOUT when nothing arrived in time,
+// and LC_STATUS_INVALID_ARGUMENT when the next message alone is larger than
+// `buffer_len` (lc_last_error_message() says how large; a buffer of the
+// maximum frame size always fits). `buffer` and `lengths` may be NULL only
+// when their sizes are 0. Poll one client from one thread at a time.
+lc_status lc_client_poll_messages(const lc_client *client,
+                                  int32_t timeout_ms,
+                                  uint8_t *buffer,
+                                  size_t buffer_len,
+                                  size_t *lengths,
+                                  size_t max_messages,
+                                  size_t *out_count);
+
 // Writes a file descriptor to `out_fd` (not NULL) that is readable while
 // events wait for lc_client_poll(). For select/poll/epoll loops: wait for
 // readability, then call lc_client_poll() with timeout 0 until it returns

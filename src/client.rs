@@ -540,6 +540,18 @@ impl Client {
         Ok(self.shared.events.pop(timeout))
     }
 
+    /// Hands waiting messages to `take` in order, waiting up to `timeout`
+    /// for something to arrive; how many were taken, or `None` if nothing
+    /// arrived. See [`EventQueue::take_messages`].
+    pub fn poll_messages(
+        &self,
+        timeout: Duration,
+        take: impl FnMut(&[u8]) -> bool,
+    ) -> Result<Option<usize>, Error> {
+        runtime::check_not_forked()?;
+        Ok(self.shared.events.take_messages(timeout, take))
+    }
+
     /// Readable while events wait in poll mode; owned by the client.
     pub fn event_fd(&self) -> RawFd {
         self.shared.events.fd()

@@ -112,6 +112,19 @@ impl MessageBatch {
             .map(|r| &self.chunk[r.clone()])
     }
 
+    /// The oldest message not yet delivered, borrowed.
+    fn front(&self) -> Option<&[u8]> {
+        self.spans.get(self.next).map(|r| &self.chunk[r.clone()])
+    }
+
+    /// Drops the oldest message not yet delivered.
+    fn advance(&mut self) {
+        if let Some(span) = self.spans.get(self.next) {
+            self.bytes -= span.len();
+            self.next += 1;
+        }
+    }
+
     /// Takes the oldest message as its own buffer.
     fn pop_front(&mut self) -> Option<Bytes> {
         let span = self.spans.get(self.next)?.clone();
@@ -245,16 +258,68 @@ impl EventQueue {
 
     /// Takes the oldest event, waiting up to `timeout` for one.
     pub fn pop(&self, timeout: Duration) -> Option<Event> {
+        let mut p = self.wait_for_any(timeout)?;
+        let event = Self::pop_event(&mut p.events)?;
+        let bytes = match &event {
+            Event::Message(m) => m.len(),
+            _ => 0,
+        };
+        self.after_taking(&mut p, bytes);
+        Some(event)
+    }
+
+    /// Hands waiting messages to `take` in order, waiting up to `timeout`
+    /// for the first entry. Stops at the first event that is not a message
+    /// (it stays for [`EventQueue::pop`]) or when `take` returns false for a
+    /// message (that message stays too). Returns how many were taken, or
+    /// `None` if nothing arrived within `timeout`.
+    pub fn take_messages(
+        &self,
+        timeout: Duration,
+        mut take: impl FnMut(&[u8]) -> bool,
+    ) -> Option<usize> {
+        let mut p = self.wait_for_any(timeout)?;
+        let (mut count, mut bytes) = (0, 0);
+        while let Some(front) = p.events.front_mut() {
+            match front {
+                Queued::Messages(batch) => {
+                    let mut stopped = false;
+                    while let Some(message) = batch.front() {
+                        if !take(message) {
+                            stopped = true;
+                            break;
+                        }
+                        count += 1;
+                        bytes += message.len();
+                        batch.advance();
+                    }
+                    if stopped {
+                        break;
+                    }
+                    p.events.pop_front();
+                }
+                Queued::Event(Event::Message(message)) => {
+                    if !take(message) {
+                        break;
+                    }
+                    count += 1;
+                    bytes += message.len();
+                    p.events.pop_front();
+                }
+                Queued::Event(_) => break,
+            }
+        }
+        self.after_taking(&mut p, bytes);
+        Some(count)
+    }
+
+    /// Waits up to `timeout` until something is queued; the lock, held.
+    fn wait_for_any(&self, timeout: Duration) -> Option<MutexGuard<'_, Pending>> {
         let deadline = Instant::now().checked_add(timeout);
         let mut p = self.lock();
         loop {
-            if let Some(event) = Self::pop_event(&mut p.events) {
-                let bytes = match &event {
-                    Event::Message(m) => m.len(),
-                    _ => 0,
-                };
-                self.after_taking(&mut p, bytes);
-                return Some(event);
+            if !p.events.is_empty() {
+                return Some(p);
             }
             let wait = match deadline {
                 Some(d) => d
@@ -381,6 +446,49 @@ mod tests {
         assert!(
             !readable(&q),
             "nothing left, so the fd must not stay readable"
+        );
+    }
+
+    #[test]
+    fn take_messages_stops_at_other_events_and_where_the_taker_says() {
+        let q = EventQueue::new(1024).unwrap();
+        q.push_messages(
+            MessageBatch::new(Bytes::from_static(b"abcdef"), vec![0..1, 1..3, 3..6]),
+            true,
+        );
+        q.push([Event::Message(Bytes::from_static(b"g"))], true);
+        q.push([Event::Closed { unsent: 0 }], true);
+        let mut got = Vec::new();
+        // Room for two messages only: the third stays queued.
+        let taken = q.take_messages(Duration::ZERO, |m| {
+            if got.len() == 2 {
+                return false;
+            }
+            got.push(m.to_vec());
+            true
+        });
+        assert_eq!(
+            (taken, got.clone()),
+            (Some(2), vec![b"a".to_vec(), b"bc".to_vec()])
+        );
+        got.clear();
+        assert_eq!(
+            q.take_messages(Duration::ZERO, |m| {
+                got.push(m.to_vec());
+                true
+            }),
+            Some(2)
+        );
+        assert_eq!(got, vec![b"def".to_vec(), b"g".to_vec()]);
+        // The closed event is not a message: it stays for pop, and the fd stays readable.
+        assert_eq!(q.take_messages(Duration::ZERO, |_| true), Some(0));
+        assert!(readable(&q));
+        assert_eq!(q.pop(Duration::ZERO), Some(Event::Closed { unsent: 0 }));
+        assert!(!readable(&q) && !q.inbox_full());
+        assert_eq!(
+            q.take_messages(Duration::from_millis(1), |_| true),
+            None,
+            "nothing arrived"
         );
     }
 

@@ -346,6 +346,83 @@ pub unsafe extern "C" fn lc_client_poll(
     })
 }
 
+/// Takes many waiting messages in one call, when no callback is registered:
+/// the fast way to drain a busy client from an event loop or another language.
+///
+/// Waits up to `timeout_ms` (0: do not wait; negative: indefinitely) for an
+/// event, then copies waiting messages, oldest first, back to back into
+/// `buffer` (`buffer_len` bytes) and their lengths into `lengths` (room for
+/// `max_messages`), until either is full or the next event is not a message.
+/// `*out_count` (not NULL) receives how many were copied. Returns
+/// LC_STATUS_OK with a count of 0 when the next event is not a message (take
+/// it with lc_client_poll()), LC_STATUS_TIMEOUT when nothing arrived in time,
+/// and LC_STATUS_INVALID_ARGUMENT when the next message alone is larger than
+/// `buffer_len` (lc_last_error_message() says how large; a buffer of the
+/// maximum frame size always fits). `buffer` and `lengths` may be NULL only
+/// when their sizes are 0. Poll one client from one thread at a time.
+#[no_mangle]
+pub unsafe extern "C" fn lc_client_poll_messages(
+    client: *const lc_client,
+    timeout_ms: i32,
+    buffer: *mut u8,
+    buffer_len: usize,
+    lengths: *mut usize,
+    max_messages: usize,
+    out_count: *mut usize,
+) -> lc_status {
+    with_client(client, |c| {
+        require_out!(out_count, "out_count");
+        if (buffer.is_null() && buffer_len > 0) || (lengths.is_null() && max_messages > 0) {
+            return fail(
+                LC_STATUS_NULL_ARGUMENT,
+                "buffer or lengths is NULL but its size is not 0",
+            );
+        }
+        let buffer: &mut [u8] = if buffer_len == 0 {
+            &mut []
+        } else {
+            // SAFETY: non-NULL, and the caller promises `buffer_len` writable bytes for the call.
+            unsafe { std::slice::from_raw_parts_mut(buffer, buffer_len) }
+        };
+        let lengths: &mut [usize] = if max_messages == 0 {
+            &mut []
+        } else {
+            // SAFETY: non-NULL, and the caller promises room for `max_messages` lengths for the call.
+            unsafe { std::slice::from_raw_parts_mut(lengths, max_messages) }
+        };
+        let timeout = if timeout_ms < 0 {
+            Duration::MAX
+        } else {
+            Duration::from_millis(timeout_ms as u64)
+        };
+        let (mut count, mut used, mut refused) = (0usize, 0usize, None);
+        let result = c.client.poll_messages(timeout, |message| {
+            if count == lengths.len() || used + message.len() > buffer.len() {
+                refused = Some(message.len());
+                return false;
+            }
+            buffer[used..used + message.len()].copy_from_slice(message);
+            lengths[count] = message.len();
+            used += message.len();
+            count += 1;
+            true
+        });
+        write_out!(out_count, count);
+        match (result, refused) {
+            (Err(e), _) => fail_with(e),
+            (Ok(None), _) => LC_STATUS_TIMEOUT,
+            (Ok(Some(0)), Some(needed)) if needed > buffer.len() => fail(
+                LC_STATUS_INVALID_ARGUMENT,
+                format!(
+                    "buffer of {} bytes is too small: the next message has {needed} bytes",
+                    buffer.len()
+                ),
+            ),
+            (Ok(Some(_)), _) => LC_STATUS_OK,
+        }
+    })
+}
+
 /// Writes a file descriptor to `out_fd` (not NULL) that is readable while
 /// events wait for lc_client_poll(). For select/poll/epoll loops: wait for
 /// readability, then call lc_client_poll() with timeout 0 until it returns

@@ -262,3 +262,18 @@ def _messages(client: longconn.Client, count: int) -> list:
                 return messages
     pytest.fail(f"only {len(messages)} of {count} messages arrived")
 
+
+
+def test_receive_many_drains_in_order_and_skips_other_events(echo_server):
+    with longconn.Client(echo_server.url()) as client:
+        client.connect()  # its connected event comes first, and is skipped
+        client.send_many([f"many {i}" for i in range(5000)])
+        received = []
+        while len(received) < 5000:
+            batch = client.receive_many(max_count=700, timeout=WITHIN)
+            assert batch, "messages keep coming"
+            assert len(batch) <= 700
+            received += batch
+        assert [m.text for m in received] == [f"many {i}" for i in range(5000)]
+        assert all(isinstance(m, longconn.Message) for m in received)
+        assert client.receive_many(timeout=0.05) == []

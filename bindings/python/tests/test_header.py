@@ -27,6 +27,7 @@ SCALARS = {
     "lc_message_cb": _ffi.MESSAGE_CB,
     "lc_log_cb": _ffi.LOG_CB,
     "const uint8_t *": ctypes.POINTER(ctypes.c_uint8),
+    "uint8_t *": ctypes.POINTER(ctypes.c_uint8),
     "uint64_t *": ctypes.POINTER(ctypes.c_uint64),
     "size_t *": ctypes.POINTER(ctypes.c_size_t),
     "int *": ctypes.POINTER(ctypes.c_int),

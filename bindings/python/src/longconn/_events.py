@@ -99,16 +99,23 @@ def message_from(data: "ctypes._Pointer[ctypes.c_uint8]", length: int) -> Messag
     return Message(ctypes.string_at(data, length))
 
 
+# Value -> member tables: a dict lookup is much cheaper than IntEnum(value).
+_KINDS = {m.value: m for m in EventKind}
+_STATES = {m.value: m for m in State}
+_REASONS = {m.value: m for m in DisconnectReason}
+_ERRORS = {m.value: m for m in ErrorKind}
+
+
 def event_from(c_event: _ffi.lc_event) -> Event:
     """Copies a borrowed lc_event into an Event."""
-    kind = EventKind(c_event.kind)
+    kind = _KINDS[c_event.kind]
     return Event(
         kind=kind,
-        state=State(c_event.state),
+        state=_STATES[c_event.state],
         text=(c_event.text or b"").decode("utf-8", "replace"),
-        message=message_from(c_event.data, c_event.len) if kind == EventKind.MESSAGE else None,
-        reason=DisconnectReason(c_event.reason),
-        error=ErrorKind(c_event.error),
+        message=message_from(c_event.data, c_event.len) if kind is EventKind.MESSAGE else None,
+        reason=_REASONS[c_event.reason],
+        error=_ERRORS[c_event.error],
         attempt=c_event.attempt,
         delay=c_event.delay_ms / 1000.0,
         unsent=c_event.unsent,

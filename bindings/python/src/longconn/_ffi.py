@@ -92,6 +92,11 @@ SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "lc_client_set_event_callback": (c_status, [_p, EVENT_CB, ctypes.c_void_p]),
     "lc_client_set_message_callback": (c_status, [_p, MESSAGE_CB, ctypes.c_void_p]),
     "lc_client_poll": (c_status, [_p, ctypes.c_int32, ctypes.POINTER(lc_event)]),
+    "lc_client_poll_messages": (
+        c_status,
+        [_p, ctypes.c_int32, _u8p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t), ctypes.c_size_t,
+         ctypes.POINTER(ctypes.c_size_t)],
+    ),
     "lc_client_event_fd": (c_status, [_p, ctypes.POINTER(ctypes.c_int)]),
     "lc_set_log_callback": (c_status, [LOG_CB, ctypes.c_void_p, ctypes.c_uint32]),
     "lc_last_error_message": (ctypes.c_char_p, []),

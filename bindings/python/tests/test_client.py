@@ -8,6 +8,7 @@ import logging
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -22,8 +23,14 @@ FAST = longconn.Reconnect(initial=0.05, max_delay=0.4)
 
 def test_send_and_receive_through_callbacks(echo_server):
     got = Collector()
+    threads = set()
+
+    def on_message(message):
+        threads.add(threading.get_ident())
+        got(message)
+
     with longconn.Client(echo_server.url(), reconnect=FAST) as client:
-        client.on_message(got)
+        client.on_message(on_message)
         client.connect()
         client.send("text")
         client.send(b"bytes")
@@ -33,6 +40,7 @@ def test_send_and_receive_through_callbacks(echo_server):
         assert got.items == [b"text", b"bytes", b"bytearray", b"memoryview"]
         assert all(isinstance(m, longconn.Message) for m in got.items)
         assert got.items[0].text == "text"
+        assert threads and threading.get_ident() not in threads, "callbacks run on the library's thread"
         stats = client.stats()
         assert (stats.messages_out, stats.messages_in, stats.queued_messages) == (4, 4, 0)
         assert client.state == longconn.State.CONNECTED

@@ -26,6 +26,16 @@ fn config(url: &str) -> ClientConfig {
     c
 }
 
+/// A client that is never connected, whose outbox holds three messages.
+fn never_connected_with_room_for_three(url: &str) -> Client {
+    let mut c = config(url);
+    c.outbox = OutboxLimits {
+        max_messages: 3,
+        max_bytes: 1000,
+    };
+    Client::new(c).unwrap()
+}
+
 fn numbered(i: usize) -> Vec<u8> {
     format!("message {i:05}").into_bytes()
 }
@@ -249,12 +259,7 @@ fn messages_sent_while_the_server_is_down_arrive_in_order_after_it_returns() {
 
 #[test]
 fn a_full_outbox_refuses_with_queue_full_and_keeps_what_it_has() {
-    let mut c = config("tcp://127.0.0.1:9");
-    c.outbox = OutboxLimits {
-        max_messages: 3,
-        max_bytes: 1000,
-    };
-    let client = Client::new(c).unwrap();
+    let client = never_connected_with_room_for_three("tcp://127.0.0.1:9");
     for i in 0..3 {
         client.send(&numbered(i)).unwrap();
     }
@@ -410,12 +415,7 @@ fn chat_broadcasts_between_framings() {
 
 #[test]
 fn send_batch_is_all_or_nothing_on_bad_input_and_stops_where_the_outbox_fills() {
-    let mut c = config("tcp://127.0.0.1:9?framing=line");
-    c.outbox = OutboxLimits {
-        max_messages: 3,
-        max_bytes: 1000,
-    };
-    let client = Client::new(c).unwrap();
+    let client = never_connected_with_room_for_three("tcp://127.0.0.1:9?framing=line");
     let bad: [&[u8]; 2] = [b"fine", b"two\nlines"];
     assert!(matches!(
         client.send_batch(&bad),

@@ -198,7 +198,12 @@ impl Counter {
     }
 }
 
-unsafe extern "C" fn count_message(user_data: *mut c_void, _data: *const u8, _len: usize) {
+unsafe extern "C" fn count_message(
+    user_data: *mut c_void,
+    _data: *const u8,
+    _len: usize,
+    _text: bool,
+) {
     // SAFETY: user_data is the Counter passed at registration, alive for the client's life.
     let counter = unsafe { &*(user_data as *const Counter) };
     let now = counter.count.fetch_add(1, Ordering::SeqCst) + 1;

@@ -224,14 +224,18 @@ typedef struct {
   size_t len;
   // NUL-terminated UTF-8 description; never NULL.
   const char *text;
+  // For messages: true for a WebSocket text message (valid UTF-8), false
+  // for binary (every message on the TCP transports).
+  bool is_text;
 } lc_event;
 
 // Receives every event (messages too, unless a message callback is set).
 // `event` and everything it points to are valid only during the call.
 typedef void (*lc_event_cb)(void *user_data, const lc_event *event);
 
-// Receives one message; `data` (NULL when `len` is 0) is valid only during the call.
-typedef void (*lc_message_cb)(void *user_data, const uint8_t *data, size_t len);
+// Receives one message; `data` (NULL when `len` is 0) is valid only during
+// the call. `is_text` is true for a WebSocket text message (valid UTF-8).
+typedef void (*lc_message_cb)(void *user_data, const uint8_t *data, size_t len, bool is_text);
 
 // Receives a log line. `level`: 1 error, 2 warning, 3 info, 4 debug.
 // `message` is borrowed for the duration of the call.
@@ -281,6 +285,13 @@ lc_status lc_client_connect(const lc_client *client);
 // framing, LC_STATUS_CLOSED after lc_client_close(), LC_STATUS_NULL_ARGUMENT.
 // Any thread, callbacks included.
 lc_status lc_client_send(const lc_client *client, const uint8_t *data, size_t len);
+
+// Queues a copy of `len` bytes at `text` as a WebSocket text message; on the
+// TCP transports it is the same as lc_client_send(). The bytes must be valid
+// UTF-8 (not NUL-terminated; `len` counts them), else
+// LC_STATUS_INVALID_UTF8 and nothing is queued. Other statuses as
+// lc_client_send(). Any thread, callbacks included.
+lc_status lc_client_send_text(const lc_client *client, const char *text, size_t len);
 
 // Queues copies of `count` messages, in order, in one call: the cheaper
 // way to send many small messages.
@@ -401,6 +412,19 @@ lc_status lc_config_set_plain_heartbeat(lc_config *config,
                                         size_t ping_len,
                                         const uint8_t *pong,
                                         size_t pong_len);
+
+// Adds a request header to the WebSocket handshake, for example
+// `Authorization: Bearer ...`; sent again on every reconnect. `name` and
+// `value`: NUL-terminated UTF-8, copied; the name must be a valid HTTP
+// header name and the value must not contain line breaks. Ignored by the
+// TCP transports. Returns LC_STATUS_NULL_ARGUMENT, LC_STATUS_INVALID_UTF8,
+// LC_STATUS_INVALID_ARGUMENT.
+lc_status lc_config_add_header(lc_config *config, const char *name, const char *value);
+
+// Offers a WebSocket subprotocol in the handshake; call once per protocol,
+// most preferred first. `protocol`: NUL-terminated UTF-8 token, copied.
+// Ignored by the TCP transports.
+lc_status lc_config_add_subprotocol(lc_config *config, const char *protocol);
 
 // Sets the name this client sends in its hello frame (longconn protocol
 // only). `name`: NUL-terminated UTF-8, at most 255 bytes, copied.

@@ -10,7 +10,6 @@ use tokio::sync::Notify;
 
 use crate::backoff::BackoffPolicy;
 use crate::close::CloseSignal;
-use crate::codec::CodecError;
 use crate::config::ClientConfig;
 use crate::dispatch::{self, Dispatch};
 use crate::error::Error;
@@ -70,10 +69,16 @@ pub struct Stats {
 pub trait EventHandler: Send + Sync {
     fn on_event(&self, event: &Event);
 
-    /// A received message, borrowed for the call. The default hands a copy
-    /// to [`EventHandler::on_event`]; override it to avoid the copy.
-    fn on_message(&self, payload: &[u8]) {
-        self.on_event(&Event::Message(bytes::Bytes::copy_from_slice(payload)));
+    /// A received message, borrowed for the call; `text` for a WebSocket
+    /// text message. The default hands a copy to [`EventHandler::on_event`];
+    /// override it to avoid the copy.
+    fn on_message(&self, payload: &[u8], text: bool) {
+        let payload = bytes::Bytes::copy_from_slice(payload);
+        self.on_event(&if text {
+            Event::Text(payload)
+        } else {
+            Event::Message(payload)
+        });
     }
 }
 
@@ -271,7 +276,7 @@ impl Dispatch for Shared {
                     Queued::Messages(messages) => {
                         if !messages
                             .iter()
-                            .all(|m| self.deliver(|| handler.on_message(m)))
+                            .all(|m| self.deliver(|| handler.on_message(m, messages.is_text())))
                         {
                             break;
                         }
@@ -292,18 +297,6 @@ pub enum CloseOutcome {
     Unsent(u64),
     /// Called from a callback: the close goes on in the background and ends with a closed event.
     InProgress,
-}
-
-/// Checks that `payload` fits the framing and the maximum frame size.
-#[inline]
-fn check_payload(config: &ClientConfig, payload: &[u8]) -> Result<(), Error> {
-    config
-        .framing()
-        .check_payload(payload, config.max_frame_size)
-        .map_err(|e| match e {
-            CodecError::FrameTooLarge { len, max } => Error::MessageTooLarge { len, max },
-            other => Error::InvalidArgument(other.to_string()),
-        })
 }
 
 fn queue_full(full: OutboxFull) -> Error {
@@ -332,7 +325,7 @@ impl Client {
         let shared = Arc::new_cyclic(|me| Shared {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             me: me.clone(),
-            outbox: Mutex::new(Outbox::new(config.outbox, Some(config.framing()))),
+            outbox: Mutex::new(Outbox::new(config.outbox, config.framing())),
             config,
             live: Mutex::new(live),
             settings_changed: Notify::new(),
@@ -379,12 +372,28 @@ impl Client {
     /// Queues a copy of `payload`; it is written in order once connected.
     #[inline]
     pub fn send(&self, payload: &[u8]) -> Result<(), Error> {
+        self.enqueue(payload, false)
+    }
+
+    /// Queues a copy of `text` as a WebSocket text message (on the TCP
+    /// transports, the same as [`Client::send`]).
+    pub fn send_text(&self, text: &str) -> Result<(), Error> {
+        self.enqueue(text.as_bytes(), true)
+    }
+
+    /// Like [`Client::send_text`] for bytes that must be valid UTF-8.
+    pub fn send_text_bytes(&self, text: &[u8]) -> Result<(), Error> {
+        self.enqueue(text, true)
+    }
+
+    #[inline]
+    fn enqueue(&self, payload: &[u8], text: bool) -> Result<(), Error> {
         let shared = self.check_sendable()?;
-        check_payload(&shared.config, payload)?;
+        shared.config.check_payload(payload, text)?;
         let was_empty = {
             let mut outbox = lock(&shared.outbox);
             let was_empty = outbox.is_empty();
-            outbox.push(payload).map_err(queue_full)?;
+            outbox.push_kind(payload, text).map_err(queue_full)?;
             was_empty
         };
         if was_empty {
@@ -401,7 +410,10 @@ impl Client {
     pub fn send_batch(&self, payloads: &[&[u8]]) -> Result<usize, (usize, Error)> {
         let shared = self.check_sendable().map_err(|e| (0, e))?;
         for payload in payloads {
-            check_payload(&shared.config, payload).map_err(|e| (0, e))?;
+            shared
+                .config
+                .check_payload(payload, false)
+                .map_err(|e| (0, e))?;
         }
         let mut queued = 0;
         let (was_empty, result) = {

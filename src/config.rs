@@ -5,7 +5,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::backoff::BackoffPolicy;
-use crate::codec::{Framing, DEFAULT_MAX_FRAME_SIZE};
+use crate::codec::{CodecError, Framing, DEFAULT_MAX_FRAME_SIZE};
 use crate::endpoint::Endpoint;
 use crate::error::Error;
 use crate::event::DEFAULT_INBOX_LIMIT;
@@ -41,6 +41,10 @@ pub struct ClientConfig {
     pub client_name: String,
     /// Received bytes allowed to wait for the application before reading pauses.
     pub inbox_limit: usize,
+    /// Extra WebSocket handshake headers (name, value), for example authorization.
+    pub headers: Vec<(String, String)>,
+    /// WebSocket subprotocols to offer, most preferred first.
+    pub subprotocols: Vec<String>,
 }
 
 impl ClientConfig {
@@ -57,16 +61,48 @@ impl ClientConfig {
             plain_heartbeat: None,
             client_name: format!("longconn/{}", env!("CARGO_PKG_VERSION")),
             inbox_limit: DEFAULT_INBOX_LIMIT,
+            headers: Vec::new(),
+            subprotocols: Vec::new(),
         })
     }
 
-    pub fn framing(&self) -> Framing {
+    /// The TCP framing; `None` for WebSocket, which frames messages itself.
+    pub fn framing(&self) -> Option<Framing> {
         self.endpoint.framing
+    }
+
+    /// Whether the connection speaks a plain framing (length or line), with
+    /// no control frames: heartbeats then use `plain_heartbeat` payloads.
+    pub fn is_plain(&self) -> bool {
+        matches!(self.framing(), Some(Framing::Length | Framing::Line))
+    }
+
+    /// Checks that `payload` can be sent as one message: size, no newline in
+    /// line framing, and valid UTF-8 for a text message.
+    pub fn check_payload(&self, payload: &[u8], text: bool) -> Result<(), Error> {
+        let result = match self.framing() {
+            Some(framing) => framing.check_payload(payload, self.max_frame_size),
+            None if payload.len() > self.max_frame_size => Err(CodecError::FrameTooLarge {
+                len: payload.len(),
+                max: self.max_frame_size,
+            }),
+            None => Ok(()),
+        };
+        result.map_err(|e| match e {
+            CodecError::FrameTooLarge { len, max } => Error::MessageTooLarge { len, max },
+            other => Error::InvalidArgument(other.to_string()),
+        })?;
+        if text && std::str::from_utf8(payload).is_err() {
+            return Err(Error::InvalidArgument(
+                "a text message must be valid UTF-8".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// The heartbeat actually in force: off in a plain framing without payloads.
     pub fn effective_heartbeat(&self, policy: HeartbeatPolicy) -> HeartbeatPolicy {
-        if self.framing() != Framing::Longconn && self.plain_heartbeat.is_none() {
+        if self.is_plain() && self.plain_heartbeat.is_none() {
             return HeartbeatPolicy {
                 interval: Duration::ZERO,
                 timeout: Duration::ZERO,
@@ -100,8 +136,7 @@ impl ClientConfig {
                 return invalid("ping and pong payloads must differ");
             }
             for payload in [&hb.ping, &hb.pong] {
-                self.framing()
-                    .check_payload(payload, self.max_frame_size)
+                self.check_payload(payload, false)
                     .map_err(|e| Error::InvalidArgument(format!("heartbeat payload: {e}")))?;
             }
         }

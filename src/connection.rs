@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use crate::client::Shared;
 use crate::codec::longconn::{close_payload, parse_close_payload};
-use crate::codec::{CodecError, Frame, FrameType, Framing};
+use crate::codec::{CodecError, Frame, FrameType};
 use crate::event::{DisconnectReason, ErrorKind, Event, MessageBatch};
 use crate::heartbeat::HeartbeatAction;
 use crate::log::{log_at, Level};
@@ -132,21 +132,31 @@ impl<'a> Inbound<'a> {
         Inbound { shared, link }
     }
 
-    /// Handles frames in order; returns `Some` if the peer closed.
-    /// The batch's messages become one queue entry sharing the read buffer.
+    /// Handles frames in order; returns `Some` if the peer closed. A read's
+    /// messages become queue entries sharing its buffer: one per run of
+    /// binary or of text messages, so their order is kept.
     fn handle(&mut self, batch: &FrameBatch) -> Option<Ended> {
         let mut end = None;
-        let mut messages = Vec::with_capacity(batch.frames.len());
+        let mut run = Vec::with_capacity(batch.frames.len());
+        let mut run_is_text = false;
         for (kind, range) in &batch.frames {
             let payload = &batch.chunk[range.clone()];
+            let text = *kind == FrameType::Text;
+            if matches!(kind, FrameType::Data | FrameType::Text)
+                && text != run_is_text
+                && !run.is_empty()
+            {
+                self.emit_run(&batch.chunk, std::mem::take(&mut run), run_is_text);
+            }
             match kind {
                 FrameType::Data => match self.plain_heartbeat(payload) {
                     PlainHeartbeat::Ping(pong) => {
                         self.link.push_control(self.shared, Frame::Pong(pong))
                     }
                     PlainHeartbeat::Pong => {}
-                    PlainHeartbeat::NotHeartbeat => messages.push(range.clone()),
+                    PlainHeartbeat::NotHeartbeat => run.push(range.clone()),
                 },
+                FrameType::Text => run.push(range.clone()),
                 FrameType::Ping => self
                     .link
                     .push_control(self.shared, Frame::Pong(batch.payload(range))),
@@ -161,26 +171,34 @@ impl<'a> Inbound<'a> {
                     break;
                 }
             }
+            if matches!(kind, FrameType::Data | FrameType::Text) {
+                run_is_text = text;
+            }
         }
-        if !messages.is_empty() {
-            let messages = MessageBatch::new(batch.chunk.clone(), messages);
-            let c = &self.shared.counters;
-            c.messages_in
-                .fetch_add(messages.len() as u64, Ordering::Relaxed);
-            c.bytes_in.fetch_add(
-                messages.iter().map(|m| m.len() as u64).sum(),
-                Ordering::Relaxed,
-            );
-            self.shared.emit_messages(messages);
+        if !run.is_empty() {
+            self.emit_run(&batch.chunk, run, run_is_text);
         }
         end
+    }
+
+    /// Counts and queues a run of messages of one kind.
+    fn emit_run(&self, chunk: &Bytes, spans: Vec<std::ops::Range<usize>>, text: bool) {
+        let messages = MessageBatch::with_kind(chunk.clone(), spans, text);
+        let c = &self.shared.counters;
+        c.messages_in
+            .fetch_add(messages.len() as u64, Ordering::Relaxed);
+        c.bytes_in.fetch_add(
+            messages.iter().map(|m| m.len() as u64).sum(),
+            Ordering::Relaxed,
+        );
+        self.shared.emit_messages(messages);
     }
 
     /// In a plain framing, recognizes the configured heartbeat payloads.
     fn plain_heartbeat(&self, payload: &[u8]) -> PlainHeartbeat {
         let config = &self.shared.config;
         match &config.plain_heartbeat {
-            Some(hb) if config.framing() != Framing::Longconn => {
+            Some(hb) if config.is_plain() => {
                 if payload == hb.pong {
                     PlainHeartbeat::Pong
                 } else if payload == hb.ping {
@@ -299,9 +317,7 @@ async fn heartbeat_loop(shared: &Shared, link: &Link) -> Ended {
         match action {
             HeartbeatAction::SendPing => {
                 let ping = match shared.config.plain_heartbeat.as_ref() {
-                    Some(hb) if shared.config.framing() != Framing::Longconn => {
-                        Frame::Ping(hb.ping.clone())
-                    }
+                    Some(hb) if shared.config.is_plain() => Frame::Ping(hb.ping.clone()),
                     _ => Frame::Ping(Bytes::copy_from_slice(&link.micros(now).to_be_bytes())),
                 };
                 link.push_control(shared, ping);

@@ -1,4 +1,5 @@
-//! Server addresses given as URLs: `tcp://host:port[?framing=longconn|length|line]`.
+//! Server addresses given as URLs: `tcp://host:port[?framing=longconn|length|line]`
+//! or `ws://host[:port][/path][?query]`.
 //!
 //! The host is kept as text and resolved again on every connection attempt,
 //! so a server that moves to another address is found after a reconnect.
@@ -12,6 +13,8 @@ use crate::codec::Framing;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
     Tcp,
+    /// WebSocket over plain TCP.
+    Ws,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,7 +23,11 @@ pub struct Endpoint {
     /// Host name or IP literal, without brackets.
     pub host: String,
     pub port: u16,
-    pub framing: Framing,
+    /// How messages are cut out of the byte stream; `None` for WebSocket,
+    /// which frames messages itself.
+    pub framing: Option<Framing>,
+    /// Path and query of a WebSocket URL (`/` at least); empty for TCP.
+    pub resource: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,61 +52,96 @@ impl Endpoint {
             .ok_or_else(|| bad(url, "expected scheme://host:port"))?;
         let scheme = match scheme.to_ascii_lowercase().as_str() {
             "tcp" => Scheme::Tcp,
+            "ws" => Scheme::Ws,
             other => {
                 return Err(bad(
                     url,
-                    &format!("unsupported scheme {other:?} (supported: tcp)"),
+                    &format!("unsupported scheme {other:?} (supported: tcp, ws)"),
                 ))
             }
         };
-        let (authority, query) = match rest.split_once('?') {
-            Some((a, q)) => (a, Some(q)),
-            None => (rest, None),
+        let split_at = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, resource) = rest.split_at(split_at);
+        let (host, port) = match split_host_port(authority) {
+            Some((host, port)) => (host, Some(port)),
+            None if scheme == Scheme::Ws && !authority.contains(':') => (authority, None),
+            None if authority.starts_with('[') && scheme == Scheme::Ws => (
+                authority.trim_start_matches('[').trim_end_matches(']'),
+                None,
+            ),
+            None => return Err(bad(url, "expected host:port")),
         };
-        let authority = authority.strip_suffix('/').unwrap_or(authority);
-        if authority.contains('/') {
-            return Err(bad(url, "a tcp URL has no path"));
-        }
-        let (host, port) =
-            split_host_port(authority).ok_or_else(|| bad(url, "expected host:port"))?;
         if host.is_empty() {
             return Err(bad(url, "empty host"));
         }
-        let port: u16 = port
-            .parse()
-            .ok()
-            .filter(|p| *p != 0)
-            .ok_or_else(|| bad(url, "port must be a number from 1 to 65535"))?;
-        let mut framing = Framing::Longconn;
-        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-            match pair.split_once('=') {
-                Some(("framing", value)) => {
-                    framing = Framing::from_name(value)
-                        .ok_or_else(|| bad(url, "framing must be longconn, length or line"))?;
-                }
-                _ => return Err(bad(url, &format!("unknown query parameter {pair:?}"))),
-            }
+        let port: u16 = match port {
+            Some(p) => p
+                .parse()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| bad(url, "port must be a number from 1 to 65535"))?,
+            None => 80,
+        };
+        match scheme {
+            Scheme::Tcp => Ok(Endpoint {
+                scheme,
+                host: host.to_string(),
+                port,
+                framing: Some(tcp_framing(url, resource)?),
+                resource: String::new(),
+            }),
+            Scheme::Ws => Ok(Endpoint {
+                scheme,
+                host: host.to_string(),
+                port,
+                framing: None,
+                resource: if resource.starts_with('/') {
+                    resource.to_string()
+                } else {
+                    format!("/{resource}")
+                },
+            }),
         }
-        Ok(Endpoint {
-            scheme,
-            host: host.to_string(),
-            port,
-            framing,
-        })
     }
+}
+
+/// The framing named in a TCP URL's query (`?framing=`); the longconn protocol by default.
+fn tcp_framing(url: &str, resource: &str) -> Result<Framing, UrlError> {
+    let resource = resource.strip_prefix('/').unwrap_or(resource);
+    let (path, query) = resource.split_once('?').unwrap_or((resource, ""));
+    if !path.is_empty() {
+        return Err(bad(url, "a tcp URL has no path"));
+    }
+    let mut framing = Framing::Longconn;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("framing", value)) => {
+                framing = Framing::from_name(value)
+                    .ok_or_else(|| bad(url, "framing must be longconn, length or line"))?;
+            }
+            _ => return Err(bad(url, &format!("unknown query parameter {pair:?}"))),
+        }
+    }
+    Ok(framing)
 }
 
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = match self.scheme {
+            Scheme::Tcp => "tcp",
+            Scheme::Ws => "ws",
+        };
         if self.host.contains(':') {
-            write!(f, "tcp://[{}]:{}", self.host, self.port)?;
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)?;
         } else {
-            write!(f, "tcp://{}:{}", self.host, self.port)?;
+            write!(f, "{scheme}://{}:{}", self.host, self.port)?;
         }
-        if self.framing != Framing::Longconn {
-            write!(f, "?framing={}", self.framing.name())?;
+        match self.framing {
+            Some(framing) if framing != Framing::Longconn => {
+                write!(f, "?framing={}", framing.name())
+            }
+            _ => f.write_str(&self.resource),
         }
-        Ok(())
     }
 }
 
@@ -125,15 +167,18 @@ mod tests {
         let e = Endpoint::parse("tcp://127.0.0.1:7070").unwrap();
         assert_eq!(
             (e.host.as_str(), e.port, e.framing),
-            ("127.0.0.1", 7070, Framing::Longconn)
+            ("127.0.0.1", 7070, Some(Framing::Longconn))
         );
         let e = Endpoint::parse("tcp://[::1]:80?framing=line").unwrap();
         assert_eq!(
             (e.host.as_str(), e.port, e.framing),
-            ("::1", 80, Framing::Line)
+            ("::1", 80, Some(Framing::Line))
         );
         let e = Endpoint::parse("TCP://localhost:9/?framing=length").unwrap();
-        assert_eq!((e.host.as_str(), e.framing), ("localhost", Framing::Length));
+        assert_eq!(
+            (e.host.as_str(), e.framing),
+            ("localhost", Some(Framing::Length))
+        );
         assert_eq!(e.to_string(), "tcp://localhost:9?framing=length");
     }
 
@@ -143,6 +188,8 @@ mod tests {
             "",
             "127.0.0.1:80",
             "http://a:1",
+            "ws://:80/",
+            "ws://a:0/",
             "tcp://a",
             "tcp://:80",
             "tcp://a:0",

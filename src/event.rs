@@ -64,7 +64,10 @@ pub enum Event {
         attempt: u32,
         delay: Duration,
     },
+    /// A received message (binary, on WebSocket).
     Message(Bytes),
+    /// A received WebSocket text message (valid UTF-8).
+    Text(Bytes),
     Error {
         kind: ErrorKind,
         detail: String,
@@ -80,6 +83,8 @@ pub enum Event {
 pub struct MessageBatch {
     chunk: Bytes,
     spans: Vec<Range<usize>>,
+    /// Whether these are text messages (WebSocket); binary otherwise.
+    text: bool,
     /// Index of the first message not yet delivered.
     next: usize,
     /// Payload bytes not yet delivered.
@@ -88,13 +93,24 @@ pub struct MessageBatch {
 
 impl MessageBatch {
     pub fn new(chunk: Bytes, spans: Vec<Range<usize>>) -> MessageBatch {
+        Self::with_kind(chunk, spans, false)
+    }
+
+    /// Messages that are all text (`true`) or all binary.
+    pub fn with_kind(chunk: Bytes, spans: Vec<Range<usize>>, text: bool) -> MessageBatch {
         let bytes = spans.iter().map(|r| r.len()).sum();
         MessageBatch {
             chunk,
             spans,
+            text,
             next: 0,
             bytes,
         }
+    }
+
+    /// Whether these are text messages.
+    pub fn is_text(&self) -> bool {
+        self.text
     }
 
     pub fn len(&self) -> usize {
@@ -201,7 +217,7 @@ impl EventQueue {
         let was_empty = p.events.is_empty();
         for entry in entries {
             match &entry {
-                Queued::Event(Event::Message(m)) => p.message_bytes += m.len(),
+                Queued::Event(Event::Message(m) | Event::Text(m)) => p.message_bytes += m.len(),
                 Queued::Messages(batch) => p.message_bytes += batch.bytes,
                 Queued::Event(_) => {}
             }
@@ -261,7 +277,7 @@ impl EventQueue {
         let mut p = self.wait_for_any(timeout)?;
         let event = Self::pop_event(&mut p.events)?;
         let bytes = match &event {
-            Event::Message(m) => m.len(),
+            Event::Message(m) | Event::Text(m) => m.len(),
             _ => 0,
         };
         self.after_taking(&mut p, bytes);
@@ -344,10 +360,15 @@ impl EventQueue {
                 Queued::Event(event) => return Some(event),
                 Queued::Messages(mut batch) => {
                     if let Some(message) = batch.pop_front() {
+                        let text = batch.text;
                         if !batch.is_empty() {
                             entries.push_front(Queued::Messages(batch));
                         }
-                        return Some(Event::Message(message));
+                        return Some(if text {
+                            Event::Text(message)
+                        } else {
+                            Event::Message(message)
+                        });
                     }
                 }
             }

@@ -12,6 +12,15 @@
 
 use crate::codec::Framing;
 
+/// Marks a text message in a length word (frames are capped far below 2^31).
+const TEXT: u32 = 1 << 31;
+
+/// The byte count in a length word.
+#[inline]
+fn size(word: u32) -> usize {
+    (word & !TEXT) as usize
+}
+
 /// Buffer capacity kept for reuse while a client is idle.
 const KEEP_CAPACITY: usize = 4 * 1024 * 1024;
 
@@ -45,7 +54,8 @@ pub struct OutboxFull {
 pub struct Outbox {
     /// Messages back to back, oldest first, framed if `framing` is set.
     data: Vec<u8>,
-    /// Bytes each queued message occupies in `data`, oldest first.
+    /// Bytes each queued message occupies in `data`, oldest first; the top
+    /// bit marks a text message.
     lens: Vec<u32>,
     /// Payload bytes waiting (framing not counted).
     payload_bytes: usize,
@@ -109,11 +119,16 @@ impl Batch {
     /// The messages not yet handed to the transport, in order, as stored
     /// (framed if [`Batch::framing`] is set).
     pub fn iter_unsent(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.iter_unsent_with_kind().map(|(_, payload)| payload)
+    }
+
+    /// Like [`Batch::iter_unsent`], with whether each message is text.
+    pub fn iter_unsent_with_kind(&self) -> impl Iterator<Item = (bool, &[u8])> + '_ {
         let mut offset = self.sent_bytes;
-        self.lens[self.sent..].iter().map(move |&len| {
+        self.lens[self.sent..].iter().map(move |&word| {
             let start = offset;
-            offset += len as usize;
-            &self.data[start..offset]
+            offset += size(word);
+            (word & TEXT != 0, &self.data[start..offset])
         })
     }
 
@@ -122,11 +137,11 @@ impl Batch {
     pub fn next_chunk(&self, max_bytes: usize) -> (usize, &[u8]) {
         let mut count = 0;
         let mut bytes = 0usize;
-        for &len in &self.lens[self.sent..] {
-            if count > 0 && bytes + len as usize > max_bytes {
+        for &word in &self.lens[self.sent..] {
+            if count > 0 && bytes + size(word) > max_bytes {
                 break;
             }
-            bytes += len as usize;
+            bytes += size(word);
             count += 1;
         }
         (count, &self.data[self.sent_bytes..self.sent_bytes + bytes])
@@ -135,7 +150,7 @@ impl Batch {
     /// Records that the next `messages` unsent messages were handed over.
     pub fn mark_sent(&mut self, messages: usize) {
         let end = (self.sent + messages).min(self.lens.len());
-        let bytes: usize = self.lens[self.sent..end].iter().map(|&l| l as usize).sum();
+        let bytes: usize = self.lens[self.sent..end].iter().map(|&w| size(w)).sum();
         self.sent = end;
         self.sent_bytes += bytes;
     }
@@ -143,10 +158,7 @@ impl Batch {
     /// Messages and payload bytes handed over since the last call, for counters.
     pub fn take_newly_sent(&mut self) -> (usize, usize) {
         let start = self.counted;
-        let bytes: usize = self.lens[start..self.sent]
-            .iter()
-            .map(|&l| l as usize)
-            .sum();
+        let bytes: usize = self.lens[start..self.sent].iter().map(|&w| size(w)).sum();
         self.counted = self.sent;
         let messages = self.sent - start;
         (messages, bytes - self.overhead() * messages)
@@ -193,6 +205,13 @@ impl Outbox {
     /// Appends a copy of `payload`, or fails without change when a limit would be passed.
     #[inline]
     pub fn push(&mut self, payload: &[u8]) -> Result<(), OutboxFull> {
+        self.push_kind(payload, false)
+    }
+
+    /// Like [`Outbox::push`], marking the message as text (for WebSocket;
+    /// the TCP framings send text and binary alike).
+    #[inline]
+    pub fn push_kind(&mut self, payload: &[u8], text: bool) -> Result<(), OutboxFull> {
         let (messages, bytes) = self.queued();
         if messages >= self.limits.max_messages || bytes + payload.len() > self.limits.max_bytes {
             return Err(OutboxFull {
@@ -205,7 +224,8 @@ impl Outbox {
             Some(framing) => framing.encode_data_into(payload, &mut self.data),
             None => self.data.extend_from_slice(payload),
         }
-        self.lens.push((self.data.len() - before) as u32);
+        self.lens
+            .push((self.data.len() - before) as u32 | if text { TEXT } else { 0 });
         self.payload_bytes += payload.len();
         Ok(())
     }
@@ -334,6 +354,20 @@ mod tests {
         assert_eq!(o.queued(), (1, 3));
         assert_eq!(batch.next_chunk(1), (1, &b"\0\0\0\x03cde"[..]));
         assert_eq!(batch.take_newly_sent(), (2, 2));
+    }
+
+    #[test]
+    fn text_marks_travel_with_their_messages() {
+        let mut o = bare();
+        o.push_kind(b"text", true).unwrap();
+        o.push(b"bin").unwrap();
+        assert_eq!(o.queued(), (2, 7));
+        let mut batch = o.take_batch().unwrap();
+        let kinds: Vec<(bool, &[u8])> = batch.iter_unsent_with_kind().collect();
+        assert_eq!(kinds, vec![(true, &b"text"[..]), (false, &b"bin"[..])]);
+        batch.mark_sent(1);
+        assert_eq!(batch.take_newly_sent(), (1, 4));
+        assert_eq!(batch.next_chunk(usize::MAX), (1, &b"bin"[..]));
     }
 
     #[test]

@@ -133,6 +133,8 @@ async fn connect(shared: &Shared) -> Result<(Connection, FrameBatch), AttemptFai
     let attempt = async {
         let options = ConnectOptions {
             max_frame_size: config.max_frame_size,
+            headers: config.headers.clone(),
+            subprotocols: config.subprotocols.clone(),
         };
         let mut conn = transport::connect(&config.endpoint, &options)
             .await
@@ -140,7 +142,7 @@ async fn connect(shared: &Shared) -> Result<(Connection, FrameBatch), AttemptFai
                 kind: ErrorKind::ConnectFailed,
                 detail: format!("cannot connect to {}: {e}", config.endpoint),
             })?;
-        let leftovers = if config.framing() == Framing::Longconn {
+        let leftovers = if config.framing() == Some(Framing::Longconn) {
             handshake(&mut conn, &config.client_name).await?
         } else {
             FrameBatch::default()

@@ -481,3 +481,32 @@ fn heartbeat_settings_change_on_a_live_connection() {
         })
         .is_err());
 }
+
+#[test]
+fn websocket_clients_exchange_text_and_binary_and_reconnect() {
+    let mut server = Server::start("echo", &["--quiet"]);
+    let url = format!("ws://127.0.0.1:{}/echo?client=test", server.ports.ws);
+    let client = Client::new(config(&url)).unwrap();
+    client.connect().unwrap();
+    wait_for(&client, WITHIN, is_connected);
+    client.send(b"\x00binary\xff").unwrap();
+    client.send_text("text \u{263a}").unwrap();
+    let events = wait_for(&client, WITHIN, |e| matches!(e, Event::Text(_)));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::Message(m) if &m[..] == b"\x00binary\xff")));
+    assert!(matches!(events.last(), Some(Event::Text(t)) if &t[..] == "text \u{263a}".as_bytes()));
+    assert!(client.send_text_bytes(b"\xff not utf-8").is_err());
+
+    // The WebSocket survives a server restart like any other transport.
+    let ports = server.ports;
+    server.kill();
+    wait_for(&client, WITHIN, |e| matches!(e, Event::Disconnected { .. }));
+    client.send(b"queued while down").unwrap();
+    let _server = Server::start_on("echo", &["--quiet"], ports, "127.0.0.1");
+    wait_for(&client, WITHIN, is_connected);
+    assert_eq!(
+        receive_messages(&client, 1, WITHIN),
+        vec![b"queued while down".to_vec()]
+    );
+}

@@ -34,6 +34,8 @@ pub const DEFAULT_MAX_FRAME_SIZE: usize = 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
     Data(Bytes),
+    /// A WebSocket text message; a data message on the other transports.
+    Text(Bytes),
     Ping(Bytes),
     Pong(Bytes),
     Hello(Bytes),
@@ -51,6 +53,8 @@ pub enum FrameType {
     Pong = 0x03,
     Hello = 0x04,
     Close = 0x05,
+    /// A WebSocket text message. Never on the longconn wire: it is sent there as DATA.
+    Text = 0x81,
 }
 
 impl Frame {
@@ -58,6 +62,7 @@ impl Frame {
     pub fn parts(&self) -> (FrameType, &Bytes) {
         match self {
             Frame::Data(p) => (FrameType::Data, p),
+            Frame::Text(p) => (FrameType::Text, p),
             Frame::Ping(p) => (FrameType::Ping, p),
             Frame::Pong(p) => (FrameType::Pong, p),
             Frame::Hello(p) => (FrameType::Hello, p),
@@ -72,6 +77,7 @@ impl Frame {
             FrameType::Pong => Frame::Pong(payload),
             FrameType::Hello => Frame::Hello(payload),
             FrameType::Close => Frame::Close(payload),
+            FrameType::Text => Frame::Text(payload),
         }
     }
 }
@@ -188,6 +194,8 @@ pub enum CodecError {
     TruncatedFrame {
         buffered: usize,
     },
+    /// The peer broke a transport's protocol rules (for example WebSocket's).
+    Protocol(String),
 }
 
 impl fmt::Display for CodecError {
@@ -199,6 +207,7 @@ impl fmt::Display for CodecError {
             }
             CodecError::Malformed(what) => write!(f, "malformed frame: {what}"),
             CodecError::UnknownFrameType(t) => write!(f, "unknown frame type 0x{t:02x}"),
+            CodecError::Protocol(why) => write!(f, "protocol error: {why}"),
             CodecError::TruncatedFrame { buffered } => {
                 write!(
                     f,
@@ -249,9 +258,10 @@ impl Codec {
     /// their payload; hello and close frames have no plain encoding and are skipped.
     pub fn encode_parts(&self, kind: FrameType, payload: &[u8], dst: &mut BytesMut) {
         match (self, kind) {
+            (Codec::Longconn(c), FrameType::Text) => c.encode_typed(FrameType::Data, payload, dst),
             (Codec::Longconn(c), _) => c.encode_typed(kind, payload, dst),
             (_, FrameType::Hello | FrameType::Close) => {}
-            (_, FrameType::Data | FrameType::Ping | FrameType::Pong) => {
+            (_, FrameType::Data | FrameType::Text | FrameType::Ping | FrameType::Pong) => {
                 self.encode_data(payload, dst)
             }
         }

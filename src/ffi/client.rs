@@ -1,5 +1,6 @@
 //! `lc_client`: creating, connecting, sending, closing and freeing clients.
 
+use std::ffi::c_char;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -151,6 +152,26 @@ pub unsafe extern "C" fn lc_client_send(
 ) -> lc_status {
     with_client(client, |c| match bytes_arg(data, len, "data") {
         Ok(payload) => status_from(c.client.send(payload)),
+        Err(status) => status,
+    })
+}
+
+/// Queues a copy of `len` bytes at `text` as a WebSocket text message; on the
+/// TCP transports it is the same as lc_client_send(). The bytes must be valid
+/// UTF-8 (not NUL-terminated; `len` counts them), else
+/// LC_STATUS_INVALID_UTF8 and nothing is queued. Other statuses as
+/// lc_client_send(). Any thread, callbacks included.
+#[no_mangle]
+pub unsafe extern "C" fn lc_client_send_text(
+    client: *const lc_client,
+    text: *const c_char,
+    len: usize,
+) -> lc_status {
+    with_client(client, |c| match bytes_arg(text.cast(), len, "text") {
+        Ok(bytes) if std::str::from_utf8(bytes).is_err() => {
+            fail(LC_STATUS_INVALID_UTF8, "text is not valid UTF-8")
+        }
+        Ok(bytes) => status_from(c.client.send_text_bytes(bytes)),
         Err(status) => status,
     })
 }

@@ -267,6 +267,67 @@ pub unsafe extern "C" fn lc_config_set_plain_heartbeat(
     })
 }
 
+/// Whether `s` is an HTTP token (RFC 9110): what header names and
+/// subprotocol names are made of.
+fn is_http_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Adds a request header to the WebSocket handshake, for example
+/// `Authorization: Bearer ...`; sent again on every reconnect. `name` and
+/// `value`: NUL-terminated UTF-8, copied; the name must be a valid HTTP
+/// header name and the value must not contain line breaks. Ignored by the
+/// TCP transports. Returns LC_STATUS_NULL_ARGUMENT, LC_STATUS_INVALID_UTF8,
+/// LC_STATUS_INVALID_ARGUMENT.
+#[no_mangle]
+pub unsafe extern "C" fn lc_config_add_header(
+    config: *mut lc_config,
+    name: *const c_char,
+    value: *const c_char,
+) -> lc_status {
+    with_config(config, |c| {
+        let name = str_arg(name, "name")?;
+        let value = str_arg(value, "value")?;
+        if !is_http_token(name) {
+            return Err(fail(
+                LC_STATUS_INVALID_ARGUMENT,
+                format!("{name:?} is not a valid header name"),
+            ));
+        }
+        if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+            return Err(fail(
+                LC_STATUS_INVALID_ARGUMENT,
+                "a header value cannot contain line breaks",
+            ));
+        }
+        c.headers.push((name.to_owned(), value.to_owned()));
+        Ok(())
+    })
+}
+
+/// Offers a WebSocket subprotocol in the handshake; call once per protocol,
+/// most preferred first. `protocol`: NUL-terminated UTF-8 token, copied.
+/// Ignored by the TCP transports.
+#[no_mangle]
+pub unsafe extern "C" fn lc_config_add_subprotocol(
+    config: *mut lc_config,
+    protocol: *const c_char,
+) -> lc_status {
+    with_config(config, |c| {
+        let protocol = str_arg(protocol, "protocol")?;
+        if !is_http_token(protocol) {
+            return Err(fail(
+                LC_STATUS_INVALID_ARGUMENT,
+                format!("{protocol:?} is not a valid subprotocol name"),
+            ));
+        }
+        c.subprotocols.push(protocol.to_owned());
+        Ok(())
+    })
+}
+
 /// Sets the name this client sends in its hello frame (longconn protocol
 /// only). `name`: NUL-terminated UTF-8, at most 255 bytes, copied.
 #[no_mangle]

@@ -82,15 +82,20 @@ pub struct lc_event {
     pub len: usize,
     /// NUL-terminated UTF-8 description; never NULL.
     pub text: *const c_char,
+    /// For messages: true for a WebSocket text message (valid UTF-8), false
+    /// for binary (every message on the TCP transports).
+    pub is_text: bool,
 }
 
 /// Receives every event (messages too, unless a message callback is set).
 /// `event` and everything it points to are valid only during the call.
 pub type lc_event_cb = Option<unsafe extern "C" fn(user_data: *mut c_void, event: *const lc_event)>;
 
-/// Receives one message; `data` (NULL when `len` is 0) is valid only during the call.
-pub type lc_message_cb =
-    Option<unsafe extern "C" fn(user_data: *mut c_void, data: *const u8, len: usize)>;
+/// Receives one message; `data` (NULL when `len` is 0) is valid only during
+/// the call. `is_text` is true for a WebSocket text message (valid UTF-8).
+pub type lc_message_cb = Option<
+    unsafe extern "C" fn(user_data: *mut c_void, data: *const u8, len: usize, is_text: bool),
+>;
 
 /// The C callbacks of one client.
 #[derive(Clone, Copy)]
@@ -125,8 +130,10 @@ struct CHandler {
 
 impl EventHandler for CHandler {
     fn on_event(&self, event: &Event) {
-        if let Event::Message(payload) = event {
-            return self.on_message(payload);
+        match event {
+            Event::Message(payload) => return self.on_message(payload, false),
+            Event::Text(payload) => return self.on_message(payload, true),
+            _ => {}
         }
         if let Some(on_event) = self.callbacks.event {
             let text = event_text(event);
@@ -138,7 +145,7 @@ impl EventHandler for CHandler {
     }
 
     /// Messages go to C straight from the shared read buffer, without a copy.
-    fn on_message(&self, payload: &[u8]) {
+    fn on_message(&self, payload: &[u8], text: bool) {
         let cb = &self.callbacks;
         let data = if payload.is_empty() {
             std::ptr::null()
@@ -148,11 +155,12 @@ impl EventHandler for CHandler {
         if let Some(on_message) = cb.message {
             // SAFETY: the application registered this callback; `data` is
             // valid for `len` bytes during the call.
-            unsafe { on_message(cb.message_data, data, payload.len()) };
+            unsafe { on_message(cb.message_data, data, payload.len(), text) };
         } else if let Some(on_event) = cb.event {
             let mut c_event = blank_event(lc_event_kind::LC_EVENT_MESSAGE, c"", (self.state_of)());
             c_event.data = data;
             c_event.len = payload.len();
+            c_event.is_text = text;
             // SAFETY: as above; the event and the payload outlive the call.
             unsafe { on_event(cb.event_data, &c_event) };
         }
@@ -166,7 +174,7 @@ fn event_text(event: &Event) -> CString {
         Event::ReconnectScheduled { attempt, delay } => {
             format!("reconnect attempt {attempt} in {} ms", delay.as_millis())
         }
-        Event::Message(_) => String::new(),
+        Event::Message(_) | Event::Text(_) => String::new(),
         Event::Closed { unsent } => format!("closed; {unsent} messages unsent"),
     };
     CString::new(text.replace('\0', " ")).unwrap_or_default()
@@ -185,6 +193,7 @@ fn blank_event(kind: lc_event_kind, text: &CStr, state: lc_state) -> lc_event {
         data: std::ptr::null(),
         len: 0,
         text: text.as_ptr(),
+        is_text: false,
     }
 }
 
@@ -214,8 +223,9 @@ fn to_c_event(event: &Event, text: &CStr, state: lc_state) -> lc_event {
             e.attempt = *attempt;
             e.delay_ms = delay.as_millis() as u64;
         }
-        Event::Message(payload) => {
+        Event::Message(payload) | Event::Text(payload) => {
             e.kind = lc_event_kind::LC_EVENT_MESSAGE;
+            e.is_text = matches!(event, Event::Text(_));
             if !payload.is_empty() {
                 e.data = payload.as_ptr();
                 e.len = payload.len();

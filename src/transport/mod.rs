@@ -4,6 +4,7 @@
 //! variant, so new transports do not touch session, heartbeat or outbox logic.
 
 pub mod tcp;
+pub mod ws;
 
 use std::io;
 
@@ -17,16 +18,22 @@ use crate::outbox::Batch;
 
 pub struct ConnectOptions {
     pub max_frame_size: usize,
+    /// Extra request headers for the WebSocket handshake (name, value).
+    pub headers: Vec<(String, String)>,
+    /// WebSocket subprotocols to offer, most preferred first.
+    pub subprotocols: Vec<String>,
 }
 
 /// The receiving half of a connection.
 pub enum Reader {
     Tcp(tcp::TcpReader),
+    Ws(ws::WsReader),
 }
 
 /// The sending half of a connection.
 pub enum Writer {
     Tcp(tcp::TcpWriter),
+    Ws(ws::WsWriter),
 }
 
 /// An open connection and a description of the peer for events and logs.
@@ -38,8 +45,10 @@ pub struct Connection {
 
 /// Opens a connection, resolving the host name anew.
 pub async fn connect(endpoint: &Endpoint, options: &ConnectOptions) -> io::Result<Connection> {
-    match endpoint.scheme {
-        Scheme::Tcp => tcp::connect(endpoint, options).await,
+    match (endpoint.scheme, endpoint.framing) {
+        (Scheme::Tcp, Some(framing)) => tcp::connect(endpoint, framing, options).await,
+        (Scheme::Tcp, None) => unreachable!("the URL parser gives every tcp URL a framing"),
+        (Scheme::Ws, _) => ws::connect(endpoint, options).await,
     }
 }
 
@@ -80,6 +89,7 @@ impl Reader {
     pub async fn read_batch(&mut self, batch: &mut FrameBatch) -> Result<bool, CodecError> {
         match self {
             Reader::Tcp(r) => r.read_batch(batch).await,
+            Reader::Ws(r) => r.read_batch(batch).await,
         }
     }
 }
@@ -91,6 +101,7 @@ impl Writer {
     pub async fn write(&mut self, control: &[Frame], batch: Option<&mut Batch>) -> io::Result<()> {
         match self {
             Writer::Tcp(w) => w.write(control, batch).await,
+            Writer::Ws(w) => w.write(control, batch).await,
         }
     }
 
@@ -98,6 +109,7 @@ impl Writer {
     pub async fn shutdown(&mut self) -> io::Result<()> {
         match self {
             Writer::Tcp(w) => w.shutdown().await,
+            Writer::Ws(w) => w.shutdown().await,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! TCP: plain sockets with one of the three framings.
 
 use std::io;
+use std::net::SocketAddr;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -19,23 +20,31 @@ const WRITE_CHUNK: usize = 256 * 1024;
 /// Frames decoded per call before handing them on, to bound latency.
 const MAX_FRAMES_PER_READ: usize = 1024;
 
-/// Resolves the host (every call) and tries each address in turn.
-pub async fn connect(endpoint: &Endpoint, options: &ConnectOptions) -> io::Result<Connection> {
-    let addrs: Vec<_> = lookup_host((endpoint.host.as_str(), endpoint.port))
-        .await?
-        .collect();
+/// Connects and frames the connection in `framing`.
+pub async fn connect(
+    endpoint: &Endpoint,
+    framing: Framing,
+    options: &ConnectOptions,
+) -> io::Result<Connection> {
+    let (stream, peer) = connect_stream(&endpoint.host, endpoint.port).await?;
+    let (reader, writer) = split(stream, framing, options.max_frame_size);
+    Ok(Connection {
+        reader: Reader::Tcp(reader),
+        writer: Writer::Tcp(writer),
+        peer: peer.to_string(),
+    })
+}
+
+/// Resolves the host (on every call) and tries each address in turn.
+pub async fn connect_stream(host: &str, port: u16) -> io::Result<(TcpStream, SocketAddr)> {
+    let addrs: Vec<_> = lookup_host((host, port)).await?.collect();
     let mut last_error =
         io::Error::new(io::ErrorKind::NotFound, "host name resolved to no address");
     for addr in addrs {
         match TcpStream::connect(addr).await {
             Ok(stream) => {
                 stream.set_nodelay(true)?;
-                let (reader, writer) = split(stream, endpoint.framing, options.max_frame_size);
-                return Ok(Connection {
-                    reader: Reader::Tcp(reader),
-                    writer: Writer::Tcp(writer),
-                    peer: addr.to_string(),
-                });
+                return Ok((stream, addr));
             }
             Err(e) => last_error = io::Error::new(e.kind(), format!("{addr}: {e}")),
         }

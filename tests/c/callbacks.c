@@ -49,9 +49,10 @@ static void on_event(void *user_data, const lc_event *event) {
 }
 
 /* Frees its own client from inside its first message callback. */
-static void free_on_message(void *user_data, const uint8_t *data, size_t len) {
+static void free_on_message(void *user_data, const uint8_t *data, size_t len, bool is_text) {
     (void)data;
     (void)len;
+    (void)is_text;
     chain *c = user_data;
     pthread_mutex_lock(&c->w.lock);
     if (c->freed) c->after_free++;

@@ -22,6 +22,7 @@ pub struct Ports {
     pub longconn: u16,
     pub length: u16,
     pub line: u16,
+    pub ws: u16,
 }
 
 impl Server {
@@ -37,6 +38,7 @@ impl Server {
             .args(["--longconn-port", &ports.longconn.to_string()])
             .args(["--length-port", &ports.length.to_string()])
             .args(["--line-port", &ports.line.to_string()])
+            .args(["--ws-port", &ports.ws.to_string()])
             .args(&extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -79,6 +81,7 @@ impl Server {
                 "longconn" => found.longconn = port,
                 "length" => found.length = port,
                 "line" => found.line = port,
+                "ws" => found.ws = port,
                 _ => {}
             }
         }

@@ -6,10 +6,11 @@ use bytes::Bytes;
 use longconn::codec::{Framing, DEFAULT_MAX_FRAME_SIZE};
 
 pub const USAGE: &str = "usage: longconn-server [--mode chat|echo|sink] [--host ADDR]
-       [--longconn-port N] [--length-port N] [--line-port N]   (0: any free port, off: disabled)
+       [--longconn-port N] [--length-port N] [--line-port N] [--ws-port N]
+                                                    (0: any free port, off: disabled)
        [--idle-timeout SECONDS] [--max-frame BYTES] [--plain-ping TEXT] [--plain-pong TEXT]
        [--threads N] [--quiet]
-defaults: --mode chat --host 127.0.0.1 --longconn-port 7070 --length-port 7071 --line-port 7072
+defaults: --mode chat --host 127.0.0.1 --longconn-port 7070 --length-port 7071 --line-port 7072 --ws-port 7080
           --idle-timeout 60 --max-frame 1048576 --plain-ping ping --plain-pong pong --threads 2";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +37,8 @@ pub struct Args {
     pub longconn_port: Option<u16>,
     pub length_port: Option<u16>,
     pub line_port: Option<u16>,
+    /// WebSocket, with the chat page at `/`.
+    pub ws_port: Option<u16>,
     /// Clients silent for longer are disconnected; zero disables eviction.
     pub idle_timeout: Duration,
     pub max_frame: usize,
@@ -54,6 +57,7 @@ impl Args {
             longconn_port: Some(7070),
             length_port: Some(7071),
             line_port: Some(7072),
+            ws_port: Some(7080),
             idle_timeout: Duration::from_secs(60),
             max_frame: DEFAULT_MAX_FRAME_SIZE,
             plain_ping: Bytes::from_static(b"ping"),
@@ -87,6 +91,7 @@ impl Args {
                 "--longconn-port" => args.longconn_port = port(&value)?,
                 "--length-port" => args.length_port = port(&value)?,
                 "--line-port" => args.line_port = port(&value)?,
+                "--ws-port" => args.ws_port = port(&value)?,
                 "--idle-timeout" => args.idle_timeout = Duration::from_secs(number(&value)?),
                 "--max-frame" => args.max_frame = number(&value)? as usize,
                 "--plain-ping" => args.plain_ping = Bytes::from(value.into_bytes()),
@@ -99,15 +104,34 @@ impl Args {
     }
 
     /// The enabled listeners.
-    pub fn listeners(&self) -> Vec<(Framing, u16)> {
+    pub fn listeners(&self) -> Vec<(Listener, u16)> {
         [
-            (Framing::Longconn, self.longconn_port),
-            (Framing::Length, self.length_port),
-            (Framing::Line, self.line_port),
+            (Listener::Tcp(Framing::Longconn), self.longconn_port),
+            (Listener::Tcp(Framing::Length), self.length_port),
+            (Listener::Tcp(Framing::Line), self.line_port),
+            (Listener::WebSocket, self.ws_port),
         ]
         .into_iter()
-        .filter_map(|(f, p)| p.map(|p| (f, p)))
+        .filter_map(|(l, p)| p.map(|p| (l, p)))
         .collect()
+    }
+}
+
+/// What a listening port speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    Tcp(Framing),
+    /// WebSocket; also serves the chat page to plain HTTP requests.
+    WebSocket,
+}
+
+impl Listener {
+    /// The name in logs and in the `listening` lines tests read.
+    pub fn name(self) -> &'static str {
+        match self {
+            Listener::Tcp(framing) => framing.name(),
+            Listener::WebSocket => "ws",
+        }
     }
 }
 

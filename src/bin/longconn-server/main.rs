@@ -1,6 +1,7 @@
 //! longconn-server: the bundled test server.
 //!
-//! Listens on the three TCP framings, in one of three modes: `chat`
+//! Listens on the three TCP framings and on WebSocket (which also serves a
+//! chat page at `/`), in one of three modes: `chat`
 //! (broadcast each message to every other client, with join and leave
 //! notices), `echo` (send each message back) or `sink` (discard). Answers
 //! pings, evicts clients silent for longer than the idle timeout, and logs
@@ -8,6 +9,7 @@
 //! not part of `liblongconn.so`.
 
 mod args;
+mod page;
 mod room;
 mod session;
 
@@ -41,14 +43,14 @@ async fn serve(args: Args) -> std::io::Result<()> {
     let args = Arc::new(args);
     let room = Arc::new(Room::new(args.mode));
     let mut tasks = Vec::new();
-    for (framing, port) in args.listeners() {
+    for (kind, port) in args.listeners() {
         let listener = TcpListener::bind((args.host.as_str(), port))
             .await
             .map_err(|e| {
                 std::io::Error::new(e.kind(), format!("bind {}:{port}: {e}", args.host))
             })?;
         // Tests and scripts read this line to learn the port (0 picks a free one).
-        println!("listening {} {}", framing.name(), listener.local_addr()?);
+        println!("listening {} {}", kind.name(), listener.local_addr()?);
         let (args, room) = (args.clone(), room.clone());
         tasks.push(tokio::spawn(async move {
             loop {
@@ -57,7 +59,7 @@ async fn serve(args: Args) -> std::io::Result<()> {
                         tokio::spawn(session::serve_client(
                             stream,
                             peer,
-                            framing,
+                            kind,
                             args.clone(),
                             room.clone(),
                         ));

@@ -1,20 +1,20 @@
-//! One connected client on the server side.
+//! One connected client on the server side, over TCP (any framing) or WebSocket.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use longconn::codec::longconn::{close_payload, hello_payload};
 use longconn::codec::{Codec, CodecError, Frame, FrameType, Framing, PROTOCOL_VERSION};
-use longconn::transport::tcp::{self, TcpReader, TcpWriter};
-use longconn::transport::FrameBatch;
+use longconn::transport::{tcp, ws, FrameBatch, Reader, Writer};
 use tokio::net::TcpStream;
 
-use crate::args::{Args, Mode};
+use crate::args::{Args, Listener, Mode};
+use crate::page;
 use crate::room::Room;
 
-/// Time a longconn client has to send its hello.
+/// Time a client has for its hello (longconn protocol) or WebSocket handshake.
 const HELLO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Close code sent to a client evicted for silence.
 const CLOSE_IDLE: u16 = 4000;
@@ -24,61 +24,48 @@ const CLOSE_PROTOCOL: u16 = 4002;
 pub async fn serve_client(
     stream: TcpStream,
     peer: SocketAddr,
-    framing: Framing,
+    listener: Listener,
     args: Arc<Args>,
     room: Arc<Room>,
 ) {
     let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = tcp::split(stream, framing, args.max_frame);
-    let mut batch = FrameBatch::default();
-    if framing == Framing::Longconn {
-        // Nothing may reach the client before our hello, so it joins the room only afterwards.
-        let greeting = greet(&mut reader, &mut writer, &mut batch);
-        let greeted = match tokio::time::timeout(HELLO_TIMEOUT, greeting).await {
-            Ok(result) => result,
-            Err(_) => Err(format!("no hello within {} s", HELLO_TIMEOUT.as_secs())),
-        };
-        if let Err(why) = greeted {
-            if !args.quiet {
-                println!("rejected {peer}: {why}");
-            }
-            return;
-        }
-    }
+    let opened = tokio::time::timeout(HELLO_TIMEOUT, open(stream, listener, &args)).await;
+    let (mut reader, mut writer, mut batch) = match opened {
+        Ok(Ok(Some(open))) => open,
+        Ok(Ok(None)) => return, // a web page was served; not a client
+        Ok(Err(why)) => return reject(&args, peer, &why),
+        Err(_) => return reject(&args, peer, "no hello or handshake in time"),
+    };
     let (id, name, mut mailbox) = room.join();
     if !args.quiet {
-        println!("connect {name} {} from {peer}", framing.name());
+        println!("connect {name} {} from {peer}", listener.name());
     }
     let client = Client {
         id,
         name: &name,
-        framing,
+        listener,
         args: &args,
         room: &room,
     };
-    // Replies encoded straight from the read buffer, written once per read.
-    let mut replies = BytesMut::with_capacity(64 * 1024);
+    let mut replies = Replies::new(listener, args.max_frame);
     let mut mail = Vec::with_capacity(64);
     let mut last_heard = Instant::now();
-    client.handle(&batch, writer.codec(), &mut replies);
+    client.handle(&batch, &mut replies);
     let why = loop {
-        if !replies.is_empty() {
-            if writer.write_encoded(&replies).await.is_err() {
-                break "write failed".to_string();
-            }
-            replies.clear();
+        if replies.flush(&mut writer).await.is_err() {
+            break "write failed".to_string();
         }
         let idle_deadline = last_heard + args.idle_timeout;
         tokio::select! {
             read = reader.read_batch(&mut batch) => match read {
                 Ok(true) => {
                     last_heard = Instant::now();
-                    client.handle(&batch, writer.codec(), &mut replies);
+                    client.handle(&batch, &mut replies);
                 }
                 Ok(false) => break "closed by client".to_string(),
                 Err(CodecError::Io(e)) => break format!("read failed: {e}"),
                 Err(e) => {
-                    say_goodbye(&mut writer, framing, CLOSE_PROTOCOL, &e.to_string()).await;
+                    say_goodbye(&mut writer, listener, CLOSE_PROTOCOL, &e.to_string()).await;
                     break format!("protocol error: {e}");
                 }
             },
@@ -86,13 +73,15 @@ pub async fn serve_client(
                 if received == 0 {
                     break "dropped: too slow to keep up with the room".to_string();
                 }
-                let frames: Vec<Frame> = mail.drain(..).map(Frame::Data).collect();
+                // Chat lines go to browsers and other WebSocket clients as text.
+                let as_frame = if listener == Listener::WebSocket { Frame::Text } else { Frame::Data };
+                let frames: Vec<Frame> = mail.drain(..).map(as_frame).collect();
                 if writer.write(&frames, None).await.is_err() {
                     break "write failed".to_string();
                 }
             }
             _ = tokio::time::sleep_until(idle_deadline.into()), if !args.idle_timeout.is_zero() => {
-                say_goodbye(&mut writer, framing, CLOSE_IDLE, "idle timeout").await;
+                say_goodbye(&mut writer, listener, CLOSE_IDLE, "idle timeout").await;
                 break format!("evicted after {} s of silence", args.idle_timeout.as_secs());
             }
         }
@@ -103,11 +92,49 @@ pub async fn serve_client(
     }
 }
 
+fn reject(args: &Args, peer: SocketAddr, why: &str) {
+    if !args.quiet {
+        println!("rejected {peer}: {why}");
+    }
+}
+
+/// Opens the connection for the listener's protocol: the hello exchange for
+/// the longconn protocol, the handshake for WebSocket (or, for a plain HTTP
+/// request on the WebSocket port, the chat page and `None`).
+async fn open(
+    stream: TcpStream,
+    listener: Listener,
+    args: &Args,
+) -> Result<Option<(Reader, Writer, FrameBatch)>, String> {
+    let mut batch = FrameBatch::default();
+    match listener {
+        Listener::Tcp(framing) => {
+            let (reader, writer) = tcp::split(stream, framing, args.max_frame);
+            let (mut reader, mut writer) = (Reader::Tcp(reader), Writer::Tcp(writer));
+            if framing == Framing::Longconn {
+                // Nothing may reach the client before our hello, so it joins the room only afterwards.
+                greet(&mut reader, &mut writer, &mut batch).await?;
+            }
+            Ok(Some((reader, writer, batch)))
+        }
+        Listener::WebSocket => {
+            if !page::is_websocket_upgrade(&stream).await {
+                page::serve(stream).await;
+                return Ok(None);
+            }
+            let (reader, writer) = ws::accept(stream, args.max_frame)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(Some((Reader::Ws(reader), Writer::Ws(writer), batch)))
+        }
+    }
+}
+
 /// Waits for the client's hello and answers it. Frames that arrived with the
 /// hello stay in `batch` for the main loop.
 async fn greet(
-    reader: &mut TcpReader,
-    writer: &mut TcpWriter,
+    reader: &mut Reader,
+    writer: &mut Writer,
     batch: &mut FrameBatch,
 ) -> Result<(), String> {
     match reader.read_batch(batch).await {
@@ -128,30 +155,75 @@ async fn greet(
         .map_err(|e| format!("write failed: {e}"))
 }
 
+/// Replies collected while handling a read, written once per read. Over TCP
+/// they are encoded straight into one buffer; over WebSocket they are messages.
+enum Replies {
+    Encoded { codec: Codec, buf: BytesMut },
+    Messages(Vec<Frame>),
+}
+
+impl Replies {
+    fn new(listener: Listener, max_frame: usize) -> Replies {
+        match listener {
+            Listener::Tcp(framing) => Replies::Encoded {
+                codec: Codec::new(framing, max_frame),
+                buf: BytesMut::with_capacity(64 * 1024),
+            },
+            Listener::WebSocket => Replies::Messages(Vec::new()),
+        }
+    }
+
+    fn push(&mut self, kind: FrameType, payload: &[u8]) {
+        match self {
+            Replies::Encoded { codec, buf } => codec.encode_parts(kind, payload, buf),
+            Replies::Messages(frames) => {
+                frames.push(Frame::new(kind, Bytes::copy_from_slice(payload)))
+            }
+        }
+    }
+
+    async fn flush(&mut self, writer: &mut Writer) -> std::io::Result<()> {
+        match (self, writer) {
+            (Replies::Encoded { buf, .. }, Writer::Tcp(w)) if !buf.is_empty() => {
+                w.write_encoded(buf).await?;
+                buf.clear();
+            }
+            (Replies::Messages(frames), w) if !frames.is_empty() => {
+                w.write(frames, None).await?;
+                frames.clear();
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
 /// One registered client and what it needs to react to frames.
 struct Client<'a> {
     id: u64,
     name: &'a str,
-    framing: Framing,
+    listener: Listener,
     args: &'a Args,
     room: &'a Room,
 }
 
 impl Client<'_> {
     /// Reacts to each frame of a read: answer pings, then act by mode.
-    fn handle(&self, batch: &FrameBatch, codec: &Codec, replies: &mut BytesMut) {
+    fn handle(&self, batch: &FrameBatch, replies: &mut Replies) {
+        let plain = matches!(
+            self.listener,
+            Listener::Tcp(Framing::Length | Framing::Line)
+        );
         for (kind, range) in &batch.frames {
             let payload = &batch.chunk[range.clone()];
             match kind {
-                FrameType::Ping => codec.encode_parts(FrameType::Pong, payload, replies),
+                FrameType::Ping => replies.push(FrameType::Pong, payload),
                 FrameType::Hello | FrameType::Pong | FrameType::Close => {}
-                FrameType::Data
-                    if self.framing != Framing::Longconn && payload == self.args.plain_ping =>
-                {
-                    codec.encode_data(&self.args.plain_pong, replies)
+                FrameType::Data if plain && payload == self.args.plain_ping => {
+                    replies.push(FrameType::Data, &self.args.plain_pong)
                 }
-                FrameType::Data => match self.room.mode {
-                    Mode::Echo => codec.encode_data(payload, replies),
+                FrameType::Data | FrameType::Text => match self.room.mode {
+                    Mode::Echo => replies.push(*kind, payload),
                     Mode::Sink => {}
                     Mode::Chat => self.broadcast(payload),
                 },
@@ -169,8 +241,11 @@ impl Client<'_> {
     }
 }
 
-async fn say_goodbye(writer: &mut TcpWriter, framing: Framing, code: u16, reason: &str) {
-    if framing == Framing::Longconn {
+async fn say_goodbye(writer: &mut Writer, listener: Listener, code: u16, reason: &str) {
+    if matches!(
+        listener,
+        Listener::Tcp(Framing::Longconn) | Listener::WebSocket
+    ) {
         let _ = writer
             .write(&[Frame::Close(close_payload(code, reason))], None)
             .await;

@@ -22,7 +22,7 @@ from ._errors import (
     MessageTooLargeError,
     QueueFullError,
 )
-from ._events import DisconnectReason, ErrorKind, Event, EventKind, Message, State, Stats
+from ._events import DisconnectReason, ErrorKind, Event, EventKind, Message, State, Stats, TextMessage
 from ._ffi import lib as _lib
 
 
@@ -54,5 +54,6 @@ __all__ = [
     "Reconnect",
     "State",
     "Stats",
+    "TextMessage",
     "library_version",
 ]

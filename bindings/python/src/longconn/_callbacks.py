@@ -78,11 +78,13 @@ def _event_trampoline(user_data: Optional[int], c_event: "ctypes._Pointer[_ffi.l
 
 
 @_ffi.MESSAGE_CB
-def _message_trampoline(user_data: Optional[int], data: "ctypes._Pointer[ctypes.c_uint8]", length: int) -> None:
+def _message_trampoline(
+    user_data: Optional[int], data: "ctypes._Pointer[ctypes.c_uint8]", length: int, is_text: bool
+) -> None:
     # Registered only while on_message is set; the cheap path, one copy per message.
     dispatcher = _lookup(user_data)
     if dispatcher is not None and dispatcher.on_message is not None:
-        dispatcher.call(dispatcher.on_message, _events.message_from(data, length))
+        dispatcher.call(dispatcher.on_message, _events.message_from(data, length, is_text))
 
 
 EVENT_TRAMPOLINE = _event_trampoline

@@ -9,7 +9,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Optional, Union
+from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 from . import _callbacks, _events, _ffi
 from ._errors import ClosedError, LongconnError, check, error_for
@@ -84,6 +84,8 @@ class Client:
         connect_timeout: float = 10.0,
         plain_heartbeat: Optional[tuple[Data, Data]] = None,
         client_name: Optional[str] = None,
+        headers: Optional[Mapping[str, str]] = None,
+        subprotocols: Sequence[str] = (),
     ) -> None:
         self._handle: Optional[int] = None
         self._key = 0
@@ -103,6 +105,10 @@ class Client:
                 check(lib.lc_config_set_plain_heartbeat(config, _buf(ping), len(ping), _buf(pong), len(pong)))
             if client_name is not None:
                 check(lib.lc_config_set_client_name(config, client_name.encode("utf-8")))
+            for name, value in (headers or {}).items():
+                check(lib.lc_config_add_header(config, name.encode("utf-8"), value.encode("utf-8")))
+            for protocol in subprotocols:
+                check(lib.lc_config_add_subprotocol(config, protocol.encode("utf-8")))
             handle = ctypes.c_void_p()
             check(lib.lc_client_new(config, ctypes.byref(handle)))
         finally:
@@ -191,6 +197,12 @@ class Client:
         """
         payload = _as_bytes(data)
         check(lib.lc_client_send(self._h(), _buf(payload), len(payload)))
+
+    def send_text(self, text: str) -> None:
+        """Queues ``text`` as a WebSocket text message (on the TCP transports,
+        the same as :meth:`send`)."""
+        payload = text.encode("utf-8")
+        check(lib.lc_client_send_text(self._h(), payload, len(payload)))
 
     def send_many(self, messages: Iterable[Data]) -> int:
         """Queues many messages in order with one library call; returns how

@@ -15,10 +15,20 @@ class Message(bytes):
 
     __slots__ = ()
 
+    #: True for a WebSocket text message (a :class:`TextMessage`).
+    is_text = False
+
     @property
     def text(self) -> str:
         """The message decoded as UTF-8 (invalid bytes become U+FFFD)."""
         return self.decode("utf-8", "replace")
+
+
+class TextMessage(Message):
+    """A WebSocket text message: valid UTF-8."""
+
+    __slots__ = ()
+    is_text = True
 
 
 class EventKind(enum.IntEnum):
@@ -92,11 +102,12 @@ class Stats:
     last_rtt: float
 
 
-def message_from(data: "ctypes._Pointer[ctypes.c_uint8]", length: int) -> Message:
-    """Copies a borrowed C buffer into a Message."""
+def message_from(data: "ctypes._Pointer[ctypes.c_uint8]", length: int, text: bool = False) -> Message:
+    """Copies a borrowed C buffer into a Message (a TextMessage for text)."""
+    cls = TextMessage if text else Message
     if length == 0:
-        return Message(b"")
-    return Message(ctypes.string_at(data, length))
+        return cls(b"")
+    return cls(ctypes.string_at(data, length))
 
 
 # Value -> member tables: a dict lookup is much cheaper than IntEnum(value).
@@ -113,7 +124,7 @@ def event_from(c_event: _ffi.lc_event) -> Event:
         kind=kind,
         state=_STATES[c_event.state],
         text=(c_event.text or b"").decode("utf-8", "replace"),
-        message=message_from(c_event.data, c_event.len) if kind is EventKind.MESSAGE else None,
+        message=message_from(c_event.data, c_event.len, c_event.is_text) if kind is EventKind.MESSAGE else None,
         reason=_REASONS[c_event.reason],
         error=_ERRORS[c_event.error],
         attempt=c_event.attempt,

@@ -32,6 +32,7 @@ class lc_event(ctypes.Structure):
         ("data", ctypes.POINTER(ctypes.c_uint8)),
         ("len", ctypes.c_size_t),
         ("text", ctypes.c_char_p),
+        ("is_text", ctypes.c_bool),
     ]
 
 
@@ -53,7 +54,9 @@ class lc_buffer(ctypes.Structure):
 
 
 EVENT_CB = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.POINTER(lc_event))
-MESSAGE_CB = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint8), ctypes.c_size_t)
+MESSAGE_CB = ctypes.CFUNCTYPE(
+    None, ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint8), ctypes.c_size_t, ctypes.c_bool
+)
 LOG_CB = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_char_p)
 
 _p = ctypes.c_void_p  # opaque handles: lc_config *, lc_client *
@@ -66,6 +69,7 @@ SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "lc_client_free": (None, [_p]),
     "lc_client_connect": (c_status, [_p]),
     "lc_client_send": (c_status, [_p, _u8p, ctypes.c_size_t]),
+    "lc_client_send_text": (c_status, [_p, ctypes.c_char_p, ctypes.c_size_t]),
     "lc_client_send_batch": (c_status, [_p, ctypes.POINTER(lc_buffer), ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)]),
     "lc_client_close": (c_status, [_p, ctypes.c_uint32, ctypes.POINTER(ctypes.c_uint64)]),
     "lc_client_state": (c_status, [_p, ctypes.POINTER(ctypes.c_uint32)]),
@@ -87,6 +91,8 @@ SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "lc_config_set_max_frame_size": (c_status, [_p, ctypes.c_size_t]),
     "lc_config_set_connect_timeout": (c_status, [_p, ctypes.c_uint32]),
     "lc_config_set_plain_heartbeat": (c_status, [_p, _u8p, ctypes.c_size_t, _u8p, ctypes.c_size_t]),
+    "lc_config_add_header": (c_status, [_p, ctypes.c_char_p, ctypes.c_char_p]),
+    "lc_config_add_subprotocol": (c_status, [_p, ctypes.c_char_p]),
     "lc_config_set_client_name": (c_status, [_p, ctypes.c_char_p]),
     "lc_runtime_configure": (c_status, [ctypes.c_uint32, ctypes.c_uint32]),
     "lc_client_set_event_callback": (c_status, [_p, EVENT_CB, ctypes.c_void_p]),

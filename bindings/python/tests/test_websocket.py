@@ -1,0 +1,173 @@
+"""WebSocket: the C library (through the binding) against servers we did not
+write (the PyPI websockets package) and against longconn-server's listener."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+import longconn
+from longconn import DisconnectReason, EventKind
+
+from conftest import WITHIN
+
+websockets = pytest.importorskip("websockets", reason="pip install websockets")
+
+# An echo server written with the websockets package: it reports each
+# handshake's Authorization header and chosen subprotocol as a first text
+# message, echoes text as text and binary as binary, and closes with code
+# 4001 when told to.
+SERVER = r"""
+import asyncio, json, sys, websockets
+async def handler(ws):
+    hello = {"authorization": ws.request.headers.get("Authorization"), "subprotocol": ws.subprotocol}
+    await ws.send(json.dumps(hello))
+    async for message in ws:
+        if message == "please close":
+            await ws.close(4001, "bye now")
+            return
+        await ws.send(message)
+def select_subprotocol(connection, offered):
+    # chat.v1 when offered; clients offering nothing are welcome too.
+    return "chat.v1" if "chat.v1" in offered else None
+async def main(port):
+    async with websockets.serve(handler, "127.0.0.1", port, select_subprotocol=select_subprotocol,
+                                ping_interval=None) as server:
+        print(server.sockets[0].getsockname()[1], flush=True)
+        await asyncio.Future()
+asyncio.run(main(int(sys.argv[1])))
+"""
+
+
+class ThirdPartyServer:
+    def __init__(self, port: int = 0) -> None:
+        # Its stderr would fill the log with the disconnects these tests cause on purpose.
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", SERVER, str(port)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        self.port = int(self.proc.stdout.readline())
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/room"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture
+def third_party():
+    servers = [ThirdPartyServer()]
+    yield servers
+    for s in servers:
+        s.stop()
+
+
+def next_event(client, kind, within=WITHIN):
+    deadline = time.monotonic() + within
+    seen = []
+    while time.monotonic() < deadline:
+        event = client.poll(max(0.0, deadline - time.monotonic()))
+        if event is None:
+            break
+        if event.kind == kind:
+            return event
+        seen.append((event.kind.name, event.text))
+    pytest.fail(f"no {kind.name} within {within} s; saw {seen[-5:]}")
+
+
+def next_message(client):
+    return next_event(client, EventKind.MESSAGE).message
+
+
+def test_headers_subprotocols_text_and_binary_with_a_third_party_server(third_party):
+    server = third_party[0]
+    client = longconn.Client(
+        server.url,
+        headers={"Authorization": "Bearer t0ken"},
+        subprotocols=["chat.v2", "chat.v1"],
+    )
+    with client:
+        client.connect()
+        hello = json.loads(next_message(client).text)
+        assert hello == {"authorization": "Bearer t0ken", "subprotocol": "chat.v1"}
+        client.send_text("h\u00e9llo")
+        client.send(b"\x00\x01\xff")
+        text = next_message(client)
+        binary = next_message(client)
+        assert isinstance(text, longconn.TextMessage) and text.is_text and text.text == "h\u00e9llo"
+        assert not binary.is_text and binary == b"\x00\x01\xff"
+
+
+def test_survives_the_third_party_server_restarting(third_party):
+    server = third_party[0]
+    with longconn.Client(server.url, reconnect=longconn.Reconnect(initial=0.05, max_delay=0.3),
+                         headers={"Authorization": "again"}) as client:
+        client.connect()
+        assert json.loads(next_message(client).text)["authorization"] == "again"
+        port = server.port
+        server.stop()
+        next_event(client, EventKind.DISCONNECTED)
+        client.send_text("sent while down")
+        third_party.append(ThirdPartyServer(port))
+        # Same URL and same headers on the new connection; the queued message follows.
+        assert json.loads(next_message(client).text)["authorization"] == "again"
+        assert next_message(client).text == "sent while down"
+
+
+def test_notices_a_third_party_server_that_stops_answering_pings(third_party):
+    server = third_party[0]
+    with longconn.Client(server.url, heartbeat=(0.1, 0.5), reconnect=longconn.Reconnect(initial=0.05)) as client:
+        client.connect()
+        next_message(client)  # the handshake report: the connection is up
+        # Our WebSocket pings get the third-party server's pongs (the round trip is measured)...
+        deadline = time.monotonic() + WITHIN
+        while client.stats().last_rtt == 0 and time.monotonic() < deadline:
+            assert client.poll(0.05) is None, "nothing else happens on a healthy link"
+        assert client.stats().last_rtt > 0
+        # ...until the server stops answering.
+        server.proc.send_signal(signal.SIGSTOP)
+        started = time.monotonic()
+        try:
+            event = next_event(client, EventKind.DISCONNECTED)
+        finally:
+            server.proc.send_signal(signal.SIGCONT)
+        assert event.reason == DisconnectReason.HEARTBEAT_TIMEOUT
+        assert time.monotonic() - started < 0.5 + 0.5
+
+
+def test_the_close_handshake_reports_code_and_reason(third_party):
+    server = third_party[0]
+    with longconn.Client(server.url, auto_reconnect=False) as client:
+        client.connect()
+        next_message(client)
+        client.send_text("please close")
+        event = next_event(client, EventKind.DISCONNECTED)
+        assert event.reason == DisconnectReason.PEER_CLOSED
+        assert "4001" in event.text and "bye now" in event.text
+
+
+def test_longconn_server_websocket_listener_and_chat_page(server_factory):
+    server = server_factory("chat")
+    ws_url = f"ws://127.0.0.1:{server.ports['ws']}/"
+    with longconn.Client(ws_url) as browser_like, longconn.Client(server.url("line")) as line_client:
+        browser_like.connect()
+        next_event(browser_like, EventKind.CONNECTED)
+        line_client.connect()
+        assert "joined" in next_message(browser_like).text
+        line_client.send("hello websocket")
+        chat_line = next_message(browser_like)
+        assert chat_line.is_text and chat_line.text.endswith(": hello websocket")
+        browser_like.send_text("hello line")
+        assert next_message(line_client).text.endswith(": hello line")
+    page = urllib.request.urlopen(f"http://127.0.0.1:{server.ports['ws']}/", timeout=WITHIN).read().decode()
+    assert "<title>longconn chat</title>" in page and "new WebSocket" in page

@@ -350,7 +350,8 @@ lc_status lc_client_set_reconnect(const lc_client *client,
 // `url`: NUL-terminated UTF-8, not NULL, borrowed for the call. Forms:
 // `tcp://host:port` (longconn protocol), `tcp://host:port?framing=length`
 // (4-byte big-endian length prefix), `tcp://host:port?framing=line`
-// (newline-delimited). IPv6: `tcp://[::1]:7070`.
+// (newline-delimited), `ws://host[:port][/path][?query]` (WebSocket; port
+// 80 by default). IPv6: `tcp://[::1]:7070`.
 // `out_config`: not NULL; on success receives a new config that the caller
 // owns and must free with lc_config_free(). Untouched on failure.
 //

@@ -45,6 +45,12 @@ int main(int argc, char **argv) {
                  LC_STATUS_INVALID_ARGUMENT);
     CHECK_STATUS(lc_config_set_client_name(config, "\xc3\x28"), LC_STATUS_INVALID_UTF8);
     CHECK_STATUS(lc_set_log_callback(NULL, NULL, 9), LC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(lc_config_add_header(config, "Bad Name", "x"), LC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(lc_config_add_header(config, "X-Token", "two\r\nlines"), LC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(lc_config_add_header(config, NULL, "x"), LC_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(lc_config_add_header(config, "Authorization", "Bearer t0ken"), LC_STATUS_OK);
+    CHECK_STATUS(lc_config_add_subprotocol(config, "chat v1"), LC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(lc_config_add_subprotocol(config, "chat.v1"), LC_STATUS_OK);
 
     /* Limits and sends on a client that is never connected. */
     CHECK_STATUS(lc_config_set_outbox_limits(config, 2, 1024), LC_STATUS_OK);
@@ -56,6 +62,8 @@ int main(int argc, char **argv) {
     uint8_t big[65] = {0};
     CHECK_STATUS(lc_client_send(client, big, sizeof big), LC_STATUS_MESSAGE_TOO_LARGE);
     CHECK_STATUS(lc_client_send(client, NULL, 0), LC_STATUS_OK); /* empty message */
+    CHECK_STATUS(lc_client_send_text(client, "\xff\xfe", 2), LC_STATUS_INVALID_UTF8);
+    CHECK_STATUS(lc_client_send_text(client, NULL, 1), LC_STATUS_NULL_ARGUMENT);
     CHECK_STATUS(lc_client_send(client, (const uint8_t *)"one", 3), LC_STATUS_OK);
     CHECK_STATUS(lc_client_send(client, (const uint8_t *)"three", 5), LC_STATUS_QUEUE_FULL);
     CHECK(strstr(lc_last_error_message(), "outbox full") != NULL);

@@ -37,14 +37,7 @@ impl Server {
     fn start(mode: &str) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_longconn-server"))
             .args(["--mode", mode, "--quiet", "--threads", "1"])
-            .args([
-                "--longconn-port",
-                "off",
-                "--line-port",
-                "off",
-                "--length-port",
-                "0",
-            ])
+            .args(["--longconn-port", "off", "--line-port", "off", "--length-port", "0"])
             .stdout(Stdio::piped())
             .spawn()
             .expect("start longconn-server");
@@ -75,10 +68,7 @@ impl Drop for Server {
 }
 
 fn env_count(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 // ---- longconn through the C ABI ----
@@ -92,21 +82,12 @@ impl Lc {
         // SAFETY: valid NUL-terminated URL and out-pointers; the handles are
         // used as the header documents and freed in Drop.
         unsafe {
-            assert_eq!(
-                lc_config_new(url.as_ptr().cast(), &mut config),
-                LC_STATUS_OK
-            );
-            assert_eq!(
-                lc_config_set_outbox_limits(config, 1 << 20, 256 << 20),
-                LC_STATUS_OK
-            );
+            assert_eq!(lc_config_new(url.as_ptr().cast(), &mut config), LC_STATUS_OK);
+            assert_eq!(lc_config_set_outbox_limits(config, 1 << 20, 256 << 20), LC_STATUS_OK);
             assert_eq!(lc_client_new(config, &mut client), LC_STATUS_OK);
             lc_config_free(config);
             if on_message.is_some() {
-                assert_eq!(
-                    lc_client_set_message_callback(client, on_message, user_data),
-                    LC_STATUS_OK
-                );
+                assert_eq!(lc_client_set_message_callback(client, on_message, user_data), LC_STATUS_OK);
             }
             assert_eq!(lc_client_connect(client), LC_STATUS_OK);
         }
@@ -141,10 +122,7 @@ impl Lc {
 
     fn close(&self) {
         // SAFETY: live client.
-        assert_eq!(
-            unsafe { lc_client_close(self.0, 60_000, ptr::null_mut()) },
-            LC_STATUS_OK
-        );
+        assert_eq!(unsafe { lc_client_close(self.0, 60_000, ptr::null_mut()) }, LC_STATUS_OK);
     }
 }
 
@@ -185,25 +163,13 @@ impl Counter {
         if self.count.load(Ordering::SeqCst) >= target {
             return;
         }
-        let (guard, timeout) = self
-            .wake
-            .wait_timeout_while(reached, within, |r| !*r)
-            .unwrap();
-        assert!(
-            !timeout.timed_out(),
-            "timed out at {} of {target}",
-            self.count.load(Ordering::SeqCst)
-        );
+        let (guard, timeout) = self.wake.wait_timeout_while(reached, within, |r| !*r).unwrap();
+        assert!(!timeout.timed_out(), "timed out at {} of {target}", self.count.load(Ordering::SeqCst));
         drop(guard);
     }
 }
 
-unsafe extern "C" fn count_message(
-    user_data: *mut c_void,
-    _data: *const u8,
-    _len: usize,
-    _text: bool,
-) {
+unsafe extern "C" fn count_message(user_data: *mut c_void, _data: *const u8, _len: usize, _text: bool) {
     // SAFETY: user_data is the Counter passed at registration, alive for the client's life.
     let counter = unsafe { &*(user_data as *const Counter) };
     let now = counter.count.fetch_add(1, Ordering::SeqCst) + 1;
@@ -216,11 +182,7 @@ unsafe extern "C" fn count_message(
 fn spin_until(counter: &AtomicU64, target: u64, within: Duration) {
     let deadline = Instant::now() + within;
     while counter.load(Ordering::Acquire) < target {
-        assert!(
-            Instant::now() < deadline,
-            "timed out at {} of {target}",
-            counter.load(Ordering::Acquire)
-        );
+        assert!(Instant::now() < deadline, "timed out at {} of {target}", counter.load(Ordering::Acquire));
         std::hint::spin_loop();
     }
 }
@@ -243,18 +205,14 @@ fn lc_send_batch_rate(server: &Server, n: u64) -> f64 {
     let client = Lc::new(&server.url(), None, ptr::null_mut());
     client.send(&PAYLOAD);
     client.wait_written(1);
-    let buffers = [lc_buffer {
-        data: PAYLOAD.as_ptr(),
-        len: PAYLOAD.len(),
-    }; PER_CALL];
+    let buffers = [lc_buffer { data: PAYLOAD.as_ptr(), len: PAYLOAD.len() }; PER_CALL];
     let start = Instant::now();
     let mut left = n as usize;
     while left > 0 {
         let this_call = left.min(PER_CALL);
         let mut queued = 0;
         // SAFETY: live client; `buffers` holds `this_call` valid buffers.
-        let status =
-            unsafe { lc_client_send_batch(client.0, buffers.as_ptr(), this_call, &mut queued) };
+        let status = unsafe { lc_client_send_batch(client.0, buffers.as_ptr(), this_call, &mut queued) };
         match status {
             LC_STATUS_OK => {}
             LC_STATUS_QUEUE_FULL => std::thread::yield_now(),
@@ -300,9 +258,7 @@ fn lc_round_trips(server: &Server, n: u64) -> Vec<Duration> {
 // ---- the plain tokio baseline: tokio-util's LengthDelimitedCodec, the same 4-byte framing ----
 
 fn baseline_codec() -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder()
-        .max_frame_length(1 << 20)
-        .new_codec()
+    LengthDelimitedCodec::builder().max_frame_length(1 << 20).new_codec()
 }
 
 fn encode(codec: &mut LengthDelimitedCodec, buf: &mut BytesMut) {
@@ -310,9 +266,7 @@ fn encode(codec: &mut LengthDelimitedCodec, buf: &mut BytesMut) {
 }
 
 async fn connect(server: &Server) -> TcpStream {
-    let stream = TcpStream::connect(("127.0.0.1", server.port))
-        .await
-        .unwrap();
+    let stream = TcpStream::connect(("127.0.0.1", server.port)).await.unwrap();
     stream.set_nodelay(true).unwrap();
     stream
 }
@@ -407,11 +361,7 @@ struct Spread {
 
 fn spread(mut values: Vec<f64>) -> Spread {
     values.sort_by(f64::total_cmp);
-    Spread {
-        median: values[values.len() / 2],
-        min: values[0],
-        max: values[values.len() - 1],
-    }
+    Spread { median: values[values.len() / 2], min: values[0], max: values[values.len() - 1] }
 }
 
 fn row(label: &str, base: &Spread, lc: &Spread, ratio: bool) {
@@ -448,29 +398,17 @@ fn main() {
     let round_trips = env_count("ROUND_TRIPS", 10_000);
     let runs = env_count("RUNS", 5).max(1) as usize;
     // The baseline gets the same number of I/O threads as longconn's runtime.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
 
     // PART=... runs one longconn measurement alone, for profiling.
     match std::env::var("PART").as_deref() {
         Ok("lc-send") => {
             for _ in 0..runs {
-                println!(
-                    "{:.0} messages/s",
-                    lc_send_rate(&Server::start("sink"), messages)
-                );
+                println!("{:.0} messages/s", lc_send_rate(&Server::start("sink"), messages));
             }
             return;
         }
-        Ok("lc-receive") => {
-            return println!(
-                "{:.0} messages/s",
-                lc_receive_rate(&Server::start("echo"), messages)
-            )
-        }
+        Ok("lc-receive") => return println!("{:.0} messages/s", lc_receive_rate(&Server::start("echo"), messages)),
         _ => {}
     }
     println!(
@@ -500,24 +438,11 @@ fn main() {
         l99.push(us(percentile(&mut lc, 0.99)));
     }
     println!();
-    println!(
-        "{:<28} {:>34} {:>34} {:>9}",
-        "", "plain tokio", "longconn", "ratio"
-    );
+    println!("{:<28} {:>34} {:>34} {:>9}", "", "plain tokio", "longconn", "ratio");
     let base_send = spread(base_send);
     row("send, messages/s", &base_send, &spread(lc_send), true);
-    row(
-        "send, batches of 64",
-        &base_send,
-        &spread(lc_send_batch),
-        true,
-    );
-    row(
-        "receive (echo), messages/s",
-        &spread(base_recv),
-        &spread(lc_recv),
-        true,
-    );
+    row("send, batches of 64", &base_send, &spread(lc_send_batch), true);
+    row("receive (echo), messages/s", &spread(base_recv), &spread(lc_recv), true);
     println!("{:<28} {:>34} {:>34} {:>9}", "", "", "", "diff");
     row_us("round trip p50, us", &spread(b50), &spread(l50));
     row_us("round trip p99, us", &spread(b99), &spread(l99));

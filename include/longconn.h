@@ -351,7 +351,8 @@ lc_status lc_client_set_reconnect(const lc_client *client,
 // `tcp://host:port` (longconn protocol), `tcp://host:port?framing=length`
 // (4-byte big-endian length prefix), `tcp://host:port?framing=line`
 // (newline-delimited), `ws://host[:port][/path][?query]` (WebSocket; port
-// 80 by default). IPv6: `tcp://[::1]:7070`.
+// 80 by default); `tls://` and `wss://` (port 443 by default) are the same
+// over TLS, verified against the system's roots. IPv6: `tcp://[::1]:7070`.
 // `out_config`: not NULL; on success receives a new config that the caller
 // owns and must free with lc_config_free(). Untouched on failure.
 //
@@ -426,6 +427,31 @@ lc_status lc_config_add_header(lc_config *config, const char *name, const char *
 // most preferred first. `protocol`: NUL-terminated UTF-8 token, copied.
 // Ignored by the TCP transports.
 lc_status lc_config_add_subprotocol(lc_config *config, const char *protocol);
+
+// For `tls://` and `wss://`: trusts the CA certificates in the PEM file at
+// `path` instead of the system's roots (for a private CA). Read when the
+// client is created: lc_client_new() fails with LC_STATUS_INVALID_ARGUMENT
+// if the file cannot be read or holds no certificate. `path`: NUL-terminated
+// UTF-8, copied.
+lc_status lc_config_set_tls_ca_file(lc_config *config, const char *path);
+
+// For `tls://` and `wss://`: verifies the server's certificate for `name`
+// instead of the URL's host (for example when connecting by IP address).
+// `name`: NUL-terminated UTF-8, copied.
+lc_status lc_config_set_tls_server_name(lc_config *config, const char *name);
+
+// For `tls://` and `wss://`: presents the certificate chain and private key
+// in the PEM files `cert_path` and `key_path` (mutual TLS). Read when the
+// client is created; lc_client_new() fails with LC_STATUS_INVALID_ARGUMENT
+// if they cannot be read or do not fit. Paths: NUL-terminated UTF-8, copied.
+lc_status lc_config_set_tls_client_cert(lc_config *config,
+                                        const char *cert_path,
+                                        const char *key_path);
+
+// DANGEROUS: with `skip` true, accepts any server certificate, so anyone on
+// the path can read and change the traffic. For tests against throwaway
+// servers only; every connection logs a warning while it is on.
+lc_status lc_config_set_tls_dangerous_skip_verification(lc_config *config, bool skip);
 
 // Sets the name this client sends in its hello frame (longconn protocol
 // only). `name`: NUL-terminated UTF-8, at most 255 bytes, copied.

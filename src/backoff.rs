@@ -57,9 +57,7 @@ impl BackoffPolicy {
 
     /// The delay before attempt `attempt` (1-based) without jitter.
     pub fn base_delay(&self, attempt: u32) -> Duration {
-        let exp = self
-            .multiplier
-            .powi(attempt.saturating_sub(1).min(1024) as i32);
+        let exp = self.multiplier.powi(attempt.saturating_sub(1).min(1024) as i32);
         let secs = (self.initial.as_secs_f64() * exp).min(self.max.as_secs_f64());
         Duration::from_secs_f64(secs)
     }
@@ -84,11 +82,7 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(policy: BackoffPolicy, seed: u64) -> Backoff {
-        Backoff {
-            policy,
-            attempt: 0,
-            rng: XorShift::new(seed),
-        }
+        Backoff { policy, attempt: 0, rng: XorShift::new(seed) }
     }
 
     /// Applies new settings; the attempt count carries over.
@@ -154,9 +148,7 @@ mod tests {
     #[test]
     fn base_schedule_doubles_up_to_the_cap() {
         let p = BackoffPolicy::default();
-        let got: Vec<u64> = (1..=8)
-            .map(|n| p.base_delay(n).as_millis() as u64)
-            .collect();
+        let got: Vec<u64> = (1..=8).map(|n| p.base_delay(n).as_millis() as u64).collect();
         assert_eq!(got, [1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]);
     }
 
@@ -170,10 +162,7 @@ mod tests {
             for _ in 0..10 {
                 let (attempt, d) = b.next_delay().unwrap();
                 let (low, high) = p.delay_bounds(attempt);
-                assert!(
-                    d >= low && d <= high,
-                    "attempt {attempt}: {d:?} not in {low:?}..{high:?}"
-                );
+                assert!(d >= low && d <= high, "attempt {attempt}: {d:?} not in {low:?}..{high:?}");
                 assert!(d <= p.max);
                 if attempt == 1 {
                     firsts.push(d);
@@ -182,39 +171,21 @@ mod tests {
         }
         let min = firsts.iter().min().unwrap();
         let max = firsts.iter().max().unwrap();
-        assert!(
-            *max - *min > ms(200),
-            "jitter spreads delays: {min:?}..{max:?}"
-        );
+        assert!(*max - *min > ms(200), "jitter spreads delays: {min:?}..{max:?}");
     }
 
     #[test]
     fn nearby_seeds_give_different_first_delays() {
         let p = BackoffPolicy::default();
         let base = 1_763_781_000_000_000_000u64;
-        let firsts: std::collections::BTreeSet<u128> = (0..50u64)
-            .map(|i| {
-                Backoff::new(p, base + i * 1000)
-                    .next_delay()
-                    .unwrap()
-                    .1
-                    .as_micros()
-            })
-            .collect();
-        assert!(
-            firsts.len() >= 45,
-            "only {} distinct first delays of 50",
-            firsts.len()
-        );
+        let firsts: std::collections::BTreeSet<u128> =
+            (0..50u64).map(|i| Backoff::new(p, base + i * 1000).next_delay().unwrap().1.as_micros()).collect();
+        assert!(firsts.len() >= 45, "only {} distinct first delays of 50", firsts.len());
     }
 
     #[test]
     fn gives_up_after_max_attempts_and_reset_starts_over() {
-        let p = BackoffPolicy {
-            max_attempts: 3,
-            jitter: 0.0,
-            ..BackoffPolicy::default()
-        };
+        let p = BackoffPolicy { max_attempts: 3, jitter: 0.0, ..BackoffPolicy::default() };
         let mut b = Backoff::new(p, 1);
         assert_eq!(b.next_delay(), Some((1, ms(1000))));
         assert_eq!(b.next_delay(), Some((2, ms(2000))));
@@ -228,25 +199,10 @@ mod tests {
     fn validate_names_the_bad_setting() {
         let ok = BackoffPolicy::default();
         assert!(ok.validate().is_ok());
-        assert!(BackoffPolicy {
-            initial: ms(0),
-            ..ok
-        }
-        .validate()
-        .is_err());
+        assert!(BackoffPolicy { initial: ms(0), ..ok }.validate().is_err());
         assert!(BackoffPolicy { max: ms(10), ..ok }.validate().is_err());
-        assert!(BackoffPolicy {
-            multiplier: 0.5,
-            ..ok
-        }
-        .validate()
-        .is_err());
-        assert!(BackoffPolicy {
-            multiplier: f64::NAN,
-            ..ok
-        }
-        .validate()
-        .is_err());
+        assert!(BackoffPolicy { multiplier: 0.5, ..ok }.validate().is_err());
+        assert!(BackoffPolicy { multiplier: f64::NAN, ..ok }.validate().is_err());
         assert!(BackoffPolicy { jitter: 1.5, ..ok }.validate().is_err());
     }
 }

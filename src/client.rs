@@ -16,6 +16,7 @@ use crate::error::Error;
 use crate::event::{Event, EventQueue, MessageBatch, Queued};
 use crate::heartbeat::HeartbeatPolicy;
 use crate::outbox::{Batch, Outbox, OutboxFull, OutboxLimits};
+use crate::tls::Tls;
 use crate::{runtime, session};
 
 /// Extra time `close` waits for the session to wind down after the flush deadline.
@@ -74,11 +75,7 @@ pub trait EventHandler: Send + Sync {
     /// override it to avoid the copy.
     fn on_message(&self, payload: &[u8], text: bool) {
         let payload = bytes::Bytes::copy_from_slice(payload);
-        self.on_event(&if text {
-            Event::Text(payload)
-        } else {
-            Event::Message(payload)
-        });
+        self.on_event(&if text { Event::Text(payload) } else { Event::Message(payload) });
     }
 }
 
@@ -110,6 +107,8 @@ pub(crate) struct Shared {
     pub id: u64,
     me: Weak<Shared>,
     pub config: ClientConfig,
+    /// The TLS connector for `tls://` and `wss://`, built once from the config.
+    pub tls: Option<Tls>,
     live: Mutex<LiveSettings>,
     /// Wakes the heartbeat loop when settings change.
     pub settings_changed: Notify,
@@ -215,11 +214,7 @@ impl Shared {
                 return Some(unsent);
             }
             let wait = deadline.checked_duration_since(Instant::now())?;
-            f = self
-                .finished_cv
-                .wait_timeout(f, wait)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            f = self.finished_cv.wait_timeout(f, wait).unwrap_or_else(|e| e.into_inner()).0;
         }
     }
 }
@@ -274,10 +269,7 @@ impl Dispatch for Shared {
                         }
                     }
                     Queued::Messages(messages) => {
-                        if !messages
-                            .iter()
-                            .all(|m| self.deliver(|| handler.on_message(m, messages.is_text())))
-                        {
+                        if !messages.iter().all(|m| self.deliver(|| handler.on_message(m, messages.is_text()))) {
                             break;
                         }
                     }
@@ -300,10 +292,7 @@ pub enum CloseOutcome {
 }
 
 fn queue_full(full: OutboxFull) -> Error {
-    Error::QueueFull {
-        queued_messages: full.queued_messages,
-        queued_bytes: full.queued_bytes,
-    }
+    Error::QueueFull { queued_messages: full.queued_messages, queued_bytes: full.queued_bytes }
 }
 
 /// A long-lived connection to one server, kept up in the background.
@@ -318,14 +307,13 @@ impl Client {
         config.validate()?;
         let events = EventQueue::new(config.inbox_limit)
             .map_err(|e| Error::Runtime(format!("cannot create the event descriptor: {e}")))?;
-        let live = LiveSettings {
-            heartbeat: config.heartbeat,
-            backoff: config.backoff,
-        };
+        let live = LiveSettings { heartbeat: config.heartbeat, backoff: config.backoff };
+        let tls = if config.endpoint.scheme.is_tls() { Some(Tls::new(&config.tls)?) } else { None };
         let shared = Arc::new_cyclic(|me| Shared {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             me: me.clone(),
             outbox: Mutex::new(Outbox::new(config.outbox, config.framing())),
+            tls,
             config,
             live: Mutex::new(live),
             settings_changed: Notify::new(),
@@ -342,10 +330,7 @@ impl Client {
             detached: AtomicBool::new(false),
             dispatch_lock: Mutex::new(()),
         });
-        Ok(Client {
-            shared,
-            started: AtomicBool::new(false),
-        })
+        Ok(Client { shared, started: AtomicBool::new(false) })
     }
 
     pub fn config(&self) -> &ClientConfig {
@@ -360,9 +345,7 @@ impl Client {
         }
         let rt = runtime::get()?;
         if self.started.swap(true, Ordering::AcqRel) {
-            return Err(Error::AlreadyStarted(
-                "connect was already called on this client",
-            ));
+            return Err(Error::AlreadyStarted("connect was already called on this client"));
         }
         self.shared.set_state(State::Connecting);
         rt.spawn(session::run(self.shared.clone()));
@@ -410,10 +393,7 @@ impl Client {
     pub fn send_batch(&self, payloads: &[&[u8]]) -> Result<usize, (usize, Error)> {
         let shared = self.check_sendable().map_err(|e| (0, e))?;
         for payload in payloads {
-            shared
-                .config
-                .check_payload(payload, false)
-                .map_err(|e| (0, e))?;
+            shared.config.check_payload(payload, false).map_err(|e| (0, e))?;
         }
         let mut queued = 0;
         let (was_empty, result) = {
@@ -502,9 +482,7 @@ impl Client {
 
     /// Changes heartbeat timing; takes effect at once, also on a live connection.
     pub fn set_heartbeat(&self, policy: HeartbeatPolicy) -> Result<(), Error> {
-        policy
-            .validate()
-            .map_err(|w| Error::InvalidArgument(w.into()))?;
+        policy.validate().map_err(|w| Error::InvalidArgument(w.into()))?;
         lock(&self.shared.live).heartbeat = policy;
         self.shared.settings_changed.notify_waiters();
         Ok(())
@@ -512,18 +490,14 @@ impl Client {
 
     /// Changes the reconnection schedule; applies from the next delay on.
     pub fn set_backoff(&self, policy: BackoffPolicy) -> Result<(), Error> {
-        policy
-            .validate()
-            .map_err(|w| Error::InvalidArgument(w.into()))?;
+        policy.validate().map_err(|w| Error::InvalidArgument(w.into()))?;
         lock(&self.shared.live).backoff = policy;
         Ok(())
     }
 
     pub fn set_outbox_limits(&self, limits: OutboxLimits) -> Result<(), Error> {
         if limits.max_messages == 0 || limits.max_bytes == 0 {
-            return Err(Error::InvalidArgument(
-                "outbox limits must be positive".into(),
-            ));
+            return Err(Error::InvalidArgument("outbox limits must be positive".into()));
         }
         lock(&self.shared.outbox).set_limits(limits);
         Ok(())
@@ -555,11 +529,7 @@ impl Client {
     /// Hands waiting messages to `take` in order, waiting up to `timeout`
     /// for something to arrive; how many were taken, or `None` if nothing
     /// arrived. See [`EventQueue::take_messages`].
-    pub fn poll_messages(
-        &self,
-        timeout: Duration,
-        take: impl FnMut(&[u8]) -> bool,
-    ) -> Result<Option<usize>, Error> {
+    pub fn poll_messages(&self, timeout: Duration, take: impl FnMut(&[u8]) -> bool) -> Result<Option<usize>, Error> {
         runtime::check_not_forked()?;
         Ok(self.shared.events.take_messages(timeout, take))
     }

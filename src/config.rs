@@ -11,6 +11,7 @@ use crate::error::Error;
 use crate::event::DEFAULT_INBOX_LIMIT;
 use crate::heartbeat::HeartbeatPolicy;
 use crate::outbox::OutboxLimits;
+use crate::tls::TlsSettings;
 
 /// Upper bound on the maximum frame size: the length prefix is 32 bits and a
 /// larger limit would defeat its purpose.
@@ -45,6 +46,8 @@ pub struct ClientConfig {
     pub headers: Vec<(String, String)>,
     /// WebSocket subprotocols to offer, most preferred first.
     pub subprotocols: Vec<String>,
+    /// Certificate checks and client certificates for `tls://` and `wss://`.
+    pub tls: TlsSettings,
 }
 
 impl ClientConfig {
@@ -63,6 +66,7 @@ impl ClientConfig {
             inbox_limit: DEFAULT_INBOX_LIMIT,
             headers: Vec::new(),
             subprotocols: Vec::new(),
+            tls: TlsSettings::default(),
         })
     }
 
@@ -82,10 +86,9 @@ impl ClientConfig {
     pub fn check_payload(&self, payload: &[u8], text: bool) -> Result<(), Error> {
         let result = match self.framing() {
             Some(framing) => framing.check_payload(payload, self.max_frame_size),
-            None if payload.len() > self.max_frame_size => Err(CodecError::FrameTooLarge {
-                len: payload.len(),
-                max: self.max_frame_size,
-            }),
+            None if payload.len() > self.max_frame_size => {
+                Err(CodecError::FrameTooLarge { len: payload.len(), max: self.max_frame_size })
+            }
             None => Ok(()),
         };
         result.map_err(|e| match e {
@@ -93,9 +96,7 @@ impl ClientConfig {
             other => Error::InvalidArgument(other.to_string()),
         })?;
         if text && std::str::from_utf8(payload).is_err() {
-            return Err(Error::InvalidArgument(
-                "a text message must be valid UTF-8".into(),
-            ));
+            return Err(Error::InvalidArgument("a text message must be valid UTF-8".into()));
         }
         Ok(())
     }
@@ -103,10 +104,7 @@ impl ClientConfig {
     /// The heartbeat actually in force: off in a plain framing without payloads.
     pub fn effective_heartbeat(&self, policy: HeartbeatPolicy) -> HeartbeatPolicy {
         if self.is_plain() && self.plain_heartbeat.is_none() {
-            return HeartbeatPolicy {
-                interval: Duration::ZERO,
-                timeout: Duration::ZERO,
-            };
+            return HeartbeatPolicy { interval: Duration::ZERO, timeout: Duration::ZERO };
         }
         policy
     }
@@ -155,18 +153,10 @@ mod tests {
         c.max_frame_size = 0;
         assert!(matches!(c.validate(), Err(Error::InvalidArgument(w)) if w.contains("frame size")));
         let mut c = ClientConfig::new("tcp://127.0.0.1:1?framing=line").unwrap();
-        c.plain_heartbeat = Some(PlainHeartbeat {
-            ping: Bytes::from_static(b"p\ning"),
-            pong: Bytes::from_static(b"pong"),
-        });
-        assert!(
-            c.validate().is_err(),
-            "a newline cannot be a line-framed ping"
-        );
-        assert!(matches!(
-            ClientConfig::new("udp://x:1"),
-            Err(Error::InvalidUrl(_))
-        ));
+        c.plain_heartbeat =
+            Some(PlainHeartbeat { ping: Bytes::from_static(b"p\ning"), pong: Bytes::from_static(b"pong") });
+        assert!(c.validate().is_err(), "a newline cannot be a line-framed ping");
+        assert!(matches!(ClientConfig::new("udp://x:1"), Err(Error::InvalidUrl(_))));
     }
 
     #[test]

@@ -38,10 +38,7 @@ pub(crate) struct Ended {
 }
 
 fn ended(reason: DisconnectReason, detail: impl Into<String>) -> Ended {
-    Ended {
-        reason,
-        detail: detail.into(),
-    }
+    Ended { reason, detail: detail.into() }
 }
 
 /// State the three loops of one connection share.
@@ -70,8 +67,7 @@ impl Link {
     }
 
     fn heard_from_peer(&self) {
-        self.last_inbound_us
-            .store(self.micros(Instant::now()), Ordering::Relaxed);
+        self.last_inbound_us.store(self.micros(Instant::now()), Ordering::Relaxed);
     }
 
     fn last_inbound(&self) -> Instant {
@@ -79,10 +75,7 @@ impl Link {
     }
 
     fn push_control(&self, shared: &Shared, frame: Frame) {
-        self.control
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(frame);
+        self.control.lock().unwrap_or_else(|e| e.into_inner()).push(frame);
         shared.writer_wake.notify_one();
     }
 
@@ -100,11 +93,7 @@ pub(crate) async fn run(
     leftovers: FrameBatch,
     in_flight: &mut Option<Batch>,
 ) -> Ended {
-    let Connection {
-        mut reader,
-        mut writer,
-        ..
-    } = conn;
+    let Connection { mut reader, mut writer, .. } = conn;
     let link = Link::new();
     let mut inbound = Inbound::new(shared, &link);
     if let Some(end) = inbound.handle(&leftovers) {
@@ -142,24 +131,17 @@ impl<'a> Inbound<'a> {
         for (kind, range) in &batch.frames {
             let payload = &batch.chunk[range.clone()];
             let text = *kind == FrameType::Text;
-            if matches!(kind, FrameType::Data | FrameType::Text)
-                && text != run_is_text
-                && !run.is_empty()
-            {
+            if matches!(kind, FrameType::Data | FrameType::Text) && text != run_is_text && !run.is_empty() {
                 self.emit_run(&batch.chunk, std::mem::take(&mut run), run_is_text);
             }
             match kind {
                 FrameType::Data => match self.plain_heartbeat(payload) {
-                    PlainHeartbeat::Ping(pong) => {
-                        self.link.push_control(self.shared, Frame::Pong(pong))
-                    }
+                    PlainHeartbeat::Ping(pong) => self.link.push_control(self.shared, Frame::Pong(pong)),
                     PlainHeartbeat::Pong => {}
                     PlainHeartbeat::NotHeartbeat => run.push(range.clone()),
                 },
                 FrameType::Text => run.push(range.clone()),
-                FrameType::Ping => self
-                    .link
-                    .push_control(self.shared, Frame::Pong(batch.payload(range))),
+                FrameType::Ping => self.link.push_control(self.shared, Frame::Pong(batch.payload(range))),
                 FrameType::Pong => self.record_rtt(payload),
                 FrameType::Hello => {}
                 FrameType::Close => {
@@ -185,12 +167,8 @@ impl<'a> Inbound<'a> {
     fn emit_run(&self, chunk: &Bytes, spans: Vec<std::ops::Range<usize>>, text: bool) {
         let messages = MessageBatch::with_kind(chunk.clone(), spans, text);
         let c = &self.shared.counters;
-        c.messages_in
-            .fetch_add(messages.len() as u64, Ordering::Relaxed);
-        c.bytes_in.fetch_add(
-            messages.iter().map(|m| m.len() as u64).sum(),
-            Ordering::Relaxed,
-        );
+        c.messages_in.fetch_add(messages.len() as u64, Ordering::Relaxed);
+        c.bytes_in.fetch_add(messages.iter().map(|m| m.len() as u64).sum(), Ordering::Relaxed);
         self.shared.emit_messages(messages);
     }
 
@@ -215,10 +193,7 @@ impl<'a> Inbound<'a> {
         if let Ok(sent) = <[u8; 8]>::try_from(payload) {
             let now = self.link.micros(Instant::now());
             let rtt = now.saturating_sub(u64::from_be_bytes(sent));
-            self.shared
-                .counters
-                .last_rtt_us
-                .store(rtt, Ordering::Relaxed);
+            self.shared.counters.last_rtt_us.store(rtt, Ordering::Relaxed);
         }
     }
 }
@@ -230,28 +205,16 @@ async fn read_loop(reader: &mut Reader, inbound: &mut Inbound<'_>) -> Ended {
     loop {
         match reader.read_batch(&mut batch).await {
             Ok(true) => {}
-            Ok(false) => {
-                return ended(
-                    DisconnectReason::PeerClosed,
-                    "connection closed by the peer",
-                )
-            }
-            Err(CodecError::Io(e)) => {
-                return ended(DisconnectReason::Io, format!("read failed: {e}"))
-            }
+            Ok(false) => return ended(DisconnectReason::PeerClosed, "connection closed by the peer"),
+            Err(CodecError::Io(e)) => return ended(DisconnectReason::Io, format!("read failed: {e}")),
             Err(e) => {
                 let (kind, reason) = match e {
-                    CodecError::FrameTooLarge { .. } => {
-                        (ErrorKind::FrameTooLarge, DisconnectReason::FrameTooLarge)
-                    }
+                    CodecError::FrameTooLarge { .. } => (ErrorKind::FrameTooLarge, DisconnectReason::FrameTooLarge),
                     _ => (ErrorKind::Protocol, DisconnectReason::Protocol),
                 };
                 let detail = format!("bad data from the server: {e}");
                 log_at!(Level::Warn, "client {}: {detail}", shared.id);
-                shared.emit_one(Event::Error {
-                    kind,
-                    detail: detail.clone(),
-                });
+                shared.emit_one(Event::Error { kind, detail: detail.clone() });
                 return ended(reason, detail);
             }
         }
@@ -268,12 +231,7 @@ async fn read_loop(reader: &mut Reader, inbound: &mut Inbound<'_>) -> Ended {
     }
 }
 
-async fn write_loop(
-    shared: &Shared,
-    link: &Link,
-    writer: &mut Writer,
-    in_flight: &mut Option<Batch>,
-) -> Ended {
+async fn write_loop(shared: &Shared, link: &Link, writer: &mut Writer, in_flight: &mut Option<Batch>) -> Ended {
     loop {
         let control = link.take_control();
         if in_flight.is_none() {
@@ -328,14 +286,8 @@ async fn heartbeat_loop(shared: &Shared, link: &Link) -> Ended {
                 link.heard_from_peer();
             }
             HeartbeatAction::PeerDead => {
-                let detail = format!(
-                    "no data from the peer for {} ms",
-                    policy.timeout.as_millis()
-                );
-                shared.emit_one(Event::Error {
-                    kind: ErrorKind::HeartbeatTimeout,
-                    detail: detail.clone(),
-                });
+                let detail = format!("no data from the peer for {} ms", policy.timeout.as_millis());
+                shared.emit_one(Event::Error { kind: ErrorKind::HeartbeatTimeout, detail: detail.clone() });
                 return ended(DisconnectReason::HeartbeatTimeout, detail);
             }
             HeartbeatAction::WaitUntil(at) => {

@@ -1,5 +1,5 @@
-//! Server addresses given as URLs: `tcp://host:port[?framing=longconn|length|line]`
-//! or `ws://host[:port][/path][?query]`.
+//! Server addresses given as URLs: `tcp://host:port[?framing=longconn|length|line]`,
+//! `tls://` (the same over TLS), `ws://host[:port][/path][?query]` or `wss://` (over TLS).
 //!
 //! The host is kept as text and resolved again on every connection attempt,
 //! so a server that moves to another address is found after a reconnect.
@@ -13,8 +13,31 @@ use crate::codec::Framing;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
     Tcp,
+    /// The TCP framings over TLS.
+    Tls,
     /// WebSocket over plain TCP.
     Ws,
+    /// WebSocket over TLS.
+    Wss,
+}
+
+impl Scheme {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::Tcp => "tcp",
+            Scheme::Tls => "tls",
+            Scheme::Ws => "ws",
+            Scheme::Wss => "wss",
+        }
+    }
+
+    pub fn is_tls(self) -> bool {
+        matches!(self, Scheme::Tls | Scheme::Wss)
+    }
+
+    pub fn is_websocket(self) -> bool {
+        matches!(self, Scheme::Ws | Scheme::Wss)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,59 +70,48 @@ fn bad(url: &str, why: &str) -> UrlError {
 
 impl Endpoint {
     pub fn parse(url: &str) -> Result<Endpoint, UrlError> {
-        let (scheme, rest) = url
-            .split_once("://")
-            .ok_or_else(|| bad(url, "expected scheme://host:port"))?;
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| bad(url, "expected scheme://host:port"))?;
         let scheme = match scheme.to_ascii_lowercase().as_str() {
             "tcp" => Scheme::Tcp,
+            "tls" => Scheme::Tls,
             "ws" => Scheme::Ws,
-            other => {
-                return Err(bad(
-                    url,
-                    &format!("unsupported scheme {other:?} (supported: tcp, ws)"),
-                ))
-            }
+            "wss" => Scheme::Wss,
+            other => return Err(bad(url, &format!("unsupported scheme {other:?} (supported: tcp, tls, ws, wss)"))),
         };
         let split_at = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, resource) = rest.split_at(split_at);
         let (host, port) = match split_host_port(authority) {
             Some((host, port)) => (host, Some(port)),
-            None if scheme == Scheme::Ws && !authority.contains(':') => (authority, None),
-            None if authority.starts_with('[') && scheme == Scheme::Ws => (
-                authority.trim_start_matches('[').trim_end_matches(']'),
-                None,
-            ),
+            None if scheme.is_websocket() && !authority.contains(':') => (authority, None),
+            None if authority.starts_with('[') && scheme.is_websocket() => {
+                (authority.trim_start_matches('[').trim_end_matches(']'), None)
+            }
             None => return Err(bad(url, "expected host:port")),
         };
         if host.is_empty() {
             return Err(bad(url, "empty host"));
         }
         let port: u16 = match port {
-            Some(p) => p
-                .parse()
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or_else(|| bad(url, "port must be a number from 1 to 65535"))?,
+            Some(p) => {
+                p.parse().ok().filter(|p| *p != 0).ok_or_else(|| bad(url, "port must be a number from 1 to 65535"))?
+            }
+            None if scheme == Scheme::Wss => 443,
             None => 80,
         };
         match scheme {
-            Scheme::Tcp => Ok(Endpoint {
+            Scheme::Tcp | Scheme::Tls => Ok(Endpoint {
                 scheme,
                 host: host.to_string(),
                 port,
                 framing: Some(tcp_framing(url, resource)?),
                 resource: String::new(),
             }),
-            Scheme::Ws => Ok(Endpoint {
+            Scheme::Ws | Scheme::Wss => Ok(Endpoint {
                 scheme,
                 host: host.to_string(),
                 port,
                 framing: None,
-                resource: if resource.starts_with('/') {
-                    resource.to_string()
-                } else {
-                    format!("/{resource}")
-                },
+                resource: if resource.starts_with('/') { resource.to_string() } else { format!("/{resource}") },
             }),
         }
     }
@@ -116,8 +128,8 @@ fn tcp_framing(url: &str, resource: &str) -> Result<Framing, UrlError> {
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
             Some(("framing", value)) => {
-                framing = Framing::from_name(value)
-                    .ok_or_else(|| bad(url, "framing must be longconn, length or line"))?;
+                framing =
+                    Framing::from_name(value).ok_or_else(|| bad(url, "framing must be longconn, length or line"))?;
             }
             _ => return Err(bad(url, &format!("unknown query parameter {pair:?}"))),
         }
@@ -127,10 +139,7 @@ fn tcp_framing(url: &str, resource: &str) -> Result<Framing, UrlError> {
 
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scheme = match self.scheme {
-            Scheme::Tcp => "tcp",
-            Scheme::Ws => "ws",
-        };
+        let scheme = self.scheme.name();
         if self.host.contains(':') {
             write!(f, "{scheme}://[{}]:{}", self.host, self.port)?;
         } else {
@@ -165,20 +174,11 @@ mod tests {
     #[test]
     fn parses_hosts_ports_and_framing() {
         let e = Endpoint::parse("tcp://127.0.0.1:7070").unwrap();
-        assert_eq!(
-            (e.host.as_str(), e.port, e.framing),
-            ("127.0.0.1", 7070, Some(Framing::Longconn))
-        );
+        assert_eq!((e.host.as_str(), e.port, e.framing), ("127.0.0.1", 7070, Some(Framing::Longconn)));
         let e = Endpoint::parse("tcp://[::1]:80?framing=line").unwrap();
-        assert_eq!(
-            (e.host.as_str(), e.port, e.framing),
-            ("::1", 80, Some(Framing::Line))
-        );
+        assert_eq!((e.host.as_str(), e.port, e.framing), ("::1", 80, Some(Framing::Line)));
         let e = Endpoint::parse("TCP://localhost:9/?framing=length").unwrap();
-        assert_eq!(
-            (e.host.as_str(), e.framing),
-            ("localhost", Some(Framing::Length))
-        );
+        assert_eq!((e.host.as_str(), e.framing), ("localhost", Some(Framing::Length)));
         assert_eq!(e.to_string(), "tcp://localhost:9?framing=length");
     }
 

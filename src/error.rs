@@ -36,18 +36,14 @@ impl fmt::Display for Error {
             Error::MessageTooLarge { len, max } => {
                 write!(f, "message of {len} bytes exceeds the maximum frame size of {max} bytes")
             }
-            Error::QueueFull {
-                queued_messages,
-                queued_bytes,
-            } => write!(
-                f,
-                "outbox full ({queued_messages} messages, {queued_bytes} bytes queued); message not queued"
-            ),
+            Error::QueueFull { queued_messages, queued_bytes } => {
+                write!(f, "outbox full ({queued_messages} messages, {queued_bytes} bytes queued); message not queued")
+            }
             Error::Closed => f.write_str("client is closed"),
             Error::AlreadyStarted(what) => write!(f, "{what}"),
-            Error::Forked => f.write_str(
-                "longconn cannot be used in a child process after fork(); create clients after forking",
-            ),
+            Error::Forked => {
+                f.write_str("longconn cannot be used in a child process after fork(); create clients after forking")
+            }
             Error::Runtime(why) => write!(f, "runtime error: {why}"),
             Error::Timeout(why) => write!(f, "timed out: {why}"),
         }

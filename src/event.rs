@@ -99,13 +99,7 @@ impl MessageBatch {
     /// Messages that are all text (`true`) or all binary.
     pub fn with_kind(chunk: Bytes, spans: Vec<Range<usize>>, text: bool) -> MessageBatch {
         let bytes = spans.iter().map(|r| r.len()).sum();
-        MessageBatch {
-            chunk,
-            spans,
-            text,
-            next: 0,
-            bytes,
-        }
+        MessageBatch { chunk, spans, text, next: 0, bytes }
     }
 
     /// Whether these are text messages.
@@ -123,9 +117,7 @@ impl MessageBatch {
 
     /// The messages not yet delivered, borrowed.
     pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        self.spans[self.next..]
-            .iter()
-            .map(|r| &self.chunk[r.clone()])
+        self.spans[self.next..].iter().map(|r| &self.chunk[r.clone()])
     }
 
     /// The oldest message not yet delivered, borrowed.
@@ -289,11 +281,7 @@ impl EventQueue {
     /// (it stays for [`EventQueue::pop`]) or when `take` returns false for a
     /// message (that message stays too). Returns how many were taken, or
     /// `None` if nothing arrived within `timeout`.
-    pub fn take_messages(
-        &self,
-        timeout: Duration,
-        mut take: impl FnMut(&[u8]) -> bool,
-    ) -> Option<usize> {
+    pub fn take_messages(&self, timeout: Duration, mut take: impl FnMut(&[u8]) -> bool) -> Option<usize> {
         let mut p = self.wait_for_any(timeout)?;
         let (mut count, mut bytes) = (0, 0);
         while let Some(front) = p.events.front_mut() {
@@ -338,16 +326,10 @@ impl EventQueue {
                 return Some(p);
             }
             let wait = match deadline {
-                Some(d) => d
-                    .checked_duration_since(Instant::now())
-                    .filter(|w| !w.is_zero())?,
+                Some(d) => d.checked_duration_since(Instant::now()).filter(|w| !w.is_zero())?,
                 None => Duration::from_secs(3600),
             };
-            p = self
-                .arrived
-                .wait_timeout(p, wait)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            p = self.arrived.wait_timeout(p, wait).unwrap_or_else(|e| e.into_inner()).0;
         }
     }
 
@@ -364,11 +346,7 @@ impl EventQueue {
                         if !batch.is_empty() {
                             entries.push_front(Queued::Messages(batch));
                         }
-                        return Some(if text {
-                            Event::Text(message)
-                        } else {
-                            Event::Message(message)
-                        });
+                        return Some(if text { Event::Text(message) } else { Event::Message(message) });
                     }
                 }
             }
@@ -399,13 +377,7 @@ mod tests {
     fn fd_is_readable_exactly_while_events_wait() {
         let q = EventQueue::new(1024).unwrap();
         assert!(!readable(&q));
-        q.push(
-            [
-                Event::Message(Bytes::from_static(b"a")),
-                Event::Closed { unsent: 0 },
-            ],
-            true,
-        );
+        q.push([Event::Message(Bytes::from_static(b"a")), Event::Closed { unsent: 0 }], true);
         assert!(readable(&q));
         assert!(q.pop(Duration::ZERO).is_some());
         assert!(readable(&q), "one event still waits");
@@ -436,12 +408,7 @@ mod tests {
         while let Some(event) = q.pop(Duration::ZERO) {
             polled.push(event);
             // The fd must say "readable" exactly while something is left to poll.
-            assert_eq!(
-                readable(&q),
-                polled.len() < 5,
-                "after {} events",
-                polled.len()
-            );
+            assert_eq!(readable(&q), polled.len() < 5, "after {} events", polled.len());
         }
         assert_eq!(
             polled,
@@ -457,26 +424,17 @@ mod tests {
         assert!(!q.inbox_full());
 
         // A batch at the end of the queue: its last message empties the queue.
-        q.push_messages(
-            MessageBatch::new(Bytes::from_static(b"ab"), vec![0..1, 1..2]),
-            true,
-        );
+        q.push_messages(MessageBatch::new(Bytes::from_static(b"ab"), vec![0..1, 1..2]), true);
         assert!(q.pop(Duration::ZERO).is_some());
         assert!(readable(&q));
         assert!(q.pop(Duration::ZERO).is_some());
-        assert!(
-            !readable(&q),
-            "nothing left, so the fd must not stay readable"
-        );
+        assert!(!readable(&q), "nothing left, so the fd must not stay readable");
     }
 
     #[test]
     fn take_messages_stops_at_other_events_and_where_the_taker_says() {
         let q = EventQueue::new(1024).unwrap();
-        q.push_messages(
-            MessageBatch::new(Bytes::from_static(b"abcdef"), vec![0..1, 1..3, 3..6]),
-            true,
-        );
+        q.push_messages(MessageBatch::new(Bytes::from_static(b"abcdef"), vec![0..1, 1..3, 3..6]), true);
         q.push([Event::Message(Bytes::from_static(b"g"))], true);
         q.push([Event::Closed { unsent: 0 }], true);
         let mut got = Vec::new();
@@ -488,10 +446,7 @@ mod tests {
             got.push(m.to_vec());
             true
         });
-        assert_eq!(
-            (taken, got.clone()),
-            (Some(2), vec![b"a".to_vec(), b"bc".to_vec()])
-        );
+        assert_eq!((taken, got.clone()), (Some(2), vec![b"a".to_vec(), b"bc".to_vec()]));
         got.clear();
         assert_eq!(
             q.take_messages(Duration::ZERO, |m| {
@@ -506,11 +461,7 @@ mod tests {
         assert!(readable(&q));
         assert_eq!(q.pop(Duration::ZERO), Some(Event::Closed { unsent: 0 }));
         assert!(!readable(&q) && !q.inbox_full());
-        assert_eq!(
-            q.take_messages(Duration::from_millis(1), |_| true),
-            None,
-            "nothing arrived"
-        );
+        assert_eq!(q.take_messages(Duration::from_millis(1), |_| true), None, "nothing arrived");
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod log;
 pub mod outbox;
 pub mod runtime;
 mod session;
+pub mod tls;
 pub mod transport;
 
 pub use client::{Client, CloseOutcome, EventHandler, State, Stats};

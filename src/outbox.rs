@@ -33,10 +33,7 @@ pub struct OutboxLimits {
 
 impl Default for OutboxLimits {
     fn default() -> Self {
-        OutboxLimits {
-            max_messages: 100_000,
-            max_bytes: 16 * 1024 * 1024,
-        }
+        OutboxLimits { max_messages: 100_000, max_bytes: 16 * 1024 * 1024 }
     }
 }
 
@@ -169,11 +166,7 @@ impl Outbox {
     /// An outbox that frames messages in `framing` as they are pushed, or
     /// keeps bare payloads with `None` (for transports that frame on their own).
     pub fn new(limits: OutboxLimits, framing: Option<Framing>) -> Outbox {
-        Outbox {
-            limits,
-            framing,
-            ..Outbox::default()
-        }
+        Outbox { limits, framing, ..Outbox::default() }
     }
 
     pub fn set_limits(&mut self, limits: OutboxLimits) {
@@ -196,10 +189,7 @@ impl Outbox {
     /// Messages and payload bytes waiting or being written; what the limits apply to.
     pub fn queued(&self) -> (usize, usize) {
         let waiting_bytes = self.data.len() - self.overhead() * self.lens.len();
-        (
-            self.lens.len() + self.in_flight.0,
-            waiting_bytes + self.in_flight.1,
-        )
+        (self.lens.len() + self.in_flight.0, waiting_bytes + self.in_flight.1)
     }
 
     /// Appends a copy of `payload`, or fails without change when a limit would be passed.
@@ -214,18 +204,14 @@ impl Outbox {
     pub fn push_kind(&mut self, payload: &[u8], text: bool) -> Result<(), OutboxFull> {
         let (messages, bytes) = self.queued();
         if messages >= self.limits.max_messages || bytes + payload.len() > self.limits.max_bytes {
-            return Err(OutboxFull {
-                queued_messages: messages,
-                queued_bytes: bytes,
-            });
+            return Err(OutboxFull { queued_messages: messages, queued_bytes: bytes });
         }
         let before = self.data.len();
         match self.framing {
             Some(framing) => framing.encode_data_into(payload, &mut self.data),
             None => self.data.extend_from_slice(payload),
         }
-        self.lens
-            .push((self.data.len() - before) as u32 | if text { TEXT } else { 0 });
+        self.lens.push((self.data.len() - before) as u32 | if text { TEXT } else { 0 });
         self.payload_bytes += payload.len();
         Ok(())
     }
@@ -264,11 +250,7 @@ impl Outbox {
     pub fn recycle(&mut self, mut batch: Batch) -> Option<Batch> {
         self.in_flight = (0, 0);
         let idle = self.lens.is_empty();
-        let keep = if idle {
-            KEEP_CAPACITY
-        } else {
-            self.limits.max_bytes.max(KEEP_CAPACITY)
-        };
+        let keep = if idle { KEEP_CAPACITY } else { self.limits.max_bytes.max(KEEP_CAPACITY) };
         if batch.data.capacity() <= keep && batch.data.capacity() >= self.spare.data.capacity() {
             batch.data.clear();
             batch.lens.clear();
@@ -372,21 +354,9 @@ mod tests {
 
     #[test]
     fn limits_in_messages_and_bytes_reject_without_change() {
-        let mut o = Outbox::new(
-            OutboxLimits {
-                max_messages: 2,
-                max_bytes: 10,
-            },
-            Some(Framing::Longconn),
-        );
+        let mut o = Outbox::new(OutboxLimits { max_messages: 2, max_bytes: 10 }, Some(Framing::Longconn));
         o.push(b"12345").unwrap();
-        assert_eq!(
-            o.push(b"123456"),
-            Err(OutboxFull {
-                queued_messages: 1,
-                queued_bytes: 5
-            })
-        );
+        assert_eq!(o.push(b"123456"), Err(OutboxFull { queued_messages: 1, queued_bytes: 5 }));
         o.push(b"12345").unwrap();
         assert!(o.push(b"").is_err(), "message limit");
         assert_eq!(o.queued(), (2, 10));
@@ -406,10 +376,7 @@ mod tests {
             }
             let batch = o.take_batch().unwrap();
             assert_eq!(batch.len(), 1000);
-            assert!(batch
-                .iter_unsent()
-                .enumerate()
-                .all(|(i, p)| p == (i as u32).to_be_bytes()));
+            assert!(batch.iter_unsent().enumerate().all(|(i, p)| p == (i as u32).to_be_bytes()));
             if round > 0 {
                 assert!(o.data.capacity() >= 4000, "the recycled buffer came back");
             }

@@ -27,12 +27,8 @@ static FORKED: AtomicBool = AtomicBool::new(false);
 
 /// Sets thread counts; only before the first client starts the runtime.
 pub fn configure(worker_threads: usize, callback_threads: usize) -> Result<(), Error> {
-    if !(1..=MAX_THREADS).contains(&worker_threads)
-        || !(1..=MAX_THREADS).contains(&callback_threads)
-    {
-        return Err(Error::InvalidArgument(format!(
-            "thread counts must be between 1 and {MAX_THREADS}"
-        )));
+    if !(1..=MAX_THREADS).contains(&worker_threads) || !(1..=MAX_THREADS).contains(&callback_threads) {
+        return Err(Error::InvalidArgument(format!("thread counts must be between 1 and {MAX_THREADS}")));
     }
     let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     if STARTED.load(Ordering::Acquire) {

@@ -21,11 +21,7 @@ struct AttemptFailed {
 
 pub(crate) async fn run(shared: std::sync::Arc<Shared>) {
     let shared = &*shared;
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-        ^ shared.id;
+    let seed = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0) ^ shared.id;
     let mut backoff = Backoff::new(shared.live().backoff, seed);
     // A batch whose write was cut off by a disconnect; written first next time.
     let mut in_flight: Option<Batch> = None;
@@ -46,18 +42,10 @@ pub(crate) async fn run(shared: std::sync::Arc<Shared>) {
                 if !shared.close.requested() {
                     shared.set_state(State::Connected);
                 }
-                log_at!(
-                    Level::Info,
-                    "client {}: connected to {}",
-                    shared.id,
-                    conn.peer
-                );
-                shared.emit_one(Event::Connected {
-                    peer: conn.peer.clone(),
-                });
+                log_at!(Level::Info, "client {}: connected to {}", shared.id, conn.peer);
+                shared.emit_one(Event::Connected { peer: conn.peer.clone() });
                 let up_since = Instant::now();
-                let Ended { reason, detail } =
-                    connection::run(shared, conn, leftovers, &mut in_flight).await;
+                let Ended { reason, detail } = connection::run(shared, conn, leftovers, &mut in_flight).await;
                 // A write cut off by the end of the connection may have handed part of its batch over.
                 if let Some(batch) = in_flight.as_mut() {
                     shared.record_sent(batch);
@@ -84,14 +72,8 @@ pub(crate) async fn run(shared: std::sync::Arc<Shared>) {
         }
         backoff.set_policy(shared.live().backoff);
         let Some((attempt, delay)) = backoff.next_delay() else {
-            let detail = format!(
-                "gave up after {} reconnection attempts",
-                backoff.policy().max_attempts
-            );
-            shared.emit_one(Event::Error {
-                kind: ErrorKind::GaveUp,
-                detail,
-            });
+            let detail = format!("gave up after {} reconnection attempts", backoff.policy().max_attempts);
+            shared.emit_one(Event::Error { kind: ErrorKind::GaveUp, detail });
             break;
         };
         if !shared.close.requested() {
@@ -135,13 +117,12 @@ async fn connect(shared: &Shared) -> Result<(Connection, FrameBatch), AttemptFai
             max_frame_size: config.max_frame_size,
             headers: config.headers.clone(),
             subprotocols: config.subprotocols.clone(),
+            tls: shared.tls.clone(),
         };
-        let mut conn = transport::connect(&config.endpoint, &options)
-            .await
-            .map_err(|e| AttemptFailed {
-                kind: ErrorKind::ConnectFailed,
-                detail: format!("cannot connect to {}: {e}", config.endpoint),
-            })?;
+        let mut conn = transport::connect(&config.endpoint, &options).await.map_err(|e| AttemptFailed {
+            kind: ErrorKind::ConnectFailed,
+            detail: format!("cannot connect to {}: {e}", config.endpoint),
+        })?;
         let leftovers = if config.framing() == Some(Framing::Longconn) {
             handshake(&mut conn, &config.client_name).await?
         } else {
@@ -153,11 +134,7 @@ async fn connect(shared: &Shared) -> Result<(Connection, FrameBatch), AttemptFai
         Ok(result) => result,
         Err(_) => Err(AttemptFailed {
             kind: ErrorKind::ConnectFailed,
-            detail: format!(
-                "connecting to {} timed out after {} ms",
-                config.endpoint,
-                timeout.as_millis()
-            ),
+            detail: format!("connecting to {} timed out after {} ms", config.endpoint, timeout.as_millis()),
         }),
     }
 }
@@ -165,10 +142,7 @@ async fn connect(shared: &Shared) -> Result<(Connection, FrameBatch), AttemptFai
 /// Sends our hello and waits for the server's. Frames that arrive right
 /// after the server's hello are returned so none is lost.
 async fn handshake(conn: &mut Connection, name: &str) -> Result<FrameBatch, AttemptFailed> {
-    let failed = |detail: String| AttemptFailed {
-        kind: ErrorKind::HandshakeFailed,
-        detail,
-    };
+    let failed = |detail: String| AttemptFailed { kind: ErrorKind::HandshakeFailed, detail };
     conn.writer
         .write(&[Frame::Hello(hello_payload(name))], None)
         .await
@@ -176,29 +150,19 @@ async fn handshake(conn: &mut Connection, name: &str) -> Result<FrameBatch, Atte
     let mut batch = FrameBatch::default();
     match conn.reader.read_batch(&mut batch).await {
         Ok(true) => {}
-        Ok(false) => {
-            return Err(failed(
-                "server closed the connection during the hello exchange".into(),
-            ))
-        }
+        Ok(false) => return Err(failed("server closed the connection during the hello exchange".into())),
         Err(e) => return Err(failed(format!("hello exchange failed: {e}"))),
     }
-    let (kind, range) = batch
-        .frames
-        .first()
-        .cloned()
-        .ok_or_else(|| failed("no hello from the server".into()))?;
+    let (kind, range) = batch.frames.first().cloned().ok_or_else(|| failed("no hello from the server".into()))?;
     let version = batch.chunk.get(range.start).copied();
     match kind {
         FrameType::Hello if version == Some(PROTOCOL_VERSION) => {
             batch.frames.remove(0);
             Ok(batch)
         }
-        FrameType::Hello => Err(failed(format!(
-            "server speaks protocol version {version:?}, this client speaks {PROTOCOL_VERSION}"
-        ))),
-        other => Err(failed(format!(
-            "expected a hello frame from the server, got a {other:?} frame"
-        ))),
+        FrameType::Hello => {
+            Err(failed(format!("server speaks protocol version {version:?}, this client speaks {PROTOCOL_VERSION}")))
+        }
+        other => Err(failed(format!("expected a hello frame from the server, got a {other:?} frame"))),
     }
 }

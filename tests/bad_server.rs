@@ -65,16 +65,8 @@ fn client(port: u16) -> Client {
 
 fn expect_error_then_disconnect(client: &Client, kind: ErrorKind, reason: DisconnectReason) {
     let events = wait_for(client, WITHIN, |e| matches!(e, Event::Disconnected { .. }));
-    assert!(
-        events
-            .iter()
-            .any(|e| matches!(e, Event::Error { kind: k, .. } if *k == kind)),
-        "{events:?}"
-    );
-    assert!(
-        matches!(events.last(), Some(Event::Disconnected { reason: r, .. }) if *r == reason),
-        "{events:?}"
-    );
+    assert!(events.iter().any(|e| matches!(e, Event::Error { kind: k, .. } if *k == kind)), "{events:?}");
+    assert!(matches!(events.last(), Some(Event::Disconnected { reason: r, .. }) if *r == reason), "{events:?}");
 }
 
 #[test]
@@ -90,16 +82,9 @@ fn oversize_frame_ends_the_connection_and_the_client_reconnects() {
 
     let client = client(port);
     assert_eq!(receive_messages(&client, 1, WITHIN), vec![b"fine".to_vec()]);
-    expect_error_then_disconnect(
-        &client,
-        ErrorKind::FrameTooLarge,
-        DisconnectReason::FrameTooLarge,
-    );
+    expect_error_then_disconnect(&client, ErrorKind::FrameTooLarge, DisconnectReason::FrameTooLarge);
     wait_for(&client, WITHIN, is_connected);
-    assert_eq!(
-        receive_messages(&client, 1, WITHIN),
-        vec![b"after reconnect".to_vec()]
-    );
+    assert_eq!(receive_messages(&client, 1, WITHIN), vec![b"after reconnect".to_vec()]);
     drop(client);
     server.join().unwrap();
 }
@@ -128,9 +113,7 @@ fn a_server_that_does_not_speak_the_protocol_fails_the_handshake() {
     let port = listener.local_addr().unwrap().port();
     let server = std::thread::spawn(move || {
         let (mut stream, _) = listener.accept().unwrap();
-        stream
-            .write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n")
-            .unwrap();
+        stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").unwrap();
     });
     let client = client(port);
     let events = wait_for(&client, WITHIN, |e| matches!(e, Event::Error { .. }));

@@ -9,10 +9,7 @@ use common::{is_connected, receive_messages, wait_for, Ports, Server};
 use longconn::backoff::BackoffPolicy;
 use longconn::heartbeat::HeartbeatPolicy;
 use longconn::outbox::OutboxLimits;
-use longconn::{
-    Client, ClientConfig, CloseOutcome, DisconnectReason, Error, ErrorKind, Event, PlainHeartbeat,
-    State,
-};
+use longconn::{Client, ClientConfig, CloseOutcome, DisconnectReason, Error, ErrorKind, Event, PlainHeartbeat, State};
 
 const WITHIN: Duration = Duration::from_secs(10);
 
@@ -29,10 +26,7 @@ fn config(url: &str) -> ClientConfig {
 /// A client that is never connected, whose outbox holds three messages.
 fn never_connected_with_room_for_three(url: &str) -> Client {
     let mut c = config(url);
-    c.outbox = OutboxLimits {
-        max_messages: 3,
-        max_bytes: 1000,
-    };
+    c.outbox = OutboxLimits { max_messages: 3, max_bytes: 1000 };
     Client::new(c).unwrap()
 }
 
@@ -51,17 +45,9 @@ fn messages_come_back_in_order_on_every_framing() {
             client.send(&numbered(i)).unwrap();
         }
         let got = receive_messages(&client, 2000, WITHIN);
-        assert_eq!(
-            got,
-            (0..2000).map(numbered).collect::<Vec<_>>(),
-            "{framing}"
-        );
+        assert_eq!(got, (0..2000).map(numbered).collect::<Vec<_>>(), "{framing}");
         let stats = client.stats();
-        assert_eq!(
-            (stats.messages_out, stats.messages_in),
-            (2000, 2000),
-            "{framing}"
-        );
+        assert_eq!((stats.messages_out, stats.messages_in), (2000, 2000), "{framing}");
         assert_eq!(client.close(WITHIN).unwrap(), CloseOutcome::Flushed);
         assert_eq!(client.state(), State::Closed);
     }
@@ -76,10 +62,7 @@ fn messages_sent_before_connect_are_delivered_after_it() {
     }
     assert_eq!(client.stats().queued_messages, 10);
     client.connect().unwrap();
-    assert_eq!(
-        receive_messages(&client, 10, WITHIN),
-        (0..10).map(numbered).collect::<Vec<_>>()
-    );
+    assert_eq!(receive_messages(&client, 10, WITHIN), (0..10).map(numbered).collect::<Vec<_>>());
 }
 
 #[test]
@@ -87,14 +70,8 @@ fn heartbeat_detects_a_stopped_server_within_the_timeout() {
     let server = Server::start("echo", &["--quiet"]);
     for framing in ["longconn", "line"] {
         let mut c = config(&server.url(framing));
-        c.heartbeat = HeartbeatPolicy {
-            interval: Duration::from_millis(100),
-            timeout: Duration::from_millis(500),
-        };
-        c.plain_heartbeat = Some(PlainHeartbeat {
-            ping: "ping".into(),
-            pong: "pong".into(),
-        });
+        c.heartbeat = HeartbeatPolicy { interval: Duration::from_millis(100), timeout: Duration::from_millis(500) };
+        c.plain_heartbeat = Some(PlainHeartbeat { ping: "ping".into(), pong: "pong".into() });
         let client = Client::new(c).unwrap();
         client.connect().unwrap();
         wait_for(&client, WITHIN, is_connected);
@@ -112,27 +89,12 @@ fn heartbeat_detects_a_stopped_server_within_the_timeout() {
         let noticed = stopped.elapsed();
         server.signal("CONT");
         assert!(
-            matches!(
-                events.last(),
-                Some(Event::Disconnected {
-                    reason: DisconnectReason::HeartbeatTimeout,
-                    ..
-                })
-            ),
+            matches!(events.last(), Some(Event::Disconnected { reason: DisconnectReason::HeartbeatTimeout, .. })),
             "{framing}: {events:?}"
         );
-        assert!(events.iter().any(|e| matches!(
-            e,
-            Event::Error {
-                kind: ErrorKind::HeartbeatTimeout,
-                ..
-            }
-        )));
+        assert!(events.iter().any(|e| matches!(e, Event::Error { kind: ErrorKind::HeartbeatTimeout, .. })));
         // Declared dead within the timeout of the last sign of life, plus scheduling slack.
-        assert!(
-            noticed <= Duration::from_millis(500 + 300),
-            "{framing}: took {noticed:?}"
-        );
+        assert!(noticed <= Duration::from_millis(500 + 300), "{framing}: took {noticed:?}");
         // And the link comes back once the server runs again.
         wait_for(&client, WITHIN, is_connected);
     }
@@ -165,33 +127,21 @@ fn reconnect_delays_follow_the_backoff_policy_and_the_schedule_resets() {
     let mut scheduled: Option<Duration> = None;
     let mut checked = 0;
     while checked < 5 {
-        let event = client
-            .poll(WITHIN)
-            .unwrap()
-            .expect("events keep coming while the server is down");
+        let event = client.poll(WITHIN).unwrap().expect("events keep coming while the server is down");
         match event {
             // The first attempt's wait starts at the disconnect.
             Event::Disconnected { .. } => last_failure = Some(Instant::now()),
             Event::ReconnectScheduled { attempt, delay } => {
                 let (low, high) = policy.delay_bounds(attempt);
-                assert!(
-                    delay >= low && delay <= high,
-                    "attempt {attempt}: {delay:?} not in {low:?}..={high:?}"
-                );
+                assert!(delay >= low && delay <= high, "attempt {attempt}: {delay:?} not in {low:?}..={high:?}");
                 assert_eq!(attempt as usize, checked + 1);
                 scheduled = Some(delay);
             }
-            Event::Error {
-                kind: ErrorKind::ConnectFailed,
-                ..
-            } => {
+            Event::Error { kind: ErrorKind::ConnectFailed, .. } => {
                 let now = Instant::now();
                 if let (Some(previous), Some(delay)) = (last_failure, scheduled.take()) {
                     let waited = now - previous;
-                    assert!(
-                        waited + Duration::from_millis(30) >= delay,
-                        "waited {waited:?} for {delay:?}"
-                    );
+                    assert!(waited + Duration::from_millis(30) >= delay, "waited {waited:?} for {delay:?}");
                     checked += 1;
                 }
                 last_failure = Some(now);
@@ -201,33 +151,19 @@ fn reconnect_delays_follow_the_backoff_policy_and_the_schedule_resets() {
     }
     // Down and retrying: waiting out a delay, or already on the next attempt.
     let state = client.state();
-    assert!(
-        matches!(state, State::WaitingToReconnect | State::Connecting),
-        "{state:?}"
-    );
+    assert!(matches!(state, State::WaitingToReconnect | State::Connecting), "{state:?}");
 
     let server = Server::start_on("echo", &["--quiet"], ports, "127.0.0.1");
     wait_for(&client, WITHIN, is_connected);
     assert_eq!(client.stats().reconnects, 1);
     client.send(b"after restart").unwrap();
-    assert_eq!(
-        receive_messages(&client, 1, WITHIN),
-        vec![b"after restart".to_vec()]
-    );
+    assert_eq!(receive_messages(&client, 1, WITHIN), vec![b"after restart".to_vec()]);
 
     // Up long enough: the next outage starts again at attempt 1.
     std::thread::sleep(policy.stable_after + Duration::from_millis(50));
     drop(server);
-    let events = wait_for(&client, WITHIN, |e| {
-        matches!(e, Event::ReconnectScheduled { .. })
-    });
-    assert!(
-        matches!(
-            events.last(),
-            Some(Event::ReconnectScheduled { attempt: 1, .. })
-        ),
-        "{events:?}"
-    );
+    let events = wait_for(&client, WITHIN, |e| matches!(e, Event::ReconnectScheduled { .. }));
+    assert!(matches!(events.last(), Some(Event::ReconnectScheduled { attempt: 1, .. })), "{events:?}");
 }
 
 #[test]
@@ -238,10 +174,7 @@ fn messages_sent_while_the_server_is_down_arrive_in_order_after_it_returns() {
     client.connect().unwrap();
     wait_for(&client, WITHIN, is_connected);
     client.send(b"before").unwrap();
-    assert_eq!(
-        receive_messages(&client, 1, WITHIN),
-        vec![b"before".to_vec()]
-    );
+    assert_eq!(receive_messages(&client, 1, WITHIN), vec![b"before".to_vec()]);
 
     server.kill();
     wait_for(&client, WITHIN, |e| matches!(e, Event::Disconnected { .. }));
@@ -250,10 +183,7 @@ fn messages_sent_while_the_server_is_down_arrive_in_order_after_it_returns() {
     }
     assert_eq!(client.stats().queued_messages, 500);
     let _server = Server::start_on("echo", &["--quiet"], ports, "127.0.0.1");
-    assert_eq!(
-        receive_messages(&client, 500, WITHIN),
-        (0..500).map(numbered).collect::<Vec<_>>()
-    );
+    assert_eq!(receive_messages(&client, 500, WITHIN), (0..500).map(numbered).collect::<Vec<_>>());
     assert_eq!(client.stats().queued_messages, 0);
 }
 
@@ -263,33 +193,13 @@ fn a_full_outbox_refuses_with_queue_full_and_keeps_what_it_has() {
     for i in 0..3 {
         client.send(&numbered(i)).unwrap();
     }
-    assert!(matches!(
-        client.send(b"one too many"),
-        Err(Error::QueueFull {
-            queued_messages: 3,
-            ..
-        })
-    ));
+    assert!(matches!(client.send(b"one too many"), Err(Error::QueueFull { queued_messages: 3, .. })));
     assert_eq!(client.stats().queued_messages, 3);
-    client
-        .set_outbox_limits(OutboxLimits {
-            max_messages: 10,
-            max_bytes: 40,
-        })
-        .unwrap();
-    assert!(
-        matches!(client.send(&[0; 30]), Err(Error::QueueFull { .. })),
-        "byte limit"
-    );
-    assert!(matches!(
-        client.send(&[0; 2_000_000]),
-        Err(Error::MessageTooLarge { .. })
-    ));
+    client.set_outbox_limits(OutboxLimits { max_messages: 10, max_bytes: 40 }).unwrap();
+    assert!(matches!(client.send(&[0; 30]), Err(Error::QueueFull { .. })), "byte limit");
+    assert!(matches!(client.send(&[0; 2_000_000]), Err(Error::MessageTooLarge { .. })));
     // Never connected: close reports the queued messages as unsent.
-    assert_eq!(
-        client.close(Duration::from_millis(10)).unwrap(),
-        CloseOutcome::Unsent(3)
-    );
+    assert_eq!(client.close(Duration::from_millis(10)).unwrap(), CloseOutcome::Unsent(3));
     assert!(matches!(client.send(b"late"), Err(Error::Closed)));
 }
 
@@ -316,10 +226,7 @@ fn close_while_the_server_is_down_gives_up_at_the_deadline_and_counts_unsent() {
     wait_for(&client, WITHIN, |e| matches!(e, Event::Disconnected { .. }));
     client.send(b"stranded").unwrap();
     let started = Instant::now();
-    assert_eq!(
-        client.close(Duration::from_millis(300)).unwrap(),
-        CloseOutcome::Unsent(1)
-    );
+    assert_eq!(client.close(Duration::from_millis(300)).unwrap(), CloseOutcome::Unsent(1));
     assert!(started.elapsed() < Duration::from_secs(2));
     let events = wait_for(&client, WITHIN, |e| matches!(e, Event::Closed { .. }));
     assert!(matches!(events.last(), Some(Event::Closed { unsent: 1 })));
@@ -329,19 +236,15 @@ fn close_while_the_server_is_down_gives_up_at_the_deadline_and_counts_unsent() {
 fn idle_clients_are_evicted_by_the_server() {
     let server = Server::start("echo", &["--idle-timeout", "1"]);
     let mut c = config(&server.url("longconn"));
-    c.heartbeat = HeartbeatPolicy {
-        interval: Duration::ZERO,
-        timeout: Duration::ZERO,
-    };
+    c.heartbeat = HeartbeatPolicy { interval: Duration::ZERO, timeout: Duration::ZERO };
     c.auto_reconnect = false;
     let client = Client::new(c).unwrap();
     client.connect().unwrap();
     let events = wait_for(&client, WITHIN, |e| matches!(e, Event::Disconnected { .. }));
     match events.last() {
-        Some(Event::Disconnected {
-            reason: DisconnectReason::PeerClosed,
-            detail,
-        }) => assert!(detail.contains("idle timeout"), "{detail}"),
+        Some(Event::Disconnected { reason: DisconnectReason::PeerClosed, detail }) => {
+            assert!(detail.contains("idle timeout"), "{detail}")
+        }
         other => panic!("{other:?}"),
     }
     assert!(server.logged("evicted after 1 s", WITHIN));
@@ -352,10 +255,7 @@ fn idle_clients_are_evicted_by_the_server() {
 fn heartbeats_keep_a_quiet_client_from_being_evicted() {
     let server = Server::start("echo", &["--idle-timeout", "1", "--quiet"]);
     let mut c = config(&server.url("longconn"));
-    c.heartbeat = HeartbeatPolicy {
-        interval: Duration::from_millis(200),
-        timeout: Duration::from_millis(900),
-    };
+    c.heartbeat = HeartbeatPolicy { interval: Duration::from_millis(200), timeout: Duration::from_millis(900) };
     let client = Client::new(c).unwrap();
     client.connect().unwrap();
     wait_for(&client, WITHIN, is_connected);
@@ -394,43 +294,21 @@ fn chat_broadcasts_between_framings() {
     wait_for(&a, WITHIN, is_connected);
     b.connect().unwrap();
     wait_for(&b, WITHIN, is_connected);
-    wait_for(
-        &a,
-        WITHIN,
-        |e| matches!(e, Event::Message(m) if m.starts_with(b"* client-2 joined")),
-    );
+    wait_for(&a, WITHIN, |e| matches!(e, Event::Message(m) if m.starts_with(b"* client-2 joined")));
     a.send(b"hello line").unwrap();
-    wait_for(
-        &b,
-        WITHIN,
-        |e| matches!(e, Event::Message(m) if &m[..] == b"client-1: hello line"),
-    );
+    wait_for(&b, WITHIN, |e| matches!(e, Event::Message(m) if &m[..] == b"client-1: hello line"));
     b.send(b"hello longconn").unwrap();
-    wait_for(
-        &a,
-        WITHIN,
-        |e| matches!(e, Event::Message(m) if &m[..] == b"client-2: hello longconn"),
-    );
+    wait_for(&a, WITHIN, |e| matches!(e, Event::Message(m) if &m[..] == b"client-2: hello longconn"));
 }
 
 #[test]
 fn send_batch_is_all_or_nothing_on_bad_input_and_stops_where_the_outbox_fills() {
     let client = never_connected_with_room_for_three("tcp://127.0.0.1:9?framing=line");
     let bad: [&[u8]; 2] = [b"fine", b"two\nlines"];
-    assert!(matches!(
-        client.send_batch(&bad),
-        Err((0, Error::InvalidArgument(_)))
-    ));
-    assert_eq!(
-        client.stats().queued_messages,
-        0,
-        "nothing queued from a bad batch"
-    );
+    assert!(matches!(client.send_batch(&bad), Err((0, Error::InvalidArgument(_)))));
+    assert_eq!(client.stats().queued_messages, 0, "nothing queued from a bad batch");
     let five: [&[u8]; 5] = [b"1", b"2", b"3", b"4", b"5"];
-    assert!(matches!(
-        client.send_batch(&five),
-        Err((3, Error::QueueFull { .. }))
-    ));
+    assert!(matches!(client.send_batch(&five), Err((3, Error::QueueFull { .. }))));
     assert_eq!(client.stats().queued_messages, 3);
 }
 
@@ -438,10 +316,7 @@ fn send_batch_is_all_or_nothing_on_bad_input_and_stops_where_the_outbox_fills() 
 fn heartbeat_settings_change_on_a_live_connection() {
     let server = Server::start("echo", &["--quiet"]);
     let mut c = config(&server.url("longconn"));
-    c.heartbeat = HeartbeatPolicy {
-        interval: Duration::ZERO,
-        timeout: Duration::ZERO,
-    };
+    c.heartbeat = HeartbeatPolicy { interval: Duration::ZERO, timeout: Duration::ZERO };
     let client = Client::new(c).unwrap();
     client.connect().unwrap();
     wait_for(&client, WITHIN, is_connected);
@@ -451,34 +326,19 @@ fn heartbeat_settings_change_on_a_live_connection() {
     // Turned on while connected, they ping first and find the dead peer after the new timeout.
     let changed = Instant::now();
     client
-        .set_heartbeat(HeartbeatPolicy {
-            interval: Duration::from_millis(100),
-            timeout: Duration::from_millis(400),
-        })
+        .set_heartbeat(HeartbeatPolicy { interval: Duration::from_millis(100), timeout: Duration::from_millis(400) })
         .unwrap();
     let events = wait_for(&client, WITHIN, |e| matches!(e, Event::Disconnected { .. }));
     server.signal("CONT");
     assert!(
-        matches!(
-            events.last(),
-            Some(Event::Disconnected {
-                reason: DisconnectReason::HeartbeatTimeout,
-                ..
-            })
-        ),
+        matches!(events.last(), Some(Event::Disconnected { reason: DisconnectReason::HeartbeatTimeout, .. })),
         "{events:?}"
     );
     // Silence counts from the change: not before the new timeout, and not long after.
     let took = changed.elapsed();
-    assert!(
-        took >= Duration::from_millis(390) && took < Duration::from_millis(400 + 400),
-        "took {took:?}"
-    );
+    assert!(took >= Duration::from_millis(390) && took < Duration::from_millis(400 + 400), "took {took:?}");
     assert!(client
-        .set_heartbeat(HeartbeatPolicy {
-            interval: Duration::from_millis(500),
-            timeout: Duration::from_millis(100),
-        })
+        .set_heartbeat(HeartbeatPolicy { interval: Duration::from_millis(500), timeout: Duration::from_millis(100) })
         .is_err());
 }
 
@@ -492,9 +352,7 @@ fn websocket_clients_exchange_text_and_binary_and_reconnect() {
     client.send(b"\x00binary\xff").unwrap();
     client.send_text("text \u{263a}").unwrap();
     let events = wait_for(&client, WITHIN, |e| matches!(e, Event::Text(_)));
-    assert!(events
-        .iter()
-        .any(|e| matches!(e, Event::Message(m) if &m[..] == b"\x00binary\xff")));
+    assert!(events.iter().any(|e| matches!(e, Event::Message(m) if &m[..] == b"\x00binary\xff")));
     assert!(matches!(events.last(), Some(Event::Text(t)) if &t[..] == "text \u{263a}".as_bytes()));
     assert!(client.send_text_bytes(b"\xff not utf-8").is_err());
 
@@ -505,8 +363,5 @@ fn websocket_clients_exchange_text_and_binary_and_reconnect() {
     client.send(b"queued while down").unwrap();
     let _server = Server::start_on("echo", &["--quiet"], ports, "127.0.0.1");
     wait_for(&client, WITHIN, is_connected);
-    assert_eq!(
-        receive_messages(&client, 1, WITHIN),
-        vec![b"queued while down".to_vec()]
-    );
+    assert_eq!(receive_messages(&client, 1, WITHIN), vec![b"queued while down".to_vec()]);
 }

@@ -30,15 +30,10 @@ impl LengthCodec {
         }
         let len = u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as usize;
         if len > self.max_payload {
-            return Err(CodecError::FrameTooLarge {
-                len,
-                max: self.max_payload,
-            });
+            return Err(CodecError::FrameTooLarge { len, max: self.max_payload });
         }
         if src.len() < HEADER_LEN + len {
-            return Ok(Peeked::Partial {
-                needed: HEADER_LEN + len,
-            });
+            return Ok(Peeked::Partial { needed: HEADER_LEN + len });
         }
         Ok(Peeked::Complete(FrameHead {
             len: HEADER_LEN + len,
@@ -55,22 +50,13 @@ mod tests {
     #[test]
     fn rejects_oversize_length_without_waiting_for_the_payload() {
         let mut c = LengthCodec::new(16);
-        assert!(matches!(
-            c.peek(&17u32.to_be_bytes()),
-            Err(CodecError::FrameTooLarge { len: 17, max: 16 })
-        ));
+        assert!(matches!(c.peek(&17u32.to_be_bytes()), Err(CodecError::FrameTooLarge { len: 17, max: 16 })));
     }
 
     #[test]
     fn zero_length_message_is_allowed_and_partial_frames_say_what_they_need() {
         let mut c = LengthCodec::new(16);
-        assert!(matches!(
-            c.peek(&[0, 0, 0, 0]),
-            Ok(Peeked::Complete(FrameHead { len: 4, .. }))
-        ));
-        assert!(matches!(
-            c.peek(&[0, 0, 0, 9, 1]),
-            Ok(Peeked::Partial { needed: 13 })
-        ));
+        assert!(matches!(c.peek(&[0, 0, 0, 0]), Ok(Peeked::Complete(FrameHead { len: 4, .. }))));
+        assert!(matches!(c.peek(&[0, 0, 0, 9, 1]), Ok(Peeked::Partial { needed: 13 })));
     }
 }

@@ -15,10 +15,7 @@ pub struct LineCodec {
 
 impl LineCodec {
     pub fn new(max_payload: usize) -> Self {
-        LineCodec {
-            max_payload,
-            scanned: 0,
-        }
+        LineCodec { max_payload, scanned: 0 }
     }
 
     #[inline]
@@ -29,39 +26,22 @@ impl LineCodec {
     }
 
     pub fn peek(&mut self, src: &[u8]) -> Result<Peeked, CodecError> {
-        let Some(offset) = src[self.scanned.min(src.len())..]
-            .iter()
-            .position(|&b| b == b'\n')
-        else {
+        let Some(offset) = src[self.scanned.min(src.len())..].iter().position(|&b| b == b'\n') else {
             self.scanned = src.len();
             // A line ending in `\r` still has one more byte (`\n`) to come.
             let pending = src.len() - usize::from(src.last() == Some(&b'\r'));
             if pending > self.max_payload {
-                return Err(CodecError::FrameTooLarge {
-                    len: src.len(),
-                    max: self.max_payload,
-                });
+                return Err(CodecError::FrameTooLarge { len: src.len(), max: self.max_payload });
             }
             return Ok(Peeked::Partial { needed: 0 });
         };
         let newline = self.scanned.min(src.len()) + offset;
         self.scanned = 0;
-        let end = if newline > 0 && src[newline - 1] == b'\r' {
-            newline - 1
-        } else {
-            newline
-        };
+        let end = if newline > 0 && src[newline - 1] == b'\r' { newline - 1 } else { newline };
         if end > self.max_payload {
-            return Err(CodecError::FrameTooLarge {
-                len: end,
-                max: self.max_payload,
-            });
+            return Err(CodecError::FrameTooLarge { len: end, max: self.max_payload });
         }
-        Ok(Peeked::Complete(FrameHead {
-            len: newline + 1,
-            payload: 0..end,
-            kind: FrameType::Data,
-        }))
+        Ok(Peeked::Complete(FrameHead { len: newline + 1, payload: 0..end, kind: FrameType::Data }))
     }
 }
 
@@ -89,9 +69,6 @@ mod tests {
     fn an_endless_line_is_rejected_once_it_passes_the_maximum() {
         let mut c = LineCodec::new(8);
         assert!(matches!(c.peek(b"12345678"), Ok(Peeked::Partial { .. })));
-        assert!(matches!(
-            c.peek(b"123456789"),
-            Err(CodecError::FrameTooLarge { .. })
-        ));
+        assert!(matches!(c.peek(b"123456789"), Err(CodecError::FrameTooLarge { .. })));
     }
 }

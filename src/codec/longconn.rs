@@ -41,21 +41,14 @@ impl LongconnCodec {
         }
         let length = u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as usize;
         if length == 0 {
-            return Err(CodecError::Malformed(
-                "zero-length longconn frame has no type byte",
-            ));
+            return Err(CodecError::Malformed("zero-length longconn frame has no type byte"));
         }
         let payload_len = length - 1;
         if payload_len > self.max_payload {
-            return Err(CodecError::FrameTooLarge {
-                len: payload_len,
-                max: self.max_payload,
-            });
+            return Err(CodecError::FrameTooLarge { len: payload_len, max: self.max_payload });
         }
         if src.len() < HEADER_LEN + length {
-            return Ok(Peeked::Partial {
-                needed: HEADER_LEN + length,
-            });
+            return Ok(Peeked::Partial { needed: HEADER_LEN + length });
         }
         let kind = match src[HEADER_LEN] {
             0x01 => FrameType::Data,
@@ -65,11 +58,7 @@ impl LongconnCodec {
             0x05 => FrameType::Close,
             other => return Err(CodecError::UnknownFrameType(other)),
         };
-        Ok(Peeked::Complete(FrameHead {
-            len: HEADER_LEN + length,
-            payload: HEADER_LEN + 1..HEADER_LEN + length,
-            kind,
-        }))
+        Ok(Peeked::Complete(FrameHead { len: HEADER_LEN + length, payload: HEADER_LEN + 1..HEADER_LEN + length, kind }))
     }
 }
 
@@ -122,10 +111,7 @@ mod tests {
             assert_eq!(c.decode(&mut wire).unwrap().as_ref(), Some(f));
         }
         assert!(wire.is_empty());
-        assert_eq!(
-            parse_close_payload(&close_payload(4001, "why")),
-            (4001, "why".into())
-        );
+        assert_eq!(parse_close_payload(&close_payload(4001, "why")), (4001, "why".into()));
     }
 
     #[test]
@@ -135,15 +121,8 @@ mod tests {
         wire.put_u32(u32::MAX);
         wire.put_u8(1);
         let cap_before = wire.capacity();
-        assert!(matches!(
-            c.decode(&mut wire),
-            Err(CodecError::FrameTooLarge { .. })
-        ));
-        assert_eq!(
-            wire.capacity(),
-            cap_before,
-            "no buffer growth for a rejected frame"
-        );
+        assert!(matches!(c.decode(&mut wire), Err(CodecError::FrameTooLarge { .. })));
+        assert_eq!(wire.capacity(), cap_before, "no buffer growth for a rejected frame");
         // Exactly the maximum is fine.
         let mut wire = BytesMut::new();
         c.encode_data(&[7; 1024], &mut wire);
@@ -153,13 +132,7 @@ mod tests {
     #[test]
     fn unknown_type_and_zero_length_are_malformed() {
         let mut c = LongconnCodec::new(1024);
-        assert!(matches!(
-            c.peek(&[0, 0, 0, 1, 0x7f]),
-            Err(CodecError::UnknownFrameType(0x7f))
-        ));
-        assert!(matches!(
-            c.peek(&[0, 0, 0, 0]),
-            Err(CodecError::Malformed(_))
-        ));
+        assert!(matches!(c.peek(&[0, 0, 0, 1, 0x7f]), Err(CodecError::UnknownFrameType(0x7f))));
+        assert!(matches!(c.peek(&[0, 0, 0, 0]), Err(CodecError::Malformed(_))));
     }
 }

@@ -163,15 +163,10 @@ impl Framing {
     /// Checks that `payload` can be sent as one message in this framing.
     pub fn check_payload(self, payload: &[u8], max_frame_size: usize) -> Result<(), CodecError> {
         if payload.len() > max_frame_size {
-            return Err(CodecError::FrameTooLarge {
-                len: payload.len(),
-                max: max_frame_size,
-            });
+            return Err(CodecError::FrameTooLarge { len: payload.len(), max: max_frame_size });
         }
         if self == Framing::Line && payload.contains(&b'\n') {
-            return Err(CodecError::Malformed(
-                "a line-framed message cannot contain a newline",
-            ));
+            return Err(CodecError::Malformed("a line-framed message cannot contain a newline"));
         }
         Ok(())
     }
@@ -209,10 +204,7 @@ impl fmt::Display for CodecError {
             CodecError::UnknownFrameType(t) => write!(f, "unknown frame type 0x{t:02x}"),
             CodecError::Protocol(why) => write!(f, "protocol error: {why}"),
             CodecError::TruncatedFrame { buffered } => {
-                write!(
-                    f,
-                    "connection closed in the middle of a frame ({buffered} bytes buffered)"
-                )
+                write!(f, "connection closed in the middle of a frame ({buffered} bytes buffered)")
             }
         }
     }
@@ -313,9 +305,7 @@ impl Decoder for Codec {
         match self.decode(src)? {
             Some(frame) => Ok(Some(frame)),
             None if src.is_empty() => Ok(None),
-            None => Err(CodecError::TruncatedFrame {
-                buffered: src.len(),
-            }),
+            None => Err(CodecError::TruncatedFrame { buffered: src.len() }),
         }
     }
 }
@@ -377,10 +367,7 @@ mod tests {
             codec.encode_data(b"cut short", &mut wire);
             let mut c = Codec::new(framing, 1024);
             let err = decode_all(&mut c, &wire[..wire.len() - 2], 4).unwrap_err();
-            assert!(
-                matches!(err, CodecError::TruncatedFrame { .. }),
-                "{framing:?}: {err}"
-            );
+            assert!(matches!(err, CodecError::TruncatedFrame { .. }), "{framing:?}: {err}");
             let mut c = Codec::new(framing, 1024);
             assert_eq!(decode_all(&mut c, &wire[..full], 4).unwrap().len(), 1);
         }

@@ -12,9 +12,7 @@ use crate::runtime;
 /// into C: a panic becomes `LC_STATUS_PANIC` with a last-error message.
 macro_rules! ffi_guard {
     ($body:block) => {{
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(
-            || -> $crate::ffi::status::lc_status { $body },
-        )) {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> $crate::ffi::status::lc_status { $body })) {
             Ok(status) => status,
             Err(_) => $crate::ffi::status::fail(
                 $crate::ffi::status::LC_STATUS_PANIC,
@@ -54,10 +52,7 @@ macro_rules! write_out {
 macro_rules! require_out {
     ($ptr:expr, $name:literal) => {
         if $ptr.is_null() {
-            return $crate::ffi::status::fail(
-                $crate::ffi::status::LC_STATUS_NULL_ARGUMENT,
-                concat!($name, " is NULL"),
-            );
+            return $crate::ffi::status::fail($crate::ffi::status::LC_STATUS_NULL_ARGUMENT, concat!($name, " is NULL"));
         }
     };
 }
@@ -70,12 +65,7 @@ pub(crate) fn str_arg<'a>(ptr: *const c_char, name: &str) -> Result<&'a str, lc_
     // SAFETY: non-NULL, and the caller promises a NUL-terminated string that
     // stays valid for the duration of the call.
     let c = unsafe { CStr::from_ptr(ptr) };
-    c.to_str().map_err(|e| {
-        fail(
-            LC_STATUS_INVALID_UTF8,
-            format!("{name} is not valid UTF-8: {e}"),
-        )
-    })
+    c.to_str().map_err(|e| fail(LC_STATUS_INVALID_UTF8, format!("{name} is not valid UTF-8: {e}")))
 }
 
 /// Reads a `(pointer, length)` byte buffer; NULL is allowed only with length 0.
@@ -84,16 +74,10 @@ pub(crate) fn bytes_arg<'a>(ptr: *const u8, len: usize, name: &str) -> Result<&'
         return Ok(&[]);
     }
     if ptr.is_null() {
-        return Err(fail(
-            LC_STATUS_NULL_ARGUMENT,
-            format!("{name} is NULL but its length is {len}"),
-        ));
+        return Err(fail(LC_STATUS_NULL_ARGUMENT, format!("{name} is NULL but its length is {len}")));
     }
     if len > isize::MAX as usize {
-        return Err(fail(
-            LC_STATUS_INVALID_ARGUMENT,
-            format!("{name} length {len} is impossible"),
-        ));
+        return Err(fail(LC_STATUS_INVALID_ARGUMENT, format!("{name} length {len} is impossible")));
     }
     // SAFETY: non-NULL and the caller promises `len` readable bytes for the call.
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })

@@ -66,10 +66,7 @@ pub struct lc_stats {
 }
 
 /// Runs `f` on the client behind `client`, inside the panic boundary.
-pub(crate) fn with_client(
-    client: *const lc_client,
-    f: impl FnOnce(&lc_client) -> lc_status,
-) -> lc_status {
+pub(crate) fn with_client(client: *const lc_client, f: impl FnOnce(&lc_client) -> lc_status) -> lc_status {
     ffi_guard!({
         let client = deref_or_fail!(client, "client");
         f(client)
@@ -86,21 +83,15 @@ pub(crate) fn with_client(
 /// Returns LC_STATUS_NULL_ARGUMENT, LC_STATUS_INVALID_ARGUMENT (inconsistent
 /// settings), LC_STATUS_RUNTIME, LC_STATUS_FORKED. Any thread.
 #[no_mangle]
-pub unsafe extern "C" fn lc_client_new(
-    config: *const lc_config,
-    out_client: *mut *mut lc_client,
-) -> lc_status {
+pub unsafe extern "C" fn lc_client_new(config: *const lc_config, out_client: *mut *mut lc_client) -> lc_status {
     ffi_guard!({
         boundary::init();
         require_out!(out_client, "out_client");
         let config = deref_or_fail!(config, "config");
         match Client::new(config.inner.clone()) {
             Ok(client) => {
-                let handle = lc_client {
-                    client,
-                    callbacks: Mutex::new(CallbackSet::default()),
-                    polled: Mutex::new(None),
-                };
+                let handle =
+                    lc_client { client, callbacks: Mutex::new(CallbackSet::default()), polled: Mutex::new(None) };
                 write_out!(out_client, Box::into_raw(Box::new(handle)));
                 LC_STATUS_OK
             }
@@ -145,11 +136,7 @@ pub unsafe extern "C" fn lc_client_connect(client: *const lc_client) -> lc_statu
 /// framing, LC_STATUS_CLOSED after lc_client_close(), LC_STATUS_NULL_ARGUMENT.
 /// Any thread, callbacks included.
 #[no_mangle]
-pub unsafe extern "C" fn lc_client_send(
-    client: *const lc_client,
-    data: *const u8,
-    len: usize,
-) -> lc_status {
+pub unsafe extern "C" fn lc_client_send(client: *const lc_client, data: *const u8, len: usize) -> lc_status {
     with_client(client, |c| match bytes_arg(data, len, "data") {
         Ok(payload) => status_from(c.client.send(payload)),
         Err(status) => status,
@@ -162,15 +149,9 @@ pub unsafe extern "C" fn lc_client_send(
 /// LC_STATUS_INVALID_UTF8 and nothing is queued. Other statuses as
 /// lc_client_send(). Any thread, callbacks included.
 #[no_mangle]
-pub unsafe extern "C" fn lc_client_send_text(
-    client: *const lc_client,
-    text: *const c_char,
-    len: usize,
-) -> lc_status {
+pub unsafe extern "C" fn lc_client_send_text(client: *const lc_client, text: *const c_char, len: usize) -> lc_status {
     with_client(client, |c| match bytes_arg(text.cast(), len, "text") {
-        Ok(bytes) if std::str::from_utf8(bytes).is_err() => {
-            fail(LC_STATUS_INVALID_UTF8, "text is not valid UTF-8")
-        }
+        Ok(bytes) if std::str::from_utf8(bytes).is_err() => fail(LC_STATUS_INVALID_UTF8, "text is not valid UTF-8"),
         Ok(bytes) => status_from(c.client.send_text_bytes(bytes)),
         Err(status) => status,
     })
@@ -207,10 +188,7 @@ pub unsafe extern "C" fn lc_client_send_batch(
             write_out!(out_queued, 0);
         }
         if count > 0 && messages.is_null() {
-            return fail(
-                LC_STATUS_NULL_ARGUMENT,
-                "messages is NULL but count is not 0",
-            );
+            return fail(LC_STATUS_NULL_ARGUMENT, "messages is NULL but count is not 0");
         }
         let buffers: &[lc_buffer] = if count == 0 {
             &[]
@@ -251,22 +229,14 @@ pub unsafe extern "C" fn lc_client_send_batch(
 /// messages were discarded, LC_STATUS_NULL_ARGUMENT, LC_STATUS_FORKED.
 /// The client must still be freed with lc_client_free().
 #[no_mangle]
-pub unsafe extern "C" fn lc_client_close(
-    client: *const lc_client,
-    timeout_ms: u32,
-    out_unsent: *mut u64,
-) -> lc_status {
+pub unsafe extern "C" fn lc_client_close(client: *const lc_client, timeout_ms: u32, out_unsent: *mut u64) -> lc_status {
     with_client(client, |c| {
         let (status, unsent) = match c.client.close(Duration::from_millis(timeout_ms.into())) {
             Ok(CloseOutcome::Flushed) => (LC_STATUS_OK, 0),
             Ok(CloseOutcome::InProgress) => (LC_STATUS_IN_PROGRESS, 0),
-            Ok(CloseOutcome::Unsent(n)) => (
-                fail(
-                    LC_STATUS_TIMEOUT,
-                    format!("close deadline passed; {n} messages were not sent"),
-                ),
-                n,
-            ),
+            Ok(CloseOutcome::Unsent(n)) => {
+                (fail(LC_STATUS_TIMEOUT, format!("close deadline passed; {n} messages were not sent")), n)
+            }
             Err(e) => (fail_with(e), 0),
         };
         if !out_unsent.is_null() {
@@ -278,10 +248,7 @@ pub unsafe extern "C" fn lc_client_close(
 
 /// Writes the client's current state to `out_state` (not NULL).
 #[no_mangle]
-pub unsafe extern "C" fn lc_client_state(
-    client: *const lc_client,
-    out_state: *mut lc_state,
-) -> lc_status {
+pub unsafe extern "C" fn lc_client_state(client: *const lc_client, out_state: *mut lc_state) -> lc_status {
     with_client(client, |c| {
         require_out!(out_state, "out_state");
         write_out!(out_state, c.client.state().into());
@@ -291,10 +258,7 @@ pub unsafe extern "C" fn lc_client_state(
 
 /// Writes the client's counters to `out_stats` (not NULL). Any thread.
 #[no_mangle]
-pub unsafe extern "C" fn lc_client_stats(
-    client: *const lc_client,
-    out_stats: *mut lc_stats,
-) -> lc_status {
+pub unsafe extern "C" fn lc_client_stats(client: *const lc_client, out_stats: *mut lc_stats) -> lc_status {
     with_client(client, |c| {
         require_out!(out_stats, "out_stats");
         let s = c.client.stats();
@@ -323,11 +287,9 @@ pub unsafe extern "C" fn lc_client_set_heartbeat(
     interval_ms: u32,
     timeout_ms: u32,
 ) -> lc_status {
-    with_client(client, |c| {
-        match heartbeat_policy(interval_ms, timeout_ms) {
-            Ok(policy) => status_from(c.client.set_heartbeat(policy)),
-            Err(status) => status,
-        }
+    with_client(client, |c| match heartbeat_policy(interval_ms, timeout_ms) {
+        Ok(policy) => status_from(c.client.set_heartbeat(policy)),
+        Err(status) => status,
     })
 }
 

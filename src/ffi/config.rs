@@ -36,30 +36,20 @@ pub(crate) fn backoff_policy(
         max_attempts,
         ..base
     };
-    policy
-        .validate()
-        .map_err(|why| fail(LC_STATUS_INVALID_ARGUMENT, why))?;
+    policy.validate().map_err(|why| fail(LC_STATUS_INVALID_ARGUMENT, why))?;
     Ok(policy)
 }
 
-pub(crate) fn heartbeat_policy(
-    interval_ms: u32,
-    timeout_ms: u32,
-) -> Result<HeartbeatPolicy, lc_status> {
+pub(crate) fn heartbeat_policy(interval_ms: u32, timeout_ms: u32) -> Result<HeartbeatPolicy, lc_status> {
     let policy = HeartbeatPolicy {
         interval: Duration::from_millis(interval_ms.into()),
         timeout: Duration::from_millis(timeout_ms.into()),
     };
-    policy
-        .validate()
-        .map_err(|why| fail(LC_STATUS_INVALID_ARGUMENT, why))?;
+    policy.validate().map_err(|why| fail(LC_STATUS_INVALID_ARGUMENT, why))?;
     Ok(policy)
 }
 
-fn with_config(
-    config: *mut lc_config,
-    f: impl FnOnce(&mut ClientConfig) -> Result<(), lc_status>,
-) -> lc_status {
+fn with_config(config: *mut lc_config, f: impl FnOnce(&mut ClientConfig) -> Result<(), lc_status>) -> lc_status {
     ffi_guard!({
         // SAFETY: the caller passes a config from lc_config_new that no other
         // thread uses during the call (documented); NULL is handled.
@@ -79,7 +69,8 @@ fn with_config(
 /// `tcp://host:port` (longconn protocol), `tcp://host:port?framing=length`
 /// (4-byte big-endian length prefix), `tcp://host:port?framing=line`
 /// (newline-delimited), `ws://host[:port][/path][?query]` (WebSocket; port
-/// 80 by default). IPv6: `tcp://[::1]:7070`.
+/// 80 by default); `tls://` and `wss://` (port 443 by default) are the same
+/// over TLS, verified against the system's roots. IPv6: `tcp://[::1]:7070`.
 /// `out_config`: not NULL; on success receives a new config that the caller
 /// owns and must free with lc_config_free(). Untouched on failure.
 ///
@@ -91,10 +82,7 @@ fn with_config(
 /// Returns LC_STATUS_NULL_ARGUMENT, LC_STATUS_INVALID_UTF8, LC_STATUS_INVALID_URL.
 /// Any thread.
 #[no_mangle]
-pub unsafe extern "C" fn lc_config_new(
-    url: *const c_char,
-    out_config: *mut *mut lc_config,
-) -> lc_status {
+pub unsafe extern "C" fn lc_config_new(url: *const c_char, out_config: *mut *mut lc_config) -> lc_status {
     ffi_guard!({
         boundary::init();
         require_out!(out_config, "out_config");
@@ -151,14 +139,7 @@ pub unsafe extern "C" fn lc_config_set_reconnect(
     max_attempts: u32,
 ) -> lc_status {
     with_config(config, |c| {
-        c.backoff = backoff_policy(
-            c.backoff,
-            initial_ms,
-            max_ms,
-            multiplier,
-            jitter,
-            max_attempts,
-        )?;
+        c.backoff = backoff_policy(c.backoff, initial_ms, max_ms, multiplier, jitter, max_attempts)?;
         Ok(())
     })
 }
@@ -166,10 +147,7 @@ pub unsafe extern "C" fn lc_config_set_reconnect(
 /// Turns automatic reconnection on (the default) or off. When off, the
 /// client closes after the first failed attempt or dropped connection.
 #[no_mangle]
-pub unsafe extern "C" fn lc_config_set_auto_reconnect(
-    config: *mut lc_config,
-    enabled: bool,
-) -> lc_status {
+pub unsafe extern "C" fn lc_config_set_auto_reconnect(config: *mut lc_config, enabled: bool) -> lc_status {
     with_config(config, |c| {
         c.auto_reconnect = enabled;
         Ok(())
@@ -186,10 +164,7 @@ pub unsafe extern "C" fn lc_config_set_outbox_limits(
 ) -> lc_status {
     with_config(config, |c| {
         if max_messages == 0 || max_bytes == 0 {
-            return Err(fail(
-                LC_STATUS_INVALID_ARGUMENT,
-                "outbox limits must be positive",
-            ));
+            return Err(fail(LC_STATUS_INVALID_ARGUMENT, "outbox limits must be positive"));
         }
         c.outbox.max_messages = max_messages;
         c.outbox.max_bytes = max_bytes;
@@ -200,16 +175,10 @@ pub unsafe extern "C" fn lc_config_set_outbox_limits(
 /// Sets the largest message payload, sent or received (1 byte to 256 MiB).
 /// A larger frame from the server ends that connection with an error event.
 #[no_mangle]
-pub unsafe extern "C" fn lc_config_set_max_frame_size(
-    config: *mut lc_config,
-    max_bytes: usize,
-) -> lc_status {
+pub unsafe extern "C" fn lc_config_set_max_frame_size(config: *mut lc_config, max_bytes: usize) -> lc_status {
     with_config(config, |c| {
         if max_bytes == 0 || max_bytes > MAX_FRAME_SIZE_LIMIT {
-            return Err(fail(
-                LC_STATUS_INVALID_ARGUMENT,
-                "maximum frame size must be 1 byte to 256 MiB",
-            ));
+            return Err(fail(LC_STATUS_INVALID_ARGUMENT, "maximum frame size must be 1 byte to 256 MiB"));
         }
         c.max_frame_size = max_bytes;
         Ok(())
@@ -218,16 +187,10 @@ pub unsafe extern "C" fn lc_config_set_max_frame_size(
 
 /// Sets the time allowed for resolving, connecting and the hello exchange (> 0).
 #[no_mangle]
-pub unsafe extern "C" fn lc_config_set_connect_timeout(
-    config: *mut lc_config,
-    timeout_ms: u32,
-) -> lc_status {
+pub unsafe extern "C" fn lc_config_set_connect_timeout(config: *mut lc_config, timeout_ms: u32) -> lc_status {
     with_config(config, |c| {
         if timeout_ms == 0 {
-            return Err(fail(
-                LC_STATUS_INVALID_ARGUMENT,
-                "connect timeout must be positive",
-            ));
+            return Err(fail(LC_STATUS_INVALID_ARGUMENT, "connect timeout must be positive"));
         }
         c.connect_timeout = Duration::from_millis(timeout_ms.into());
         Ok(())
@@ -256,10 +219,9 @@ pub unsafe extern "C" fn lc_config_set_plain_heartbeat(
             c.plain_heartbeat = None;
             return Ok(());
         }
-        let before = c.plain_heartbeat.replace(PlainHeartbeat {
-            ping: Bytes::copy_from_slice(ping),
-            pong: Bytes::copy_from_slice(pong),
-        });
+        let before = c
+            .plain_heartbeat
+            .replace(PlainHeartbeat { ping: Bytes::copy_from_slice(ping), pong: Bytes::copy_from_slice(pong) });
         if let Err(e) = c.validate() {
             c.plain_heartbeat = before;
             return Err(fail_with(e));
@@ -271,9 +233,7 @@ pub unsafe extern "C" fn lc_config_set_plain_heartbeat(
 /// Whether `s` is an HTTP token (RFC 9110): what header names and
 /// subprotocol names are made of.
 fn is_http_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Adds a request header to the WebSocket handshake, for example
@@ -292,16 +252,10 @@ pub unsafe extern "C" fn lc_config_add_header(
         let name = str_arg(name, "name")?;
         let value = str_arg(value, "value")?;
         if !is_http_token(name) {
-            return Err(fail(
-                LC_STATUS_INVALID_ARGUMENT,
-                format!("{name:?} is not a valid header name"),
-            ));
+            return Err(fail(LC_STATUS_INVALID_ARGUMENT, format!("{name:?} is not a valid header name")));
         }
         if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-            return Err(fail(
-                LC_STATUS_INVALID_ARGUMENT,
-                "a header value cannot contain line breaks",
-            ));
+            return Err(fail(LC_STATUS_INVALID_ARGUMENT, "a header value cannot contain line breaks"));
         }
         c.headers.push((name.to_owned(), value.to_owned()));
         Ok(())
@@ -312,19 +266,67 @@ pub unsafe extern "C" fn lc_config_add_header(
 /// most preferred first. `protocol`: NUL-terminated UTF-8 token, copied.
 /// Ignored by the TCP transports.
 #[no_mangle]
-pub unsafe extern "C" fn lc_config_add_subprotocol(
-    config: *mut lc_config,
-    protocol: *const c_char,
-) -> lc_status {
+pub unsafe extern "C" fn lc_config_add_subprotocol(config: *mut lc_config, protocol: *const c_char) -> lc_status {
     with_config(config, |c| {
         let protocol = str_arg(protocol, "protocol")?;
         if !is_http_token(protocol) {
-            return Err(fail(
-                LC_STATUS_INVALID_ARGUMENT,
-                format!("{protocol:?} is not a valid subprotocol name"),
-            ));
+            return Err(fail(LC_STATUS_INVALID_ARGUMENT, format!("{protocol:?} is not a valid subprotocol name")));
         }
         c.subprotocols.push(protocol.to_owned());
+        Ok(())
+    })
+}
+
+/// For `tls://` and `wss://`: trusts the CA certificates in the PEM file at
+/// `path` instead of the system's roots (for a private CA). Read when the
+/// client is created: lc_client_new() fails with LC_STATUS_INVALID_ARGUMENT
+/// if the file cannot be read or holds no certificate. `path`: NUL-terminated
+/// UTF-8, copied.
+#[no_mangle]
+pub unsafe extern "C" fn lc_config_set_tls_ca_file(config: *mut lc_config, path: *const c_char) -> lc_status {
+    with_config(config, |c| {
+        c.tls.ca_file = Some(str_arg(path, "path")?.into());
+        Ok(())
+    })
+}
+
+/// For `tls://` and `wss://`: verifies the server's certificate for `name`
+/// instead of the URL's host (for example when connecting by IP address).
+/// `name`: NUL-terminated UTF-8, copied.
+#[no_mangle]
+pub unsafe extern "C" fn lc_config_set_tls_server_name(config: *mut lc_config, name: *const c_char) -> lc_status {
+    with_config(config, |c| {
+        c.tls.server_name = Some(str_arg(name, "name")?.to_owned());
+        Ok(())
+    })
+}
+
+/// For `tls://` and `wss://`: presents the certificate chain and private key
+/// in the PEM files `cert_path` and `key_path` (mutual TLS). Read when the
+/// client is created; lc_client_new() fails with LC_STATUS_INVALID_ARGUMENT
+/// if they cannot be read or do not fit. Paths: NUL-terminated UTF-8, copied.
+#[no_mangle]
+pub unsafe extern "C" fn lc_config_set_tls_client_cert(
+    config: *mut lc_config,
+    cert_path: *const c_char,
+    key_path: *const c_char,
+) -> lc_status {
+    with_config(config, |c| {
+        c.tls.client_cert = Some((str_arg(cert_path, "cert_path")?.into(), str_arg(key_path, "key_path")?.into()));
+        Ok(())
+    })
+}
+
+/// DANGEROUS: with `skip` true, accepts any server certificate, so anyone on
+/// the path can read and change the traffic. For tests against throwaway
+/// servers only; every connection logs a warning while it is on.
+#[no_mangle]
+pub unsafe extern "C" fn lc_config_set_tls_dangerous_skip_verification(
+    config: *mut lc_config,
+    skip: bool,
+) -> lc_status {
+    with_config(config, |c| {
+        c.tls.dangerous_skip_verification = skip;
         Ok(())
     })
 }
@@ -332,17 +334,11 @@ pub unsafe extern "C" fn lc_config_add_subprotocol(
 /// Sets the name this client sends in its hello frame (longconn protocol
 /// only). `name`: NUL-terminated UTF-8, at most 255 bytes, copied.
 #[no_mangle]
-pub unsafe extern "C" fn lc_config_set_client_name(
-    config: *mut lc_config,
-    name: *const c_char,
-) -> lc_status {
+pub unsafe extern "C" fn lc_config_set_client_name(config: *mut lc_config, name: *const c_char) -> lc_status {
     with_config(config, |c| {
         let name = str_arg(name, "name")?;
         if name.len() > 255 {
-            return Err(fail(
-                LC_STATUS_INVALID_ARGUMENT,
-                "client name is longer than 255 bytes",
-            ));
+            return Err(fail(LC_STATUS_INVALID_ARGUMENT, "client name is longer than 255 bytes"));
         }
         c.client_name = name.to_owned();
         Ok(())
@@ -357,9 +353,6 @@ pub unsafe extern "C" fn lc_config_set_client_name(
 pub extern "C" fn lc_runtime_configure(worker_threads: u32, callback_threads: u32) -> lc_status {
     ffi_guard!({
         boundary::init();
-        status_from(runtime::configure(
-            worker_threads as usize,
-            callback_threads as usize,
-        ))
+        status_from(runtime::configure(worker_threads as usize, callback_threads as usize))
     })
 }

@@ -93,9 +93,8 @@ pub type lc_event_cb = Option<unsafe extern "C" fn(user_data: *mut c_void, event
 
 /// Receives one message; `data` (NULL when `len` is 0) is valid only during
 /// the call. `is_text` is true for a WebSocket text message (valid UTF-8).
-pub type lc_message_cb = Option<
-    unsafe extern "C" fn(user_data: *mut c_void, data: *const u8, len: usize, is_text: bool),
->;
+pub type lc_message_cb =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, data: *const u8, len: usize, is_text: bool)>;
 
 /// The C callbacks of one client.
 #[derive(Clone, Copy)]
@@ -108,12 +107,7 @@ pub(crate) struct CallbackSet {
 
 impl Default for CallbackSet {
     fn default() -> Self {
-        CallbackSet {
-            event: None,
-            event_data: std::ptr::null_mut(),
-            message: None,
-            message_data: std::ptr::null_mut(),
-        }
+        CallbackSet { event: None, event_data: std::ptr::null_mut(), message: None, message_data: std::ptr::null_mut() }
     }
 }
 
@@ -147,11 +141,7 @@ impl EventHandler for CHandler {
     /// Messages go to C straight from the shared read buffer, without a copy.
     fn on_message(&self, payload: &[u8], text: bool) {
         let cb = &self.callbacks;
-        let data = if payload.is_empty() {
-            std::ptr::null()
-        } else {
-            payload.as_ptr()
-        };
+        let data = if payload.is_empty() { std::ptr::null() } else { payload.as_ptr() };
         if let Some(on_message) = cb.message {
             // SAFETY: the application registered this callback; `data` is
             // valid for `len` bytes during the call.
@@ -206,16 +196,10 @@ fn to_c_event(event: &Event, text: &CStr, state: lc_state) -> lc_event {
             e.reason = match reason {
                 DisconnectReason::PeerClosed => lc_disconnect_reason::LC_DISCONNECT_PEER_CLOSED,
                 DisconnectReason::Io => lc_disconnect_reason::LC_DISCONNECT_IO,
-                DisconnectReason::HeartbeatTimeout => {
-                    lc_disconnect_reason::LC_DISCONNECT_HEARTBEAT_TIMEOUT
-                }
+                DisconnectReason::HeartbeatTimeout => lc_disconnect_reason::LC_DISCONNECT_HEARTBEAT_TIMEOUT,
                 DisconnectReason::Protocol => lc_disconnect_reason::LC_DISCONNECT_PROTOCOL,
-                DisconnectReason::FrameTooLarge => {
-                    lc_disconnect_reason::LC_DISCONNECT_FRAME_TOO_LARGE
-                }
-                DisconnectReason::ClosedByUser => {
-                    lc_disconnect_reason::LC_DISCONNECT_CLOSED_BY_USER
-                }
+                DisconnectReason::FrameTooLarge => lc_disconnect_reason::LC_DISCONNECT_FRAME_TOO_LARGE,
+                DisconnectReason::ClosedByUser => lc_disconnect_reason::LC_DISCONNECT_CLOSED_BY_USER,
             };
         }
         Event::ReconnectScheduled { attempt, delay } => {
@@ -266,10 +250,8 @@ fn install(client: &lc_client, update: impl FnOnce(&mut CallbackSet)) -> lc_stat
     update(&mut set);
     let handler = if set.event.is_some() || set.message.is_some() {
         let state_source = client.client.state_source();
-        Some(Arc::new(CHandler {
-            callbacks: *set,
-            state_of: Box::new(move || state_source().into()),
-        }) as Arc<dyn EventHandler>)
+        Some(Arc::new(CHandler { callbacks: *set, state_of: Box::new(move || state_source().into()) })
+            as Arc<dyn EventHandler>)
     } else {
         None
     };
@@ -334,11 +316,7 @@ pub unsafe extern "C" fn lc_client_poll(
 ) -> lc_status {
     with_client(client, |c| {
         require_out!(out_event, "out_event");
-        let timeout = if timeout_ms < 0 {
-            Duration::MAX
-        } else {
-            Duration::from_millis(timeout_ms as u64)
-        };
+        let timeout = if timeout_ms < 0 { Duration::MAX } else { Duration::from_millis(timeout_ms as u64) };
         let event = match c.client.poll(timeout) {
             Ok(Some(event)) => event,
             Ok(None) => return LC_STATUS_TIMEOUT,
@@ -347,10 +325,7 @@ pub unsafe extern "C" fn lc_client_poll(
         let text = event_text(&event);
         let c_event = to_c_event(&event, &text, c.client.state().into());
         // Payload bytes and text live in the heap, so moving them keeps the pointers valid.
-        *lock(&c.polled) = Some(PolledEvent {
-            _event: event,
-            _text: text,
-        });
+        *lock(&c.polled) = Some(PolledEvent { _event: event, _text: text });
         write_out!(out_event, c_event);
         LC_STATUS_OK
     })
@@ -383,10 +358,7 @@ pub unsafe extern "C" fn lc_client_poll_messages(
     with_client(client, |c| {
         require_out!(out_count, "out_count");
         if (buffer.is_null() && buffer_len > 0) || (lengths.is_null() && max_messages > 0) {
-            return fail(
-                LC_STATUS_NULL_ARGUMENT,
-                "buffer or lengths is NULL but its size is not 0",
-            );
+            return fail(LC_STATUS_NULL_ARGUMENT, "buffer or lengths is NULL but its size is not 0");
         }
         let buffer: &mut [u8] = if buffer_len == 0 {
             &mut []
@@ -400,11 +372,7 @@ pub unsafe extern "C" fn lc_client_poll_messages(
             // SAFETY: non-NULL, and the caller promises room for `max_messages` lengths for the call.
             unsafe { std::slice::from_raw_parts_mut(lengths, max_messages) }
         };
-        let timeout = if timeout_ms < 0 {
-            Duration::MAX
-        } else {
-            Duration::from_millis(timeout_ms as u64)
-        };
+        let timeout = if timeout_ms < 0 { Duration::MAX } else { Duration::from_millis(timeout_ms as u64) };
         let (mut count, mut used, mut refused) = (0usize, 0usize, None);
         let result = c.client.poll_messages(timeout, |message| {
             if count == lengths.len() || used + message.len() > buffer.len() {
@@ -423,10 +391,7 @@ pub unsafe extern "C" fn lc_client_poll_messages(
             (Ok(None), _) => LC_STATUS_TIMEOUT,
             (Ok(Some(0)), Some(needed)) if needed > buffer.len() => fail(
                 LC_STATUS_INVALID_ARGUMENT,
-                format!(
-                    "buffer of {} bytes is too small: the next message has {needed} bytes",
-                    buffer.len()
-                ),
+                format!("buffer of {} bytes is too small: the next message has {needed} bytes", buffer.len()),
             ),
             (Ok(Some(_)), _) => LC_STATUS_OK,
         }
@@ -439,10 +404,7 @@ pub unsafe extern "C" fn lc_client_poll_messages(
 /// LC_STATUS_TIMEOUT. Owned by the client: do not read, write or close it;
 /// it is closed by lc_client_free().
 #[no_mangle]
-pub unsafe extern "C" fn lc_client_event_fd(
-    client: *const lc_client,
-    out_fd: *mut c_int,
-) -> lc_status {
+pub unsafe extern "C" fn lc_client_event_fd(client: *const lc_client, out_fd: *mut c_int) -> lc_status {
     with_client(client, |c| {
         require_out!(out_fd, "out_fd");
         write_out!(out_fd, c.client.event_fd());

@@ -9,8 +9,7 @@ use crate::log::{self, Level, LogSink};
 
 /// Receives a log line. `level`: 1 error, 2 warning, 3 info, 4 debug.
 /// `message` is borrowed for the duration of the call.
-pub type lc_log_cb =
-    Option<unsafe extern "C" fn(user_data: *mut c_void, level: u32, message: *const c_char)>;
+pub type lc_log_cb = Option<unsafe extern "C" fn(user_data: *mut c_void, level: u32, message: *const c_char)>;
 
 struct CLogSink {
     callback: unsafe extern "C" fn(*mut c_void, u32, *const c_char),
@@ -41,11 +40,7 @@ impl LogSink for CLogSink {
 ///
 /// Returns LC_STATUS_INVALID_ARGUMENT for a level outside 1..4.
 #[no_mangle]
-pub extern "C" fn lc_set_log_callback(
-    callback: lc_log_cb,
-    user_data: *mut c_void,
-    max_level: u32,
-) -> lc_status {
+pub extern "C" fn lc_set_log_callback(callback: lc_log_cb, user_data: *mut c_void, max_level: u32) -> lc_status {
     ffi_guard!({
         boundary::init();
         let level = match max_level {
@@ -53,19 +48,9 @@ pub extern "C" fn lc_set_log_callback(
             2 => Level::Warn,
             3 => Level::Info,
             4 => Level::Debug,
-            _ => {
-                return fail(
-                    LC_STATUS_INVALID_ARGUMENT,
-                    "log level must be 1 (error) to 4 (debug)",
-                )
-            }
+            _ => return fail(LC_STATUS_INVALID_ARGUMENT, "log level must be 1 (error) to 4 (debug)"),
         };
-        let sink = callback.map(|callback| {
-            Arc::new(CLogSink {
-                callback,
-                user_data,
-            }) as Arc<dyn LogSink>
-        });
+        let sink = callback.map(|callback| Arc::new(CLogSink { callback, user_data }) as Arc<dyn LogSink>);
         log::set_sink(sink, level);
         LC_STATUS_OK
     })

@@ -151,9 +151,7 @@ mod tests {
             LC_STATUS_PANIC,
         ] {
             // SAFETY: lc_status_name returns a static NUL-terminated string.
-            let name = unsafe { CStr::from_ptr(lc_status_name(s as u32)) }
-                .to_str()
-                .unwrap();
+            let name = unsafe { CStr::from_ptr(lc_status_name(s as u32)) }.to_str().unwrap();
             assert_eq!(name, format!("{s:?}"));
         }
     }
@@ -162,16 +160,11 @@ mod tests {
     fn last_error_is_per_thread_and_never_null() {
         fail(LC_STATUS_CLOSED, "here");
         // SAFETY: the pointer is valid until the next call on this thread.
-        let here = unsafe { CStr::from_ptr(lc_last_error_message()) }
-            .to_str()
-            .unwrap()
-            .to_owned();
+        let here = unsafe { CStr::from_ptr(lc_last_error_message()) }.to_str().unwrap().to_owned();
         assert_eq!(here, "here");
         let there = std::thread::spawn(|| {
             // SAFETY: as above, on the spawned thread.
-            unsafe { CStr::from_ptr(lc_last_error_message()) }
-                .to_bytes()
-                .len()
+            unsafe { CStr::from_ptr(lc_last_error_message()) }.to_bytes().len()
         })
         .join()
         .unwrap();

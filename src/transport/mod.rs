@@ -22,6 +22,8 @@ pub struct ConnectOptions {
     pub headers: Vec<(String, String)>,
     /// WebSocket subprotocols to offer, most preferred first.
     pub subprotocols: Vec<String>,
+    /// TLS, for `tls://` and `wss://` URLs.
+    pub tls: Option<crate::tls::Tls>,
 }
 
 /// The receiving half of a connection.
@@ -46,9 +48,9 @@ pub struct Connection {
 /// Opens a connection, resolving the host name anew.
 pub async fn connect(endpoint: &Endpoint, options: &ConnectOptions) -> io::Result<Connection> {
     match (endpoint.scheme, endpoint.framing) {
-        (Scheme::Tcp, Some(framing)) => tcp::connect(endpoint, framing, options).await,
-        (Scheme::Tcp, None) => unreachable!("the URL parser gives every tcp URL a framing"),
-        (Scheme::Ws, _) => ws::connect(endpoint, options).await,
+        (Scheme::Tcp | Scheme::Tls, Some(framing)) => tcp::connect(endpoint, framing, options).await,
+        (Scheme::Tcp | Scheme::Tls, None) => unreachable!("the URL parser gives every tcp URL a framing"),
+        (Scheme::Ws | Scheme::Wss, _) => ws::connect(endpoint, options).await,
     }
 }
 
@@ -77,9 +79,7 @@ impl FrameBatch {
 
     /// The frames as owned values.
     pub fn to_frames(&self) -> impl Iterator<Item = Frame> + '_ {
-        self.frames
-            .iter()
-            .map(|(kind, range)| Frame::new(*kind, self.payload(range)))
+        self.frames.iter().map(|(kind, range)| Frame::new(*kind, self.payload(range)))
     }
 }
 

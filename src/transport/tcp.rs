@@ -4,8 +4,7 @@ use std::io;
 use std::net::SocketAddr;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{lookup_host, TcpStream};
 
 use super::{ConnectOptions, Connection, FrameBatch, Reader, Writer};
@@ -21,25 +20,19 @@ const WRITE_CHUNK: usize = 256 * 1024;
 const MAX_FRAMES_PER_READ: usize = 1024;
 
 /// Connects and frames the connection in `framing`.
-pub async fn connect(
-    endpoint: &Endpoint,
-    framing: Framing,
-    options: &ConnectOptions,
-) -> io::Result<Connection> {
+pub async fn connect(endpoint: &Endpoint, framing: Framing, options: &ConnectOptions) -> io::Result<Connection> {
     let (stream, peer) = connect_stream(&endpoint.host, endpoint.port).await?;
-    let (reader, writer) = split(stream, framing, options.max_frame_size);
-    Ok(Connection {
-        reader: Reader::Tcp(reader),
-        writer: Writer::Tcp(writer),
-        peer: peer.to_string(),
-    })
+    let (reader, writer) = match &options.tls {
+        Some(tls) => split_io(tls.connect(stream, &endpoint.host).await?, framing, options.max_frame_size),
+        None => split(stream, framing, options.max_frame_size),
+    };
+    Ok(Connection { reader: Reader::Tcp(reader), writer: Writer::Tcp(writer), peer: peer.to_string() })
 }
 
 /// Resolves the host (on every call) and tries each address in turn.
 pub async fn connect_stream(host: &str, port: u16) -> io::Result<(TcpStream, SocketAddr)> {
     let addrs: Vec<_> = lookup_host((host, port)).await?.collect();
-    let mut last_error =
-        io::Error::new(io::ErrorKind::NotFound, "host name resolved to no address");
+    let mut last_error = io::Error::new(io::ErrorKind::NotFound, "host name resolved to no address");
     for addr in addrs {
         match TcpStream::connect(addr).await {
             Ok(stream) => {
@@ -52,9 +45,27 @@ pub async fn connect_stream(host: &str, port: u16) -> io::Result<(TcpStream, Soc
     Err(last_error)
 }
 
-/// Splits a connected stream into framed halves (the test server uses this too).
+/// Splits a connected TCP stream into framed halves (the test server uses this too).
 pub fn split(stream: TcpStream, framing: Framing, max_frame_size: usize) -> (TcpReader, TcpWriter) {
     let (read_half, write_half) = stream.into_split();
+    framed(Box::new(read_half), Box::new(write_half), framing, max_frame_size)
+}
+
+/// Splits any stream (a TLS stream, say) into framed halves.
+pub fn split_io<S>(stream: S, framing: Framing, max_frame_size: usize) -> (TcpReader, TcpWriter)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (read_half, write_half) = tokio::io::split(stream);
+    framed(Box::new(read_half), Box::new(write_half), framing, max_frame_size)
+}
+
+fn framed(
+    read_half: Box<dyn AsyncRead + Send + Unpin>,
+    write_half: Box<dyn AsyncWrite + Send + Unpin>,
+    framing: Framing,
+    max_frame_size: usize,
+) -> (TcpReader, TcpWriter) {
     (
         TcpReader {
             stream: read_half,
@@ -72,7 +83,8 @@ pub fn split(stream: TcpStream, framing: Framing, max_frame_size: usize) -> (Tcp
 }
 
 pub struct TcpReader {
-    stream: OwnedReadHalf,
+    /// The receiving half: plain TCP or TLS.
+    stream: Box<dyn AsyncRead + Send + Unpin>,
     codec: Codec,
     /// Bytes read but not yet decoded.
     buf: BytesMut,
@@ -119,8 +131,7 @@ impl TcpReader {
                 return Err(e);
             }
             // `needed` passed the size check, so growing to it is bounded.
-            self.buf
-                .reserve(needed.saturating_sub(self.buf.len()).max(READ_CHUNK / 4));
+            self.buf.reserve(needed.saturating_sub(self.buf.len()).max(READ_CHUNK / 4));
             if self.stream.read_buf(&mut self.buf).await? == 0 {
                 return match self.buf.len() {
                     0 => Ok(false),
@@ -132,7 +143,8 @@ impl TcpReader {
 }
 
 pub struct TcpWriter {
-    stream: OwnedWriteHalf,
+    /// The sending half: plain TCP or TLS.
+    stream: Box<dyn AsyncWrite + Send + Unpin>,
     framing: Framing,
     codec: Codec,
     /// Encoded bytes waiting to be written; reused between writes.
@@ -152,10 +164,7 @@ impl TcpWriter {
         while !batch.is_done() {
             if let Some(framing) = batch.framing() {
                 // Already framed by the outbox: hand stretches of it to the socket as they are.
-                debug_assert_eq!(
-                    framing, self.framing,
-                    "the outbox frames for this connection"
-                );
+                debug_assert_eq!(framing, self.framing, "the outbox frames for this connection");
                 let (count, bytes) = batch.next_chunk(WRITE_CHUNK);
                 self.stream.write_all(bytes).await?;
                 batch.mark_sent(count);

@@ -10,7 +10,7 @@ use std::io;
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::error::CapacityError;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
@@ -28,17 +28,21 @@ use crate::outbox::Batch;
 /// Payload bytes sent before the sink is flushed mid-batch.
 const WRITE_CHUNK: usize = 256 * 1024;
 
-type Ws = WebSocketStream<TcpStream>;
+/// A byte stream WebSocket runs on: plain TCP or TLS.
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
+type Ws = WebSocketStream<Box<dyn Io>>;
 
 /// Connects, then performs the WebSocket handshake with the configured headers and subprotocols.
 pub async fn connect(endpoint: &Endpoint, options: &ConnectOptions) -> io::Result<Connection> {
     let (stream, peer) = super::tcp::connect_stream(&endpoint.host, endpoint.port).await?;
-    let host = if endpoint.host.contains(':') {
-        format!("[{}]", endpoint.host)
-    } else {
-        endpoint.host.clone()
+    let stream: Box<dyn Io> = match &options.tls {
+        Some(tls) => Box::new(tls.connect(stream, &endpoint.host).await?),
+        None => Box::new(stream),
     };
-    let url = format!("ws://{host}:{}{}", endpoint.port, endpoint.resource);
+    let host = if endpoint.host.contains(':') { format!("[{}]", endpoint.host) } else { endpoint.host.clone() };
+    let url = format!("{}://{host}:{}{}", endpoint.scheme.name(), endpoint.port, endpoint.resource);
     let mut request = url.into_client_request().map_err(io_error)?;
     for (name, value) in &options.headers {
         let name = HeaderName::from_bytes(name.as_bytes()).map_err(io::Error::other)?;
@@ -46,16 +50,11 @@ pub async fn connect(endpoint: &Endpoint, options: &ConnectOptions) -> io::Resul
         request.headers_mut().append(name, value);
     }
     if !options.subprotocols.is_empty() {
-        let offered =
-            HeaderValue::from_str(&options.subprotocols.join(", ")).map_err(io::Error::other)?;
-        request
-            .headers_mut()
-            .insert("sec-websocket-protocol", offered);
+        let offered = HeaderValue::from_str(&options.subprotocols.join(", ")).map_err(io::Error::other)?;
+        request.headers_mut().insert("sec-websocket-protocol", offered);
     }
     let (ws, _response) =
-        client_async_with_config(request, stream, Some(config(options.max_frame_size)))
-            .await
-            .map_err(io_error)?;
+        client_async_with_config(request, stream, Some(config(options.max_frame_size))).await.map_err(io_error)?;
     let (sink, stream) = ws.split();
     Ok(Connection {
         reader: Reader::Ws(WsReader { stream }),
@@ -65,19 +64,14 @@ pub async fn connect(endpoint: &Endpoint, options: &ConnectOptions) -> io::Resul
 }
 
 /// Accepts a WebSocket handshake on a server's connection (the test server uses this).
-pub async fn accept(
-    stream: TcpStream,
-    max_frame_size: usize,
-) -> Result<(WsReader, WsWriter), WsError> {
+pub async fn accept(stream: Box<dyn Io>, max_frame_size: usize) -> Result<(WsReader, WsWriter), WsError> {
     let ws = accept_async_with_config(stream, Some(config(max_frame_size))).await?;
     let (sink, stream) = ws.split();
     Ok((WsReader { stream }, WsWriter { sink }))
 }
 
 fn config(max_frame_size: usize) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .max_message_size(Some(max_frame_size))
-        .max_frame_size(Some(max_frame_size))
+    WebSocketConfig::default().max_message_size(Some(max_frame_size)).max_frame_size(Some(max_frame_size))
 }
 
 fn io_error(e: WsError) -> io::Error {
@@ -97,9 +91,7 @@ impl WsReader {
         batch.clear();
         loop {
             let message = match self.stream.next().await {
-                None | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => {
-                    return Ok(false)
-                }
+                None | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => return Ok(false),
                 Some(Err(e)) => return Err(codec_error(e)),
                 Some(Ok(message)) => message,
             };
@@ -109,9 +101,7 @@ impl WsReader {
                 Message::Ping(data) => (FrameType::Ping, data),
                 Message::Pong(data) => (FrameType::Pong, data),
                 Message::Close(frame) => {
-                    let (code, reason) = frame.map_or((1005, String::new()), |f| {
-                        (f.code.into(), f.reason.to_string())
-                    });
+                    let (code, reason) = frame.map_or((1005, String::new()), |f| (f.code.into(), f.reason.to_string()));
                     (FrameType::Close, close_payload(code, &reason))
                 }
                 Message::Frame(_) => continue,
@@ -127,10 +117,7 @@ fn codec_error(e: WsError) -> CodecError {
     match e {
         WsError::Io(e) => CodecError::Io(e),
         WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => {
-            CodecError::FrameTooLarge {
-                len: size,
-                max: max_size,
-            }
+            CodecError::FrameTooLarge { len: size, max: max_size }
         }
         other => CodecError::Protocol(other.to_string()),
     }
@@ -185,10 +172,7 @@ fn control_message(frame: &Frame) -> Option<Message> {
         Frame::Pong(_) | Frame::Hello(_) => return None,
         Frame::Close(p) => {
             let (code, reason) = parse_close_payload(p);
-            Message::Close(Some(CloseFrame {
-                code: CloseCode::from(code),
-                reason: reason.into(),
-            }))
+            Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.into() }))
         }
         Frame::Data(p) => Message::binary(p.clone()),
         Frame::Text(p) => Message::text(String::from_utf8_lossy(p).into_owned()),

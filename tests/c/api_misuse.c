@@ -51,6 +51,19 @@ int main(int argc, char **argv) {
     CHECK_STATUS(lc_config_add_header(config, "Authorization", "Bearer t0ken"), LC_STATUS_OK);
     CHECK_STATUS(lc_config_add_subprotocol(config, "chat v1"), LC_STATUS_INVALID_ARGUMENT);
     CHECK_STATUS(lc_config_add_subprotocol(config, "chat.v1"), LC_STATUS_OK);
+    CHECK_STATUS(lc_config_set_tls_ca_file(config, NULL), LC_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(lc_config_set_tls_server_name(config, "\xc3\x28"), LC_STATUS_INVALID_UTF8);
+    CHECK_STATUS(lc_config_set_tls_dangerous_skip_verification(NULL, true), LC_STATUS_NULL_ARGUMENT);
+    {
+        /* A CA file that cannot be read makes lc_client_new fail, naming the file. */
+        lc_config *tls = NULL;
+        lc_client *never = NULL;
+        CHECK_STATUS(lc_config_new("tls://127.0.0.1:1", &tls), LC_STATUS_OK);
+        CHECK_STATUS(lc_config_set_tls_ca_file(tls, "/nonexistent/ca.pem"), LC_STATUS_OK);
+        CHECK_STATUS(lc_client_new(tls, &never), LC_STATUS_INVALID_ARGUMENT);
+        CHECK(never == NULL && strstr(lc_last_error_message(), "/nonexistent/ca.pem") != NULL);
+        lc_config_free(tls);
+    }
 
     /* Limits and sends on a client that is never connected. */
     CHECK_STATUS(lc_config_set_outbox_limits(config, 2, 1024), LC_STATUS_OK);

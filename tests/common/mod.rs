@@ -15,6 +15,8 @@ pub struct Server {
     /// Every line the server printed so far.
     pub log: Arc<Mutex<Vec<String>>>,
     extra: Vec<String>,
+    /// The self-signed certificate of the TLS listeners, if any.
+    pub certificate: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -23,6 +25,9 @@ pub struct Ports {
     pub length: u16,
     pub line: u16,
     pub ws: u16,
+    /// Only when started with `--tls-port` / `--wss-port`.
+    pub tls: u16,
+    pub wss: u16,
 }
 
 impl Server {
@@ -59,9 +64,7 @@ impl Server {
                 log2.lock().unwrap().push(line);
             }
         });
-        ready_rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("server became ready");
+        ready_rx.recv_timeout(Duration::from_secs(10)).expect("server became ready");
         let mut found = Ports::default();
         for line in log.lock().unwrap().iter() {
             let mut parts = line.split_whitespace();
@@ -69,28 +72,20 @@ impl Server {
                 continue;
             }
             let framing = parts.next().unwrap();
-            let port: u16 = parts
-                .next()
-                .unwrap()
-                .rsplit(':')
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap();
+            let port: u16 = parts.next().unwrap().rsplit(':').next().unwrap().parse().unwrap();
             match framing {
                 "longconn" => found.longconn = port,
                 "length" => found.length = port,
                 "line" => found.line = port,
                 "ws" => found.ws = port,
+                "tls" => found.tls = port,
+                "wss" => found.wss = port,
                 _ => {}
             }
         }
-        Server {
-            child,
-            ports: found,
-            log,
-            extra,
-        }
+        let certificate =
+            log.lock().unwrap().iter().find_map(|l| l.strip_prefix("tls certificate ").map(std::path::PathBuf::from));
+        Server { child, ports: found, log, extra, certificate }
     }
 
     pub fn pid(&self) -> u32 {
@@ -114,11 +109,7 @@ impl Server {
 
     /// Sends a signal by name (STOP, CONT) with the kill command.
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.pid().to_string())
-            .status()
-            .unwrap();
+        let status = Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status().unwrap();
         assert!(status.success());
     }
 
@@ -139,21 +130,14 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-CONT")
-            .arg(self.pid().to_string())
-            .status();
+        let _ = Command::new("kill").arg("-CONT").arg(self.pid().to_string()).status();
         self.kill();
     }
 }
 
 /// Polls `client` until `matches` accepts an event or `within` passes.
 /// Returns every event seen, the matching one last.
-pub fn wait_for(
-    client: &Client,
-    within: Duration,
-    mut matches: impl FnMut(&Event) -> bool,
-) -> Vec<Event> {
+pub fn wait_for(client: &Client, within: Duration, mut matches: impl FnMut(&Event) -> bool) -> Vec<Event> {
     let deadline = Instant::now() + within;
     let mut seen = Vec::new();
     loop {

@@ -35,8 +35,12 @@ class Server:
             text=True,
         )
         self.ports: dict[str, int] = {}
+        #: The self-signed certificate of the TLS listeners, if any.
+        self.certificate: Optional[str] = None
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
+            if line.startswith("tls certificate "):
+                self.certificate = line.split(" ", 2)[2].strip()
             if line.startswith("listening "):
                 _, framing, addr = line.split()
                 self.ports[framing] = int(addr.rsplit(":", 1)[1])

@@ -171,3 +171,20 @@ def test_longconn_server_websocket_listener_and_chat_page(server_factory):
         assert next_message(line_client).text.endswith(": hello line")
     page = urllib.request.urlopen(f"http://127.0.0.1:{server.ports['ws']}/", timeout=WITHIN).read().decode()
     assert "<title>longconn chat</title>" in page and "new WebSocket" in page
+
+
+def test_tls_and_wss_with_a_ca_file_and_a_clear_error_without(server_factory):
+    server = server_factory("echo", "--tls-port", "0", "--wss-port", "0")
+    assert server.certificate is not None
+    for url in (f"tls://127.0.0.1:{server.ports['tls']}", f"wss://localhost:{server.ports['wss']}/"):
+        with longconn.Client(url, tls_ca_file=server.certificate) as client:
+            client.connect()
+            client.send_text("secret")
+            assert next_message(client).text == "secret"
+    with longconn.Client(f"wss://127.0.0.1:{server.ports['wss']}/", reconnect=longconn.Reconnect(initial=0.05)) as client:
+        client.connect()
+        error = next_event(client, EventKind.ERROR)
+        assert "unknown issuer" in error.text
+        next_event(client, EventKind.RECONNECT_SCHEDULED)
+    with pytest.raises(longconn.InvalidArgumentError, match="cannot read CA file"):
+        longconn.Client("tls://127.0.0.1:1", tls_ca_file="/nonexistent/ca.pem")

@@ -7,6 +7,8 @@ use longconn::codec::{Framing, DEFAULT_MAX_FRAME_SIZE};
 
 pub const USAGE: &str = "usage: longconn-server [--mode chat|echo|sink] [--host ADDR]
        [--longconn-port N] [--length-port N] [--line-port N] [--ws-port N]
+       [--tls-port N] [--wss-port N] [--cert FILE --key FILE]   (TLS: a self-signed
+                                                    certificate is made when no files are given)
                                                     (0: any free port, off: disabled)
        [--idle-timeout SECONDS] [--max-frame BYTES] [--plain-ping TEXT] [--plain-pong TEXT]
        [--threads N] [--quiet]
@@ -39,6 +41,13 @@ pub struct Args {
     pub line_port: Option<u16>,
     /// WebSocket, with the chat page at `/`.
     pub ws_port: Option<u16>,
+    /// The longconn protocol over TLS.
+    pub tls_port: Option<u16>,
+    /// WebSocket over TLS.
+    pub wss_port: Option<u16>,
+    /// PEM certificate chain and key for the TLS listeners.
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
     /// Clients silent for longer are disconnected; zero disables eviction.
     pub idle_timeout: Duration,
     pub max_frame: usize,
@@ -58,6 +67,10 @@ impl Args {
             length_port: Some(7071),
             line_port: Some(7072),
             ws_port: Some(7080),
+            tls_port: None,
+            wss_port: None,
+            cert: None,
+            key: None,
             idle_timeout: Duration::from_secs(60),
             max_frame: DEFAULT_MAX_FRAME_SIZE,
             plain_ping: Bytes::from_static(b"ping"),
@@ -74,10 +87,7 @@ impl Args {
                 return Err("help requested".into());
             }
             let value = argv.next().ok_or_else(|| format!("{flag} needs a value"))?;
-            let number = |v: &str| {
-                v.parse::<u64>()
-                    .map_err(|_| format!("{flag}: {v:?} is not a number"))
-            };
+            let number = |v: &str| v.parse::<u64>().map_err(|_| format!("{flag}: {v:?} is not a number"));
             match flag.as_str() {
                 "--mode" => {
                     args.mode = match value.as_str() {
@@ -92,6 +102,10 @@ impl Args {
                 "--length-port" => args.length_port = port(&value)?,
                 "--line-port" => args.line_port = port(&value)?,
                 "--ws-port" => args.ws_port = port(&value)?,
+                "--tls-port" => args.tls_port = port(&value)?,
+                "--wss-port" => args.wss_port = port(&value)?,
+                "--cert" => args.cert = Some(value.into()),
+                "--key" => args.key = Some(value.into()),
                 "--idle-timeout" => args.idle_timeout = Duration::from_secs(number(&value)?),
                 "--max-frame" => args.max_frame = number(&value)? as usize,
                 "--plain-ping" => args.plain_ping = Bytes::from(value.into_bytes()),
@@ -110,6 +124,8 @@ impl Args {
             (Listener::Tcp(Framing::Length), self.length_port),
             (Listener::Tcp(Framing::Line), self.line_port),
             (Listener::WebSocket, self.ws_port),
+            (Listener::Tls(Framing::Longconn), self.tls_port),
+            (Listener::Wss, self.wss_port),
         ]
         .into_iter()
         .filter_map(|(l, p)| p.map(|p| (l, p)))
@@ -123,6 +139,10 @@ pub enum Listener {
     Tcp(Framing),
     /// WebSocket; also serves the chat page to plain HTTP requests.
     WebSocket,
+    /// A TCP framing over TLS.
+    Tls(Framing),
+    /// WebSocket over TLS.
+    Wss,
 }
 
 impl Listener {
@@ -131,7 +151,21 @@ impl Listener {
         match self {
             Listener::Tcp(framing) => framing.name(),
             Listener::WebSocket => "ws",
+            Listener::Tls(_) => "tls",
+            Listener::Wss => "wss",
         }
+    }
+
+    /// The TCP framing, if this is not WebSocket.
+    pub fn framing(self) -> Option<Framing> {
+        match self {
+            Listener::Tcp(framing) | Listener::Tls(framing) => Some(framing),
+            Listener::WebSocket | Listener::Wss => None,
+        }
+    }
+
+    pub fn is_tls(self) -> bool {
+        matches!(self, Listener::Tls(_) | Listener::Wss)
     }
 }
 
@@ -139,8 +173,5 @@ fn port(value: &str) -> Result<Option<u16>, String> {
     if value == "off" {
         return Ok(None);
     }
-    value
-        .parse()
-        .map(Some)
-        .map_err(|_| format!("bad port {value:?}"))
+    value.parse().map(Some).map_err(|_| format!("bad port {value:?}"))
 }

@@ -12,6 +12,7 @@ mod args;
 mod page;
 mod room;
 mod session;
+mod tls;
 
 use std::sync::Arc;
 
@@ -42,16 +43,23 @@ fn main() {
 async fn serve(args: Args) -> std::io::Result<()> {
     let args = Arc::new(args);
     let room = Arc::new(Room::new(args.mode));
+    let tls = if args.listeners().iter().any(|(kind, _)| kind.is_tls()) {
+        let (acceptor, cert) = tls::acceptor(args.cert.as_deref(), args.key.as_deref())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        // Clients (and tests) trust this file as their CA file.
+        println!("tls certificate {}", cert.display());
+        Some(acceptor)
+    } else {
+        None
+    };
     let mut tasks = Vec::new();
     for (kind, port) in args.listeners() {
         let listener = TcpListener::bind((args.host.as_str(), port))
             .await
-            .map_err(|e| {
-                std::io::Error::new(e.kind(), format!("bind {}:{port}: {e}", args.host))
-            })?;
+            .map_err(|e| std::io::Error::new(e.kind(), format!("bind {}:{port}: {e}", args.host)))?;
         // Tests and scripts read this line to learn the port (0 picks a free one).
         println!("listening {} {}", kind.name(), listener.local_addr()?);
-        let (args, room) = (args.clone(), room.clone());
+        let (args, room, tls) = (args.clone(), room.clone(), tls.clone());
         tasks.push(tokio::spawn(async move {
             loop {
                 match listener.accept().await {
@@ -60,6 +68,7 @@ async fn serve(args: Args) -> std::io::Result<()> {
                             stream,
                             peer,
                             kind,
+                            tls.clone(),
                             args.clone(),
                             room.clone(),
                         ));

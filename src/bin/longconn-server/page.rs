@@ -25,8 +25,7 @@ pub async fn is_websocket_upgrade(stream: &TcpStream) -> bool {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     let head = String::from_utf8_lossy(&head[..seen]).to_ascii_lowercase();
-    head.lines()
-        .any(|line| line.starts_with("upgrade:") && line.contains("websocket"))
+    head.lines().any(|line| line.starts_with("upgrade:") && line.contains("websocket"))
 }
 
 /// Answers a plain HTTP request with the chat page and closes.

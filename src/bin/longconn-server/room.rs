@@ -25,11 +25,7 @@ pub struct Room {
 
 impl Room {
     pub fn new(mode: Mode) -> Room {
-        Room {
-            mode,
-            next_id: AtomicU64::new(1),
-            members: Mutex::new(HashMap::new()),
-        }
+        Room { mode, next_id: AtomicU64::new(1), members: Mutex::new(HashMap::new()) }
     }
 
     /// Registers a client; returns its id, name and mailbox.
@@ -39,20 +35,11 @@ impl Room {
         let (tx, rx) = mpsc::channel(MAILBOX_CAPACITY);
         let online = {
             let mut members = self.members.lock().unwrap();
-            members.insert(
-                id,
-                Member {
-                    name: name.clone(),
-                    mailbox: tx,
-                },
-            );
+            members.insert(id, Member { name: name.clone(), mailbox: tx });
             members.len()
         };
         if self.mode == Mode::Chat {
-            self.broadcast(
-                id,
-                Bytes::from(format!("* {name} joined ({online} online)")),
-            );
+            self.broadcast(id, Bytes::from(format!("* {name} joined ({online} online)")));
         }
         (id, name, rx)
     }
@@ -61,10 +48,7 @@ impl Room {
         let removed = self.members.lock().unwrap().remove(&id);
         if let (Some(member), Mode::Chat) = (removed, self.mode) {
             let online = self.members.lock().unwrap().len();
-            self.broadcast(
-                id,
-                Bytes::from(format!("* {} left ({online} online)", member.name)),
-            );
+            self.broadcast(id, Bytes::from(format!("* {} left ({online} online)", member.name)));
         }
     }
 
@@ -72,7 +56,6 @@ impl Room {
     /// full is too slow to keep up and is dropped from the room.
     pub fn broadcast(&self, from: u64, message: Bytes) {
         let mut members = self.members.lock().unwrap();
-        members
-            .retain(|&id, member| id == from || member.mailbox.try_send(message.clone()).is_ok());
+        members.retain(|&id, member| id == from || member.mailbox.try_send(message.clone()).is_ok());
     }
 }

@@ -9,6 +9,7 @@ use longconn::codec::longconn::{close_payload, hello_payload};
 use longconn::codec::{Codec, CodecError, Frame, FrameType, Framing, PROTOCOL_VERSION};
 use longconn::transport::{tcp, ws, FrameBatch, Reader, Writer};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
 
 use crate::args::{Args, Listener, Mode};
 use crate::page;
@@ -25,11 +26,12 @@ pub async fn serve_client(
     stream: TcpStream,
     peer: SocketAddr,
     listener: Listener,
+    tls: Option<TlsAcceptor>,
     args: Arc<Args>,
     room: Arc<Room>,
 ) {
     let _ = stream.set_nodelay(true);
-    let opened = tokio::time::timeout(HELLO_TIMEOUT, open(stream, listener, &args)).await;
+    let opened = tokio::time::timeout(HELLO_TIMEOUT, open(stream, listener, tls.as_ref(), &args)).await;
     let (mut reader, mut writer, mut batch) = match opened {
         Ok(Ok(Some(open))) => open,
         Ok(Ok(None)) => return, // a web page was served; not a client
@@ -40,13 +42,7 @@ pub async fn serve_client(
     if !args.quiet {
         println!("connect {name} {} from {peer}", listener.name());
     }
-    let client = Client {
-        id,
-        name: &name,
-        listener,
-        args: &args,
-        room: &room,
-    };
+    let client = Client { id, name: &name, listener, args: &args, room: &room };
     let mut replies = Replies::new(listener, args.max_frame);
     let mut mail = Vec::with_capacity(64);
     let mut last_heard = Instant::now();
@@ -74,7 +70,7 @@ pub async fn serve_client(
                     break "dropped: too slow to keep up with the room".to_string();
                 }
                 // Chat lines go to browsers and other WebSocket clients as text.
-                let as_frame = if listener == Listener::WebSocket { Frame::Text } else { Frame::Data };
+                let as_frame = if listener.framing().is_none() { Frame::Text } else { Frame::Data };
                 let frames: Vec<Frame> = mail.drain(..).map(as_frame).collect();
                 if writer.write(&frames, None).await.is_err() {
                     break "write failed".to_string();
@@ -104,12 +100,22 @@ fn reject(args: &Args, peer: SocketAddr, why: &str) {
 async fn open(
     stream: TcpStream,
     listener: Listener,
+    tls: Option<&TlsAcceptor>,
     args: &Args,
 ) -> Result<Option<(Reader, Writer, FrameBatch)>, String> {
     let mut batch = FrameBatch::default();
-    match listener {
-        Listener::Tcp(framing) => {
-            let (reader, writer) = tcp::split(stream, framing, args.max_frame);
+    if listener == Listener::WebSocket && !page::is_websocket_upgrade(&stream).await {
+        page::serve(stream).await;
+        return Ok(None);
+    }
+    let stream: Box<dyn ws::Io> = match (listener.is_tls(), tls) {
+        (true, Some(acceptor)) => Box::new(acceptor.accept(stream).await.map_err(|e| format!("TLS handshake: {e}"))?),
+        (true, None) => return Err("no TLS certificate configured".into()),
+        (false, _) => Box::new(stream),
+    };
+    match listener.framing() {
+        Some(framing) => {
+            let (reader, writer) = tcp::split_io(stream, framing, args.max_frame);
             let (mut reader, mut writer) = (Reader::Tcp(reader), Writer::Tcp(writer));
             if framing == Framing::Longconn {
                 // Nothing may reach the client before our hello, so it joins the room only afterwards.
@@ -117,14 +123,8 @@ async fn open(
             }
             Ok(Some((reader, writer, batch)))
         }
-        Listener::WebSocket => {
-            if !page::is_websocket_upgrade(&stream).await {
-                page::serve(stream).await;
-                return Ok(None);
-            }
-            let (reader, writer) = ws::accept(stream, args.max_frame)
-                .await
-                .map_err(|e| e.to_string())?;
+        None => {
+            let (reader, writer) = ws::accept(stream, args.max_frame).await.map_err(|e| e.to_string())?;
             Ok(Some((Reader::Ws(reader), Writer::Ws(writer), batch)))
         }
     }
@@ -132,11 +132,7 @@ async fn open(
 
 /// Waits for the client's hello and answers it. Frames that arrived with the
 /// hello stay in `batch` for the main loop.
-async fn greet(
-    reader: &mut Reader,
-    writer: &mut Writer,
-    batch: &mut FrameBatch,
-) -> Result<(), String> {
+async fn greet(reader: &mut Reader, writer: &mut Writer, batch: &mut FrameBatch) -> Result<(), String> {
     match reader.read_batch(batch).await {
         Ok(true) => {}
         Ok(false) => return Err("closed before hello".into()),
@@ -144,9 +140,7 @@ async fn greet(
     }
     let (kind, range) = batch.frames.first().cloned().ok_or("no hello")?;
     if kind != FrameType::Hello || batch.chunk.get(range.start) != Some(&PROTOCOL_VERSION) {
-        return Err(format!(
-            "expected a version {PROTOCOL_VERSION} hello, got a {kind:?} frame"
-        ));
+        return Err(format!("expected a version {PROTOCOL_VERSION} hello, got a {kind:?} frame"));
     }
     batch.frames.remove(0);
     writer
@@ -164,21 +158,18 @@ enum Replies {
 
 impl Replies {
     fn new(listener: Listener, max_frame: usize) -> Replies {
-        match listener {
-            Listener::Tcp(framing) => Replies::Encoded {
-                codec: Codec::new(framing, max_frame),
-                buf: BytesMut::with_capacity(64 * 1024),
-            },
-            Listener::WebSocket => Replies::Messages(Vec::new()),
+        match listener.framing() {
+            Some(framing) => {
+                Replies::Encoded { codec: Codec::new(framing, max_frame), buf: BytesMut::with_capacity(64 * 1024) }
+            }
+            None => Replies::Messages(Vec::new()),
         }
     }
 
     fn push(&mut self, kind: FrameType, payload: &[u8]) {
         match self {
             Replies::Encoded { codec, buf } => codec.encode_parts(kind, payload, buf),
-            Replies::Messages(frames) => {
-                frames.push(Frame::new(kind, Bytes::copy_from_slice(payload)))
-            }
+            Replies::Messages(frames) => frames.push(Frame::new(kind, Bytes::copy_from_slice(payload))),
         }
     }
 
@@ -210,10 +201,7 @@ struct Client<'a> {
 impl Client<'_> {
     /// Reacts to each frame of a read: answer pings, then act by mode.
     fn handle(&self, batch: &FrameBatch, replies: &mut Replies) {
-        let plain = matches!(
-            self.listener,
-            Listener::Tcp(Framing::Length | Framing::Line)
-        );
+        let plain = matches!(self.listener.framing(), Some(Framing::Length | Framing::Line));
         for (kind, range) in &batch.frames {
             let payload = &batch.chunk[range.clone()];
             match kind {
@@ -242,13 +230,8 @@ impl Client<'_> {
 }
 
 async fn say_goodbye(writer: &mut Writer, listener: Listener, code: u16, reason: &str) {
-    if matches!(
-        listener,
-        Listener::Tcp(Framing::Longconn) | Listener::WebSocket
-    ) {
-        let _ = writer
-            .write(&[Frame::Close(close_payload(code, reason))], None)
-            .await;
+    if matches!(listener.framing(), Some(Framing::Longconn) | None) {
+        let _ = writer.write(&[Frame::Close(close_payload(code, reason))], None).await;
     }
     let _ = writer.shutdown().await;
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import ctypes
+import os
 import threading
 import time
 import weakref
@@ -63,7 +64,9 @@ class Client:
     """A connection to a longconn (or plain length/line framed) server.
 
     ``url`` is ``tcp://host:port`` for the longconn protocol, or with
-    ``?framing=length`` / ``?framing=line``. Times are in seconds. The client
+    ``?framing=length`` / ``?framing=line``; ``ws://host:port/path`` for
+    WebSocket; ``tls://`` and ``wss://`` for the same over TLS (verified
+    against the system's roots, or ``tls_ca_file``). Times are in seconds. The client
     connects in the background after :meth:`connect`, reconnects by itself,
     and keeps messages sent while disconnected.
 
@@ -86,6 +89,10 @@ class Client:
         client_name: Optional[str] = None,
         headers: Optional[Mapping[str, str]] = None,
         subprotocols: Sequence[str] = (),
+        tls_ca_file: Optional[Union[str, "os.PathLike[str]"]] = None,
+        tls_server_name: Optional[str] = None,
+        tls_client_cert: Optional[tuple[Union[str, "os.PathLike[str]"], Union[str, "os.PathLike[str]"]]] = None,
+        tls_dangerous_skip_verification: bool = False,
     ) -> None:
         self._handle: Optional[int] = None
         self._key = 0
@@ -109,6 +116,15 @@ class Client:
                 check(lib.lc_config_add_header(config, name.encode("utf-8"), value.encode("utf-8")))
             for protocol in subprotocols:
                 check(lib.lc_config_add_subprotocol(config, protocol.encode("utf-8")))
+            if tls_ca_file is not None:
+                check(lib.lc_config_set_tls_ca_file(config, os.fsencode(tls_ca_file)))
+            if tls_server_name is not None:
+                check(lib.lc_config_set_tls_server_name(config, tls_server_name.encode("utf-8")))
+            if tls_client_cert is not None:
+                cert, key = tls_client_cert
+                check(lib.lc_config_set_tls_client_cert(config, os.fsencode(cert), os.fsencode(key)))
+            if tls_dangerous_skip_verification:
+                check(lib.lc_config_set_tls_dangerous_skip_verification(config, True))
             handle = ctypes.c_void_p()
             check(lib.lc_client_new(config, ctypes.byref(handle)))
         finally:

@@ -1,0 +1,43 @@
+//! The server's TLS: a certificate and key from files, or a self-signed pair
+//! generated for local use (written to disk, with its path printed, so clients
+//! can trust it as their CA file).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::TlsAcceptor;
+
+/// Builds the acceptor; returns it and the certificate file in use.
+pub fn acceptor(cert: Option<&Path>, key: Option<&Path>) -> Result<(TlsAcceptor, PathBuf), String> {
+    let (cert_file, key_file) = match (cert, key) {
+        (Some(cert), Some(key)) => (cert.to_path_buf(), key.to_path_buf()),
+        (None, None) => self_signed()?,
+        _ => return Err("--cert and --key go together".into()),
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_file)
+        .and_then(|certs| certs.collect())
+        .map_err(|e| format!("cannot read {}: {e}", cert_file.display()))?;
+    let key =
+        PrivateKeyDer::from_pem_file(&key_file).map_err(|e| format!("cannot read {}: {e}", key_file.display()))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("certificate and key do not fit: {e}"))?;
+    Ok((TlsAcceptor::from(Arc::new(config)), cert_file))
+}
+
+/// A certificate for localhost, 127.0.0.1 and ::1, in a directory of its own.
+fn self_signed() -> Result<(PathBuf, PathBuf), String> {
+    let names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    let pair = rcgen::generate_simple_self_signed(names).map_err(|e| e.to_string())?;
+    let dir = std::env::temp_dir().join(format!("longconn-server-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let (cert_file, key_file) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_file, pair.cert.pem()).map_err(|e| e.to_string())?;
+    std::fs::write(&key_file, pair.signing_key.serialize_pem()).map_err(|e| e.to_string())?;
+    Ok((cert_file, key_file))
+}

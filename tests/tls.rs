@@ -4,12 +4,14 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{is_connected, receive_messages, wait_for, Server};
 use longconn::backoff::BackoffPolicy;
 use longconn::tls::TlsSettings;
 use longconn::{Client, ClientConfig, ErrorKind, Event};
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 
 const WITHIN: Duration = Duration::from_secs(10);
 
@@ -94,4 +96,74 @@ fn the_dangerous_switch_accepts_any_certificate() {
     let settings = TlsSettings { dangerous_skip_verification: true, ..TlsSettings::default() };
     let client = client(&format!("tls://127.0.0.1:{}", server.ports.tls), settings);
     wait_for(&client, WITHIN, is_connected);
+}
+
+/// A directory of this test's own for certificate files.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("longconn-tls-test-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write(dir: &Path, file: &str, pem: String) -> PathBuf {
+    let path = dir.join(file);
+    std::fs::write(&path, pem).unwrap();
+    path
+}
+
+#[test]
+fn mutual_tls_needs_the_client_certificate() {
+    let dir = scratch("mtls");
+    // A CA of our own, and a client certificate it signs.
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let client_key = KeyPair::generate().unwrap();
+    let client_cert =
+        CertificateParams::new(vec!["client.test".to_string()]).unwrap().signed_by(&client_key, &issuer).unwrap();
+    let ca_file = write(&dir, "ca.pem", ca_cert.pem());
+    let cert_file = write(&dir, "client.pem", client_cert.pem());
+    let key_file = write(&dir, "client.key", client_key.serialize_pem());
+
+    let server = Server::start("echo", &["--quiet", "--tls-port", "0", "--client-ca", ca_file.to_str().unwrap()]);
+    let url = format!("tls://127.0.0.1:{}", server.ports.tls);
+    let with_cert = client(&url, TlsSettings { client_cert: Some((cert_file, key_file)), ..trusting(&server) });
+    wait_for(&with_cert, WITHIN, is_connected);
+    with_cert.send(b"mutual").unwrap();
+    assert_eq!(receive_messages(&with_cert, 1, WITHIN), vec![b"mutual".to_vec()]);
+
+    // Without a client certificate the server refuses the connection.
+    let without = client(&url, trusting(&server));
+    let events = wait_for(&without, WITHIN, |e| matches!(e, Event::ReconnectScheduled { .. }));
+    assert!(!events.iter().any(is_connected), "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Error { detail, .. } if detail.to_lowercase().contains("certificate"))),
+        "{events:?}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn an_expired_certificate_is_reported_as_expired() {
+    let dir = scratch("expired");
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2020, 1, 1);
+    let cert = params.self_signed(&key).unwrap();
+    let cert_file = write(&dir, "cert.pem", cert.pem());
+    let key_file = write(&dir, "key.pem", key.serialize_pem());
+    let server = Server::start(
+        "echo",
+        &["--quiet", "--tls-port", "0", "--cert", cert_file.to_str().unwrap(), "--key", key_file.to_str().unwrap()],
+    );
+    let settings = TlsSettings { ca_file: Some(cert_file), ..TlsSettings::default() };
+    let client = client(&format!("tls://localhost:{}", server.ports.tls), settings);
+    let detail = first_error_then_retry(&client);
+    assert!(detail.contains("has expired"), "{detail}");
+    let _ = std::fs::remove_dir_all(dir);
 }

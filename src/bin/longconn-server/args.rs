@@ -9,6 +9,7 @@ pub const USAGE: &str = "usage: longconn-server [--mode chat|echo|sink] [--host 
        [--longconn-port N] [--length-port N] [--line-port N] [--ws-port N]
        [--tls-port N] [--wss-port N] [--cert FILE --key FILE]   (TLS: a self-signed
                                                     certificate is made when no files are given)
+       [--client-ca FILE]                           (TLS: require client certificates from this CA)
                                                     (0: any free port, off: disabled)
        [--idle-timeout SECONDS] [--max-frame BYTES] [--plain-ping TEXT] [--plain-pong TEXT]
        [--threads N] [--quiet]
@@ -48,6 +49,8 @@ pub struct Args {
     /// PEM certificate chain and key for the TLS listeners.
     pub cert: Option<std::path::PathBuf>,
     pub key: Option<std::path::PathBuf>,
+    /// CA whose client certificates the TLS listeners require.
+    pub client_ca: Option<std::path::PathBuf>,
     /// Clients silent for longer are disconnected; zero disables eviction.
     pub idle_timeout: Duration,
     pub max_frame: usize,
@@ -71,6 +74,7 @@ impl Args {
             wss_port: None,
             cert: None,
             key: None,
+            client_ca: None,
             idle_timeout: Duration::from_secs(60),
             max_frame: DEFAULT_MAX_FRAME_SIZE,
             plain_ping: Bytes::from_static(b"ping"),
@@ -106,6 +110,7 @@ impl Args {
                 "--wss-port" => args.wss_port = port(&value)?,
                 "--cert" => args.cert = Some(value.into()),
                 "--key" => args.key = Some(value.into()),
+                "--client-ca" => args.client_ca = Some(value.into()),
                 "--idle-timeout" => args.idle_timeout = Duration::from_secs(number(&value)?),
                 "--max-frame" => args.max_frame = number(&value)? as usize,
                 "--plain-ping" => args.plain_ping = Bytes::from(value.into_bytes()),

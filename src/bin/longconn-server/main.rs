@@ -44,7 +44,7 @@ async fn serve(args: Args) -> std::io::Result<()> {
     let args = Arc::new(args);
     let room = Arc::new(Room::new(args.mode));
     let tls = if args.listeners().iter().any(|(kind, _)| kind.is_tls()) {
-        let (acceptor, cert) = tls::acceptor(args.cert.as_deref(), args.key.as_deref())
+        let (acceptor, cert) = tls::acceptor(args.cert.as_deref(), args.key.as_deref(), args.client_ca.as_deref())
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         // Clients (and tests) trust this file as their CA file.
         println!("tls certificate {}", cert.display());

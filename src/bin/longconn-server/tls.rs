@@ -9,8 +9,13 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
-/// Builds the acceptor; returns it and the certificate file in use.
-pub fn acceptor(cert: Option<&Path>, key: Option<&Path>) -> Result<(TlsAcceptor, PathBuf), String> {
+/// Builds the acceptor; returns it and the certificate file in use. With
+/// `client_ca`, clients must present a certificate signed by that CA (mutual TLS).
+pub fn acceptor(
+    cert: Option<&Path>,
+    key: Option<&Path>,
+    client_ca: Option<&Path>,
+) -> Result<(TlsAcceptor, PathBuf), String> {
     let (cert_file, key_file) = match (cert, key) {
         (Some(cert), Some(key)) => (cert.to_path_buf(), key.to_path_buf()),
         (None, None) => self_signed()?,
@@ -21,12 +26,26 @@ pub fn acceptor(cert: Option<&Path>, key: Option<&Path>) -> Result<(TlsAcceptor,
         .map_err(|e| format!("cannot read {}: {e}", cert_file.display()))?;
     let key =
         PrivateKeyDer::from_pem_file(&key_file).map_err(|e| format!("cannot read {}: {e}", key_file.display()))?;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| format!("certificate and key do not fit: {e}"))?;
+        .map_err(|e| e.to_string())?;
+    let builder = match client_ca {
+        Some(path) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for ca in CertificateDer::pem_file_iter(path).map_err(|e| format!("cannot read {}: {e}", path.display()))? {
+                roots
+                    .add(ca.map_err(|e| format!("cannot read {}: {e}", path.display()))?)
+                    .map_err(|e| e.to_string())?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| e.to_string())?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let config = builder.with_single_cert(chain, key).map_err(|e| format!("certificate and key do not fit: {e}"))?;
     Ok((TlsAcceptor::from(Arc::new(config)), cert_file))
 }
 

@@ -31,32 +31,41 @@ const PAYLOAD: [u8; 64] = [b'x'; 64];
 struct Server {
     child: Child,
     port: u16,
+    ws_port: u16,
 }
 
 impl Server {
     fn start(mode: &str) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_longconn-server"))
             .args(["--mode", mode, "--quiet", "--threads", "1"])
-            .args(["--longconn-port", "off", "--line-port", "off", "--length-port", "0"])
+            .args(["--longconn-port", "off", "--line-port", "off", "--length-port", "0", "--ws-port", "0"])
             .stdout(Stdio::piped())
             .spawn()
             .expect("start longconn-server");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut port = 0;
+        let (mut port, mut ws_port) = (0, 0);
         for line in lines.by_ref() {
             let line = line.unwrap();
+            let port_of = |addr: &str| addr.rsplit(':').next().unwrap().parse().unwrap();
             if let Some(addr) = line.strip_prefix("listening length ") {
-                port = addr.rsplit(':').next().unwrap().parse().unwrap();
+                port = port_of(addr);
+            }
+            if let Some(addr) = line.strip_prefix("listening ws ") {
+                ws_port = port_of(addr);
             }
             if line.starts_with("ready") {
                 break;
             }
         }
-        Server { child, port }
+        Server { child, port, ws_port }
     }
 
     fn url(&self) -> String {
         format!("tcp://127.0.0.1:{}?framing=length\0", self.port)
+    }
+
+    fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/\0", self.ws_port)
     }
 }
 
@@ -187,8 +196,8 @@ fn spin_until(counter: &AtomicU64, target: u64, within: Duration) {
     }
 }
 
-fn lc_send_rate(server: &Server, n: u64) -> f64 {
-    let client = Lc::new(&server.url(), None, ptr::null_mut());
+fn lc_send_rate(url: &str, n: u64) -> f64 {
+    let client = Lc::new(url, None, ptr::null_mut());
     client.send(&PAYLOAD);
     client.wait_written(1);
     let start = Instant::now();
@@ -224,9 +233,9 @@ fn lc_send_batch_rate(server: &Server, n: u64) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-fn lc_receive_rate(server: &Server, n: u64) -> f64 {
+fn lc_receive_rate(url: &str, n: u64) -> f64 {
     let received = Counter::new();
-    let client = Lc::new(&server.url(), Some(count_message), received.user_data());
+    let client = Lc::new(url, Some(count_message), received.user_data());
     client.send(&PAYLOAD);
     received.block_until(1, Duration::from_secs(10));
     let start = Instant::now();
@@ -239,9 +248,9 @@ fn lc_receive_rate(server: &Server, n: u64) -> f64 {
     rate
 }
 
-fn lc_round_trips(server: &Server, n: u64) -> Vec<Duration> {
+fn lc_round_trips(url: &str, n: u64) -> Vec<Duration> {
     let received = Counter::new();
-    let client = Lc::new(&server.url(), Some(count_message), received.user_data());
+    let client = Lc::new(url, Some(count_message), received.user_data());
     let mut samples = Vec::with_capacity(n as usize);
     for i in 0..n + 1000 {
         let start = Instant::now();
@@ -404,11 +413,13 @@ fn main() {
     match std::env::var("PART").as_deref() {
         Ok("lc-send") => {
             for _ in 0..runs {
-                println!("{:.0} messages/s", lc_send_rate(&Server::start("sink"), messages));
+                println!("{:.0} messages/s", lc_send_rate(&Server::start("sink").url(), messages));
             }
             return;
         }
-        Ok("lc-receive") => return println!("{:.0} messages/s", lc_receive_rate(&Server::start("echo"), messages)),
+        Ok("lc-receive") => {
+            return println!("{:.0} messages/s", lc_receive_rate(&Server::start("echo").url(), messages))
+        }
         _ => {}
     }
     println!(
@@ -423,19 +434,32 @@ fn main() {
     let (mut base_recv, mut lc_recv) = (vec![], vec![]);
     let (mut b50, mut b99, mut l50, mut l99) = (vec![], vec![], vec![], vec![]);
     let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let ws_messages = env_count("WS_MESSAGES", 500_000);
+    let mut ws = WsFigures::default();
     for _ in 0..runs {
         base_send.push(sink(&|s| rt.block_on(tokio_send_rate(s, messages))));
-        lc_send.push(sink(&|s| lc_send_rate(s, messages)));
+        lc_send.push(sink(&|s| lc_send_rate(&s.url(), messages)));
         lc_send_batch.push(sink(&|s| lc_send_batch_rate(s, messages)));
         base_recv.push(echo(&|s| rt.block_on(tokio_receive_rate(s, messages))));
-        lc_recv.push(echo(&|s| lc_receive_rate(s, messages)));
+        lc_recv.push(echo(&|s| lc_receive_rate(&s.url(), messages)));
         let server = Server::start("echo");
         let mut base = rt.block_on(tokio_round_trips(&server, round_trips));
-        let mut lc = lc_round_trips(&server, round_trips);
+        let mut lc = lc_round_trips(&server.url(), round_trips);
         b50.push(us(percentile(&mut base, 0.50)));
         b99.push(us(percentile(&mut base, 0.99)));
         l50.push(us(percentile(&mut lc, 0.50)));
         l99.push(us(percentile(&mut lc, 0.99)));
+        // WebSocket: the same against tokio-tungstenite.
+        ws.base_send.push(sink(&|s| rt.block_on(ws_baseline::send_rate(s.ws_port, ws_messages))));
+        ws.lc_send.push(sink(&|s| lc_send_rate(&s.ws_url(), ws_messages)));
+        ws.base_recv.push(echo(&|s| rt.block_on(ws_baseline::receive_rate(s.ws_port, ws_messages))));
+        ws.lc_recv.push(echo(&|s| lc_receive_rate(&s.ws_url(), ws_messages)));
+        let mut base = rt.block_on(ws_baseline::round_trips(server.ws_port, round_trips));
+        let mut lc = lc_round_trips(&server.ws_url(), round_trips);
+        ws.b50.push(us(percentile(&mut base, 0.50)));
+        ws.b99.push(us(percentile(&mut base, 0.99)));
+        ws.l50.push(us(percentile(&mut lc, 0.50)));
+        ws.l99.push(us(percentile(&mut lc, 0.99)));
     }
     println!();
     println!("{:<28} {:>34} {:>34} {:>9}", "", "plain tokio", "longconn", "ratio");
@@ -446,4 +470,89 @@ fn main() {
     println!("{:<28} {:>34} {:>34} {:>9}", "", "", "", "diff");
     row_us("round trip p50, us", &spread(b50), &spread(l50));
     row_us("round trip p99, us", &spread(b99), &spread(l99));
+    println!();
+    println!("WebSocket: {ws_messages} x 64-byte binary messages, same server, next to tokio-tungstenite");
+    println!("{:<28} {:>34} {:>34} {:>9}", "", "tokio-tungstenite", "longconn", "ratio");
+    row("ws send, messages/s", &spread(ws.base_send), &spread(ws.lc_send), true);
+    row("ws receive (echo), msgs/s", &spread(ws.base_recv), &spread(ws.lc_recv), true);
+    println!("{:<28} {:>34} {:>34} {:>9}", "", "", "", "diff");
+    row_us("ws round trip p50, us", &spread(ws.b50), &spread(ws.l50));
+    row_us("ws round trip p99, us", &spread(ws.b99), &spread(ws.l99));
+}
+
+#[derive(Default)]
+struct WsFigures {
+    base_send: Vec<f64>,
+    lc_send: Vec<f64>,
+    base_recv: Vec<f64>,
+    lc_recv: Vec<f64>,
+    b50: Vec<f64>,
+    b99: Vec<f64>,
+    l50: Vec<f64>,
+    l99: Vec<f64>,
+}
+
+/// The WebSocket baseline: a plain tokio-tungstenite client.
+mod ws_baseline {
+    use std::time::{Duration, Instant};
+
+    use bytes::Bytes;
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::connect_async;
+    use tokio_tungstenite::tungstenite::Message;
+
+    use super::PAYLOAD;
+
+    async fn connect(
+        port: u16,
+    ) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+        connect_async(format!("ws://127.0.0.1:{port}/")).await.expect("WebSocket connect").0
+    }
+
+    pub async fn send_rate(port: u16, n: u64) -> f64 {
+        let mut ws = connect(port).await;
+        let start = Instant::now();
+        for _ in 0..n {
+            ws.feed(Message::binary(Bytes::from_static(&PAYLOAD))).await.unwrap();
+        }
+        ws.flush().await.unwrap();
+        let rate = n as f64 / start.elapsed().as_secs_f64();
+        let _ = ws.close(None).await;
+        rate
+    }
+
+    pub async fn receive_rate(port: u16, n: u64) -> f64 {
+        let (mut sink, mut stream) = connect(port).await.split();
+        let start = Instant::now();
+        let writer = tokio::spawn(async move {
+            for _ in 0..n {
+                sink.feed(Message::binary(Bytes::from_static(&PAYLOAD))).await.unwrap();
+            }
+            sink.flush().await.unwrap();
+            sink
+        });
+        let mut received = 0;
+        while received < n {
+            if let Some(Ok(Message::Binary(_))) = stream.next().await {
+                received += 1;
+            }
+        }
+        let rate = n as f64 / start.elapsed().as_secs_f64();
+        drop(writer.await.unwrap());
+        rate
+    }
+
+    pub async fn round_trips(port: u16, n: u64) -> Vec<Duration> {
+        let mut ws = connect(port).await;
+        let mut samples = Vec::with_capacity(n as usize);
+        for i in 0..n + 1000 {
+            let start = Instant::now();
+            ws.send(Message::binary(Bytes::from_static(&PAYLOAD))).await.unwrap();
+            while !matches!(ws.next().await, Some(Ok(Message::Binary(_)))) {}
+            if i >= 1000 {
+                samples.push(start.elapsed());
+            }
+        }
+        samples
+    }
 }

@@ -51,6 +51,9 @@ test-c:
 test-python:
 	$(CARGO) build --lib --bin longconn-server
 	$(PYTHON) -m pytest --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet pytest
+	$(PYTHON) -c "import websockets" 2>/dev/null || $(PYTHON) -m pip install --quiet websockets
+	@# The browser test drives Debian's Chromium; playwright-core comes from npm in the test itself.
+	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium)
 	PYTHONPATH=$(ROOT)/bindings/python/src LONGCONN_TARGET_DIR=$(DEBUG) $(PYTHON) -m pytest -q bindings/python/tests
 
 # Installs the Python package with a copy of the release library inside it.

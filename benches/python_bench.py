@@ -51,7 +51,7 @@ asyncio.run(main())
 def start_longconn_server() -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
         [str(REPO / "target/release/longconn-server"), "--mode", "echo", "--quiet", "--threads", "1",
-         "--length-port", "off", "--line-port", "off", "--longconn-port", "0"],
+         "--length-port", "off", "--line-port", "off", "--ws-port", "off", "--longconn-port", "0"],
         stdout=subprocess.PIPE, text=True,
     )
     for line in proc.stdout:

@@ -29,7 +29,7 @@ wait_for() {
 }
 
 start_server() {
-    "$server_bin" --mode chat --longconn-port "$1" --length-port off --line-port "$2" >"$work/server.log" 2>&1 &
+    "$server_bin" --mode chat --longconn-port "$1" --length-port off --line-port "$2" --ws-port off >"$work/server.log" 2>&1 &
     server_pid=$!
     wait_for "$work/server.log" "^ready"
 }

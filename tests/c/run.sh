@@ -23,7 +23,7 @@ failed=0
 pass() { echo "PASS $1"; passed=$((passed + 1)); }
 fail() { echo "FAIL $1"; failed=$((failed + 1)); }
 
-"$target/longconn-server" --mode echo --longconn-port 0 --length-port off --line-port 0 --quiet >"$out/server.log" 2>&1 &
+"$target/longconn-server" --mode echo --longconn-port 0 --length-port off --line-port 0 --ws-port off --quiet >"$out/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 200); do grep -q '^ready' "$out/server.log" && break; sleep 0.05; done
 port=$(sed -n 's/^listening longconn .*:\([0-9]*\)$/\1/p' "$out/server.log")

@@ -26,11 +26,12 @@ class Server:
     def __init__(self, mode: str, *flags: str, ports: Optional[dict[str, int]] = None) -> None:
         self.mode = mode
         self.flags = flags
-        ports = ports or {"longconn": 0, "length": 0, "line": 0}
+        # Every listener on a free port (0), never a fixed one.
+        ports = ports or {"longconn": 0, "length": 0, "line": 0, "ws": 0}
         self.proc = subprocess.Popen(
             [str(SERVER_BIN), "--mode", mode, "--quiet"]
             + ["--longconn-port", str(ports["longconn"]), "--length-port", str(ports["length"])]
-            + ["--line-port", str(ports["line"]), *flags],
+            + ["--line-port", str(ports["line"]), "--ws-port", str(ports.get("ws", 0)), *flags],
             stdout=subprocess.PIPE,
             text=True,
         )

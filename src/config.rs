@@ -82,8 +82,19 @@ impl ClientConfig {
     }
 
     /// Checks that `payload` can be sent as one message: size, no newline in
-    /// line framing, and valid UTF-8 for a text message.
+    /// line framing, and valid UTF-8 for a text message. Inlined on every
+    /// send, so the common case (fits, binary, not line framing) costs a few
+    /// instructions; the rest is out of line.
+    #[inline]
     pub fn check_payload(&self, payload: &[u8], text: bool) -> Result<(), Error> {
+        if payload.len() <= self.max_frame_size && !text && self.endpoint.framing != Some(Framing::Line) {
+            return Ok(());
+        }
+        self.check_payload_in_full(payload, text)
+    }
+
+    #[cold]
+    fn check_payload_in_full(&self, payload: &[u8], text: bool) -> Result<(), Error> {
         let result = match self.framing() {
             Some(framing) => framing.check_payload(payload, self.max_frame_size),
             None if payload.len() > self.max_frame_size => {

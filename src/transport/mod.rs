@@ -76,11 +76,6 @@ impl FrameBatch {
     pub fn payload(&self, range: &Range<usize>) -> Bytes {
         self.chunk.slice(range.clone())
     }
-
-    /// The frames as owned values.
-    pub fn to_frames(&self) -> impl Iterator<Item = Frame> + '_ {
-        self.frames.iter().map(|(kind, range)| Frame::new(*kind, self.payload(range)))
-    }
 }
 
 impl Reader {

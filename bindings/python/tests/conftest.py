@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import threading
-import time
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -87,15 +86,6 @@ def server_factory():
 def echo_server(server_factory) -> Server:
     return server_factory("echo")
 
-
-def wait_until(condition: Callable[[], bool], within: float = WITHIN) -> bool:
-    """Waits for ``condition`` with a deadline, checking whenever woken."""
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.005)
-    return True
 
 
 class Collector:

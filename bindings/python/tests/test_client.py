@@ -142,23 +142,20 @@ def test_a_full_queue_raises_queue_full_and_keeps_what_it_had():
         assert client.close(timeout=0.01) == 3, "never connected: all three unsent"
 
 
-def _register_throwaway_callback(client: longconn.Client, sink: list) -> None:
+def _register_throwaway_callback(client: longconn.Client, sink: Collector) -> None:
     # The only reference to this lambda is the one the client keeps.
-    client.on_message(lambda message: sink.append(bytes(message)))
+    client.on_message(lambda message: sink(bytes(message)))
 
 
 def test_callbacks_stay_alive_through_garbage_collection(echo_server):
-    sink: list = []
+    sink = Collector()
     with longconn.Client(echo_server.url()) as client:
         _register_throwaway_callback(client, sink)
         gc.collect()
         gc.collect()
         client.connect()
         client.send("still here")
-        deadline = time.monotonic() + WITHIN
-        while not sink and time.monotonic() < deadline:
-            time.sleep(0.005)
-        assert sink == [b"still here"]
+        assert sink.wait_for(lambda items: items == [b"still here"])
 
 
 def test_an_exception_in_a_callback_is_logged_and_kept(echo_server, caplog):

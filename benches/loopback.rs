@@ -1,8 +1,14 @@
-//! Loopback benchmark: longconn through its C ABI next to a plain tokio
-//! client speaking the same framing, against the same `longconn-server`
+//! Loopback benchmark: longconn through its C ABI next to plain tokio
+//! clients speaking the same framing, against the same `longconn-server`
 //! process, in one run. Prints figures and ratios; asserts nothing.
 //!
 //!   cargo bench --bench loopback      (MESSAGES=, ROUND_TRIPS=, RUNS= change the sizes)
+//!
+//! Two plain clients: tokio-util's `FramedWrite`/`FramedRead` used the usual
+//! way (one message per `feed()`/`next()`), and a hand-batched client that
+//! encodes into its own buffer and writes 256 KiB at a time.
+//! `PART=lc-send|lc-send-batch|lc-receive|base-send|framed-send` runs one
+//! measurement alone, RUNS times, for profiling and A/B comparisons.
 //!
 //! Measured: messages per second sent through `lc_client_send` (64-byte
 //! messages to a sink, until the last one is written), messages per second
@@ -297,6 +303,21 @@ async fn tokio_send_rate(server: &Server, n: u64) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
+/// The same with tokio-util's `FramedWrite` sink, fed one message at a time
+/// (it writes whenever its buffer passes 8 KiB) and flushed at the end.
+async fn framed_send_rate(server: &Server, n: u64) -> f64 {
+    use futures_util::SinkExt;
+    let stream = connect(server).await;
+    let mut sink = tokio_util::codec::FramedWrite::new(stream, baseline_codec());
+    let start = Instant::now();
+    for _ in 0..n {
+        sink.feed(Bytes::from_static(&PAYLOAD)).await.unwrap();
+    }
+    SinkExt::<Bytes>::flush(&mut sink).await.unwrap();
+    sink.get_mut().shutdown().await.unwrap();
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
 async fn tokio_receive_rate(server: &Server, n: u64) -> f64 {
     let (mut read_half, mut write_half) = connect(server).await.into_split();
     let start = Instant::now();
@@ -324,6 +345,35 @@ async fn tokio_receive_rate(server: &Server, n: u64) -> f64 {
             buf.reserve(64 * 1024);
             assert!(read_half.read_buf(&mut buf).await.unwrap() > 0);
         }
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    drop(writer.await.unwrap());
+    rate
+}
+
+/// The same with tokio-util's `FramedRead` stream, one message per `next()`.
+async fn framed_receive_rate(server: &Server, n: u64) -> f64 {
+    use futures_util::StreamExt;
+    let (read_half, mut write_half) = connect(server).await.into_split();
+    let start = Instant::now();
+    let writer = tokio::spawn(async move {
+        let mut codec = baseline_codec();
+        let mut buf = BytesMut::with_capacity(256 * 1024);
+        for _ in 0..n {
+            encode(&mut codec, &mut buf);
+            if buf.len() >= 256 * 1024 {
+                write_half.write_all(&buf).await.unwrap();
+                buf.clear();
+            }
+        }
+        write_half.write_all(&buf).await.unwrap();
+        write_half
+    });
+    let mut frames = tokio_util::codec::FramedRead::new(read_half, baseline_codec());
+    let mut received = 0;
+    while received < n {
+        frames.next().await.unwrap().unwrap();
+        received += 1;
     }
     let rate = n as f64 / start.elapsed().as_secs_f64();
     drop(writer.await.unwrap());
@@ -373,15 +423,21 @@ fn spread(mut values: Vec<f64>) -> Spread {
     Spread { median: values[values.len() / 2], min: values[0], max: values[values.len() - 1] }
 }
 
-fn row(label: &str, base: &Spread, lc: &Spread, ratio: bool) {
-    let compare = if ratio {
-        format!("{:>8.1}%", 100.0 * lc.median / base.median)
-    } else {
-        format!("{:>+8.1}", lc.median - base.median)
-    };
+/// Prints medians (min-max) and the median of the per-run ratios, each
+/// longconn run set against the baseline run just before it, so drift in
+/// the machine's speed over the whole benchmark cancels out.
+fn row(label: &str, base: &[f64], lc: &[f64]) {
+    let ratios: Vec<f64> = base.iter().zip(lc).map(|(b, l)| l / b).collect();
+    let (base, lc, ratio) = (spread(base.to_vec()), spread(lc.to_vec()), spread(ratios));
     println!(
-        "{label:<28} {:>12.0} ({:>9.0}-{:<9.0}) {:>12.0} ({:>9.0}-{:<9.0}) {compare}",
-        base.median, base.min, base.max, lc.median, lc.min, lc.max
+        "{label:<28} {:>12.0} ({:>9.0}-{:<9.0}) {:>12.0} ({:>9.0}-{:<9.0}) {:>8.1}%",
+        base.median,
+        base.min,
+        base.max,
+        lc.median,
+        lc.min,
+        lc.max,
+        100.0 * ratio.median
     );
 }
 
@@ -417,6 +473,24 @@ fn main() {
             }
             return;
         }
+        Ok("lc-send-batch") => {
+            for _ in 0..runs {
+                println!("{:.0} messages/s", lc_send_batch_rate(&Server::start("sink"), messages));
+            }
+            return;
+        }
+        Ok("framed-send") => {
+            for _ in 0..runs {
+                println!("{:.0} messages/s", rt.block_on(framed_send_rate(&Server::start("sink"), messages)));
+            }
+            return;
+        }
+        Ok("base-send") => {
+            for _ in 0..runs {
+                println!("{:.0} messages/s", rt.block_on(tokio_send_rate(&Server::start("sink"), messages)));
+            }
+            return;
+        }
         Ok("lc-receive") => {
             return println!("{:.0} messages/s", lc_receive_rate(&Server::start("echo").url(), messages))
         }
@@ -432,6 +506,7 @@ fn main() {
     let echo = |f: &dyn Fn(&Server) -> f64| f(&Server::start("echo"));
     let (mut base_send, mut lc_send, mut lc_send_batch) = (vec![], vec![], vec![]);
     let (mut base_recv, mut lc_recv) = (vec![], vec![]);
+    let (mut framed_send, mut framed_recv) = (vec![], vec![]);
     let (mut b50, mut b99, mut l50, mut l99) = (vec![], vec![], vec![], vec![]);
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     let ws_messages = env_count("WS_MESSAGES", 500_000);
@@ -442,6 +517,8 @@ fn main() {
         lc_send_batch.push(sink(&|s| lc_send_batch_rate(s, messages)));
         base_recv.push(echo(&|s| rt.block_on(tokio_receive_rate(s, messages))));
         lc_recv.push(echo(&|s| lc_receive_rate(&s.url(), messages)));
+        framed_send.push(sink(&|s| rt.block_on(framed_send_rate(s, messages))));
+        framed_recv.push(echo(&|s| rt.block_on(framed_receive_rate(s, messages))));
         let server = Server::start("echo");
         let mut base = rt.block_on(tokio_round_trips(&server, round_trips));
         let mut lc = lc_round_trips(&server.url(), round_trips);
@@ -462,19 +539,24 @@ fn main() {
         ws.l99.push(us(percentile(&mut lc, 0.99)));
     }
     println!();
-    println!("{:<28} {:>34} {:>34} {:>9}", "", "plain tokio", "longconn", "ratio");
-    let base_send = spread(base_send);
-    row("send, messages/s", &base_send, &spread(lc_send), true);
-    row("send, batches of 64", &base_send, &spread(lc_send_batch), true);
-    row("receive (echo), messages/s", &spread(base_recv), &spread(lc_recv), true);
+    println!("Next to tokio-util's FramedWrite / FramedRead, one message per feed() / next():");
+    println!("{:<28} {:>34} {:>34} {:>9}", "", "tokio-util Framed", "longconn", "ratio");
+    row("send, messages/s", &framed_send, &lc_send);
+    row("receive (echo), messages/s", &framed_recv, &lc_recv);
+    println!();
+    println!("Next to a hand-batched tokio client (encodes into a buffer, one write per 256 KiB):");
+    println!("{:<28} {:>34} {:>34} {:>9}", "", "hand-batched tokio", "longconn", "ratio");
+    row("send, messages/s", &base_send, &lc_send);
+    row("send, batches of 64", &base_send, &lc_send_batch);
+    row("receive (echo), messages/s", &base_recv, &lc_recv);
     println!("{:<28} {:>34} {:>34} {:>9}", "", "", "", "diff");
     row_us("round trip p50, us", &spread(b50), &spread(l50));
     row_us("round trip p99, us", &spread(b99), &spread(l99));
     println!();
     println!("WebSocket: {ws_messages} x 64-byte binary messages, same server, next to tokio-tungstenite");
     println!("{:<28} {:>34} {:>34} {:>9}", "", "tokio-tungstenite", "longconn", "ratio");
-    row("ws send, messages/s", &spread(ws.base_send), &spread(ws.lc_send), true);
-    row("ws receive (echo), msgs/s", &spread(ws.base_recv), &spread(ws.lc_recv), true);
+    row("ws send, messages/s", &ws.base_send, &ws.lc_send);
+    row("ws receive (echo), msgs/s", &ws.base_recv, &ws.lc_recv);
     println!("{:<28} {:>34} {:>34} {:>9}", "", "", "", "diff");
     row_us("ws round trip p50, us", &spread(ws.b50), &spread(ws.l50));
     row_us("ws round trip p99, us", &spread(ws.b99), &spread(ws.l99));

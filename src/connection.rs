@@ -247,14 +247,18 @@ async fn write_loop(shared: &Shared, link: &Link, writer: &mut Writer, in_flight
             shared.writer_wake.notified().await;
             continue;
         }
-        if let Err(e) = writer.write(&control, in_flight.as_mut()).await {
-            if let Some(batch) = in_flight.as_mut() {
-                shared.record_sent(batch);
+        let result = writer.write(&control, in_flight.as_mut()).await;
+        match in_flight.take() {
+            Some(batch) if result.is_ok() && batch.is_done() => shared.batch_written(batch),
+            Some(mut batch) => {
+                // Room in the outbox as the batch is written, not only at its end.
+                shared.record_sent(&mut batch);
+                *in_flight = Some(batch);
             }
-            return ended(DisconnectReason::Io, format!("write failed: {e}"));
+            None => {}
         }
-        if let Some(batch) = in_flight.take() {
-            shared.batch_written(batch);
+        if let Err(e) = result {
+            return ended(DisconnectReason::Io, format!("write failed: {e}"));
         }
     }
 }

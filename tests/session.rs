@@ -204,6 +204,50 @@ fn a_full_outbox_refuses_with_queue_full_and_keeps_what_it_has() {
 }
 
 #[test]
+fn a_full_outbox_gains_room_as_a_large_batch_is_written_not_only_at_its_end() {
+    // A peer that reads the first MiB and then nothing: far less than the
+    // batch below, which can therefore never be written in full.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (read_tx, read_rx) = std::sync::mpsc::channel();
+    let peer = std::thread::spawn(move || {
+        use std::io::Read;
+        let (mut socket, _) = listener.accept().unwrap();
+        let mut buf = vec![0; 64 * 1024];
+        let mut total = 0;
+        while total < 1 << 20 {
+            total += socket.read(&mut buf).unwrap();
+        }
+        read_tx.send(total).unwrap();
+        socket // kept open, unread, until the test ends
+    });
+    const MESSAGES: usize = 32 * 1024;
+    let mut c = config(&format!("tcp://127.0.0.1:{port}?framing=length"));
+    c.outbox = OutboxLimits { max_messages: MESSAGES, max_bytes: MESSAGES * 1024 };
+    let client = Client::new(c).unwrap();
+    for _ in 0..MESSAGES {
+        client.send(&[7; 1024]).unwrap();
+    }
+    assert!(matches!(client.send(&[7; 1024]), Err(Error::QueueFull { .. })));
+    // Connecting hands all 32 MiB to the writer as one batch.
+    client.connect().unwrap();
+    assert!(read_rx.recv_timeout(WITHIN).unwrap() >= 1 << 20);
+    let deadline = Instant::now() + WITHIN;
+    let stats = loop {
+        let stats = client.stats();
+        if stats.queued_messages < MESSAGES as u64 - 512 || Instant::now() > deadline {
+            break stats;
+        }
+        std::thread::sleep(Duration::from_millis(5)); // polling interval, not a condition
+    };
+    assert!(stats.queued_messages < MESSAGES as u64 - 512, "no room freed by what was written: {stats:?}");
+    assert_eq!(stats.messages_out, MESSAGES as u64 - stats.queued_messages, "{stats:?}");
+    client.send(&[7; 1024]).expect("room for new messages while the rest is still being written");
+    drop(client);
+    drop(peer);
+}
+
+#[test]
 fn close_flushes_everything_queued() {
     let server = Server::start("sink", &["--quiet"]);
     let client = Client::new(config(&server.url("length"))).unwrap();

@@ -90,9 +90,12 @@ impl Reader {
 }
 
 impl Writer {
-    /// Writes control frames, then the batch's unsent messages, in that order,
-    /// marking in the batch each message once it has been handed to the socket.
-    /// On error or cancellation, the unmarked messages are the ones to write again.
+    /// Writes control frames, then the next chunk (about 256 KiB) of the
+    /// batch's unsent messages, in that order, marking in the batch each
+    /// message once it has been handed to the socket. Called again until the
+    /// batch is done, so control frames never wait behind a large batch and
+    /// progress can be recorded per chunk. On error or cancellation, the
+    /// unmarked messages are the ones to write again.
     pub async fn write(&mut self, control: &[Frame], batch: Option<&mut Batch>) -> io::Result<()> {
         match self {
             Writer::Tcp(w) => w.write(control, batch).await,

@@ -158,28 +158,26 @@ impl TcpWriter {
             self.codec.encode(frame, &mut self.buf);
         }
         self.flush().await?;
-        let Some(batch) = batch else {
+        let Some(batch) = batch.filter(|b| !b.is_done()) else {
             return Ok(());
         };
-        while !batch.is_done() {
-            if let Some(framing) = batch.framing() {
-                // Already framed by the outbox: hand stretches of it to the socket as they are.
-                debug_assert_eq!(framing, self.framing, "the outbox frames for this connection");
-                let (count, bytes) = batch.next_chunk(WRITE_CHUNK);
-                self.stream.write_all(bytes).await?;
-                batch.mark_sent(count);
-            } else {
-                let mut encoded = 0;
-                for payload in batch.iter_unsent() {
-                    self.codec.encode_data(payload, &mut self.buf);
-                    encoded += 1;
-                    if self.buf.len() >= WRITE_CHUNK {
-                        break;
-                    }
+        if let Some(framing) = batch.framing() {
+            // Already framed by the outbox: hand a stretch of it to the socket as it is.
+            debug_assert_eq!(framing, self.framing, "the outbox frames for this connection");
+            let (count, bytes) = batch.next_chunk(WRITE_CHUNK);
+            self.stream.write_all(bytes).await?;
+            batch.mark_sent(count);
+        } else {
+            let mut encoded = 0;
+            for payload in batch.iter_unsent() {
+                self.codec.encode_data(payload, &mut self.buf);
+                encoded += 1;
+                if self.buf.len() >= WRITE_CHUNK {
+                    break;
                 }
-                self.flush().await?;
-                batch.mark_sent(encoded);
             }
+            self.flush().await?;
+            batch.mark_sent(encoded);
         }
         Ok(())
     }

@@ -128,7 +128,8 @@ pub struct WsWriter {
 }
 
 impl WsWriter {
-    /// Sends control frames, then the batch's messages, marking them as sent per flushed chunk.
+    /// Sends control frames, then the next chunk of the batch's messages,
+    /// marking them as sent once flushed.
     pub async fn write(&mut self, control: &[Frame], batch: Option<&mut Batch>) -> io::Result<()> {
         for frame in control {
             if let Some(message) = control_message(frame) {
@@ -136,25 +137,24 @@ impl WsWriter {
             }
         }
         if let Some(batch) = batch {
-            while !batch.is_done() {
-                let (mut count, mut bytes) = (0, 0);
-                for (text, payload) in batch.iter_unsent_with_kind() {
-                    let message = if text {
-                        // Checked to be UTF-8 when it was sent.
-                        Message::text(String::from_utf8_lossy(payload).into_owned())
-                    } else {
-                        Message::binary(Bytes::copy_from_slice(payload))
-                    };
-                    self.sink.feed(message).await.map_err(io_error)?;
-                    count += 1;
-                    bytes += payload.len();
-                    if bytes >= WRITE_CHUNK {
-                        break;
-                    }
+            let (mut count, mut bytes) = (0, 0);
+            for (text, payload) in batch.iter_unsent_with_kind() {
+                let message = if text {
+                    // Checked to be UTF-8 when it was sent.
+                    Message::text(String::from_utf8_lossy(payload).into_owned())
+                } else {
+                    Message::binary(Bytes::copy_from_slice(payload))
+                };
+                self.sink.feed(message).await.map_err(io_error)?;
+                count += 1;
+                bytes += payload.len();
+                if bytes >= WRITE_CHUNK {
+                    break;
                 }
-                self.sink.flush().await.map_err(io_error)?;
-                batch.mark_sent(count);
             }
+            self.sink.flush().await.map_err(io_error)?;
+            batch.mark_sent(count);
+            return Ok(());
         }
         self.sink.flush().await.map_err(io_error)
     }

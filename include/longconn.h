@@ -501,7 +501,9 @@ lc_status lc_client_poll(const lc_client *client, int32_t timeout_ms, lc_event *
 // event, then copies waiting messages, oldest first, back to back into
 // `buffer` (`buffer_len` bytes) and their lengths into `lengths` (room for
 // `max_messages`), until either is full or the next event is not a message.
-// `*out_count` (not NULL) receives how many were copied. Returns
+// If `is_text` is not NULL (room for `max_messages`), it receives for each
+// message whether it is a WebSocket text message (always false on the TCP
+// transports). `*out_count` (not NULL) receives how many were copied. Returns
 // LC_STATUS_OK with a count of 0 when the next event is not a message (take
 // it with lc_client_poll()), LC_STATUS_TIMEOUT when nothing arrived in time,
 // and LC_STATUS_INVALID_ARGUMENT when the next message alone is larger than
@@ -513,6 +515,7 @@ lc_status lc_client_poll_messages(const lc_client *client,
                                   uint8_t *buffer,
                                   size_t buffer_len,
                                   size_t *lengths,
+                                  bool *is_text,
                                   size_t max_messages,
                                   size_t *out_count);
 

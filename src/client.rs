@@ -526,10 +526,15 @@ impl Client {
         Ok(self.shared.events.pop(timeout))
     }
 
-    /// Hands waiting messages to `take` in order, waiting up to `timeout`
-    /// for something to arrive; how many were taken, or `None` if nothing
-    /// arrived. See [`EventQueue::take_messages`].
-    pub fn poll_messages(&self, timeout: Duration, take: impl FnMut(&[u8]) -> bool) -> Result<Option<usize>, Error> {
+    /// Hands waiting messages to `take` in order, with whether each is a
+    /// WebSocket text message, waiting up to `timeout` for something to
+    /// arrive; how many were taken, or `None` if nothing arrived. See
+    /// [`EventQueue::take_messages`].
+    pub fn poll_messages(
+        &self,
+        timeout: Duration,
+        take: impl FnMut(&[u8], bool) -> bool,
+    ) -> Result<Option<usize>, Error> {
         runtime::check_not_forked()?;
         Ok(self.shared.events.take_messages(timeout, take))
     }

@@ -78,6 +78,18 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// The payload of a received message and whether it is text; `None`
+    /// for every other event.
+    pub fn as_message(&self) -> Option<(&Bytes, bool)> {
+        match self {
+            Event::Message(m) => Some((m, false)),
+            Event::Text(m) => Some((m, true)),
+            _ => None,
+        }
+    }
+}
+
 /// Received messages that share one buffer, in order.
 #[derive(Debug, Clone)]
 pub struct MessageBatch {
@@ -276,20 +288,22 @@ impl EventQueue {
         Some(event)
     }
 
-    /// Hands waiting messages to `take` in order, waiting up to `timeout`
-    /// for the first entry. Stops at the first event that is not a message
-    /// (it stays for [`EventQueue::pop`]) or when `take` returns false for a
-    /// message (that message stays too). Returns how many were taken, or
-    /// `None` if nothing arrived within `timeout`.
-    pub fn take_messages(&self, timeout: Duration, mut take: impl FnMut(&[u8]) -> bool) -> Option<usize> {
+    /// Hands waiting messages to `take` in order, with whether each is a
+    /// WebSocket text message, waiting up to `timeout` for the first entry.
+    /// Stops at the first event that is not a message (it stays for
+    /// [`EventQueue::pop`]) or when `take` returns false for a message (that
+    /// message stays too). Returns how many were taken, or `None` if nothing
+    /// arrived within `timeout`.
+    pub fn take_messages(&self, timeout: Duration, mut take: impl FnMut(&[u8], bool) -> bool) -> Option<usize> {
         let mut p = self.wait_for_any(timeout)?;
         let (mut count, mut bytes) = (0, 0);
         while let Some(front) = p.events.front_mut() {
             match front {
                 Queued::Messages(batch) => {
                     let mut stopped = false;
+                    let text = batch.text;
                     while let Some(message) = batch.front() {
-                        if !take(message) {
+                        if !take(message, text) {
                             stopped = true;
                             break;
                         }
@@ -302,15 +316,17 @@ impl EventQueue {
                     }
                     p.events.pop_front();
                 }
-                Queued::Event(Event::Message(message)) => {
-                    if !take(message) {
+                Queued::Event(event) => {
+                    let Some((message, text)) = event.as_message() else {
+                        break;
+                    };
+                    if !take(message, text) {
                         break;
                     }
                     count += 1;
                     bytes += message.len();
                     p.events.pop_front();
                 }
-                Queued::Event(_) => break,
             }
         }
         self.after_taking(&mut p, bytes);
@@ -439,7 +455,7 @@ mod tests {
         q.push([Event::Closed { unsent: 0 }], true);
         let mut got = Vec::new();
         // Room for two messages only: the third stays queued.
-        let taken = q.take_messages(Duration::ZERO, |m| {
+        let taken = q.take_messages(Duration::ZERO, |m, _| {
             if got.len() == 2 {
                 return false;
             }
@@ -449,7 +465,7 @@ mod tests {
         assert_eq!((taken, got.clone()), (Some(2), vec![b"a".to_vec(), b"bc".to_vec()]));
         got.clear();
         assert_eq!(
-            q.take_messages(Duration::ZERO, |m| {
+            q.take_messages(Duration::ZERO, |m, _| {
                 got.push(m.to_vec());
                 true
             }),
@@ -457,11 +473,30 @@ mod tests {
         );
         assert_eq!(got, vec![b"def".to_vec(), b"g".to_vec()]);
         // The closed event is not a message: it stays for pop, and the fd stays readable.
-        assert_eq!(q.take_messages(Duration::ZERO, |_| true), Some(0));
+        assert_eq!(q.take_messages(Duration::ZERO, |_, _| true), Some(0));
         assert!(readable(&q));
         assert_eq!(q.pop(Duration::ZERO), Some(Event::Closed { unsent: 0 }));
         assert!(!readable(&q) && !q.inbox_full());
-        assert_eq!(q.take_messages(Duration::from_millis(1), |_| true), None, "nothing arrived");
+        assert_eq!(q.take_messages(Duration::from_millis(1), |_, _| true), None, "nothing arrived");
+    }
+
+    #[test]
+    fn take_messages_says_which_messages_are_text() {
+        let q = EventQueue::new(1024).unwrap();
+        q.push_messages(MessageBatch::with_kind(Bytes::from_static(b"hiho"), vec![0..2, 2..4], true), true);
+        q.push_messages(MessageBatch::new(Bytes::from_static(b"\x00\x01"), vec![0..1, 1..2]), true);
+        q.push([Event::Text(Bytes::from_static(b"t")), Event::Message(Bytes::from_static(b"b"))], true);
+        let mut got = Vec::new();
+        assert_eq!(
+            q.take_messages(Duration::ZERO, |m, text| {
+                got.push((m.to_vec(), text));
+                true
+            }),
+            Some(6)
+        );
+        let expected =
+            [(&b"hi"[..], true), (b"ho", true), (b"\x00", false), (b"\x01", false), (b"t", true), (b"b", false)];
+        assert_eq!(got, expected.map(|(m, t)| (m.to_vec(), t)));
     }
 
     #[test]

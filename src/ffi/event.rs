@@ -338,7 +338,9 @@ pub unsafe extern "C" fn lc_client_poll(
 /// event, then copies waiting messages, oldest first, back to back into
 /// `buffer` (`buffer_len` bytes) and their lengths into `lengths` (room for
 /// `max_messages`), until either is full or the next event is not a message.
-/// `*out_count` (not NULL) receives how many were copied. Returns
+/// If `is_text` is not NULL (room for `max_messages`), it receives for each
+/// message whether it is a WebSocket text message (always false on the TCP
+/// transports). `*out_count` (not NULL) receives how many were copied. Returns
 /// LC_STATUS_OK with a count of 0 when the next event is not a message (take
 /// it with lc_client_poll()), LC_STATUS_TIMEOUT when nothing arrived in time,
 /// and LC_STATUS_INVALID_ARGUMENT when the next message alone is larger than
@@ -352,6 +354,7 @@ pub unsafe extern "C" fn lc_client_poll_messages(
     buffer: *mut u8,
     buffer_len: usize,
     lengths: *mut usize,
+    is_text: *mut bool,
     max_messages: usize,
     out_count: *mut usize,
 ) -> lc_status {
@@ -372,15 +375,24 @@ pub unsafe extern "C" fn lc_client_poll_messages(
             // SAFETY: non-NULL, and the caller promises room for `max_messages` lengths for the call.
             unsafe { std::slice::from_raw_parts_mut(lengths, max_messages) }
         };
+        let is_text: &mut [bool] = if is_text.is_null() || max_messages == 0 {
+            &mut []
+        } else {
+            // SAFETY: non-NULL, and the caller promises room for `max_messages` flags for the call.
+            unsafe { std::slice::from_raw_parts_mut(is_text, max_messages) }
+        };
         let timeout = if timeout_ms < 0 { Duration::MAX } else { Duration::from_millis(timeout_ms as u64) };
         let (mut count, mut used, mut refused) = (0usize, 0usize, None);
-        let result = c.client.poll_messages(timeout, |message| {
+        let result = c.client.poll_messages(timeout, |message, text| {
             if count == lengths.len() || used + message.len() > buffer.len() {
                 refused = Some(message.len());
                 return false;
             }
             buffer[used..used + message.len()].copy_from_slice(message);
             lengths[count] = message.len();
+            if let Some(flag) = is_text.get_mut(count) {
+                *flag = text;
+            }
             used += message.len();
             count += 1;
             true

@@ -103,9 +103,9 @@ int main(int argc, char **argv) {
     CHECK_STATUS(lc_client_poll(client, 0, &event), LC_STATUS_TIMEOUT);
     uint8_t inbox[16];
     size_t lengths[4], count = 99;
-    CHECK_STATUS(lc_client_poll_messages(client, 0, inbox, sizeof inbox, lengths, 4, NULL), LC_STATUS_NULL_ARGUMENT);
-    CHECK_STATUS(lc_client_poll_messages(client, 0, NULL, 16, lengths, 4, &count), LC_STATUS_NULL_ARGUMENT);
-    CHECK_STATUS(lc_client_poll_messages(client, 0, inbox, sizeof inbox, lengths, 4, &count), LC_STATUS_TIMEOUT);
+    CHECK_STATUS(lc_client_poll_messages(client, 0, inbox, sizeof inbox, lengths, NULL, 4, NULL), LC_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(lc_client_poll_messages(client, 0, NULL, 16, lengths, NULL, 4, &count), LC_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(lc_client_poll_messages(client, 0, inbox, sizeof inbox, lengths, NULL, 4, &count), LC_STATUS_TIMEOUT);
     CHECK(count == 0);
     uint64_t unsent = 99;
     CHECK_STATUS(lc_client_close(client, 10, &unsent), LC_STATUS_TIMEOUT);

@@ -68,15 +68,18 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 5; i++) CHECK_STATUS(lc_client_send(client, (const uint8_t *)words[i], strlen(words[i])), LC_STATUS_OK);
     uint8_t inbox[12];
     size_t lengths[2], got = 0;
+    bool is_text[2];
     int taken = 0;
     char joined[64] = "";
     while (taken < 4) {
         size_t count = 0;
-        lc_status status = lc_client_poll_messages(client, 10000, inbox, sizeof inbox, lengths, 2, &count);
+        is_text[0] = is_text[1] = true;
+        lc_status status = lc_client_poll_messages(client, 10000, inbox, sizeof inbox, lengths, is_text, 2, &count);
         CHECK(status == LC_STATUS_OK);
         if (status != LC_STATUS_OK) break;
         CHECK(count <= 2);
         for (size_t i = 0, offset = 0; i < count; offset += lengths[i], i++) {
+            CHECK(!is_text[i]); /* TCP messages are never text */
             strncat(joined, (const char *)inbox + offset, lengths[i]);
             strcat(joined, ",");
             taken++;
@@ -86,10 +89,11 @@ int main(int argc, char **argv) {
     CHECK(strcmp(joined, "alpha,beta,gamma,delta,") == 0);
     /* The next message alone does not fit: a clear error, and it stays queued. */
     size_t count = 0;
-    CHECK_STATUS(lc_client_poll_messages(client, 10000, inbox, sizeof inbox, lengths, 2, &count), LC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(lc_client_poll_messages(client, 10000, inbox, sizeof inbox, lengths, NULL, 2, &count),
+                 LC_STATUS_INVALID_ARGUMENT);
     CHECK(count == 0 && strstr(lc_last_error_message(), "too small") != NULL);
     uint8_t big[64];
-    CHECK_STATUS(lc_client_poll_messages(client, 0, big, sizeof big, lengths, 2, &count), LC_STATUS_OK);
+    CHECK_STATUS(lc_client_poll_messages(client, 0, big, sizeof big, lengths, NULL, 2, &count), LC_STATUS_OK);
     CHECK(count == 1 && lengths[0] == strlen(words[4]));
 
     lc_stats stats;

@@ -30,6 +30,7 @@ SCALARS = {
     "uint8_t *": ctypes.POINTER(ctypes.c_uint8),
     "uint64_t *": ctypes.POINTER(ctypes.c_uint64),
     "size_t *": ctypes.POINTER(ctypes.c_size_t),
+    "bool *": ctypes.POINTER(ctypes.c_bool),
     "int *": ctypes.POINTER(ctypes.c_int),
     "lc_state *": ctypes.POINTER(ctypes.c_uint32),
     "lc_stats *": ctypes.POINTER(_ffi.lc_stats),

@@ -108,6 +108,23 @@ def test_headers_subprotocols_text_and_binary_with_a_third_party_server(third_pa
         assert not binary.is_text and binary == b"\x00\x01\xff"
 
 
+def test_receive_many_keeps_text_and_binary_apart(third_party):
+    with longconn.Client(third_party[0].url) as client:
+        client.connect()
+        client.send_text("one")
+        client.send(b"\x00two")
+        client.send_text("thr\u00e9e")
+        received = []
+        deadline = time.monotonic() + WITHIN
+        while len(received) < 4 and time.monotonic() < deadline:
+            received += client.receive_many(timeout=max(0.0, deadline - time.monotonic()))
+        hello, one, two, three = received
+        assert json.loads(hello.text) == {"authorization": None, "subprotocol": None}
+        assert [type(m) for m in received] == [longconn.TextMessage, longconn.TextMessage, longconn.Message,
+                                               longconn.TextMessage]
+        assert (one.text, bytes(two), three.text) == ("one", b"\x00two", "thr\u00e9e")
+
+
 def test_survives_the_third_party_server_restarting(third_party):
     server = third_party[0]
     with longconn.Client(server.url, reconnect=longconn.Reconnect(initial=0.05, max_delay=0.3),

@@ -330,19 +330,24 @@ class Client:
     def receive_many(self, max_count: int = 4096, timeout: float = 0.0) -> list[_events.Message]:
         """Up to ``max_count`` waiting messages with one library call (waiting
         up to ``timeout`` seconds for something to arrive); other events met
-        on the way are skipped. The fast way to drain a busy client."""
+        on the way are skipped. WebSocket text messages come as
+        :class:`TextMessage`. The fast way to drain a busy client."""
         self._require_poll_mode("receive_many()")
         handle = self._h()
         if self._inbox is None or len(self._inbox[1]) < max_count:
-            self._inbox = (ctypes.create_string_buffer(self._max_frame_size), (ctypes.c_size_t * max_count)())
-        buffer, lengths = self._inbox
+            self._inbox = (
+                ctypes.create_string_buffer(self._max_frame_size),
+                (ctypes.c_size_t * max_count)(),
+                (ctypes.c_bool * max_count)(),
+            )
+        buffer, lengths, is_text = self._inbox
         count = ctypes.c_size_t(0)
         deadline = time.monotonic() + timeout
         while True:
             wait = _ms(max(0.0, deadline - time.monotonic()), "timeout")
             status = lib.lc_client_poll_messages(
                 handle, min(wait, 2**31 - 1), ctypes.cast(buffer, ctypes.POINTER(ctypes.c_uint8)),
-                len(buffer), lengths, max_count, ctypes.byref(count),
+                len(buffer), lengths, is_text, max_count, ctypes.byref(count),
             )
             if status == _ffi.TIMEOUT:
                 return []
@@ -355,8 +360,9 @@ class Client:
         data = ctypes.string_at(buffer, sum(sizes))
         messages = []
         offset = 0
-        for size in sizes:
-            messages.append(_events.Message(data[offset : offset + size]))
+        for size, text in zip(sizes, is_text[:n]):
+            kind = _events.TextMessage if text else _events.Message
+            messages.append(kind(data[offset : offset + size]))
             offset += size
         return messages
 

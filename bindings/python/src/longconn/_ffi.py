@@ -104,8 +104,8 @@ SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "lc_client_poll": (c_status, [_p, ctypes.c_int32, ctypes.POINTER(lc_event)]),
     "lc_client_poll_messages": (
         c_status,
-        [_p, ctypes.c_int32, _u8p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t), ctypes.c_size_t,
-         ctypes.POINTER(ctypes.c_size_t)],
+        [_p, ctypes.c_int32, _u8p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t), ctypes.POINTER(ctypes.c_bool),
+         ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)],
     ),
     "lc_client_event_fd": (c_status, [_p, ctypes.POINTER(ctypes.c_int)]),
     "lc_set_log_callback": (c_status, [LOG_CB, ctypes.c_void_p, ctypes.c_uint32]),

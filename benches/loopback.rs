@@ -318,22 +318,25 @@ async fn framed_send_rate(server: &Server, n: u64) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-async fn tokio_receive_rate(server: &Server, n: u64) -> f64 {
-    let (mut read_half, mut write_half) = connect(server).await.into_split();
-    let start = Instant::now();
-    let writer = tokio::spawn(async move {
-        let mut codec = baseline_codec();
-        let mut buf = BytesMut::with_capacity(256 * 1024);
-        for _ in 0..n {
-            encode(&mut codec, &mut buf);
-            if buf.len() >= 256 * 1024 {
-                write_half.write_all(&buf).await.unwrap();
-                buf.clear();
-            }
+/// Writes `n` messages the hand-batched way (256 KiB per write); returns the half for closing later.
+async fn write_batched<W: AsyncWriteExt + Unpin>(mut write_half: W, n: u64) -> W {
+    let mut codec = baseline_codec();
+    let mut buf = BytesMut::with_capacity(256 * 1024);
+    for _ in 0..n {
+        encode(&mut codec, &mut buf);
+        if buf.len() >= 256 * 1024 {
+            write_half.write_all(&buf).await.unwrap();
+            buf.clear();
         }
-        write_half.write_all(&buf).await.unwrap();
-        write_half
-    });
+    }
+    write_half.write_all(&buf).await.unwrap();
+    write_half
+}
+
+async fn tokio_receive_rate(server: &Server, n: u64) -> f64 {
+    let (mut read_half, write_half) = connect(server).await.into_split();
+    let start = Instant::now();
+    let writer = tokio::spawn(write_batched(write_half, n));
     let mut codec = baseline_codec();
     let mut buf = BytesMut::with_capacity(256 * 1024);
     let mut received = 0;
@@ -354,21 +357,9 @@ async fn tokio_receive_rate(server: &Server, n: u64) -> f64 {
 /// The same with tokio-util's `FramedRead` stream, one message per `next()`.
 async fn framed_receive_rate(server: &Server, n: u64) -> f64 {
     use futures_util::StreamExt;
-    let (read_half, mut write_half) = connect(server).await.into_split();
+    let (read_half, write_half) = connect(server).await.into_split();
     let start = Instant::now();
-    let writer = tokio::spawn(async move {
-        let mut codec = baseline_codec();
-        let mut buf = BytesMut::with_capacity(256 * 1024);
-        for _ in 0..n {
-            encode(&mut codec, &mut buf);
-            if buf.len() >= 256 * 1024 {
-                write_half.write_all(&buf).await.unwrap();
-                buf.clear();
-            }
-        }
-        write_half.write_all(&buf).await.unwrap();
-        write_half
-    });
+    let writer = tokio::spawn(write_batched(write_half, n));
     let mut frames = tokio_util::codec::FramedRead::new(read_half, baseline_codec());
     let mut received = 0;
     while received < n {

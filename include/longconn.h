@@ -523,7 +523,9 @@ lc_status lc_client_poll_messages(const lc_client *client,
 // events wait for lc_client_poll(). For select/poll/epoll loops: wait for
 // readability, then call lc_client_poll() with timeout 0 until it returns
 // LC_STATUS_TIMEOUT. Owned by the client: do not read, write or close it;
-// it is closed by lc_client_free().
+// it is closed by lc_client_free(). Made on the first call (a client that
+// never asks uses no descriptor for it); LC_STATUS_RUNTIME if the process
+// is out of descriptors.
 lc_status lc_client_event_fd(const lc_client *client, int *out_fd);
 
 // Installs the process-wide log callback; NULL removes it.

@@ -305,8 +305,7 @@ impl Client {
     pub fn new(config: ClientConfig) -> Result<Client, Error> {
         runtime::check_not_forked()?;
         config.validate()?;
-        let events = EventQueue::new(config.inbox_limit)
-            .map_err(|e| Error::Runtime(format!("cannot create the event descriptor: {e}")))?;
+        let events = EventQueue::new(config.inbox_limit);
         let live = LiveSettings { heartbeat: config.heartbeat, backoff: config.backoff };
         let tls = if config.endpoint.scheme.is_tls() { Some(Tls::new(&config.tls)?) } else { None };
         let shared = Arc::new_cyclic(|me| Shared {
@@ -539,9 +538,15 @@ impl Client {
         Ok(self.shared.events.take_messages(timeout, take))
     }
 
-    /// Readable while events wait in poll mode; owned by the client.
-    pub fn event_fd(&self) -> RawFd {
-        self.shared.events.fd()
+    /// Readable while events wait in poll mode; owned by the client. Made
+    /// on the first call, so clients that never ask hold no extra descriptors.
+    pub fn event_fd(&self) -> Result<RawFd, Error> {
+        let fd =
+            self.shared.events.fd().map_err(|e| Error::Runtime(format!("cannot create the event descriptor: {e}")))?;
+        if !self.shared.has_handler.load(Ordering::Acquire) {
+            self.shared.events.resignal(); // events queued before the descriptor existed
+        }
+        Ok(fd)
     }
 }
 

@@ -166,6 +166,9 @@ struct Pending {
     events: VecDeque<Queued>,
     /// Payload bytes of the message events in `events`.
     message_bytes: usize,
+    /// The descriptor pair, made on the first [`EventQueue::fd`] call:
+    /// clients that take callbacks or never ask for it use no descriptors.
+    signal: Option<Signal>,
     /// Whether the fd currently holds a wake-up byte.
     fd_signalled: bool,
 }
@@ -182,24 +185,19 @@ pub struct EventQueue {
     pending: Mutex<Pending>,
     /// Wakes threads blocked in [`EventQueue::pop`].
     arrived: Condvar,
-    signal: Signal,
     /// Wakes a connection paused by the inbox limit.
     drained: tokio::sync::Notify,
     inbox_limit: usize,
 }
 
 impl EventQueue {
-    pub fn new(inbox_limit: usize) -> io::Result<EventQueue> {
-        let (reader, writer) = UnixStream::pair()?;
-        reader.set_nonblocking(true)?;
-        writer.set_nonblocking(true)?;
-        Ok(EventQueue {
+    pub fn new(inbox_limit: usize) -> EventQueue {
+        EventQueue {
             pending: Mutex::new(Pending::default()),
             arrived: Condvar::new(),
-            signal: Signal { reader, writer },
             drained: tokio::sync::Notify::new(),
             inbox_limit,
-        })
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Pending> {
@@ -228,9 +226,11 @@ impl EventQueue {
             p.events.push_back(entry);
         }
         if signal_fd && !p.fd_signalled && !p.events.is_empty() {
-            // A full socket buffer already means "readable"; nothing to do then.
-            let _ = (&self.signal.writer).write(&[1]);
-            p.fd_signalled = true;
+            if let Some(signal) = &p.signal {
+                // A full socket buffer already means "readable"; nothing to do then.
+                let _ = (&signal.writer).write(&[1]);
+                p.fd_signalled = true;
+            }
         }
         drop(p);
         if was_empty {
@@ -258,8 +258,10 @@ impl EventQueue {
         let was_full = p.message_bytes >= self.inbox_limit;
         p.message_bytes -= taken_bytes;
         if p.events.is_empty() && p.fd_signalled {
-            let mut sink = [0u8; 64];
-            while matches!((&self.signal.reader).read(&mut sink), Ok(n) if n > 0) {}
+            if let Some(signal) = &p.signal {
+                let mut sink = [0u8; 64];
+                while matches!((&signal.reader).read(&mut sink), Ok(n) if n > 0) {}
+            }
             p.fd_signalled = false;
         }
         if was_full && p.message_bytes < self.inbox_limit {
@@ -374,15 +376,44 @@ impl EventQueue {
         self.push(std::iter::empty(), true);
     }
 
-    /// Readable while events wait in poll mode. Owned by the queue.
-    pub fn fd(&self) -> RawFd {
-        self.signal.reader.as_raw_fd()
+    /// Readable while events wait in poll mode (after [`EventQueue::resignal`]
+    /// for events queued before the first call). Made on the first call;
+    /// owned by the queue.
+    pub fn fd(&self) -> io::Result<RawFd> {
+        let mut p = self.lock();
+        if p.signal.is_none() {
+            let (reader, writer) = UnixStream::pair()?;
+            reader.set_nonblocking(true)?;
+            writer.set_nonblocking(true)?;
+            p.signal = Some(Signal { reader, writer });
+        }
+        Ok(p.signal.as_ref().map_or(-1, |s| s.reader.as_raw_fd()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A queue whose descriptor exists, as after lc_client_event_fd().
+    fn queue_with_fd() -> EventQueue {
+        let q = EventQueue::new(1024);
+        q.fd().unwrap();
+        q
+    }
+
+    #[test]
+    fn no_descriptor_until_asked_and_earlier_events_show_once_there() {
+        let q = EventQueue::new(1024);
+        q.push([Event::Closed { unsent: 0 }], true);
+        assert!(q.lock().signal.is_none() && !readable(&q));
+        let fd = q.fd().unwrap();
+        assert!(fd >= 0 && q.fd().unwrap() == fd, "made once");
+        q.resignal();
+        assert!(readable(&q));
+        assert_eq!(q.pop(Duration::ZERO), Some(Event::Closed { unsent: 0 }));
+        assert!(!readable(&q));
+    }
 
     /// Whether the queue has put a wake-up byte in its socket pair.
     fn readable(q: &EventQueue) -> bool {
@@ -391,7 +422,7 @@ mod tests {
 
     #[test]
     fn fd_is_readable_exactly_while_events_wait() {
-        let q = EventQueue::new(1024).unwrap();
+        let q = queue_with_fd();
         assert!(!readable(&q));
         q.push([Event::Message(Bytes::from_static(b"a")), Event::Closed { unsent: 0 }], true);
         assert!(readable(&q));
@@ -404,7 +435,7 @@ mod tests {
 
     #[test]
     fn inbox_limit_counts_message_bytes() {
-        let q = EventQueue::new(4).unwrap();
+        let q = EventQueue::new(4);
         q.push([Event::Message(Bytes::from_static(b"abc"))], false);
         assert!(!q.inbox_full());
         q.push([Event::Message(Bytes::from_static(b"d"))], false);
@@ -415,7 +446,7 @@ mod tests {
 
     #[test]
     fn a_message_batch_is_polled_one_message_at_a_time_in_order() {
-        let q = EventQueue::new(1024).unwrap();
+        let q = queue_with_fd();
         let chunk = Bytes::from_static(b"xxoneyytwozzz");
         q.push([Event::Connected { peer: "p".into() }], true);
         q.push_messages(MessageBatch::new(chunk, vec![2..5, 7..10, 13..13]), true);
@@ -449,7 +480,7 @@ mod tests {
 
     #[test]
     fn take_messages_stops_at_other_events_and_where_the_taker_says() {
-        let q = EventQueue::new(1024).unwrap();
+        let q = queue_with_fd();
         q.push_messages(MessageBatch::new(Bytes::from_static(b"abcdef"), vec![0..1, 1..3, 3..6]), true);
         q.push([Event::Message(Bytes::from_static(b"g"))], true);
         q.push([Event::Closed { unsent: 0 }], true);
@@ -482,7 +513,7 @@ mod tests {
 
     #[test]
     fn take_messages_says_which_messages_are_text() {
-        let q = EventQueue::new(1024).unwrap();
+        let q = EventQueue::new(1024);
         q.push_messages(MessageBatch::with_kind(Bytes::from_static(b"hiho"), vec![0..2, 2..4], true), true);
         q.push_messages(MessageBatch::new(Bytes::from_static(b"\x00\x01"), vec![0..1, 1..2]), true);
         q.push([Event::Text(Bytes::from_static(b"t")), Event::Message(Bytes::from_static(b"b"))], true);
@@ -501,7 +532,7 @@ mod tests {
 
     #[test]
     fn pop_wakes_when_another_thread_pushes() {
-        let q = std::sync::Arc::new(EventQueue::new(1024).unwrap());
+        let q = std::sync::Arc::new(EventQueue::new(1024));
         let q2 = q.clone();
         let t = std::thread::spawn(move || q2.pop(Duration::from_secs(10)));
         q.push([Event::Closed { unsent: 3 }], false);

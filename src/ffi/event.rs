@@ -414,12 +414,19 @@ pub unsafe extern "C" fn lc_client_poll_messages(
 /// events wait for lc_client_poll(). For select/poll/epoll loops: wait for
 /// readability, then call lc_client_poll() with timeout 0 until it returns
 /// LC_STATUS_TIMEOUT. Owned by the client: do not read, write or close it;
-/// it is closed by lc_client_free().
+/// it is closed by lc_client_free(). Made on the first call (a client that
+/// never asks uses no descriptor for it); LC_STATUS_RUNTIME if the process
+/// is out of descriptors.
 #[no_mangle]
 pub unsafe extern "C" fn lc_client_event_fd(client: *const lc_client, out_fd: *mut c_int) -> lc_status {
     with_client(client, |c| {
         require_out!(out_fd, "out_fd");
-        write_out!(out_fd, c.client.event_fd());
-        LC_STATUS_OK
+        match c.client.event_fd() {
+            Ok(fd) => {
+                write_out!(out_fd, fd);
+                LC_STATUS_OK
+            }
+            Err(e) => fail_with(e),
+        }
     })
 }

@@ -12,8 +12,12 @@ use crate::codec::{Codec, CodecError, Frame, Framing, Peeked};
 use crate::endpoint::Endpoint;
 use crate::outbox::Batch;
 
-/// Read buffer growth step; frames larger than this grow it as needed, up to the maximum frame size.
+/// Largest read asked of the socket at once; frames larger than this grow
+/// the buffer as needed, up to the maximum frame size.
 const READ_CHUNK: usize = 64 * 1024;
+/// Smallest read: a quiet connection holds a small buffer, and reads double
+/// towards [`READ_CHUNK`] while each one fills what it was given.
+const READ_MIN: usize = 4 * 1024;
 /// Bytes collected before a write is issued in the middle of a batch.
 const WRITE_CHUNK: usize = 256 * 1024;
 /// Frames decoded per call before handing them on, to bound latency.
@@ -70,14 +74,16 @@ fn framed(
         TcpReader {
             stream: read_half,
             codec: Codec::new(framing, max_frame_size),
-            buf: BytesMut::with_capacity(READ_CHUNK),
+            buf: BytesMut::new(),
+            read_size: READ_MIN,
             deferred_error: None,
         },
         TcpWriter {
             stream: write_half,
             framing,
             codec: Codec::new(framing, max_frame_size),
-            buf: BytesMut::with_capacity(WRITE_CHUNK),
+            // Grows only for control frames and payloads not framed by the outbox.
+            buf: BytesMut::new(),
         },
     )
 }
@@ -88,6 +94,9 @@ pub struct TcpReader {
     codec: Codec,
     /// Bytes read but not yet decoded.
     buf: BytesMut,
+    /// Room to make for the next read: doubles while reads fill it, halves
+    /// while they use less than a quarter, between READ_MIN and READ_CHUNK.
+    read_size: usize,
     /// A decoding error met after good frames; reported on the next call so
     /// the frames before it are delivered first.
     deferred_error: Option<CodecError>,
@@ -131,13 +140,22 @@ impl TcpReader {
                 return Err(e);
             }
             // `needed` passed the size check, so growing to it is bounded.
-            self.buf.reserve(needed.saturating_sub(self.buf.len()).max(READ_CHUNK / 4));
-            if self.stream.read_buf(&mut self.buf).await? == 0 {
+            self.buf.reserve(needed.saturating_sub(self.buf.len()).max(self.read_size));
+            let room = self.buf.capacity() - self.buf.len();
+            let read = self.stream.read_buf(&mut self.buf).await?;
+            if read == 0 {
                 return match self.buf.len() {
                     0 => Ok(false),
                     buffered => Err(CodecError::TruncatedFrame { buffered }),
                 };
             }
+            self.read_size = if read == room {
+                (self.read_size * 2).min(READ_CHUNK)
+            } else if read < self.read_size / 4 {
+                (self.read_size / 2).max(READ_MIN)
+            } else {
+                self.read_size
+            };
         }
     }
 }

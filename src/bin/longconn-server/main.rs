@@ -54,7 +54,7 @@ async fn serve(args: Args) -> std::io::Result<()> {
     };
     let mut tasks = Vec::new();
     for (kind, port) in args.listeners() {
-        let listener = TcpListener::bind((args.host.as_str(), port))
+        let listener = listen(&args.host, port)
             .await
             .map_err(|e| std::io::Error::new(e.kind(), format!("bind {}:{port}: {e}", args.host)))?;
         // Tests and scripts read this line to learn the port (0 picks a free one).
@@ -87,4 +87,21 @@ async fn serve(args: Args) -> std::io::Result<()> {
         let _ = t.await;
     }
     Ok(())
+}
+
+/// Connections the kernel may hold for `accept` (capped by net.core.somaxconn):
+/// thousands of clients connecting at once must not overflow the queue, or
+/// their connection attempts are dropped and retried only a second later.
+const ACCEPT_BACKLOG: u32 = 4096;
+
+/// Binds a listener on `host:port` (the first address the name resolves to).
+async fn listen(host: &str, port: u16) -> std::io::Result<TcpListener> {
+    let addr = tokio::net::lookup_host((host, port))
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address"))?;
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_BACKLOG)
 }

@@ -180,6 +180,15 @@ struct Signal {
     writer: UnixStream,
 }
 
+impl Signal {
+    fn new() -> io::Result<Signal> {
+        let (reader, writer) = UnixStream::pair()?;
+        reader.set_nonblocking(true)?;
+        writer.set_nonblocking(true)?;
+        Ok(Signal { reader, writer })
+    }
+}
+
 #[derive(Debug)]
 pub struct EventQueue {
     pending: Mutex<Pending>,
@@ -218,11 +227,10 @@ impl EventQueue {
         let mut p = self.lock();
         let was_empty = p.events.is_empty();
         for entry in entries {
-            match &entry {
-                Queued::Event(Event::Message(m) | Event::Text(m)) => p.message_bytes += m.len(),
-                Queued::Messages(batch) => p.message_bytes += batch.bytes,
-                Queued::Event(_) => {}
-            }
+            p.message_bytes += match &entry {
+                Queued::Event(event) => event.as_message().map_or(0, |(m, _)| m.len()),
+                Queued::Messages(batch) => batch.bytes,
+            };
             p.events.push_back(entry);
         }
         if signal_fd && !p.fd_signalled && !p.events.is_empty() {
@@ -282,10 +290,7 @@ impl EventQueue {
     pub fn pop(&self, timeout: Duration) -> Option<Event> {
         let mut p = self.wait_for_any(timeout)?;
         let event = Self::pop_event(&mut p.events)?;
-        let bytes = match &event {
-            Event::Message(m) | Event::Text(m) => m.len(),
-            _ => 0,
-        };
+        let bytes = event.as_message().map_or(0, |(m, _)| m.len());
         self.after_taking(&mut p, bytes);
         Some(event)
     }
@@ -381,13 +386,11 @@ impl EventQueue {
     /// owned by the queue.
     pub fn fd(&self) -> io::Result<RawFd> {
         let mut p = self.lock();
-        if p.signal.is_none() {
-            let (reader, writer) = UnixStream::pair()?;
-            reader.set_nonblocking(true)?;
-            writer.set_nonblocking(true)?;
-            p.signal = Some(Signal { reader, writer });
-        }
-        Ok(p.signal.as_ref().map_or(-1, |s| s.reader.as_raw_fd()))
+        let signal = match &mut p.signal {
+            Some(signal) => signal,
+            empty => empty.insert(Signal::new()?),
+        };
+        Ok(signal.reader.as_raw_fd())
     }
 }
 

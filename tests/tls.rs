@@ -83,6 +83,25 @@ fn a_name_mismatch_is_rejected_with_a_clear_error() {
 }
 
 #[test]
+fn the_self_signed_key_stays_in_memory_and_killed_servers_leave_no_certificates_behind() {
+    // The directory a killed server left: named after a process that has exited.
+    let mut exited = std::process::Command::new("true").spawn().unwrap();
+    exited.wait().unwrap();
+    let stale = std::env::temp_dir().join(format!("longconn-server-{}", exited.id()));
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("cert.pem"), "old").unwrap();
+    let server = tls_server();
+    assert!(!stale.exists(), "the stale directory was removed");
+    let certificate = server.certificate.clone().expect("a self-signed certificate");
+    let dir = certificate.parent().unwrap();
+    let files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(files, vec!["cert.pem"], "only the certificate is written");
+    // And it still serves TLS with that certificate.
+    let client = client(&format!("tls://127.0.0.1:{}", server.ports.tls), trusting(&server));
+    wait_for(&client, WITHIN, is_connected);
+}
+
+#[test]
 fn a_bad_ca_file_is_refused_when_the_client_is_created() {
     let mut c = ClientConfig::new("tls://127.0.0.1:1").unwrap();
     c.tls.ca_file = Some("/nonexistent/ca.pem".into());

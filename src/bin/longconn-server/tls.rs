@@ -1,6 +1,6 @@
 //! The server's TLS: a certificate and key from files, or a self-signed pair
-//! generated for local use (written to disk, with its path printed, so clients
-//! can trust it as their CA file).
+//! generated for local use (the certificate written to disk, with its path
+//! printed, so clients can trust it as their CA file; the key stays in memory).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,16 +16,17 @@ pub fn acceptor(
     key: Option<&Path>,
     client_ca: Option<&Path>,
 ) -> Result<(TlsAcceptor, PathBuf), String> {
-    let (cert_file, key_file) = match (cert, key) {
-        (Some(cert), Some(key)) => (cert.to_path_buf(), key.to_path_buf()),
+    let (cert_file, chain, key) = match (cert, key) {
+        (Some(cert), Some(key)) => {
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+                .and_then(|certs| certs.collect())
+                .map_err(|e| format!("cannot read {}: {e}", cert.display()))?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("cannot read {}: {e}", key.display()))?;
+            (cert.to_path_buf(), chain, key)
+        }
         (None, None) => self_signed()?,
         _ => return Err("--cert and --key go together".into()),
     };
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_file)
-        .and_then(|certs| certs.collect())
-        .map_err(|e| format!("cannot read {}: {e}", cert_file.display()))?;
-    let key =
-        PrivateKeyDer::from_pem_file(&key_file).map_err(|e| format!("cannot read {}: {e}", key_file.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -49,14 +50,41 @@ pub fn acceptor(
     Ok((TlsAcceptor::from(Arc::new(config)), cert_file))
 }
 
-/// A certificate for localhost, 127.0.0.1 and ::1, in a directory of its own.
-fn self_signed() -> Result<(PathBuf, PathBuf), String> {
+/// Prefix of the directories holding self-signed certificates, followed by the server's process id.
+const CERT_DIR_PREFIX: &str = "longconn-server-";
+
+/// A certificate for localhost, 127.0.0.1 and ::1: its file (in a directory
+/// of this process's own), the certificate, and the key (never written).
+fn self_signed() -> Result<(PathBuf, Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
     let names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
     let pair = rcgen::generate_simple_self_signed(names).map_err(|e| e.to_string())?;
-    let dir = std::env::temp_dir().join(format!("longconn-server-{}", std::process::id()));
+    remove_stale_cert_dirs();
+    let dir = std::env::temp_dir().join(format!("{CERT_DIR_PREFIX}{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let (cert_file, key_file) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert_file, pair.cert.pem()).map_err(|e| e.to_string())?;
-    std::fs::write(&key_file, pair.signing_key.serialize_pem()).map_err(|e| e.to_string())?;
-    Ok((cert_file, key_file))
+    let cert_file = dir.join("cert.pem");
+    std::fs::write(&cert_file, pair.cert.pem()).map_err(|e| format!("cannot write {}: {e}", cert_file.display()))?;
+    let key = PrivateKeyDer::try_from(pair.signing_key.serialize_der()).map_err(|e| e.to_string())?;
+    Ok((cert_file, vec![pair.cert.der().clone()], key))
+}
+
+/// Removes the certificate directories of servers that are no longer
+/// running (killed servers cannot remove their own). Only where /proc shows
+/// which processes exist.
+fn remove_stale_cert_dirs() {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(CERT_DIR_PREFIX)) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !proc.join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }

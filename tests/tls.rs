@@ -63,6 +63,19 @@ fn a_ca_file_makes_tls_and_wss_work() {
 }
 
 #[test]
+fn the_plain_framings_work_over_tls_too() {
+    for framing in ["length", "line"] {
+        let server = Server::start("echo", &["--quiet", "--tls-port", "0", "--tls-framing", framing]);
+        let url = format!("tls://127.0.0.1:{}?framing={framing}", server.ports.tls);
+        let client = client(&url, trusting(&server));
+        for word in ["one", "two", "three"] {
+            client.send(word.as_bytes()).unwrap();
+        }
+        assert_eq!(receive_messages(&client, 3, WITHIN), [&b"one"[..], b"two", b"three"], "{framing}");
+    }
+}
+
+#[test]
 fn an_unknown_issuer_is_rejected_with_a_clear_error_and_retried() {
     let server = tls_server();
     let client = client(&format!("tls://127.0.0.1:{}", server.ports.tls), TlsSettings::default());

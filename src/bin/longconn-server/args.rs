@@ -7,14 +7,16 @@ use longconn::codec::{Framing, DEFAULT_MAX_FRAME_SIZE};
 
 pub const USAGE: &str = "usage: longconn-server [--mode chat|echo|sink] [--host ADDR]
        [--longconn-port N] [--length-port N] [--line-port N] [--ws-port N]
-       [--tls-port N] [--wss-port N] [--cert FILE --key FILE]   (TLS: a self-signed
-                                                    certificate is made when no files are given)
+       [--tls-port N] [--tls-framing longconn|length|line] [--wss-port N]
+       [--cert FILE --key FILE]                     (TLS: a self-signed certificate is made
+                                                    when no files are given)
        [--client-ca FILE]                           (TLS: require client certificates from this CA)
                                                     (0: any free port, off: disabled)
        [--idle-timeout SECONDS] [--max-frame BYTES] [--plain-ping TEXT] [--plain-pong TEXT]
        [--threads N] [--quiet]
 defaults: --mode chat --host 127.0.0.1 --longconn-port 7070 --length-port 7071 --line-port 7072 --ws-port 7080
-          --idle-timeout 60 --max-frame 1048576 --plain-ping ping --plain-pong pong --threads 2";
+          --tls-framing longconn --idle-timeout 60 --max-frame 1048576 --plain-ping ping --plain-pong pong
+          --threads 2";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -42,8 +44,9 @@ pub struct Args {
     pub line_port: Option<u16>,
     /// WebSocket, with the chat page at `/`.
     pub ws_port: Option<u16>,
-    /// The longconn protocol over TLS.
+    /// TLS, speaking `tls_framing` inside.
     pub tls_port: Option<u16>,
+    pub tls_framing: Framing,
     /// WebSocket over TLS.
     pub wss_port: Option<u16>,
     /// PEM certificate chain and key for the TLS listeners.
@@ -71,6 +74,7 @@ impl Args {
             line_port: Some(7072),
             ws_port: Some(7080),
             tls_port: None,
+            tls_framing: Framing::Longconn,
             wss_port: None,
             cert: None,
             key: None,
@@ -107,6 +111,14 @@ impl Args {
                 "--line-port" => args.line_port = port(&value)?,
                 "--ws-port" => args.ws_port = port(&value)?,
                 "--tls-port" => args.tls_port = port(&value)?,
+                "--tls-framing" => {
+                    args.tls_framing = match value.as_str() {
+                        "longconn" => Framing::Longconn,
+                        "length" => Framing::Length,
+                        "line" => Framing::Line,
+                        other => return Err(format!("unknown framing {other:?}")),
+                    }
+                }
                 "--wss-port" => args.wss_port = port(&value)?,
                 "--cert" => args.cert = Some(value.into()),
                 "--key" => args.key = Some(value.into()),
@@ -129,7 +141,7 @@ impl Args {
             (Listener::Tcp(Framing::Length), self.length_port),
             (Listener::Tcp(Framing::Line), self.line_port),
             (Listener::WebSocket, self.ws_port),
-            (Listener::Tls(Framing::Longconn), self.tls_port),
+            (Listener::Tls(self.tls_framing), self.tls_port),
             (Listener::Wss, self.wss_port),
         ]
         .into_iter()

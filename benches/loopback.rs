@@ -7,7 +7,7 @@
 //! Two plain clients: tokio-util's `FramedWrite`/`FramedRead` used the usual
 //! way (one message per `feed()`/`next()`), and a hand-batched client that
 //! encodes into its own buffer and writes 256 KiB at a time.
-//! `PART=lc-send|lc-send-batch|lc-receive|base-send|framed-send` runs one
+//! `PART=lc-send|lc-send-batch|lc-ws-send|lc-receive|base-send|framed-send` runs one
 //! measurement alone, RUNS times, for profiling and A/B comparisons.
 //!
 //! Measured: messages per second sent through `lc_client_send` (64-byte
@@ -479,6 +479,12 @@ fn main() {
         Ok("base-send") => {
             for _ in 0..runs {
                 println!("{:.0} messages/s", rt.block_on(tokio_send_rate(&Server::start("sink"), messages)));
+            }
+            return;
+        }
+        Ok("lc-ws-send") => {
+            for _ in 0..runs {
+                println!("{:.0} messages/s", lc_send_rate(&Server::start("sink").ws_url(), messages));
             }
             return;
         }

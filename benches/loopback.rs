@@ -287,18 +287,9 @@ async fn connect(server: &Server) -> TcpStream {
 }
 
 async fn tokio_send_rate(server: &Server, n: u64) -> f64 {
-    let mut stream = connect(server).await;
-    let mut codec = baseline_codec();
-    let mut buf = BytesMut::with_capacity(256 * 1024);
+    let stream = connect(server).await;
     let start = Instant::now();
-    for _ in 0..n {
-        encode(&mut codec, &mut buf);
-        if buf.len() >= 256 * 1024 {
-            stream.write_all(&buf).await.unwrap();
-            buf.clear();
-        }
-    }
-    stream.write_all(&buf).await.unwrap();
+    let mut stream = write_batched(stream, n).await;
     stream.shutdown().await.unwrap();
     n as f64 / start.elapsed().as_secs_f64()
 }

@@ -293,6 +293,21 @@ lc_status lc_client_send(const lc_client *client, const uint8_t *data, size_t le
 // lc_client_send(). Any thread, callbacks included.
 lc_status lc_client_send_text(const lc_client *client, const char *text, size_t len);
 
+// Like lc_client_send() (or lc_client_send_text() when `text` is true), but
+// when the outbox is full waits up to `timeout_ms` (negative: indefinitely)
+// for the writer to make room, instead of failing at once: backpressure
+// without polling. Blocks the calling thread while it waits.
+//
+// Returns LC_STATUS_QUEUE_FULL if no room came in time (nothing was queued),
+// LC_STATUS_CLOSED if the client is closed or freed meanwhile, and the other
+// statuses of lc_client_send() / lc_client_send_text(). Inside a callback it
+// does not wait (the callback thread serves other clients too). Any thread.
+lc_status lc_client_send_wait(const lc_client *client,
+                              const uint8_t *data,
+                              size_t len,
+                              bool text,
+                              int32_t timeout_ms);
+
 // Queues copies of `count` messages, in order, in one call: the cheaper
 // way to send many small messages.
 //

@@ -2,7 +2,7 @@
 
 use std::cell::Cell;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -113,6 +113,10 @@ pub(crate) struct Shared {
     /// Wakes the heartbeat loop when settings change.
     pub settings_changed: Notify,
     outbox: Mutex<Outbox>,
+    /// Wakes senders waiting for room in the outbox ([`Client::send_wait`]).
+    room: Condvar,
+    /// Senders waiting on `room`; only then is it notified.
+    room_waiters: AtomicUsize,
     /// Wakes the writer: messages queued, a control frame, or a close request.
     pub writer_wake: Notify,
     pub events: EventQueue,
@@ -173,15 +177,55 @@ impl Shared {
     /// Counts messages of `batch` handed to the transport since the last call.
     pub fn record_sent(&self, batch: &mut Batch) {
         self.count_sent(batch);
-        lock(&self.outbox).batch_progress(batch);
+        let mut outbox = lock(&self.outbox);
+        outbox.batch_progress(batch);
+        self.room_freed();
     }
 
     /// Records a fully written batch and returns its buffers to the outbox,
     /// under one lock; buffers the outbox does not keep are freed after it.
     pub fn batch_written(&self, mut batch: Batch) {
         self.count_sent(&mut batch);
-        let unused = lock(&self.outbox).recycle(batch);
+        let mut outbox = lock(&self.outbox);
+        let unused = outbox.recycle(batch);
+        self.room_freed();
+        drop(outbox);
         drop(unused);
+    }
+
+    /// Queues `payload` under the held outbox lock, releases it, and wakes
+    /// the writer if the outbox was empty. When full, hands the lock back.
+    #[inline]
+    fn push_and_wake<'a>(
+        &self,
+        mut outbox: MutexGuard<'a, Outbox>,
+        payload: &[u8],
+        text: bool,
+    ) -> Result<(), (MutexGuard<'a, Outbox>, OutboxFull)> {
+        let was_empty = outbox.is_empty();
+        if let Err(full) = outbox.push_kind(payload, text) {
+            return Err((outbox, full));
+        }
+        drop(outbox);
+        if was_empty {
+            self.writer_wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Wakes every sender waiting for room, to see a close request: under
+    /// the outbox lock, so none is between checking and waiting.
+    fn wake_room_waiters(&self) {
+        let _outbox = lock(&self.outbox);
+        self.room.notify_all();
+    }
+
+    /// Wakes senders waiting for room. Called with the outbox lock held, so
+    /// a sender that found the outbox full is either waiting or sees the room.
+    fn room_freed(&self) {
+        if self.room_waiters.load(Ordering::Relaxed) > 0 {
+            self.room.notify_all();
+        }
     }
 
     fn count_sent(&self, batch: &mut Batch) {
@@ -198,7 +242,10 @@ impl Shared {
 
     /// Empties the outbox (and what was in flight); returns how many messages were discarded.
     pub fn discard_outbox(&self) -> usize {
-        lock(&self.outbox).clear()
+        let mut outbox = lock(&self.outbox);
+        let discarded = outbox.clear();
+        self.room_freed();
+        discarded
     }
 
     /// Called once by the session as it ends.
@@ -317,6 +364,8 @@ impl Client {
             live: Mutex::new(live),
             settings_changed: Notify::new(),
             writer_wake: Notify::new(),
+            room: Condvar::new(),
+            room_waiters: AtomicUsize::new(0),
             events,
             counters: Counters::default(),
             state: AtomicU8::new(State::Idle as u8),
@@ -372,16 +421,43 @@ impl Client {
     fn enqueue(&self, payload: &[u8], text: bool) -> Result<(), Error> {
         let shared = self.check_sendable()?;
         shared.config.check_payload(payload, text)?;
-        let was_empty = {
-            let mut outbox = lock(&shared.outbox);
-            let was_empty = outbox.is_empty();
-            outbox.push_kind(payload, text).map_err(queue_full)?;
-            was_empty
-        };
-        if was_empty {
-            shared.writer_wake.notify_one();
+        shared.push_and_wake(lock(&shared.outbox), payload, text).map_err(|(_, full)| queue_full(full))
+    }
+
+    /// Like [`Client::send`] (or [`Client::send_text_bytes`] with `text`),
+    /// but when the outbox is full waits up to `timeout` for room instead of
+    /// failing at once. On a callback thread it does not wait (the thread
+    /// runs other clients' callbacks too). [`Error::Closed`] if the client
+    /// is closed, also while waiting.
+    pub fn send_wait(&self, payload: &[u8], text: bool, timeout: Duration) -> Result<(), Error> {
+        let shared = self.check_sendable()?;
+        shared.config.check_payload(payload, text)?;
+        let deadline = Instant::now().checked_add(timeout);
+        let may_wait = DISPATCHING.with(|d| d.get()) == 0;
+        let mut outbox = lock(&shared.outbox);
+        loop {
+            let full = match shared.push_and_wake(outbox, payload, text) {
+                Ok(()) => return Ok(()),
+                Err((guard, full)) => {
+                    outbox = guard;
+                    full
+                }
+            };
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if !may_wait || left == Some(Duration::ZERO) {
+                return Err(queue_full(full));
+            }
+            if shared.close.requested() {
+                return Err(Error::Closed);
+            }
+            shared.room_waiters.fetch_add(1, Ordering::Relaxed);
+            outbox =
+                shared.room.wait_timeout(outbox, left.unwrap_or(Duration::MAX)).unwrap_or_else(|e| e.into_inner()).0;
+            shared.room_waiters.fetch_sub(1, Ordering::Relaxed);
+            if shared.close.requested() {
+                return Err(Error::Closed);
+            }
         }
-        Ok(())
     }
 
     /// Queues copies of `payloads` in order, under one lock.
@@ -433,6 +509,7 @@ impl Client {
         let shared = &*self.shared;
         let deadline = Instant::now() + timeout;
         shared.close.request(deadline);
+        shared.wake_room_waiters();
         shared.writer_wake.notify_one();
         if !self.started.swap(true, Ordering::AcqRel) {
             // Never connected: nothing can be flushed.
@@ -498,7 +575,9 @@ impl Client {
         if limits.max_messages == 0 || limits.max_bytes == 0 {
             return Err(Error::InvalidArgument("outbox limits must be positive".into()));
         }
-        lock(&self.shared.outbox).set_limits(limits);
+        let mut outbox = lock(&self.shared.outbox);
+        outbox.set_limits(limits);
+        self.shared.room_freed();
         Ok(())
     }
 
@@ -556,6 +635,7 @@ impl Drop for Client {
     fn drop(&mut self) {
         let shared = &*self.shared;
         shared.close.abort();
+        shared.wake_room_waiters();
         shared.writer_wake.notify_one();
         shared.detached.store(true, Ordering::Release);
         *lock(&shared.handler) = None;

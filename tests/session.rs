@@ -248,6 +248,46 @@ fn a_full_outbox_gains_room_as_a_large_batch_is_written_not_only_at_its_end() {
 }
 
 #[test]
+fn send_wait_waits_for_room_times_out_without_it_and_stops_at_close() {
+    // Nothing listens on this port until the server below starts.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut c = config(&format!("tcp://127.0.0.1:{port}?framing=length"));
+    c.outbox = OutboxLimits { max_messages: 3, max_bytes: 1000 };
+    let client = Client::new(c).unwrap();
+    client.connect().unwrap();
+    for i in 0..3 {
+        client.send(&numbered(i)).unwrap();
+    }
+    // No room comes while nothing is connected: a clear QueueFull after the wait.
+    let started = Instant::now();
+    let waited = client.send_wait(&numbered(3), false, Duration::from_millis(200));
+    assert!(matches!(waited, Err(Error::QueueFull { queued_messages: 3, .. })), "{waited:?}");
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    // Room comes only once a server appears and the outbox is flushed to it.
+    assert!(matches!(client.send(&numbered(3)), Err(Error::QueueFull { .. })));
+    let server = std::thread::spawn(move || {
+        Server::start_on("echo", &["--quiet"], Ports { length: port, ..Ports::default() }, "127.0.0.1")
+    });
+    client.send_wait(&numbered(3), false, WITHIN).expect("room once the server took the first three");
+    let _server = server.join().unwrap();
+    assert_eq!(receive_messages(&client, 4, WITHIN), (0..4).map(numbered).collect::<Vec<_>>());
+
+    // A sender waiting on a client that never gets room returns Closed at close.
+    let stuck = std::sync::Arc::new(never_connected_with_room_for_three("tcp://127.0.0.1:9"));
+    for i in 0..3 {
+        stuck.send(&numbered(i)).unwrap();
+    }
+    let waiter = {
+        let stuck = stuck.clone();
+        std::thread::spawn(move || stuck.send_wait(b"late", false, Duration::from_secs(60)))
+    };
+    let closing = Instant::now();
+    assert_eq!(stuck.close(Duration::from_millis(10)).unwrap(), CloseOutcome::Unsent(3));
+    assert!(matches!(waiter.join().unwrap(), Err(Error::Closed)));
+    assert!(closing.elapsed() < WITHIN, "the waiting sender was woken, not left to its timeout");
+}
+
+#[test]
 fn close_flushes_everything_queued() {
     let server = Server::start("sink", &["--quiet"]);
     let client = Client::new(config(&server.url("length"))).unwrap();

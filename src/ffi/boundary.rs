@@ -83,6 +83,14 @@ pub(crate) fn bytes_arg<'a>(ptr: *const u8, len: usize, name: &str) -> Result<&'
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
 }
 
+/// A wait in milliseconds as the API takes it: negative means indefinitely.
+pub(crate) fn timeout_from_ms(timeout_ms: i32) -> std::time::Duration {
+    match u64::try_from(timeout_ms) {
+        Ok(ms) => std::time::Duration::from_millis(ms),
+        Err(_) => std::time::Duration::MAX,
+    }
+}
+
 /// Frees a handle made with `Box::into_raw`, inside the panic boundary.
 /// NULL is a no-op; in a fork child the handle is leaked, since its locks
 /// may be held by threads that do not exist there.

@@ -4,7 +4,7 @@ use std::ffi::c_char;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::boundary::{self, bytes_arg};
+use super::boundary::{self, bytes_arg, timeout_from_ms};
 use super::config::{backoff_policy, heartbeat_policy, lc_config};
 use super::event::{CallbackSet, PolledEvent};
 use super::status::*;
@@ -153,6 +153,32 @@ pub unsafe extern "C" fn lc_client_send_text(client: *const lc_client, text: *co
     with_client(client, |c| match bytes_arg(text.cast(), len, "text") {
         Ok(bytes) if std::str::from_utf8(bytes).is_err() => fail(LC_STATUS_INVALID_UTF8, "text is not valid UTF-8"),
         Ok(bytes) => status_from(c.client.send_text_bytes(bytes)),
+        Err(status) => status,
+    })
+}
+
+/// Like lc_client_send() (or lc_client_send_text() when `text` is true), but
+/// when the outbox is full waits up to `timeout_ms` (negative: indefinitely)
+/// for the writer to make room, instead of failing at once: backpressure
+/// without polling. Blocks the calling thread while it waits.
+///
+/// Returns LC_STATUS_QUEUE_FULL if no room came in time (nothing was queued),
+/// LC_STATUS_CLOSED if the client is closed or freed meanwhile, and the other
+/// statuses of lc_client_send() / lc_client_send_text(). Inside a callback it
+/// does not wait (the callback thread serves other clients too). Any thread.
+#[no_mangle]
+pub unsafe extern "C" fn lc_client_send_wait(
+    client: *const lc_client,
+    data: *const u8,
+    len: usize,
+    text: bool,
+    timeout_ms: i32,
+) -> lc_status {
+    with_client(client, |c| match bytes_arg(data, len, "data") {
+        Ok(bytes) if text && std::str::from_utf8(bytes).is_err() => {
+            fail(LC_STATUS_INVALID_UTF8, "text is not valid UTF-8")
+        }
+        Ok(bytes) => status_from(c.client.send_wait(bytes, text, timeout_from_ms(timeout_ms))),
         Err(status) => status,
     })
 }

@@ -2,8 +2,8 @@
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::sync::{Arc, MutexGuard};
-use std::time::Duration;
 
+use super::boundary::timeout_from_ms;
 use super::client::{lc_client, lc_state, with_client};
 use super::status::*;
 use crate::client::EventHandler;
@@ -316,7 +316,7 @@ pub unsafe extern "C" fn lc_client_poll(
 ) -> lc_status {
     with_client(client, |c| {
         require_out!(out_event, "out_event");
-        let timeout = if timeout_ms < 0 { Duration::MAX } else { Duration::from_millis(timeout_ms as u64) };
+        let timeout = timeout_from_ms(timeout_ms);
         let event = match c.client.poll(timeout) {
             Ok(Some(event)) => event,
             Ok(None) => return LC_STATUS_TIMEOUT,
@@ -381,7 +381,7 @@ pub unsafe extern "C" fn lc_client_poll_messages(
             // SAFETY: non-NULL, and the caller promises room for `max_messages` flags for the call.
             unsafe { std::slice::from_raw_parts_mut(is_text, max_messages) }
         };
-        let timeout = if timeout_ms < 0 { Duration::MAX } else { Duration::from_millis(timeout_ms as u64) };
+        let timeout = timeout_from_ms(timeout_ms);
         let (mut count, mut used, mut refused) = (0usize, 0usize, None);
         let result = c.client.poll_messages(timeout, |message, text| {
             if count == lengths.len() || used + message.len() > buffer.len() {

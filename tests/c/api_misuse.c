@@ -80,6 +80,11 @@ int main(int argc, char **argv) {
     CHECK_STATUS(lc_client_send(client, (const uint8_t *)"one", 3), LC_STATUS_OK);
     CHECK_STATUS(lc_client_send(client, (const uint8_t *)"three", 5), LC_STATUS_QUEUE_FULL);
     CHECK(strstr(lc_last_error_message(), "outbox full") != NULL);
+    /* Waiting for room that never comes (never connected): QUEUE_FULL after the wait. */
+    CHECK_STATUS(lc_client_send_wait(client, (const uint8_t *)"three", 5, false, 20), LC_STATUS_QUEUE_FULL);
+    CHECK_STATUS(lc_client_send_wait(client, (const uint8_t *)"\xff", 1, true, 20), LC_STATUS_INVALID_UTF8);
+    CHECK_STATUS(lc_client_send_wait(client, NULL, 5, false, 20), LC_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(lc_client_send_wait(NULL, (const uint8_t *)"x", 1, false, 20), LC_STATUS_NULL_ARGUMENT);
 
     /* Batches: checked whole before anything is queued; a full outbox stops part-way. */
     size_t queued = 99;

@@ -142,6 +142,36 @@ def test_a_full_queue_raises_queue_full_and_keeps_what_it_had():
         assert client.close(timeout=0.01) == 3, "never connected: all three unsent"
 
 
+def test_send_with_wait_blocks_until_the_writer_makes_room(echo_server):
+    url = echo_server.url("length")
+    echo_server.stop()  # nothing to flush to yet
+    restarted = []
+    with longconn.Client(url, outbox=(3, 1000), reconnect=FAST) as client:
+        client.connect()
+        for i in range(3):
+            client.send(f"m{i}")
+        started = time.monotonic()
+        with pytest.raises(longconn.QueueFullError):
+            client.send("m3", wait=0.2)  # no room comes while the server is down
+        assert time.monotonic() - started >= 0.2
+        with pytest.raises(longconn.QueueFullError):
+            client.send("m3")
+        # Room comes only once the server is back and the first three are written.
+        starter = threading.Thread(target=lambda: restarted.append(echo_server.restart()))
+        starter.start()
+        try:
+            client.send_text("m3", wait=WITHIN)
+            received = []
+            deadline = time.monotonic() + WITHIN
+            while len(received) < 4 and time.monotonic() < deadline:
+                received += client.receive_many(timeout=max(0.0, deadline - time.monotonic()))
+            assert [m.text for m in received] == ["m0", "m1", "m2", "m3"]
+        finally:
+            starter.join()
+            for server in restarted:
+                server.stop()
+
+
 def _register_throwaway_callback(client: longconn.Client, sink: Collector) -> None:
     # The only reference to this lambda is the one the client keeps.
     client.on_message(lambda message: sink(bytes(message)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import ctypes
+import math
 import os
 import threading
 import time
@@ -37,6 +38,13 @@ def _ms(seconds: float, name: str) -> int:
     if seconds < 0:
         raise ValueError(f"{name} must not be negative")
     return int(round(seconds * 1000))
+
+
+def _wait_ms(seconds: float) -> int:
+    """A send wait for the C API: -1 for no limit (``math.inf``), else milliseconds."""
+    if seconds == math.inf:
+        return -1
+    return min(_ms(seconds, "wait"), 2**31 - 1)
 
 
 @dataclass(frozen=True)
@@ -205,20 +213,30 @@ class Client:
 
     # -- sending -----------------------------------------------------------
 
-    def send(self, data: Data) -> None:
+    def send(self, data: Data, wait: float | None = None) -> None:
         """Queues a copy of ``data`` (str is sent as UTF-8); returns at once.
 
         Raises QueueFullError when the outbox is full (nothing was queued),
-        MessageTooLargeError, InvalidArgumentError, or ClosedError.
+        MessageTooLargeError, InvalidArgumentError, or ClosedError. With
+        ``wait`` (seconds; ``math.inf`` for no limit), a full outbox is waited
+        on until the writer makes room, and QueueFullError comes only if none
+        came in time: backpressure without a retry loop. The GIL is released
+        while waiting; inside a callback it does not wait.
         """
         payload = _as_bytes(data)
-        check(lib.lc_client_send(self._h(), _buf(payload), len(payload)))
+        if wait is None:
+            check(lib.lc_client_send(self._h(), _buf(payload), len(payload)))
+        else:
+            check(lib.lc_client_send_wait(self._h(), _buf(payload), len(payload), False, _wait_ms(wait)))
 
-    def send_text(self, text: str) -> None:
+    def send_text(self, text: str, wait: float | None = None) -> None:
         """Queues ``text`` as a WebSocket text message (on the TCP transports,
-        the same as :meth:`send`)."""
+        the same as :meth:`send`); ``wait`` as for :meth:`send`."""
         payload = text.encode("utf-8")
-        check(lib.lc_client_send_text(self._h(), payload, len(payload)))
+        if wait is None:
+            check(lib.lc_client_send_text(self._h(), payload, len(payload)))
+        else:
+            check(lib.lc_client_send_wait(self._h(), _buf(payload), len(payload), True, _wait_ms(wait)))
 
     def send_many(self, messages: Iterable[Data]) -> int:
         """Queues many messages in order with one library call; returns how

@@ -70,6 +70,7 @@ SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "lc_client_connect": (c_status, [_p]),
     "lc_client_send": (c_status, [_p, _u8p, ctypes.c_size_t]),
     "lc_client_send_text": (c_status, [_p, ctypes.c_char_p, ctypes.c_size_t]),
+    "lc_client_send_wait": (c_status, [_p, _u8p, ctypes.c_size_t, ctypes.c_bool, ctypes.c_int32]),
     "lc_client_send_batch": (c_status, [_p, ctypes.POINTER(lc_buffer), ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)]),
     "lc_client_close": (c_status, [_p, ctypes.c_uint32, ctypes.POINTER(ctypes.c_uint64)]),
     "lc_client_state": (c_status, [_p, ctypes.POINTER(ctypes.c_uint32)]),

@@ -62,6 +62,33 @@ static void free_on_message(void *user_data, const uint8_t *data, size_t len, bo
     pthread_mutex_unlock(&c->w.lock);
 }
 
+/* Inside a callback, lc_client_send_wait must not wait: it tries once. */
+typedef struct {
+    waiter w;
+    lc_client *full; /* never connected, outbox full */
+    volatile int done, status;
+    double waited_ms;
+} no_wait;
+
+static double now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+static void send_wait_on_connect(void *user_data, const lc_event *event) {
+    no_wait *n = user_data;
+    if (event->kind != LC_EVENT_CONNECTED) return;
+    double start = now_ms();
+    lc_status status = lc_client_send_wait(n->full, (const uint8_t *)"x", 1, false, 5000);
+    pthread_mutex_lock(&n->w.lock);
+    n->status = (int)status;
+    n->waited_ms = now_ms() - start;
+    n->done = 1;
+    pthread_cond_broadcast(&n->w.changed);
+    pthread_mutex_unlock(&n->w.lock);
+}
+
 static lc_client *make_client(const char *url) {
     lc_config *config = NULL;
     lc_client *client = NULL;
@@ -130,5 +157,27 @@ int main(int argc, char **argv) {
     pthread_mutex_unlock(&b.w.lock);
     waiter_destroy(&b.w);
     waiter_destroy(&c.w);
+
+    /* 4. lc_client_send_wait from a callback returns at once instead of waiting. */
+    no_wait n;
+    memset(&n, 0, sizeof n);
+    waiter_init(&n.w);
+    lc_config *config = NULL;
+    CHECK_STATUS(lc_config_new("tcp://127.0.0.1:9", &config), LC_STATUS_OK);
+    CHECK_STATUS(lc_config_set_outbox_limits(config, 1, 1024), LC_STATUS_OK);
+    CHECK_STATUS(lc_client_new(config, &n.full), LC_STATUS_OK);
+    lc_config_free(config);
+    CHECK_STATUS(lc_client_send(n.full, (const uint8_t *)"x", 1), LC_STATUS_OK);
+    lc_client *d = make_client(argv[1]);
+    CHECK_STATUS(lc_client_set_event_callback(d, send_wait_on_connect, &n), LC_STATUS_OK);
+    CHECK_STATUS(lc_client_connect(d), LC_STATUS_OK);
+    pthread_mutex_lock(&n.w.lock);
+    CHECK(wait_until_at_least(&n.w, &n.done, 1, 10000));
+    CHECK(n.status == (int)LC_STATUS_QUEUE_FULL);
+    CHECK(n.waited_ms < 2500); /* far below its 5000 ms timeout */
+    pthread_mutex_unlock(&n.w.lock);
+    lc_client_free(d);
+    lc_client_free(n.full);
+    waiter_destroy(&n.w);
     return harness_finish("callbacks");
 }

@@ -405,35 +405,26 @@ fn spread(mut values: Vec<f64>) -> Spread {
     Spread { median: values[values.len() / 2], min: values[0], max: values[values.len() - 1] }
 }
 
-/// Prints medians (min-max) and the median of the per-run ratios, each
-/// longconn run set against the baseline run just before it, so drift in
-/// the machine's speed over the whole benchmark cancels out.
-fn row(label: &str, base: &[f64], lc: &[f64]) {
-    let ratios: Vec<f64> = base.iter().zip(lc).map(|(b, l)| l / b).collect();
-    let (base, lc, ratio) = (spread(base.to_vec()), spread(lc.to_vec()), spread(ratios));
+/// One table line: both sides' medians (min-max), then `compare`.
+fn print_row(label: &str, base: &Spread, lc: &Spread, decimals: usize, compare: String) {
+    let (b, l, p) = (base, lc, decimals);
     println!(
-        "{label:<28} {:>12.0} ({:>9.0}-{:<9.0}) {:>12.0} ({:>9.0}-{:<9.0}) {:>8.1}%",
-        base.median,
-        base.min,
-        base.max,
-        lc.median,
-        lc.min,
-        lc.max,
-        100.0 * ratio.median
+        "{label:<28} {:>12.p$} ({:>9.p$}-{:<9.p$}) {:>12.p$} ({:>9.p$}-{:<9.p$}) {compare}",
+        b.median, b.min, b.max, l.median, l.min, l.max
     );
 }
 
+/// A throughput line; the ratio is the median of the per-run ratios, each
+/// longconn run set against the baseline run of the same round, so drift in
+/// the machine's speed over the whole benchmark cancels out.
+fn row(label: &str, base: &[f64], lc: &[f64]) {
+    let ratio = spread(base.iter().zip(lc).map(|(b, l)| l / b).collect()).median;
+    print_row(label, &spread(base.to_vec()), &spread(lc.to_vec()), 0, format!("{:>8.1}%", 100.0 * ratio));
+}
+
+/// A latency line in microseconds, with the difference of the medians.
 fn row_us(label: &str, base: &Spread, lc: &Spread) {
-    println!(
-        "{label:<28} {:>12.1} ({:>9.1}-{:<9.1}) {:>12.1} ({:>9.1}-{:<9.1}) {:>+8.1}",
-        base.median,
-        base.min,
-        base.max,
-        lc.median,
-        lc.min,
-        lc.max,
-        lc.median - base.median
-    );
+    print_row(label, base, lc, 1, format!("{:>+8.1}", lc.median - base.median));
 }
 
 fn main() {
@@ -447,42 +438,21 @@ fn main() {
     // The baseline gets the same number of I/O threads as longconn's runtime.
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
 
-    // PART=... runs one longconn measurement alone, for profiling.
-    match std::env::var("PART").as_deref() {
-        Ok("lc-send") => {
-            for _ in 0..runs {
-                println!("{:.0} messages/s", lc_send_rate(&Server::start("sink").url(), messages));
-            }
-            return;
+    // PART=... runs one measurement alone, RUNS times, each against a fresh server.
+    if let Ok(part) = std::env::var("PART") {
+        let measure: Box<dyn Fn() -> f64> = match part.as_str() {
+            "lc-send" => Box::new(|| lc_send_rate(&Server::start("sink").url(), messages)),
+            "lc-send-batch" => Box::new(|| lc_send_batch_rate(&Server::start("sink"), messages)),
+            "lc-ws-send" => Box::new(|| lc_send_rate(&Server::start("sink").ws_url(), messages)),
+            "lc-receive" => Box::new(|| lc_receive_rate(&Server::start("echo").url(), messages)),
+            "framed-send" => Box::new(|| rt.block_on(framed_send_rate(&Server::start("sink"), messages))),
+            "base-send" => Box::new(|| rt.block_on(tokio_send_rate(&Server::start("sink"), messages))),
+            other => panic!("unknown PART {other:?}"),
+        };
+        for _ in 0..runs {
+            println!("{:.0} messages/s", measure());
         }
-        Ok("lc-send-batch") => {
-            for _ in 0..runs {
-                println!("{:.0} messages/s", lc_send_batch_rate(&Server::start("sink"), messages));
-            }
-            return;
-        }
-        Ok("framed-send") => {
-            for _ in 0..runs {
-                println!("{:.0} messages/s", rt.block_on(framed_send_rate(&Server::start("sink"), messages)));
-            }
-            return;
-        }
-        Ok("base-send") => {
-            for _ in 0..runs {
-                println!("{:.0} messages/s", rt.block_on(tokio_send_rate(&Server::start("sink"), messages)));
-            }
-            return;
-        }
-        Ok("lc-ws-send") => {
-            for _ in 0..runs {
-                println!("{:.0} messages/s", lc_send_rate(&Server::start("sink").ws_url(), messages));
-            }
-            return;
-        }
-        Ok("lc-receive") => {
-            return println!("{:.0} messages/s", lc_receive_rate(&Server::start("echo").url(), messages))
-        }
-        _ => {}
+        return;
     }
     println!(
         "loopback benchmark: {messages} x 64-byte messages, {round_trips} round trips, length framing, \

@@ -505,8 +505,10 @@ lc_status lc_client_set_message_callback(const lc_client *client,
 // Waits up to `timeout_ms` (0: do not wait; negative: wait indefinitely).
 // On LC_STATUS_OK, `*out_event` (not NULL) holds the event; its pointers stay
 // valid until the next lc_client_poll() or lc_client_free() on this client.
-// Returns LC_STATUS_TIMEOUT when no event arrived in time. Poll one client
-// from one thread at a time.
+// Returns LC_STATUS_TIMEOUT when no event arrived in time, and
+// LC_STATUS_CLOSED at once when the client has stopped and its closed event
+// has already been taken (nothing more will come). Poll one client from one
+// thread at a time.
 lc_status lc_client_poll(const lc_client *client, int32_t timeout_ms, lc_event *out_event);
 
 // Takes many waiting messages in one call, when no callback is registered:
@@ -521,6 +523,7 @@ lc_status lc_client_poll(const lc_client *client, int32_t timeout_ms, lc_event *
 // transports). `*out_count` (not NULL) receives how many were copied. Returns
 // LC_STATUS_OK with a count of 0 when the next event is not a message (take
 // it with lc_client_poll()), LC_STATUS_TIMEOUT when nothing arrived in time,
+// LC_STATUS_CLOSED as lc_client_poll(),
 // and LC_STATUS_INVALID_ARGUMENT when the next message alone is larger than
 // `buffer_len` (lc_last_error_message() says how large; a buffer of the
 // maximum frame size always fits). `buffer` and `lengths` may be NULL only

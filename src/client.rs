@@ -250,6 +250,7 @@ impl Shared {
 
     /// Called once by the session as it ends.
     pub fn finish(&self, unsent: u64) {
+        self.events.end();
         *lock(&self.finished) = Some(unsent);
         self.finished_cv.notify_all();
     }
@@ -598,10 +599,15 @@ impl Client {
         Ok(())
     }
 
-    /// Takes the next event in poll mode, waiting up to `timeout`.
+    /// Takes the next event in poll mode, waiting up to `timeout`;
+    /// [`Error::Closed`] at once when the client has stopped and its last
+    /// event (the closed event) has been taken.
     pub fn poll(&self, timeout: Duration) -> Result<Option<Event>, Error> {
         runtime::check_not_forked()?;
-        Ok(self.shared.events.pop(timeout))
+        match self.shared.events.pop(timeout) {
+            None if self.shared.events.is_drained_and_ended() => Err(Error::Closed),
+            polled => Ok(polled),
+        }
     }
 
     /// Hands waiting messages to `take` in order, with whether each is a
@@ -614,7 +620,10 @@ impl Client {
         take: impl FnMut(&[u8], bool) -> bool,
     ) -> Result<Option<usize>, Error> {
         runtime::check_not_forked()?;
-        Ok(self.shared.events.take_messages(timeout, take))
+        match self.shared.events.take_messages(timeout, take) {
+            None if self.shared.events.is_drained_and_ended() => Err(Error::Closed),
+            taken => Ok(taken),
+        }
     }
 
     /// Readable while events wait in poll mode; owned by the client. Made

@@ -171,6 +171,9 @@ struct Pending {
     signal: Option<Signal>,
     /// Whether the fd currently holds a wake-up byte.
     fd_signalled: bool,
+    /// The client has stopped for good: once the queue is empty, nothing
+    /// more will arrive, and waiting returns at once.
+    ended: bool,
 }
 
 /// A readable-when-pending file descriptor: one end of a socket pair.
@@ -244,6 +247,19 @@ impl EventQueue {
         if was_empty {
             self.arrived.notify_all();
         }
+    }
+
+    /// Marks the end of the stream (after the closed event was pushed):
+    /// waiters wake, and waiting on an empty queue returns at once from now on.
+    pub fn end(&self) {
+        self.lock().ended = true;
+        self.arrived.notify_all();
+    }
+
+    /// Whether [`EventQueue::end`] was called and everything has been taken.
+    pub fn is_drained_and_ended(&self) -> bool {
+        let p = self.lock();
+        p.ended && p.events.is_empty()
     }
 
     /// Whether the connection should stop reading until the application catches up.
@@ -347,6 +363,9 @@ impl EventQueue {
         loop {
             if !p.events.is_empty() {
                 return Some(p);
+            }
+            if p.ended {
+                return None;
             }
             let wait = match deadline {
                 Some(d) => d.checked_duration_since(Instant::now()).filter(|w| !w.is_zero())?,

@@ -288,6 +288,17 @@ fn send_wait_waits_for_room_times_out_without_it_and_stops_at_close() {
 }
 
 #[test]
+fn polling_after_the_closed_event_says_closed_at_once() {
+    let client = never_connected_with_room_for_three("tcp://127.0.0.1:9");
+    assert_eq!(client.close(Duration::from_millis(10)).unwrap(), CloseOutcome::Flushed);
+    assert!(matches!(client.poll(WITHIN).unwrap(), Some(Event::Closed { unsent: 0 })));
+    let started = Instant::now();
+    assert!(matches!(client.poll(Duration::MAX), Err(Error::Closed)), "nothing more can come");
+    assert!(matches!(client.poll_messages(Duration::MAX, |_, _| true), Err(Error::Closed)));
+    assert!(started.elapsed() < WITHIN);
+}
+
+#[test]
 fn close_flushes_everything_queued() {
     let server = Server::start("sink", &["--quiet"]);
     let client = Client::new(config(&server.url("length"))).unwrap();

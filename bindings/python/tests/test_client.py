@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 import signal
 import subprocess
 import sys
@@ -170,6 +171,38 @@ def test_send_with_wait_blocks_until_the_writer_makes_room(echo_server):
             starter.join()
             for server in restarted:
                 server.stop()
+
+
+def test_close_while_other_threads_wait_inside_the_library():
+    client = longconn.Client("tcp://127.0.0.1:1", outbox=(1, 100))  # never connected
+    client.send("fills the outbox")
+    polled, sent = [], []
+
+    def poll_forever():
+        try:
+            polled.append(client.poll(None))
+        except longconn.ClosedError as e:
+            polled.append(e)
+
+    def send_waiting_forever():
+        try:
+            client.send("no room", wait=math.inf)
+            sent.append("queued")
+        except longconn.ClosedError as e:
+            sent.append(e)
+
+    threads = [threading.Thread(target=poll_forever), threading.Thread(target=send_waiting_forever)]
+    for t in threads:
+        t.start()
+    started = time.monotonic()
+    assert client.close(timeout=0.01) == 1
+    for t in threads:
+        t.join(WITHIN)
+    assert not any(t.is_alive() for t in threads), "close woke both waiting calls"
+    assert time.monotonic() - started < WITHIN
+    assert isinstance(sent[0], longconn.ClosedError)
+    event = polled[0]
+    assert isinstance(event, longconn.ClosedError) or event.kind == EventKind.CLOSED
 
 
 def _register_throwaway_callback(client: longconn.Client, sink: Collector) -> None:

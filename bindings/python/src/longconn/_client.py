@@ -103,6 +103,11 @@ class Client:
         tls_dangerous_skip_verification: bool = False,
     ) -> None:
         self._handle: Optional[int] = None
+        #: One entry per library call in progress on the handle (list append
+        #: and pop are atomic), and how freeing waits for them to return.
+        self._calls: list[None] = []
+        self._freeing = False
+        self._drained = threading.Condition()
         self._key = 0
         self._lock = threading.Lock()
         config = ctypes.c_void_p()
@@ -148,15 +153,15 @@ class Client:
 
     # -- life cycle --------------------------------------------------------
 
-    def _h(self) -> int:
-        handle = self._handle
-        if handle is None:
-            raise ClosedError("the client is closed", 201)
-        return handle
+    def _use(self) -> "_Call":
+        """``with self._use() as handle:`` around every library call on the
+        handle, so that freeing the client waits for calls still inside it."""
+        return _Call(self)
 
     def connect(self) -> "Client":
         """Starts connecting in the background; returns at once."""
-        check(lib.lc_client_connect(self._h()))
+        with self._use() as handle:
+            check(lib.lc_client_connect(handle))
         return self
 
     def close(self, timeout: float = 5.0) -> Optional[int]:
@@ -181,10 +186,19 @@ class Client:
             return unsent.value
 
     def _free_locked(self) -> None:
-        handle, self._handle = self._handle, None
-        if handle is not None:
-            lib.lc_client_free(handle)  # no callback runs after this returns
-            _callbacks.unregister(self._key)
+        handle, self._handle = self._handle, None  # new calls raise ClosedError from here on
+        if handle is None:
+            return
+        if self._calls:
+            # Other threads are inside the library with this handle (a poll or
+            # a send waiting for room): stopping the client makes those calls
+            # return, and the handle is freed once the last one has.
+            self._freeing = True
+            lib.lc_client_close(handle, 0, None)
+            with self._drained:
+                self._drained.wait_for(lambda: not self._calls)
+        lib.lc_client_free(handle)  # no callback runs after this returns
+        _callbacks.unregister(self._key)
 
     def _free(self) -> None:
         with self._lock:
@@ -225,18 +239,22 @@ class Client:
         """
         payload = _as_bytes(data)
         if wait is None:
-            check(lib.lc_client_send(self._h(), _buf(payload), len(payload)))
+            with self._use() as handle:
+                check(lib.lc_client_send(handle, _buf(payload), len(payload)))
         else:
-            check(lib.lc_client_send_wait(self._h(), _buf(payload), len(payload), False, _wait_ms(wait)))
+            with self._use() as handle:
+                check(lib.lc_client_send_wait(handle, _buf(payload), len(payload), False, _wait_ms(wait)))
 
     def send_text(self, text: str, wait: float | None = None) -> None:
         """Queues ``text`` as a WebSocket text message (on the TCP transports,
         the same as :meth:`send`); ``wait`` as for :meth:`send`."""
         payload = text.encode("utf-8")
         if wait is None:
-            check(lib.lc_client_send_text(self._h(), payload, len(payload)))
+            with self._use() as handle:
+                check(lib.lc_client_send_text(handle, payload, len(payload)))
         else:
-            check(lib.lc_client_send_wait(self._h(), _buf(payload), len(payload), True, _wait_ms(wait)))
+            with self._use() as handle:
+                check(lib.lc_client_send_wait(handle, _buf(payload), len(payload), True, _wait_ms(wait)))
 
     def send_many(self, messages: Iterable[Data]) -> int:
         """Queues many messages in order with one library call; returns how
@@ -258,7 +276,8 @@ class Client:
         words[:] = flat
         buffers = ctypes.cast(words, ctypes.POINTER(_ffi.lc_buffer))
         queued = ctypes.c_size_t(0)
-        status = lib.lc_client_send_batch(self._h(), buffers, len(payloads), ctypes.byref(queued))
+        with self._use() as handle:
+            status = lib.lc_client_send_batch(handle, buffers, len(payloads), ctypes.byref(queued))
         if status != _ffi.OK:
             error = error_for(status)
             error.queued = queued.value  # type: ignore[attr-defined]
@@ -269,21 +288,25 @@ class Client:
 
     def set_heartbeat(self, interval: float, timeout: float) -> None:
         """Changes heartbeat timing at once, also on a live connection (interval 0: off)."""
-        check(lib.lc_client_set_heartbeat(self._h(), _ms(interval, "interval"), _ms(timeout, "timeout")))
+        with self._use() as handle:
+            check(lib.lc_client_set_heartbeat(handle, _ms(interval, "interval"), _ms(timeout, "timeout")))
 
     def set_reconnect(self, reconnect: Reconnect) -> None:
         """Changes the reconnection schedule from the next delay on."""
-        check(lib.lc_client_set_reconnect(self._h(), *reconnect._args()))
+        with self._use() as handle:
+            check(lib.lc_client_set_reconnect(handle, *reconnect._args()))
 
     @property
     def state(self) -> _events.State:
         value = ctypes.c_uint32()
-        check(lib.lc_client_state(self._h(), ctypes.byref(value)))
+        with self._use() as handle:
+            check(lib.lc_client_state(handle, ctypes.byref(value)))
         return _events.State(value.value)
 
     def stats(self) -> _events.Stats:
         raw = _ffi.lc_stats()
-        check(lib.lc_client_stats(self._h(), ctypes.byref(raw)))
+        with self._use() as handle:
+            check(lib.lc_client_stats(handle, ctypes.byref(raw)))
         return _events.stats_from(raw)
 
     # -- callbacks -----------------------------------------------------------
@@ -303,17 +326,17 @@ class Client:
         self._install()
 
     def _install(self) -> None:
-        handle = self._h()
         dispatcher = self._dispatcher
-        # Messages take the message callback only while on_message is set, so
-        # an on_event-only client still gets them as events, with their state.
-        if dispatcher.on_message is not None:
-            check(lib.lc_client_set_message_callback(handle, _callbacks.MESSAGE_TRAMPOLINE, self._key))
-        else:
-            check(lib.lc_client_set_message_callback(handle, _ffi.MESSAGE_CB(), None))
         wanted = dispatcher.on_event is not None or dispatcher.on_message is not None
         callback = _callbacks.EVENT_TRAMPOLINE if wanted else _ffi.EVENT_CB()
-        check(lib.lc_client_set_event_callback(handle, callback, self._key if wanted else None))
+        with self._use() as handle:
+            # Messages take the message callback only while on_message is set, so
+            # an on_event-only client still gets them as events, with their state.
+            if dispatcher.on_message is not None:
+                check(lib.lc_client_set_message_callback(handle, _callbacks.MESSAGE_TRAMPOLINE, self._key))
+            else:
+                check(lib.lc_client_set_message_callback(handle, _ffi.MESSAGE_CB(), None))
+            check(lib.lc_client_set_event_callback(handle, callback, self._key if wanted else None))
 
     @property
     def callback_errors(self) -> list[BaseException]:
@@ -327,11 +350,12 @@ class Client:
         None if none came. Only without callbacks."""
         wait = -1 if timeout is None else _ms(timeout, "timeout")
         raw = _ffi.lc_event()
-        status = lib.lc_client_poll(self._h(), min(wait, 2**31 - 1), ctypes.byref(raw))
-        if status == _ffi.TIMEOUT:
-            return None
-        check(status)
-        return _events.event_from(raw)
+        with self._use() as handle:
+            status = lib.lc_client_poll(handle, min(wait, 2**31 - 1), ctypes.byref(raw))
+            if status == _ffi.TIMEOUT:
+                return None
+            check(status)
+            return _events.event_from(raw)  # its pointers stay valid until the next poll or free
 
     def events(self, timeout: Optional[float] = 1.0) -> Iterator[_events.Event]:
         """Yields events as they come; stops after ``timeout`` seconds without
@@ -351,7 +375,6 @@ class Client:
         on the way are skipped. WebSocket text messages come as
         :class:`TextMessage`. The fast way to drain a busy client."""
         self._require_poll_mode("receive_many()")
-        handle = self._h()
         if self._inbox is None or len(self._inbox[1]) < max_count:
             self._inbox = (
                 ctypes.create_string_buffer(self._max_frame_size),
@@ -363,10 +386,11 @@ class Client:
         deadline = time.monotonic() + timeout
         while True:
             wait = _ms(max(0.0, deadline - time.monotonic()), "timeout")
-            status = lib.lc_client_poll_messages(
-                handle, min(wait, 2**31 - 1), ctypes.cast(buffer, ctypes.POINTER(ctypes.c_uint8)),
-                len(buffer), lengths, is_text, max_count, ctypes.byref(count),
-            )
+            with self._use() as handle:
+                status = lib.lc_client_poll_messages(
+                    handle, min(wait, 2**31 - 1), ctypes.cast(buffer, ctypes.POINTER(ctypes.c_uint8)),
+                    len(buffer), lengths, is_text, max_count, ctypes.byref(count),
+                )
             if status == _ffi.TIMEOUT:
                 return []
             check(status)
@@ -387,7 +411,8 @@ class Client:
     def fileno(self) -> int:
         """A descriptor readable while events wait; for select/poll/asyncio. Do not close it."""
         fd = ctypes.c_int(-1)
-        check(lib.lc_client_event_fd(self._h(), ctypes.byref(fd)))
+        with self._use() as handle:
+            check(lib.lc_client_event_fd(handle, ctypes.byref(fd)))
         return fd.value
 
     async def events_async(self) -> AsyncIterator[_events.Event]:
@@ -422,6 +447,31 @@ class Client:
     def _require_poll_mode(self, what: str) -> None:
         if self._dispatcher.on_event is not None or self._dispatcher.on_message is not None:
             raise LongconnError(f"{what} needs a client without callbacks (events go to the callbacks)")
+
+
+class _Call:
+    """One library call on a client's handle; see :meth:`Client._use`."""
+
+    __slots__ = ("client",)
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def __enter__(self) -> int:
+        client = self.client
+        client._calls.append(None)  # before reading the handle: a free starting now waits for us
+        handle = client._handle
+        if handle is None:
+            client._calls.pop()
+            raise ClosedError("the client is closed", 201)
+        return handle
+
+    def __exit__(self, *exc: object) -> None:
+        client = self.client
+        client._calls.pop()
+        if client._freeing:
+            with client._drained:
+                client._drained.notify_all()
 
 
 def _buf(payload: bytes) -> "ctypes._Pointer[ctypes.c_uint8]":

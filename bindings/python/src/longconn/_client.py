@@ -102,12 +102,8 @@ class Client:
         tls_client_cert: Optional[tuple[Union[str, "os.PathLike[str]"], Union[str, "os.PathLike[str]"]]] = None,
         tls_dangerous_skip_verification: bool = False,
     ) -> None:
-        self._handle: Optional[int] = None
-        #: One entry per library call in progress on the handle (list append
-        #: and pop are atomic), and how freeing waits for them to return.
-        self._calls: list[None] = []
-        self._freeing = False
-        self._drained = threading.Condition()
+        #: The handle, and the calls in progress on it.
+        self._guard = _HandleGuard()
         self._key = 0
         self._lock = threading.Lock()
         config = ctypes.c_void_p()
@@ -142,7 +138,7 @@ class Client:
             check(lib.lc_client_new(config, ctypes.byref(handle)))
         finally:
             lib.lc_config_free(config)
-        self._handle = handle.value
+        self._guard.handle = handle.value
         self._max_frame_size = int(max_frame_size)
         #: Reused buffers for receive_many: payloads and their lengths.
         self._inbox: Optional[tuple[Any, Any]] = None
@@ -153,10 +149,10 @@ class Client:
 
     # -- life cycle --------------------------------------------------------
 
-    def _use(self) -> "_Call":
+    def _use(self) -> "_HandleGuard":
         """``with self._use() as handle:`` around every library call on the
         handle, so that freeing the client waits for calls still inside it."""
-        return _Call(self)
+        return self._guard
 
     def connect(self) -> "Client":
         """Starts connecting in the background; returns at once."""
@@ -173,7 +169,7 @@ class Client:
         from another thread, or when it is garbage-collected.
         """
         with self._lock:
-            handle = self._handle
+            handle = self._guard.handle
             if handle is None:
                 return 0
             unsent = ctypes.c_uint64(0)
@@ -186,19 +182,10 @@ class Client:
             return unsent.value
 
     def _free_locked(self) -> None:
-        handle, self._handle = self._handle, None  # new calls raise ClosedError from here on
-        if handle is None:
-            return
-        if self._calls:
-            # Other threads are inside the library with this handle (a poll or
-            # a send waiting for room): stopping the client makes those calls
-            # return, and the handle is freed once the last one has.
-            self._freeing = True
-            lib.lc_client_close(handle, 0, None)
-            with self._drained:
-                self._drained.wait_for(lambda: not self._calls)
-        lib.lc_client_free(handle)  # no callback runs after this returns
-        _callbacks.unregister(self._key)
+        handle = self._guard.retire()
+        if handle is not None:
+            lib.lc_client_free(handle)  # no callback runs after this returns
+            _callbacks.unregister(self._key)
 
     def _free(self) -> None:
         with self._lock:
@@ -206,7 +193,7 @@ class Client:
 
     @property
     def closed(self) -> bool:
-        return self._handle is None
+        return self._guard.handle is None
 
     def __enter__(self) -> "Client":
         return self
@@ -449,29 +436,48 @@ class Client:
             raise LongconnError(f"{what} needs a client without callbacks (events go to the callbacks)")
 
 
-class _Call:
-    """One library call on a client's handle; see :meth:`Client._use`."""
+class _HandleGuard:
+    """A client's handle and the library calls in progress on it.
 
-    __slots__ = ("client",)
+    ``with guard as handle:`` counts a call (a list entry: append and pop are
+    atomic under the GIL), taken before the handle is read, so a free that
+    starts meanwhile waits for it. It holds no reference to the client, so a
+    dropped client is freed at once, not by the cycle collector.
+    """
 
-    def __init__(self, client: Client) -> None:
-        self.client = client
+    __slots__ = ("handle", "calls", "freeing", "drained")
+
+    def __init__(self) -> None:
+        self.handle: Optional[int] = None
+        self.calls: list[None] = []
+        self.freeing = False
+        self.drained = threading.Condition()
 
     def __enter__(self) -> int:
-        client = self.client
-        client._calls.append(None)  # before reading the handle: a free starting now waits for us
-        handle = client._handle
+        self.calls.append(None)
+        handle = self.handle
         if handle is None:
-            client._calls.pop()
+            self.calls.pop()
             raise ClosedError("the client is closed", 201)
         return handle
 
     def __exit__(self, *exc: object) -> None:
-        client = self.client
-        client._calls.pop()
-        if client._freeing:
-            with client._drained:
-                client._drained.notify_all()
+        self.calls.pop()
+        if self.freeing:
+            with self.drained:
+                self.drained.notify_all()
+
+    def retire(self) -> Optional[int]:
+        """Takes the handle away from new calls and returns it once no call is
+        inside the library with it: calls still there (a poll, a send waiting
+        for room) are made to return by stopping the client."""
+        handle, self.handle = self.handle, None
+        if handle is not None and self.calls:
+            self.freeing = True
+            lib.lc_client_close(handle, 0, None)
+            with self.drained:
+                self.drained.wait_for(lambda: not self.calls)
+        return handle
 
 
 def _buf(payload: bytes) -> "ctypes._Pointer[ctypes.c_uint8]":

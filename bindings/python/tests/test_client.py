@@ -205,6 +205,32 @@ def test_close_while_other_threads_wait_inside_the_library():
     assert isinstance(event, longconn.ClosedError) or event.kind == EventKind.CLOSED
 
 
+def test_close_from_a_callback_while_another_thread_closes_does_not_deadlock(echo_server):
+    client = longconn.Client(echo_server.url(), reconnect=FAST)
+    in_callback = threading.Event()
+    results = []
+
+    def on_message(message):
+        in_callback.set()
+        # Wait (bounded) until the main close below holds the client's lock and
+        # waits for this callback to return, then close from here too.
+        deadline = time.monotonic() + WITHIN
+        while not client._lock.locked() and time.monotonic() < deadline:
+            time.sleep(0.001)  # polling interval
+        results.append(client.close())
+
+    client.on_message(on_message)
+    client.connect()
+    client.send("go")
+    assert in_callback.wait(WITHIN)
+    closer = threading.Thread(target=lambda: results.append(client.close(timeout=1.0)), daemon=True)
+    closer.start()
+    closer.join(WITHIN)
+    assert not closer.is_alive(), "close from the callback and from this thread deadlocked"
+    # The callback's close started the close (None) or found it done (0).
+    assert results[0] in (None, 0) and results[1] == 0, results
+
+
 def _register_throwaway_callback(client: longconn.Client, sink: Collector) -> None:
     # The only reference to this lambda is the one the client keeps.
     client.on_message(lambda message: sink(bytes(message)))

@@ -22,6 +22,8 @@ log = logging.getLogger("longconn")
 
 _lock = threading.Lock()
 _keys = itertools.count(1)
+#: How deep the current thread is in Python callbacks (the library's callback thread).
+_local = threading.local()
 #: key -> the object whose callbacks the library may call (a Client's dispatcher).
 _registry: dict[int, "Dispatcher"] = {}
 
@@ -36,12 +38,20 @@ class Dispatcher:
         self.errors: list[BaseException] = []
 
     def call(self, callback: Callable[[Any], Any], value: Any) -> None:
+        _local.depth = getattr(_local, "depth", 0) + 1
         try:
             callback(value)
         except BaseException as exc:  # noqa: BLE001 - nothing may unwind into C
             log.exception("longconn: exception in a callback")
             if len(self.errors) < 100:
                 self.errors.append(exc)
+        finally:
+            _local.depth -= 1
+
+
+def in_callback() -> bool:
+    """Whether the current thread is running one of this library's callbacks."""
+    return getattr(_local, "depth", 0) > 0
 
 
 def register(dispatcher: Dispatcher) -> int:

@@ -168,13 +168,25 @@ class Client:
         returns ``None``; the client is then freed by a later ``close()``
         from another thread, or when it is garbage-collected.
         """
+        if _callbacks.in_callback():
+            # Here the close only starts, and the lock must not be taken: a
+            # close on another thread may hold it while it waits for this
+            # callback to return.
+            try:
+                with self._use() as handle:
+                    status = lib.lc_client_close(handle, _ms(timeout, "timeout"), None)
+            except ClosedError:
+                return 0
+            if status != _ffi.IN_PROGRESS:
+                check(status)
+            return None
         with self._lock:
             handle = self._guard.handle
             if handle is None:
                 return 0
             unsent = ctypes.c_uint64(0)
             status = lib.lc_client_close(handle, _ms(timeout, "timeout"), ctypes.byref(unsent))
-            if status == _ffi.IN_PROGRESS:
+            if status == _ffi.IN_PROGRESS:  # on a library callback thread after all
                 return None
             self._free_locked()
             if status not in (_ffi.OK, _ffi.TIMEOUT):

@@ -346,7 +346,8 @@ class Client:
 
     def poll(self, timeout: Optional[float] = 0.0) -> Optional[_events.Event]:
         """The next event, waiting up to ``timeout`` seconds (None: forever);
-        None if none came. Only without callbacks."""
+        None if none came. Only without callbacks. After the closed event has
+        been taken nothing more can come: raises ClosedError at once."""
         wait = -1 if timeout is None else _ms(timeout, "timeout")
         raw = _ffi.lc_event()
         with self._use() as handle:
@@ -372,7 +373,8 @@ class Client:
         """Up to ``max_count`` waiting messages with one library call (waiting
         up to ``timeout`` seconds for something to arrive); other events met
         on the way are skipped. WebSocket text messages come as
-        :class:`TextMessage`. The fast way to drain a busy client."""
+        :class:`TextMessage`. The fast way to drain a busy client. Raises
+        ClosedError once the client has stopped and everything was taken."""
         self._require_poll_mode("receive_many()")
         if self._inbox is None or len(self._inbox[1]) < max_count:
             self._inbox = (

@@ -89,15 +89,6 @@ static void send_wait_on_connect(void *user_data, const lc_event *event) {
     pthread_mutex_unlock(&n->w.lock);
 }
 
-static lc_client *make_client(const char *url) {
-    lc_config *config = NULL;
-    lc_client *client = NULL;
-    CHECK_STATUS(lc_config_new(url, &config), LC_STATUS_OK);
-    CHECK_STATUS(lc_client_new(config, &client), LC_STATUS_OK);
-    lc_config_free(config);
-    return client;
-}
-
 int main(int argc, char **argv) {
     if (argc != 2) return 2;
 
@@ -106,7 +97,7 @@ int main(int argc, char **argv) {
     memset(&a, 0, sizeof a);
     waiter_init(&a.w);
     a.main_thread = pthread_self();
-    a.client = make_client(argv[1]);
+    a.client = harness_client(argv[1]);
     a.close_status = -1;
     CHECK_STATUS(lc_client_set_event_callback(a.client, on_event, &a), LC_STATUS_OK);
     CHECK_STATUS(lc_client_connect(a.client), LC_STATUS_OK);
@@ -124,7 +115,7 @@ int main(int argc, char **argv) {
     chain b;
     memset(&b, 0, sizeof b);
     waiter_init(&b.w);
-    b.client = make_client(argv[1]);
+    b.client = harness_client(argv[1]);
     CHECK_STATUS(lc_client_set_message_callback(b.client, free_on_message, &b), LC_STATUS_OK);
     for (int i = 0; i < 1000; i++) lc_client_send(b.client, (const uint8_t *)"flood", 5);
     CHECK_STATUS(lc_client_connect(b.client), LC_STATUS_OK);
@@ -137,7 +128,7 @@ int main(int argc, char **argv) {
     memset(&c, 0, sizeof c);
     waiter_init(&c.w);
     c.main_thread = pthread_self();
-    c.client = make_client(argv[1]);
+    c.client = harness_client(argv[1]);
     CHECK_STATUS(lc_client_set_event_callback(c.client, on_event, &c), LC_STATUS_OK);
     CHECK_STATUS(lc_client_connect(c.client), LC_STATUS_OK);
     pthread_mutex_lock(&c.w.lock);
@@ -168,7 +159,7 @@ int main(int argc, char **argv) {
     CHECK_STATUS(lc_client_new(config, &n.full), LC_STATUS_OK);
     lc_config_free(config);
     CHECK_STATUS(lc_client_send(n.full, (const uint8_t *)"x", 1), LC_STATUS_OK);
-    lc_client *d = make_client(argv[1]);
+    lc_client *d = harness_client(argv[1]);
     CHECK_STATUS(lc_client_set_event_callback(d, send_wait_on_connect, &n), LC_STATUS_OK);
     CHECK_STATUS(lc_client_connect(d), LC_STATUS_OK);
     pthread_mutex_lock(&n.w.lock);

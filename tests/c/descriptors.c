@@ -19,11 +19,7 @@ static int open_fds(void) {
 
 /* Connects a new client and waits (polling its events) until it is up. */
 static lc_client *connected_client(const char *url) {
-    lc_config *config = NULL;
-    lc_client *client = NULL;
-    CHECK_STATUS(lc_config_new(url, &config), LC_STATUS_OK);
-    CHECK_STATUS(lc_client_new(config, &client), LC_STATUS_OK);
-    lc_config_free(config);
+    lc_client *client = harness_client(url);
     CHECK_STATUS(lc_client_connect(client), LC_STATUS_OK);
     lc_event event;
     for (;;) {

@@ -9,11 +9,7 @@
 
 int main(int argc, char **argv) {
     if (argc != 2) return 2;
-    lc_config *config = NULL;
-    lc_client *client = NULL;
-    CHECK_STATUS(lc_config_new(argv[1], &config), LC_STATUS_OK);
-    CHECK_STATUS(lc_client_new(config, &client), LC_STATUS_OK);
-    lc_config_free(config);
+    lc_client *client = harness_client(argv[1]);
     int fd = -1;
     CHECK_STATUS(lc_client_event_fd(client, &fd), LC_STATUS_OK);
     CHECK(fd >= 0);

@@ -39,6 +39,16 @@ static inline int harness_finish(const char *name) {
     return 1;
 }
 
+/* A client for `url` with the default settings (the config is freed again). */
+static inline lc_client *harness_client(const char *url) {
+    lc_config *config = NULL;
+    lc_client *client = NULL;
+    CHECK_STATUS(lc_config_new(url, &config), LC_STATUS_OK);
+    CHECK_STATUS(lc_client_new(config, &client), LC_STATUS_OK);
+    lc_config_free(config);
+    return client;
+}
+
 /* A deadline-bounded wait on a condition that callbacks signal. */
 typedef struct {
     pthread_mutex_t lock;

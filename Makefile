@@ -10,12 +10,12 @@ DEBUG   := $(ROOT)/target/debug
 RELEASE := $(ROOT)/target/release
 BUILD   := $(ROOT)/build
 
-.PHONY: all demo test test-rust test-c test-python check-header lint bench python clean
+.PHONY: all demo test test-rust test-c test-python check-header header lint bench python clean
 
 all: $(BUILD)/chat
 
 $(RELEASE)/liblongconn.so $(RELEASE)/longconn-server: FORCE
-	$(CARGO) build --release --lib --bin longconn-server
+	$(CARGO) build --release -p longconn -p longconn-server
 
 $(BUILD)/chat: examples/c/chat.c include/longconn.h $(RELEASE)/liblongconn.so
 	@mkdir -p $(BUILD)
@@ -32,24 +32,30 @@ test: lint test-rust check-header test-c test-python
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# The integration tests start the real server, found next to them in target/debug.
 test-rust:
-	$(CARGO) test --all-targets
+	$(CARGO) build -p longconn-server
+	$(CARGO) test --workspace --all-targets
 
-# The committed header must be what the source generates, and compile as C99 and C++.
+# The committed header must be what the source generates (a unit test
+# compares it with the one build.rs writes to OUT_DIR), and compile as C99 and C++.
 check-header:
-	$(CARGO) build --lib
-	git diff --exit-code -- include/longconn.h
+	$(CARGO) test -p longconn --lib committed_header_matches_the_source
 	echo '#include "longconn.h"' | $(CC) -std=c99 -Wall -Wextra -Wpedantic -Werror -Iinclude -x c -fsyntax-only -
 	echo '#include "longconn.h"' | $(CXX) -std=c++11 -Wall -Wextra -Wpedantic -Werror -Iinclude -x c++ -fsyntax-only -
 
+# Regenerates include/longconn.h from the source; commit the result.
+header:
+	LONGCONN_WRITE_HEADER=1 $(CARGO) test -p longconn --lib committed_header_matches_the_source
+
 test-c:
-	$(CARGO) build --lib --bin longconn-server
+	$(CARGO) build -p longconn -p longconn-server
 	tests/c/run.sh $(DEBUG)
 
 test-python:
-	$(CARGO) build --lib --bin longconn-server
+	$(CARGO) build -p longconn -p longconn-server
 	$(PYTHON) -m pytest --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet pytest
 	$(PYTHON) -c "import websockets" 2>/dev/null || $(PYTHON) -m pip install --quiet websockets
 	@# The browser test drives Debian's Chromium; playwright-core comes from npm in the test itself.
@@ -63,6 +69,7 @@ python: $(RELEASE)/liblongconn.so
 	$(PYTHON) -m pip install --quiet ./bindings/python
 
 bench:
+	$(CARGO) build --release -p longconn-server
 	$(CARGO) bench --bench loopback
 
 clean:

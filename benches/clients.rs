@@ -21,10 +21,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use longconn::ffi::client::*;
-use longconn::ffi::config::*;
-use longconn::ffi::event::*;
-use longconn::ffi::status::*;
+#[path = "../tests/common/server_binary.rs"]
+mod server_binary;
+
+use longconn::client::*;
+use longconn::config::*;
+use longconn::event::*;
+use longconn::status::*;
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
@@ -221,7 +224,7 @@ struct Server(Child, u16);
 
 impl Server {
     fn start() -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_longconn-server"))
+        let mut child = Command::new(server_binary::server_binary())
             .args(["--mode", "echo", "--quiet", "--threads", "1", "--idle-timeout", "0"])
             .args(["--longconn-port", "off", "--line-port", "off", "--length-port", "0", "--ws-port", "off"])
             .stdout(Stdio::piped())

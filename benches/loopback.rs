@@ -24,10 +24,13 @@ use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use longconn::ffi::client::*;
-use longconn::ffi::config::*;
-use longconn::ffi::event::*;
-use longconn::ffi::status::*;
+#[path = "../tests/common/server_binary.rs"]
+mod server_binary;
+
+use longconn::client::*;
+use longconn::config::*;
+use longconn::event::*;
+use longconn::status::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
@@ -42,7 +45,7 @@ struct Server {
 
 impl Server {
     fn start(mode: &str) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_longconn-server"))
+        let mut child = Command::new(server_binary::server_binary())
             .args(["--mode", mode, "--quiet", "--threads", "1"])
             .args(["--longconn-port", "off", "--line-port", "off", "--length-port", "0", "--ws-port", "0"])
             .stdout(Stdio::piped())

@@ -1,656 +1,543 @@
-//! The client: the application's handle and the state it shares with its session task.
+//! `lc_client`: every function that acts on a client — creating, connecting,
+//! sending, closing and freeing it, its callbacks, polling and its event
+//! descriptor.
 
-use std::cell::Cell;
-use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
-use std::time::{Duration, Instant};
+use std::ffi::{c_char, c_int, c_void};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use tokio::sync::Notify;
+use longconn_core::lock::lock;
+use longconn_core::{Client, CloseOutcome, EventHandler};
 
-use crate::backoff::BackoffPolicy;
-use crate::close::CloseSignal;
-use crate::config::ClientConfig;
-use crate::dispatch::{self, Dispatch};
-use crate::error::Error;
-use crate::event::{Event, EventQueue, MessageBatch, Queued};
-use crate::heartbeat::HeartbeatPolicy;
-use crate::outbox::{Batch, Outbox, OutboxFull, OutboxLimits};
-use crate::tls::Tls;
-use crate::{runtime, session};
+use crate::boundary::{self, bytes_arg, timeout_from_ms};
+use crate::config::{backoff_policy, heartbeat_policy, lc_config};
+use crate::event::{event_text, to_c_event, CHandler, CallbackSet, PolledEvent};
+use crate::event::{lc_event, lc_event_cb, lc_message_cb, lc_state};
+use crate::status::*;
 
-/// Extra time `close` waits for the session to wind down after the flush deadline.
-const CLOSE_GRACE: Duration = Duration::from_secs(2);
-
-/// Where a client is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum State {
-    /// Created; `connect` not called yet.
-    Idle = 0,
-    Connecting = 1,
-    Connected = 2,
-    /// Waiting out a backoff delay before the next attempt.
-    WaitingToReconnect = 3,
-    /// `close` was called; flushing.
-    Closing = 4,
-    Closed = 5,
-}
-
-impl State {
-    fn from_u8(v: u8) -> State {
-        match v {
-            0 => State::Idle,
-            1 => State::Connecting,
-            2 => State::Connected,
-            3 => State::WaitingToReconnect,
-            4 => State::Closing,
-            _ => State::Closed,
-        }
-    }
+/// A client keeping one connection alive. Thread-safe: any thread may call
+/// any function on it at the same time as other threads, except that
+/// lc_client_free() must not race with other calls on the same client.
+pub struct lc_client {
+    client: Client,
+    /// The C callbacks, changed under this lock and handed to the core as one handler.
+    callbacks: Mutex<CallbackSet>,
+    /// The event lc_client_poll() returned last, kept alive for its pointers.
+    polled: Mutex<Option<PolledEvent>>,
 }
 
 /// Counters since the client was created.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Stats {
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct lc_stats {
     pub messages_out: u64,
     pub bytes_out: u64,
     pub messages_in: u64,
     pub bytes_in: u64,
     /// Connections established after the first one.
     pub reconnects: u64,
-    /// Messages waiting to be written, including a batch being written.
+    /// Messages waiting to be written (including a batch being written).
     pub queued_messages: u64,
     pub queued_bytes: u64,
-    /// Round-trip time of the last answered ping, in microseconds (0 if none yet).
+    /// Round-trip time of the last answered ping in microseconds (0: none yet).
     pub last_rtt_us: u64,
 }
 
-/// Receives a client's events on a callback thread.
-pub trait EventHandler: Send + Sync {
-    fn on_event(&self, event: &Event);
-
-    /// A received message, borrowed for the call; `text` for a WebSocket
-    /// text message. The default hands a copy to [`EventHandler::on_event`];
-    /// override it to avoid the copy.
-    fn on_message(&self, payload: &[u8], text: bool) {
-        let payload = bytes::Bytes::copy_from_slice(payload);
-        self.on_event(&if text { Event::Text(payload) } else { Event::Message(payload) });
-    }
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub messages_out: AtomicU64,
-    pub bytes_out: AtomicU64,
-    pub messages_in: AtomicU64,
-    pub bytes_in: AtomicU64,
-    pub connections: AtomicU64,
-    pub last_rtt_us: AtomicU64,
-}
-
-/// Settings that may change while the client runs.
+/// One message for lc_client_send_batch(): `len` bytes at `data`
+/// (NULL allowed when `len` is 0).
+#[repr(C)]
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct LiveSettings {
-    pub heartbeat: HeartbeatPolicy,
-    pub backoff: BackoffPolicy,
+pub struct lc_buffer {
+    pub data: *const u8,
+    pub len: usize,
 }
 
-thread_local! {
-    /// Id of the client whose callbacks this thread is running, 0 if none.
-    static DISPATCHING: Cell<u64> = const { Cell::new(0) };
+/// Runs `f` on the client behind `client`, inside the panic boundary.
+fn with_client(client: *const lc_client, f: impl FnOnce(&lc_client) -> lc_status) -> lc_status {
+    ffi_guard!({
+        let client = deref_or_fail!(client, "client");
+        f(client)
+    })
 }
 
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-pub(crate) struct Shared {
-    pub id: u64,
-    me: Weak<Shared>,
-    pub config: ClientConfig,
-    /// The TLS connector for `tls://` and `wss://`, built once from the config.
-    pub tls: Option<Tls>,
-    live: Mutex<LiveSettings>,
-    /// Wakes the heartbeat loop when settings change.
-    pub settings_changed: Notify,
-    outbox: Mutex<Outbox>,
-    /// Wakes senders waiting for room in the outbox ([`Client::send_wait`]).
-    room: Condvar,
-    /// Senders waiting on `room`; only then is it notified.
-    room_waiters: AtomicUsize,
-    /// Wakes the writer: messages queued, a control frame, or a close request.
-    pub writer_wake: Notify,
-    pub events: EventQueue,
-    pub counters: Counters,
-    state: AtomicU8,
-    pub close: CloseSignal,
-    /// Messages discarded at close, once the session has finished.
-    finished: Mutex<Option<u64>>,
-    finished_cv: Condvar,
-    handler: Mutex<Option<Arc<dyn EventHandler>>>,
-    /// Mirrors `handler.is_some()` so emitting needs no lock.
-    has_handler: AtomicBool,
-    /// Queued on a callback thread and not yet drained.
-    scheduled: AtomicBool,
-    /// The handle is gone: no callback may run any more.
-    detached: AtomicBool,
-    /// Held while callbacks run, so a detach from another thread can wait them out.
-    dispatch_lock: Mutex<()>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl Shared {
-    pub fn state(&self) -> State {
-        State::from_u8(self.state.load(Ordering::Acquire))
-    }
-
-    pub fn set_state(&self, state: State) {
-        self.state.store(state as u8, Ordering::Release);
-    }
-
-    pub fn live(&self) -> LiveSettings {
-        *lock(&self.live)
-    }
-
-    pub fn heartbeat(&self) -> HeartbeatPolicy {
-        self.config.effective_heartbeat(self.live().heartbeat)
-    }
-
-    /// Hands events to callbacks or, without a handler, to `poll` and the event fd.
-    pub fn emit(&self, events: impl IntoIterator<Item = Event>) {
-        let to_callbacks = self.has_handler.load(Ordering::Acquire);
-        self.events.push(events, !to_callbacks);
-        self.schedule_if(to_callbacks);
-    }
-
-    pub fn emit_one(&self, event: Event) {
-        self.emit(std::iter::once(event));
-    }
-
-    /// Takes everything queued to write it; it stays counted as queued until written.
-    pub fn take_batch(&self) -> Option<Batch> {
-        lock(&self.outbox).take_batch()
-    }
-
-    /// Counts messages of `batch` handed to the transport since the last call.
-    pub fn record_sent(&self, batch: &mut Batch) {
-        self.count_sent(batch);
-        let mut outbox = lock(&self.outbox);
-        outbox.batch_progress(batch);
-        self.room_freed();
-    }
-
-    /// Records a fully written batch and returns its buffers to the outbox,
-    /// under one lock; buffers the outbox does not keep are freed after it.
-    pub fn batch_written(&self, mut batch: Batch) {
-        self.count_sent(&mut batch);
-        let mut outbox = lock(&self.outbox);
-        let unused = outbox.recycle(batch);
-        self.room_freed();
-        drop(outbox);
-        drop(unused);
-    }
-
-    /// Queues `payload` under the held outbox lock, releases it, and wakes
-    /// the writer if the outbox was empty. When full, hands the lock back.
-    #[inline]
-    fn push_and_wake<'a>(
-        &self,
-        mut outbox: MutexGuard<'a, Outbox>,
-        payload: &[u8],
-        text: bool,
-    ) -> Result<(), (MutexGuard<'a, Outbox>, OutboxFull)> {
-        let was_empty = outbox.is_empty();
-        if let Err(full) = outbox.push_kind(payload, text) {
-            return Err((outbox, full));
-        }
-        drop(outbox);
-        if was_empty {
-            self.writer_wake.notify_one();
-        }
-        Ok(())
-    }
-
-    /// Wakes every sender waiting for room, to see a close request: under
-    /// the outbox lock, so none is between checking and waiting.
-    fn wake_room_waiters(&self) {
-        let _outbox = lock(&self.outbox);
-        self.room.notify_all();
-    }
-
-    /// Wakes senders waiting for room. Called with the outbox lock held, so
-    /// a sender that found the outbox full is either waiting or sees the room.
-    fn room_freed(&self) {
-        if self.room_waiters.load(Ordering::Relaxed) > 0 {
-            self.room.notify_all();
-        }
-    }
-
-    fn count_sent(&self, batch: &mut Batch) {
-        let (messages, bytes) = batch.take_newly_sent();
-        let c = &self.counters;
-        c.messages_out.fetch_add(messages as u64, Ordering::Relaxed);
-        c.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
-    }
-
-    /// Messages and payload bytes waiting or being written.
-    pub fn queued(&self) -> (usize, usize) {
-        lock(&self.outbox).queued()
-    }
-
-    /// Empties the outbox (and what was in flight); returns how many messages were discarded.
-    pub fn discard_outbox(&self) -> usize {
-        let mut outbox = lock(&self.outbox);
-        let discarded = outbox.clear();
-        self.room_freed();
-        discarded
-    }
-
-    /// Called once by the session as it ends.
-    pub fn finish(&self, unsent: u64) {
-        self.events.end();
-        *lock(&self.finished) = Some(unsent);
-        self.finished_cv.notify_all();
-    }
-
-    fn wait_finished(&self, deadline: Instant) -> Option<u64> {
-        let mut f = lock(&self.finished);
-        loop {
-            if let Some(unsent) = *f {
-                return Some(unsent);
+/// Creates a client from `config`.
+///
+/// `config`: not NULL; borrowed and copied, so it may be changed or freed
+/// afterwards without affecting the client. `out_client`: not NULL; on
+/// success receives a new client that the caller owns and must free with
+/// lc_client_free(); untouched on failure. The client does nothing until
+/// lc_client_connect(); messages sent before then are queued.
+///
+/// Any thread; also from a callback.
+/// Returns LC_STATUS_OK, or LC_STATUS_NULL_ARGUMENT, LC_STATUS_INVALID_ARGUMENT
+/// (inconsistent settings, or a TLS file that cannot be read), LC_STATUS_FORKED,
+/// LC_STATUS_PANIC.
+#[no_mangle]
+pub unsafe extern "C" fn lc_client_new(config: *const lc_config, out_client: *mut *mut lc_client) -> lc_status {
+    ffi_guard!({
+        boundary::init();
+        require_out!(out_client, "out_client");
+        let config = deref_or_fail!(config, "config");
+        match Client::new(config.inner.clone()) {
+            Ok(client) => {
+                let handle =
+                    lc_client { client, callbacks: Mutex::new(CallbackSet::default()), polled: Mutex::new(None) };
+                write_out!(out_client, Box::into_raw(Box::new(handle)));
+                LC_STATUS_OK
             }
-            let wait = deadline.checked_duration_since(Instant::now())?;
-            f = self.finished_cv.wait_timeout(f, wait).unwrap_or_else(|e| e.into_inner()).0;
+            Err(e) => fail_with(e),
         }
-    }
+    })
 }
 
-impl Shared {
-    /// Runs one callback unless the handle is gone; false once it is.
-    fn deliver(&self, callback: impl FnOnce()) -> bool {
-        if self.detached.load(Ordering::Acquire) {
-            return false;
-        }
-        // A panicking handler must not take the callback thread down with it.
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(callback));
-        true
-    }
-
-    /// Hands received messages to callbacks or to `poll`.
-    pub fn emit_messages(&self, batch: MessageBatch) {
-        let to_callbacks = self.has_handler.load(Ordering::Acquire);
-        self.events.push_messages(batch, !to_callbacks);
-        self.schedule_if(to_callbacks);
-    }
-
-    fn schedule_if(&self, to_callbacks: bool) {
-        if to_callbacks && !self.scheduled.swap(true, Ordering::AcqRel) {
-            if let Some(me) = self.me.upgrade() {
-                dispatch::schedule(self.id as usize, me);
-            }
-        }
-    }
+/// Frees a client. NULL is fine; must not be called twice, nor while another
+/// thread is still using the client.
+///
+/// `client`: consumed; must not be used afterwards. If the client is still
+/// open, it stops at once: queued messages are discarded (call
+/// lc_client_close() first to flush them). Once this returns, no callback of
+/// this client runs again; if a callback of this client is running on
+/// another thread, this waits for it to return. May be called from inside
+/// one of this client's own callbacks: the remaining callbacks are then
+/// skipped. Any thread. In a fork() child the handle is leaked, not freed.
+#[no_mangle]
+pub unsafe extern "C" fn lc_client_free(client: *mut lc_client) {
+    // SAFETY: the caller passes a handle from lc_client_new, freed once (documented).
+    unsafe { boundary::free_boxed(client) }
 }
 
-impl Dispatch for Shared {
-    fn dispatch(&self) {
-        self.scheduled.store(false, Ordering::Release);
-        let _running = lock(&self.dispatch_lock);
-        DISPATCHING.with(|d| d.set(self.id));
-        while !self.detached.load(Ordering::Acquire) {
-            let Some(handler) = lock(&self.handler).clone() else {
-                // Switched to poll mode: leave the events for `poll`.
-                self.events.resignal();
-                break;
-            };
-            let batch = self.events.take_all();
-            if batch.is_empty() {
-                break;
-            }
-            for entry in &batch {
-                match entry {
-                    Queued::Event(event) => {
-                        if !self.deliver(|| handler.on_event(event)) {
-                            break;
-                        }
-                    }
-                    Queued::Messages(messages) => {
-                        if !messages.iter().all(|m| self.deliver(|| handler.on_message(m, messages.is_text()))) {
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-        DISPATCHING.with(|d| d.set(0));
-    }
+/// Starts connecting in the background and returns at once. Progress is
+/// reported through events (connected, error, reconnect scheduled, ...).
+///
+/// `client`: not NULL, borrowed. Any thread; also from a callback.
+/// Returns LC_STATUS_OK, or LC_STATUS_NULL_ARGUMENT, LC_STATUS_ALREADY_STARTED
+/// (called twice), LC_STATUS_CLOSED (after lc_client_close()), LC_STATUS_RUNTIME
+/// (the I/O threads could not start), LC_STATUS_FORKED, LC_STATUS_PANIC.
+#[no_mangle]
+pub unsafe extern "C" fn lc_client_connect(client: *const lc_client) -> lc_status {
+    with_client(client, |c| status_from(c.client.connect()))
 }
 
-/// Result of [`Client::close`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseOutcome {
-    /// Everything queued was written.
-    Flushed,
-    /// The deadline passed; this many messages were discarded (also reported in the closed event).
-    Unsent(u64),
-    /// Called from a callback: the close goes on in the background and ends with a closed event.
-    InProgress,
+/// Queues a copy of `len` bytes at `data` as one message and returns at once.
+///
+/// Messages go out in the order they were sent, also across reconnects.
+/// `client`: not NULL, borrowed. `data`: borrowed for the call; NULL only
+/// when `len` is 0. Any thread, several at once; also from a callback.
+/// Returns LC_STATUS_OK, or LC_STATUS_QUEUE_FULL when the outbox is at its
+/// limit (the message was not queued; try again later, or use
+/// lc_client_send_wait()), LC_STATUS_MESSAGE_TOO_LARGE above the maximum
+/// frame size, LC_STATUS_INVALID_ARGUMENT for a newline in line framing,
+/// LC_STATUS_CLOSED after lc_client_close(), LC_STATUS_NULL_ARGUMENT,
+/// LC_STATUS_FORKED, LC_STATUS_PANIC.
+#[no_mangle]
+pub unsafe extern "C" fn lc_client_send(client: *const lc_client, data: *const u8, len: usize) -> lc_status {
+    with_client(client, |c| match bytes_arg(data, len, "data") {
+        Ok(payload) => status_from(c.client.send(payload)),
+        Err(status) => status,
+    })
 }
 
-fn queue_full(full: OutboxFull) -> Error {
-    Error::QueueFull { queued_messages: full.queued_messages, queued_bytes: full.queued_bytes }
+/// Queues a copy of `len` bytes at `text` as a WebSocket text message; on the
+/// TCP transports it is the same as lc_client_send().
+///
+/// `text`: borrowed for the call; valid UTF-8, not NUL-terminated (`len`
+/// counts the bytes); NULL only when `len` is 0. Invalid UTF-8 gives
+/// LC_STATUS_INVALID_UTF8 and queues nothing. Threads and the other statuses
+/// as lc_client_send().
+#[no_mangle]
+pub unsafe extern "C" fn lc_client_send_text(client: *const lc_client, text: *const c_char, len: usize) -> lc_status {
+    with_client(client, |c| match bytes_arg(text.cast(), len, "text") {
+        Ok(bytes) if std::str::from_utf8(bytes).is_err() => fail(LC_STATUS_INVALID_UTF8, "text is not valid UTF-8"),
+        Ok(bytes) => status_from(c.client.send_text_bytes(bytes)),
+        Err(status) => status,
+    })
 }
 
-/// A long-lived connection to one server, kept up in the background.
-pub struct Client {
-    shared: Arc<Shared>,
-    started: AtomicBool,
+/// Like lc_client_send() (or lc_client_send_text() when `text` is true), but
+/// when the outbox is full waits up to `timeout_ms` (negative: indefinitely)
+/// for the writer to make room, instead of failing at once: backpressure
+/// without polling. Blocks the calling thread while it waits.
+///
+/// `client`: not NULL, borrowed. `data`: borrowed for the call; NULL only
+/// when `len` is 0. Any thread. From a callback it does not wait (the
+/// callback thread serves other clients too): it tries once.
+/// Returns LC_STATUS_OK, or LC_STATUS_QUEUE_FULL if no room came in time
+/// (nothing was queued), LC_STATUS_CLOSED if the client is closed, or is
+/// closed or freed while this waits, LC_STATUS_INVALID_UTF8 (with `text`),
+/// and the other statuses of lc_client_send().
+#[no_mangle]
+pub unsafe extern "C" fn lc_client_send_wait(
+    client: *const lc_client,
+    data: *const u8,
+    len: usize,
+    text: bool,
+    timeout_ms: i32,
+) -> lc_status {
+    with_client(client, |c| match bytes_arg(data, len, "data") {
+        Ok(bytes) if text && std::str::from_utf8(bytes).is_err() => {
+            fail(LC_STATUS_INVALID_UTF8, "text is not valid UTF-8")
+        }
+        Ok(bytes) => status_from(c.client.send_wait(bytes, text, timeout_from_ms(timeout_ms))),
+        Err(status) => status,
+    })
 }
 
-impl Client {
-    pub fn new(config: ClientConfig) -> Result<Client, Error> {
-        runtime::check_not_forked()?;
-        config.validate()?;
-        let events = EventQueue::new(config.inbox_limit);
-        let live = LiveSettings { heartbeat: config.heartbeat, backoff: config.backoff };
-        let tls = if config.endpoint.scheme.is_tls() { Some(Tls::new(&config.tls)?) } else { None };
-        let shared = Arc::new_cyclic(|me| Shared {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            me: me.clone(),
-            outbox: Mutex::new(Outbox::new(config.outbox, config.framing())),
-            tls,
-            config,
-            live: Mutex::new(live),
-            settings_changed: Notify::new(),
-            writer_wake: Notify::new(),
-            room: Condvar::new(),
-            room_waiters: AtomicUsize::new(0),
-            events,
-            counters: Counters::default(),
-            state: AtomicU8::new(State::Idle as u8),
-            close: CloseSignal::default(),
-            finished: Mutex::new(None),
-            finished_cv: Condvar::new(),
-            handler: Mutex::new(None),
-            has_handler: AtomicBool::new(false),
-            scheduled: AtomicBool::new(false),
-            detached: AtomicBool::new(false),
-            dispatch_lock: Mutex::new(()),
-        });
-        Ok(Client { shared, started: AtomicBool::new(false) })
-    }
-
-    pub fn config(&self) -> &ClientConfig {
-        &self.shared.config
-    }
-
-    /// Starts connecting in the background and returns at once.
-    pub fn connect(&self) -> Result<(), Error> {
-        runtime::check_not_forked()?;
-        if self.shared.close.requested() {
-            return Err(Error::Closed);
+/// Queues copies of `count` messages, in order, in one call: the cheaper
+/// way to send many small messages.
+///
+/// `client`: not NULL, borrowed. `messages`: `count` buffers, all borrowed
+/// for the call; NULL only when `count` is 0. Every message is checked
+/// first; if one is bad (NULL data with a length, too large, a newline in
+/// line framing), nothing is queued. If the outbox fills part-way, the first
+/// messages stay queued and LC_STATUS_QUEUE_FULL is returned. `out_queued`:
+/// may be NULL; otherwise it receives how many messages were queued, on
+/// success and on every failure (0 when nothing was). Any thread; also from
+/// a callback. Returns LC_STATUS_OK, or LC_STATUS_QUEUE_FULL,
+/// LC_STATUS_NULL_ARGUMENT, and the other statuses of lc_client_send().
+#[no_mangle]
+pub unsafe extern "C" fn lc_client_send_batch(
+    client: *const lc_client,
+    messages: *const lc_buffer,
+    count: usize,
+    out_queued: *mut usize,
+) -> lc_status {
+    with_client(client, |c| {
+        if !out_queued.is_null() {
+            write_out!(out_queued, 0);
         }
-        let rt = runtime::get()?;
-        if self.started.swap(true, Ordering::AcqRel) {
-            return Err(Error::AlreadyStarted("connect was already called on this client"));
+        if count > 0 && messages.is_null() {
+            return fail(LC_STATUS_NULL_ARGUMENT, "messages is NULL but count is not 0");
         }
-        self.shared.set_state(State::Connecting);
-        rt.spawn(session::run(self.shared.clone()));
-        Ok(())
-    }
-
-    /// Queues a copy of `payload`; it is written in order once connected.
-    #[inline]
-    pub fn send(&self, payload: &[u8]) -> Result<(), Error> {
-        self.enqueue(payload, false)
-    }
-
-    /// Queues a copy of `text` as a WebSocket text message (on the TCP
-    /// transports, the same as [`Client::send`]).
-    pub fn send_text(&self, text: &str) -> Result<(), Error> {
-        self.enqueue(text.as_bytes(), true)
-    }
-
-    /// Like [`Client::send_text`] for bytes that must be valid UTF-8.
-    pub fn send_text_bytes(&self, text: &[u8]) -> Result<(), Error> {
-        self.enqueue(text, true)
-    }
-
-    #[inline]
-    fn enqueue(&self, payload: &[u8], text: bool) -> Result<(), Error> {
-        let shared = self.check_sendable()?;
-        shared.config.check_payload(payload, text)?;
-        shared.push_and_wake(lock(&shared.outbox), payload, text).map_err(|(_, full)| queue_full(full))
-    }
-
-    /// Like [`Client::send`] (or [`Client::send_text_bytes`] with `text`),
-    /// but when the outbox is full waits up to `timeout` for room instead of
-    /// failing at once. On a callback thread it does not wait (the thread
-    /// runs other clients' callbacks too). [`Error::Closed`] if the client
-    /// is closed, also while waiting.
-    pub fn send_wait(&self, payload: &[u8], text: bool, timeout: Duration) -> Result<(), Error> {
-        let shared = self.check_sendable()?;
-        shared.config.check_payload(payload, text)?;
-        let deadline = Instant::now().checked_add(timeout);
-        let may_wait = DISPATCHING.with(|d| d.get()) == 0;
-        let mut outbox = lock(&shared.outbox);
-        loop {
-            let full = match shared.push_and_wake(outbox, payload, text) {
-                Ok(()) => return Ok(()),
-                Err((guard, full)) => {
-                    outbox = guard;
-                    full
-                }
-            };
-            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            if !may_wait || left == Some(Duration::ZERO) {
-                return Err(queue_full(full));
-            }
-            if shared.close.requested() {
-                return Err(Error::Closed);
-            }
-            shared.room_waiters.fetch_add(1, Ordering::Relaxed);
-            outbox =
-                shared.room.wait_timeout(outbox, left.unwrap_or(Duration::MAX)).unwrap_or_else(|e| e.into_inner()).0;
-            shared.room_waiters.fetch_sub(1, Ordering::Relaxed);
-            if shared.close.requested() {
-                return Err(Error::Closed);
-            }
-        }
-    }
-
-    /// Queues copies of `payloads` in order, under one lock.
-    ///
-    /// Every message is checked first, so a bad one queues nothing. If the
-    /// outbox fills part-way, the messages before that point stay queued and
-    /// the error says how many: `Err((queued, Error::QueueFull { .. }))`.
-    pub fn send_batch(&self, payloads: &[&[u8]]) -> Result<usize, (usize, Error)> {
-        let shared = self.check_sendable().map_err(|e| (0, e))?;
-        for payload in payloads {
-            shared.config.check_payload(payload, false).map_err(|e| (0, e))?;
-        }
-        let mut queued = 0;
-        let (was_empty, result) = {
-            let mut outbox = lock(&shared.outbox);
-            let was_empty = outbox.is_empty();
-            let mut result = Ok(());
-            for payload in payloads {
-                if let Err(full) = outbox.push(payload) {
-                    result = Err(queue_full(full));
-                    break;
-                }
-                queued += 1;
-            }
-            (was_empty, result)
-        };
-        if was_empty && queued > 0 {
-            shared.writer_wake.notify_one();
-        }
-        result.map(|()| queued).map_err(|e| (queued, e))
-    }
-
-    /// The shared state, if messages may be sent now.
-    #[inline]
-    fn check_sendable(&self) -> Result<&Shared, Error> {
-        runtime::check_not_forked()?;
-        if self.shared.close.requested() {
-            return Err(Error::Closed);
-        }
-        Ok(&self.shared)
-    }
-
-    /// Stops the client after flushing queued messages for up to `timeout`.
-    ///
-    /// Blocks the caller until the flush ends, except when called from one
-    /// of this library's callbacks, where it returns [`CloseOutcome::InProgress`].
-    pub fn close(&self, timeout: Duration) -> Result<CloseOutcome, Error> {
-        runtime::check_not_forked()?;
-        let shared = &*self.shared;
-        let deadline = Instant::now() + timeout;
-        shared.close.request(deadline);
-        shared.wake_room_waiters();
-        shared.writer_wake.notify_one();
-        if !self.started.swap(true, Ordering::AcqRel) {
-            // Never connected: nothing can be flushed.
-            let unsent = shared.discard_outbox() as u64;
-            shared.set_state(State::Closed);
-            shared.emit_one(Event::Closed { unsent });
-            shared.finish(unsent);
-        } else if shared.state() != State::Closed {
-            shared.set_state(State::Closing);
-        }
-        if DISPATCHING.with(|d| d.get()) != 0 {
-            return Ok(CloseOutcome::InProgress);
-        }
-        match shared.wait_finished(deadline + CLOSE_GRACE) {
-            Some(0) => Ok(CloseOutcome::Flushed),
-            Some(unsent) => Ok(CloseOutcome::Unsent(unsent)),
-            None => Err(Error::Timeout("the session did not stop in time".into())),
-        }
-    }
-
-    pub fn state(&self) -> State {
-        self.shared.state()
-    }
-
-    /// A getter of the current state for handlers; it holds no strong
-    /// reference, so a handler stored in the client does not keep it alive.
-    pub fn state_source(&self) -> impl Fn() -> State + Send + Sync + 'static {
-        let weak = Arc::downgrade(&self.shared);
-        move || weak.upgrade().map_or(State::Closed, |s| s.state())
-    }
-
-    pub fn stats(&self) -> Stats {
-        let c = &self.shared.counters;
-        let (queued, queued_bytes) = self.shared.queued();
-        Stats {
-            messages_out: c.messages_out.load(Ordering::Relaxed),
-            bytes_out: c.bytes_out.load(Ordering::Relaxed),
-            messages_in: c.messages_in.load(Ordering::Relaxed),
-            bytes_in: c.bytes_in.load(Ordering::Relaxed),
-            reconnects: c.connections.load(Ordering::Relaxed).saturating_sub(1),
-            queued_messages: queued as u64,
-            queued_bytes: queued_bytes as u64,
-            last_rtt_us: c.last_rtt_us.load(Ordering::Relaxed),
-        }
-    }
-
-    /// Changes heartbeat timing; takes effect at once, also on a live connection.
-    pub fn set_heartbeat(&self, policy: HeartbeatPolicy) -> Result<(), Error> {
-        policy.validate().map_err(|w| Error::InvalidArgument(w.into()))?;
-        lock(&self.shared.live).heartbeat = policy;
-        self.shared.settings_changed.notify_waiters();
-        Ok(())
-    }
-
-    /// Changes the reconnection schedule; applies from the next delay on.
-    pub fn set_backoff(&self, policy: BackoffPolicy) -> Result<(), Error> {
-        policy.validate().map_err(|w| Error::InvalidArgument(w.into()))?;
-        lock(&self.shared.live).backoff = policy;
-        Ok(())
-    }
-
-    pub fn set_outbox_limits(&self, limits: OutboxLimits) -> Result<(), Error> {
-        if limits.max_messages == 0 || limits.max_bytes == 0 {
-            return Err(Error::InvalidArgument("outbox limits must be positive".into()));
-        }
-        let mut outbox = lock(&self.shared.outbox);
-        outbox.set_limits(limits);
-        self.shared.room_freed();
-        Ok(())
-    }
-
-    /// Delivers events to `handler` on a callback thread; `None` returns to poll mode.
-    pub fn set_handler(&self, handler: Option<Arc<dyn EventHandler>>) -> Result<(), Error> {
-        if handler.is_some() {
-            dispatch::start()?;
-        }
-        let shared = &*self.shared;
-        let installed = handler.is_some();
-        *lock(&shared.handler) = handler;
-        shared.has_handler.store(installed, Ordering::Release);
-        if installed {
-            shared.emit(std::iter::empty()); // deliver what waited for `poll`
+        let buffers: &[lc_buffer] = if count == 0 {
+            &[]
         } else {
-            shared.events.resignal();
+            // SAFETY: non-NULL, and the caller promises `count` readable buffers for the call.
+            unsafe { std::slice::from_raw_parts(messages, count) }
+        };
+        let mut payloads = Vec::with_capacity(buffers.len());
+        for (i, b) in buffers.iter().enumerate() {
+            match bytes_arg(b.data, b.len, "messages[i].data") {
+                Ok(p) => payloads.push(p),
+                Err(status) => return fail(status, format!("message {i}: {}", last_error())),
+            }
         }
-        Ok(())
-    }
-
-    /// Takes the next event in poll mode, waiting up to `timeout`;
-    /// [`Error::Closed`] at once when the client has stopped and its last
-    /// event (the closed event) has been taken.
-    pub fn poll(&self, timeout: Duration) -> Result<Option<Event>, Error> {
-        runtime::check_not_forked()?;
-        match self.shared.events.pop(timeout) {
-            None if self.shared.events.is_drained_and_ended() => Err(Error::Closed),
-            polled => Ok(polled),
+        let (queued, status) = match c.client.send_batch(&payloads) {
+            Ok(queued) => (queued, LC_STATUS_OK),
+            Err((queued, e)) => (queued, fail_with(e)),
+        };
+        if !out_queued.is_null() {
+            write_out!(out_queued, queued);
         }
-    }
-
-    /// Hands waiting messages to `take` in order, with whether each is a
-    /// WebSocket text message, waiting up to `timeout` for something to
-    /// arrive; how many were taken, or `None` if nothing arrived. See
-    /// [`EventQueue::take_messages`].
-    pub fn poll_messages(
-        &self,
-        timeout: Duration,
-        take: impl FnMut(&[u8], bool) -> bool,
-    ) -> Result<Option<usize>, Error> {
-        runtime::check_not_forked()?;
-        match self.shared.events.take_messages(timeout, take) {
-            None if self.shared.events.is_drained_and_ended() => Err(Error::Closed),
-            taken => Ok(taken),
-        }
-    }
-
-    /// Readable while events wait in poll mode; owned by the client. Made
-    /// on the first call, so clients that never ask hold no extra descriptors.
-    pub fn event_fd(&self) -> Result<RawFd, Error> {
-        let fd =
-            self.shared.events.fd().map_err(|e| Error::Runtime(format!("cannot create the event descriptor: {e}")))?;
-        if !self.shared.has_handler.load(Ordering::Acquire) {
-            self.shared.events.resignal(); // events queued before the descriptor existed
-        }
-        Ok(fd)
-    }
+        status
+    })
 }
 
-impl Drop for Client {
-    /// Stops the session without flushing and waits out a callback running
-    /// on another thread, so no callback runs once the drop returns.
-    fn drop(&mut self) {
-        let shared = &*self.shared;
-        shared.close.abort();
-        shared.wake_room_waiters();
-        shared.writer_wake.notify_one();
-        shared.detached.store(true, Ordering::Release);
-        *lock(&shared.handler) = None;
-        shared.has_handler.store(false, Ordering::Release);
-        if DISPATCHING.with(|d| d.get()) != shared.id {
-            drop(lock(&shared.dispatch_lock));
+/// Closes the client: stops taking messages, writes what is queued (waiting
+/// up to `timeout_ms` for a connection if there is none), says goodbye to
+/// the server and stops reconnecting. The closed event follows.
+///
+/// `client`: not NULL, borrowed; it must still be freed with
+/// lc_client_free(). Blocks up to about `timeout_ms`, except from inside a
+/// callback, where it returns LC_STATUS_IN_PROGRESS at once and finishes in
+/// the background. Any thread. The disconnected and closed events are
+/// delivered to callbacks after the session ends, so they may still be
+/// pending when this returns; freeing the client right away drops them
+/// (lc_client_free() runs no more callbacks). `out_unsent`: may be NULL;
+/// otherwise receives, on every return, the number of messages discarded
+/// because the deadline passed (0 unless LC_STATUS_TIMEOUT). Returns
+/// LC_STATUS_OK when everything was written (also when already closed),
+/// LC_STATUS_IN_PROGRESS (from a callback), LC_STATUS_TIMEOUT when messages
+/// were discarded, or when the session did not stop within 2 s after the
+/// deadline, LC_STATUS_NULL_ARGUMENT, LC_STATUS_FORKED, LC_STATUS_PANIC.
+#[no_mangle]
+pub unsafe extern "C" fn lc_client_close(client: *const lc_client, timeout_ms: u32, out_unsent: *mut u64) -> lc_status {
+    with_client(client, |c| {
+        let (status, unsent) = match c.client.close(Duration::from_millis(timeout_ms.into())) {
+            Ok(CloseOutcome::Flushed) => (LC_STATUS_OK, 0),
+            Ok(CloseOutcome::InProgress) => (LC_STATUS_IN_PROGRESS, 0),
+            Ok(CloseOutcome::Unsent(n)) => {
+                (fail(LC_STATUS_TIMEOUT, format!("close deadline passed; {n} messages were not sent")), n)
+            }
+            Err(e) => (fail_with(e), 0),
+        };
+        if !out_unsent.is_null() {
+            write_out!(out_unsent, unsent);
         }
-    }
+        status
+    })
+}
+
+/// Writes the client's current state to `out_state`.
+///
+/// `client`: not NULL, borrowed. `out_state`: not NULL; written on success.
+/// Any thread; also from a callback. Returns LC_STATUS_OK, or
+/// LC_STATUS_NULL_ARGUMENT, LC_STATUS_PANIC.
+#[no_mangle]
+pub unsafe extern "C" fn lc_client_state(client: *const lc_client, out_state: *mut lc_state) -> lc_status {
+    with_client(client, |c| {
+        require_out!(out_state, "out_state");
+        write_out!(out_state, c.client.state().into());
+        LC_STATUS_OK
+    })
+}
+
+/// Writes the client's counters to `out_stats`.
+///
+/// `client`: not NULL, borrowed. `out_stats`: not NULL; written on success.
+/// Any thread; also from a callback. Returns LC_STATUS_OK, or
+/// LC_STATUS_NULL_ARGUMENT, LC_STATUS_PANIC.
+#[no_mangle]
+pub unsafe extern "C" fn lc_client_stats(client: *const lc_client, out_stats: *mut lc_stats) -> lc_status {
+    with_client(client, |c| {
+        require_out!(out_stats, "out_stats");
+        let s = c.client.stats();
+        write_out!(
+            out_stats,
+            lc_stats {
+                messages_out: s.messages_out,
+                bytes_out: s.bytes_out,
+                messages_in: s.messages_in,
+                bytes_in: s.bytes_in,
+                reconnects: s.reconnects,
+                queued_messages: s.queued_messages,
+                queued_bytes: s.queued_bytes,
+                last_rtt_us: s.last_rtt_us,
+            }
+        );
+        LC_STATUS_OK
+    })
+}
+
+/// Changes heartbeat timing while the client runs (same rules as
+/// lc_config_set_heartbeat()); applies at once, also to a live connection.
+///
+/// `client`: not NULL, borrowed. Any thread; also from a callback.
+/// Returns LC_STATUS_OK, or LC_STATUS_INVALID_ARGUMENT (timeout not above
+/// the interval), LC_STATUS_NULL_ARGUMENT, LC_STATUS_PANIC.
+#[no_mangle]
+pub unsafe extern "C" fn lc_client_set_heartbeat(
+    client: *const lc_client,
+    interval_ms: u32,
+    timeout_ms: u32,
+) -> lc_status {
+    with_client(client, |c| match heartbeat_policy(interval_ms, timeout_ms) {
+        Ok(policy) => status_from(c.client.set_heartbeat(policy)),
+        Err(status) => status,
+    })
+}
+
+/// Changes the reconnection schedule while the client runs (same rules as
+/// lc_config_set_reconnect()); applies from the next delay on.
+///
+/// `client`: not NULL, borrowed. Any thread; also from a callback.
+/// Returns LC_STATUS_OK, or LC_STATUS_INVALID_ARGUMENT (see
+/// lc_config_set_reconnect()), LC_STATUS_NULL_ARGUMENT, LC_STATUS_PANIC.
+#[no_mangle]
+pub unsafe extern "C" fn lc_client_set_reconnect(
+    client: *const lc_client,
+    initial_ms: u32,
+    max_ms: u32,
+    multiplier: f64,
+    jitter: f64,
+    max_attempts: u32,
+) -> lc_status {
+    with_client(client, |c| {
+        let base = c.client.config().backoff;
+        match backoff_policy(base, initial_ms, max_ms, multiplier, jitter, max_attempts) {
+            Ok(policy) => status_from(c.client.set_backoff(policy)),
+            Err(status) => status,
+        }
+    })
+}
+
+/// Changes the client's callbacks under its lock and hands the core one handler.
+fn install(client: &lc_client, update: impl FnOnce(&mut CallbackSet)) -> lc_status {
+    let mut set = lock(&client.callbacks);
+    update(&mut set);
+    let handler = set.any().then(|| Arc::new(CHandler(*set)) as Arc<dyn EventHandler>);
+    drop(set);
+    status_from(client.client.set_handler(handler))
+}
+
+/// Registers the event callback; NULL removes it.
+///
+/// With any callback registered, events go to callbacks; with none, they
+/// wait for lc_client_poll(). Events without a matching callback (for
+/// example errors when only a message callback is set) are discarded.
+/// Callbacks run on a library thread (never the caller's, never an I/O
+/// thread), one at a time per client, in order. Inside a callback you may
+/// call any function of this client, including lc_client_send(),
+/// lc_client_close() (returns LC_STATUS_IN_PROGRESS) and lc_client_free().
+/// Callbacks must not unwind (C++ exceptions, longjmp) across the library.
+/// Register before lc_client_connect() to see every event.
+///
+/// `client`: not NULL, borrowed. `callback`: may be NULL. `user_data`: passed
+/// through untouched, never dereferenced by the library; it must stay usable
+/// from the callback thread until the callback is replaced or the client is
+/// freed. Any thread; also from a callback. Returns LC_STATUS_OK, or
+/// LC_STATUS_NULL_ARGUMENT, LC_STATUS_RUNTIME (the callback thread could not
+/// start), LC_STATUS_FORKED, LC_STATUS_PANIC.
+#[no_mangle]
+pub unsafe extern "C" fn lc_client_set_event_callback(
+    client: *const lc_client,
+    callback: lc_event_cb,
+    user_data: *mut c_void,
+) -> lc_status {
+    with_client(client, |c| install(c, |set| set.set_event(callback, user_data)))
+}
+
+/// Registers a callback for messages only; NULL removes it. Messages then no
+/// longer reach the event callback. Pointers, threads and statuses as
+/// lc_client_set_event_callback().
+#[no_mangle]
+pub unsafe extern "C" fn lc_client_set_message_callback(
+    client: *const lc_client,
+    callback: lc_message_cb,
+    user_data: *mut c_void,
+) -> lc_status {
+    with_client(client, |c| install(c, |set| set.set_message(callback, user_data)))
+}
+
+/// Takes the next event, in poll mode (no callback registered).
+///
+/// Waits up to `timeout_ms` (0: do not wait; negative: wait indefinitely).
+/// `client`: not NULL, borrowed. `out_event`: not NULL; written on
+/// LC_STATUS_OK only; its pointers are owned by the client and stay valid
+/// until the next lc_client_poll() or lc_client_free() on this client.
+/// Poll one client from one thread at a time; any thread, but not from a
+/// callback with a timeout other than 0 (it would hold up the callback
+/// thread, which serves every client). Returns LC_STATUS_OK, or
+/// LC_STATUS_TIMEOUT when no event arrived in time, LC_STATUS_CLOSED at once
+/// when the client has stopped and its closed event has already been taken
+/// (nothing more will come), LC_STATUS_NULL_ARGUMENT, LC_STATUS_FORKED,
+/// LC_STATUS_PANIC.
+#[no_mangle]
+pub unsafe extern "C" fn lc_client_poll(
+    client: *const lc_client,
+    timeout_ms: i32,
+    out_event: *mut lc_event,
+) -> lc_status {
+    with_client(client, |c| {
+        require_out!(out_event, "out_event");
+        let timeout = timeout_from_ms(timeout_ms);
+        let event = match c.client.poll(timeout) {
+            Ok(Some(event)) => event,
+            Ok(None) => return LC_STATUS_TIMEOUT,
+            Err(e) => return fail_with(e),
+        };
+        let text = event_text(&event);
+        let c_event = to_c_event(&event, &text, c.client.state().into());
+        // Payload bytes and text live in the heap, so moving them keeps the pointers valid.
+        *lock(&c.polled) = Some(PolledEvent { _event: event, _text: text });
+        write_out!(out_event, c_event);
+        LC_STATUS_OK
+    })
+}
+
+/// Takes many waiting messages in one call, in poll mode: the fast way to
+/// drain a busy client from an event loop or another language.
+///
+/// Waits up to `timeout_ms` (0: do not wait; negative: indefinitely) for an
+/// event, then copies waiting messages, oldest first, back to back into
+/// `buffer` (`buffer_len` bytes) and their lengths into `lengths` (room for
+/// `max_messages`), until either is full or the next event is not a message.
+/// `buffer`, `lengths`: caller-owned, written during the call; NULL only when
+/// their sizes are 0. `is_text`: may be NULL; otherwise room for
+/// `max_messages` flags, each true for a WebSocket text message (always
+/// false on the TCP transports). `out_count`: not NULL; receives how many
+/// messages were copied on every return once `client` and it are checked,
+/// failures included (0 then). Threads as lc_client_poll().
+/// Returns LC_STATUS_OK (a count of 0 means the next event is not a message:
+/// take it with lc_client_poll()), LC_STATUS_TIMEOUT when nothing arrived in
+/// time, LC_STATUS_CLOSED as lc_client_poll(), LC_STATUS_INVALID_ARGUMENT
+/// when the next message alone is larger than `buffer_len`
+/// (lc_last_error_message() says how large; a buffer of the maximum frame
+/// size always fits), LC_STATUS_NULL_ARGUMENT, LC_STATUS_FORKED, LC_STATUS_PANIC.
+#[no_mangle]
+pub unsafe extern "C" fn lc_client_poll_messages(
+    client: *const lc_client,
+    timeout_ms: i32,
+    buffer: *mut u8,
+    buffer_len: usize,
+    lengths: *mut usize,
+    is_text: *mut bool,
+    max_messages: usize,
+    out_count: *mut usize,
+) -> lc_status {
+    with_client(client, |c| {
+        require_out!(out_count, "out_count");
+        write_out!(out_count, 0);
+        if (buffer.is_null() && buffer_len > 0) || (lengths.is_null() && max_messages > 0) {
+            return fail(LC_STATUS_NULL_ARGUMENT, "buffer or lengths is NULL but its size is not 0");
+        }
+        let buffer: &mut [u8] = if buffer_len == 0 {
+            &mut []
+        } else {
+            // SAFETY: non-NULL, and the caller promises `buffer_len` writable bytes for the call.
+            unsafe { std::slice::from_raw_parts_mut(buffer, buffer_len) }
+        };
+        let lengths: &mut [usize] = if max_messages == 0 {
+            &mut []
+        } else {
+            // SAFETY: non-NULL, and the caller promises room for `max_messages` lengths for the call.
+            unsafe { std::slice::from_raw_parts_mut(lengths, max_messages) }
+        };
+        let is_text: &mut [bool] = if is_text.is_null() || max_messages == 0 {
+            &mut []
+        } else {
+            // SAFETY: non-NULL, and the caller promises room for `max_messages` flags for the call.
+            unsafe { std::slice::from_raw_parts_mut(is_text, max_messages) }
+        };
+        let timeout = timeout_from_ms(timeout_ms);
+        let (mut count, mut used, mut refused) = (0usize, 0usize, None);
+        let result = c.client.poll_messages(timeout, |message, text| {
+            if count == lengths.len() || used + message.len() > buffer.len() {
+                refused = Some(message.len());
+                return false;
+            }
+            buffer[used..used + message.len()].copy_from_slice(message);
+            lengths[count] = message.len();
+            if let Some(flag) = is_text.get_mut(count) {
+                *flag = text;
+            }
+            used += message.len();
+            count += 1;
+            true
+        });
+        write_out!(out_count, count);
+        match (result, refused) {
+            (Err(e), _) => fail_with(e),
+            (Ok(None), _) => LC_STATUS_TIMEOUT,
+            (Ok(Some(0)), Some(needed)) if needed > buffer.len() => fail(
+                LC_STATUS_INVALID_ARGUMENT,
+                format!("buffer of {} bytes is too small: the next message has {needed} bytes", buffer.len()),
+            ),
+            (Ok(Some(_)), _) => LC_STATUS_OK,
+        }
+    })
+}
+
+/// Writes a file descriptor to `out_fd` that is readable while events wait
+/// for lc_client_poll(). For select/poll/epoll loops: wait for readability,
+/// then call lc_client_poll() with timeout 0 until it returns
+/// LC_STATUS_TIMEOUT.
+///
+/// `client`: not NULL, borrowed. `out_fd`: not NULL; written on success. The
+/// descriptor is owned by the client: do not read, write or close it; it is
+/// closed by lc_client_free(). Made on the first call (a client that never
+/// asks uses no descriptor for it); later calls return the same one. Any
+/// thread; also from a callback. Returns LC_STATUS_OK, or LC_STATUS_RUNTIME
+/// if the process is out of descriptors, LC_STATUS_NULL_ARGUMENT, LC_STATUS_PANIC.
+#[no_mangle]
+pub unsafe extern "C" fn lc_client_event_fd(client: *const lc_client, out_fd: *mut c_int) -> lc_status {
+    with_client(client, |c| {
+        require_out!(out_fd, "out_fd");
+        match c.client.event_fd() {
+            Ok(fd) => {
+                write_out!(out_fd, fd);
+                LC_STATUS_OK
+            }
+            Err(e) => fail_with(e),
+        }
+    })
 }

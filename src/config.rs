@@ -1,180 +1,365 @@
-//! Everything a client is created with.
+//! `lc_config`: the settings a client is created from.
 
+use std::ffi::c_char;
 use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::backoff::BackoffPolicy;
-use crate::codec::{CodecError, Framing, DEFAULT_MAX_FRAME_SIZE};
-use crate::endpoint::Endpoint;
-use crate::error::Error;
-use crate::event::DEFAULT_INBOX_LIMIT;
-use crate::heartbeat::HeartbeatPolicy;
-use crate::outbox::OutboxLimits;
-use crate::tls::TlsSettings;
+use longconn_core::config::{ClientConfig, PlainHeartbeat, MAX_FRAME_SIZE_LIMIT};
+use longconn_core::policy::backoff::BackoffPolicy;
+use longconn_core::policy::heartbeat::HeartbeatPolicy;
 
-/// Upper bound on the maximum frame size: the length prefix is 32 bits and a
-/// larger limit would defeat its purpose.
-pub const MAX_FRAME_SIZE_LIMIT: usize = 256 * 1024 * 1024;
+use crate::boundary::{self, bytes_arg, str_arg};
+use crate::status::*;
 
-/// Ping and pong payloads for the plain framings, which have no control frames.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlainHeartbeat {
-    pub ping: Bytes,
-    pub pong: Bytes,
+/// Client settings. Create with lc_config_new(), adjust with the setters,
+/// pass to lc_client_new() (which copies it), free with lc_config_free().
+///
+/// Every setter takes `config` (not NULL, borrowed), copies what it is given,
+/// leaves the config unchanged when it fails, and returns LC_STATUS_OK,
+/// LC_STATUS_NULL_ARGUMENT, LC_STATUS_PANIC or the statuses it lists. A
+/// config is not thread-safe: use it from one thread at a time (any thread;
+/// also from a callback).
+pub struct lc_config {
+    pub(crate) inner: ClientConfig,
 }
 
-#[derive(Debug, Clone)]
-pub struct ClientConfig {
-    pub endpoint: Endpoint,
-    pub heartbeat: HeartbeatPolicy,
-    pub backoff: BackoffPolicy,
-    /// Reconnect after a connection drops or an attempt fails (default on).
-    pub auto_reconnect: bool,
-    pub outbox: OutboxLimits,
-    /// Largest message payload sent or accepted (default 1 MiB).
-    pub max_frame_size: usize,
-    /// Time for resolving, connecting and the hello exchange together (default 10 s).
-    pub connect_timeout: Duration,
-    /// Heartbeat payloads in the plain framings; `None` turns heartbeats off there.
-    pub plain_heartbeat: Option<PlainHeartbeat>,
-    /// Name sent in the hello frame of the longconn protocol.
-    pub client_name: String,
-    /// Received bytes allowed to wait for the application before reading pauses.
-    pub inbox_limit: usize,
-    /// Extra WebSocket handshake headers (name, value), for example authorization.
-    pub headers: Vec<(String, String)>,
-    /// WebSocket subprotocols to offer, most preferred first.
-    pub subprotocols: Vec<String>,
-    /// Certificate checks and client certificates for `tls://` and `wss://`.
-    pub tls: TlsSettings,
+/// Builds the reconnection policy shared by the config and client setters.
+pub(crate) fn backoff_policy(
+    base: BackoffPolicy,
+    initial_ms: u32,
+    max_ms: u32,
+    multiplier: f64,
+    jitter: f64,
+    max_attempts: u32,
+) -> Result<BackoffPolicy, lc_status> {
+    let policy = BackoffPolicy {
+        initial: Duration::from_millis(initial_ms.into()),
+        max: Duration::from_millis(max_ms.into()),
+        multiplier,
+        jitter,
+        max_attempts,
+        ..base
+    };
+    policy.validate().map_err(|why| fail(LC_STATUS_INVALID_ARGUMENT, why))?;
+    Ok(policy)
 }
 
-impl ClientConfig {
-    pub fn new(url: &str) -> Result<ClientConfig, Error> {
-        let endpoint = Endpoint::parse(url).map_err(|e| Error::InvalidUrl(e.0))?;
-        Ok(ClientConfig {
-            endpoint,
-            heartbeat: HeartbeatPolicy::default(),
-            backoff: BackoffPolicy::default(),
-            auto_reconnect: true,
-            outbox: OutboxLimits::default(),
-            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
-            connect_timeout: Duration::from_secs(10),
-            plain_heartbeat: None,
-            client_name: format!("longconn/{}", env!("CARGO_PKG_VERSION")),
-            inbox_limit: DEFAULT_INBOX_LIMIT,
-            headers: Vec::new(),
-            subprotocols: Vec::new(),
-            tls: TlsSettings::default(),
-        })
-    }
+pub(crate) fn heartbeat_policy(interval_ms: u32, timeout_ms: u32) -> Result<HeartbeatPolicy, lc_status> {
+    let policy = HeartbeatPolicy {
+        interval: Duration::from_millis(interval_ms.into()),
+        timeout: Duration::from_millis(timeout_ms.into()),
+    };
+    policy.validate().map_err(|why| fail(LC_STATUS_INVALID_ARGUMENT, why))?;
+    Ok(policy)
+}
 
-    /// The TCP framing; `None` for WebSocket, which frames messages itself.
-    pub fn framing(&self) -> Option<Framing> {
-        self.endpoint.framing
-    }
+fn with_config(config: *mut lc_config, f: impl FnOnce(&mut ClientConfig) -> Result<(), lc_status>) -> lc_status {
+    ffi_guard!({
+        // SAFETY: the caller passes a config from lc_config_new that no other
+        // thread uses during the call (documented); NULL is handled.
+        let Some(config) = (unsafe { config.as_mut() }) else {
+            return fail(LC_STATUS_NULL_ARGUMENT, "config is NULL");
+        };
+        match f(&mut config.inner) {
+            Ok(()) => LC_STATUS_OK,
+            Err(status) => status,
+        }
+    })
+}
 
-    /// Whether the connection speaks a plain framing (length or line), with
-    /// no control frames: heartbeats then use `plain_heartbeat` payloads.
-    pub fn is_plain(&self) -> bool {
-        matches!(self.framing(), Some(Framing::Length | Framing::Line))
-    }
+/// Creates a config for the server at `url`.
+///
+/// `url`: NUL-terminated UTF-8, not NULL, borrowed for the call. Forms:
+/// `tcp://host:port` (longconn protocol), `tcp://host:port?framing=length`
+/// (4-byte big-endian length prefix), `tcp://host:port?framing=line`
+/// (newline-delimited), `ws://host[:port][/path][?query]` (WebSocket; port
+/// 80 by default); `tls://` and `wss://` (port 443 by default) are the same
+/// over TLS, verified against the system's roots. IPv6: `tcp://[::1]:7070`.
+/// `out_config`: not NULL; on success receives a new config that the caller
+/// owns and must free with lc_config_free(). Untouched on failure.
+///
+/// Defaults: heartbeat ping after 5000 ms of silence, peer dead after
+/// 15000 ms (plain framings: heartbeats off until lc_config_set_plain_heartbeat);
+/// reconnect 1000 ms doubling to 30000 ms, jitter 0.2, unlimited attempts;
+/// outbox 100000 messages / 16 MiB; maximum frame 1 MiB; connect timeout 10000 ms.
+///
+/// Any thread; also from a callback. Returns LC_STATUS_OK, or
+/// LC_STATUS_NULL_ARGUMENT, LC_STATUS_INVALID_UTF8, LC_STATUS_INVALID_URL,
+/// LC_STATUS_PANIC.
+#[no_mangle]
+pub unsafe extern "C" fn lc_config_new(url: *const c_char, out_config: *mut *mut lc_config) -> lc_status {
+    ffi_guard!({
+        boundary::init();
+        require_out!(out_config, "out_config");
+        let url = match str_arg(url, "url") {
+            Ok(u) => u,
+            Err(status) => return status,
+        };
+        match ClientConfig::new(url) {
+            Ok(inner) => {
+                write_out!(out_config, Box::into_raw(Box::new(lc_config { inner })));
+                LC_STATUS_OK
+            }
+            Err(e) => fail_with(e),
+        }
+    })
+}
 
-    /// Checks that `payload` can be sent as one message: size, no newline in
-    /// line framing, and valid UTF-8 for a text message. Inlined on every
-    /// send, so the common case (fits, binary, not line framing) costs a few
-    /// instructions; the rest is out of line.
-    #[inline]
-    pub fn check_payload(&self, payload: &[u8], text: bool) -> Result<(), Error> {
-        if payload.len() <= self.max_frame_size && !text && self.endpoint.framing != Some(Framing::Line) {
+/// Frees a config. NULL is fine; must not be called twice on the same config.
+///
+/// `config`: consumed; must not be used afterwards. Clients created from it
+/// are not affected. Any thread, but not while another thread uses the
+/// config; also from a callback.
+#[no_mangle]
+pub unsafe extern "C" fn lc_config_free(config: *mut lc_config) {
+    // SAFETY: the caller passes a handle from lc_config_new, freed once (documented).
+    unsafe { boundary::free_boxed(config) }
+}
+
+/// Sets heartbeat timing: ping after `interval_ms` of silence, declare the
+/// peer dead after `timeout_ms` without any inbound data. `interval_ms` 0
+/// turns heartbeats off; otherwise `timeout_ms` must exceed `interval_ms`,
+/// else LC_STATUS_INVALID_ARGUMENT.
+#[no_mangle]
+pub unsafe extern "C" fn lc_config_set_heartbeat(
+    config: *mut lc_config,
+    interval_ms: u32,
+    timeout_ms: u32,
+) -> lc_status {
+    with_config(config, |c| {
+        c.heartbeat = heartbeat_policy(interval_ms, timeout_ms)?;
+        Ok(())
+    })
+}
+
+/// Sets the reconnection schedule: attempt n waits
+/// min(max_ms, initial_ms * multiplier^(n-1)), spread by +/- `jitter`
+/// (0 to 1), capped at `max_ms`. `max_attempts` 0 means never give up.
+/// Requires initial_ms > 0, max_ms >= initial_ms, a finite multiplier >= 1
+/// and jitter from 0 to 1, else LC_STATUS_INVALID_ARGUMENT.
+#[no_mangle]
+pub unsafe extern "C" fn lc_config_set_reconnect(
+    config: *mut lc_config,
+    initial_ms: u32,
+    max_ms: u32,
+    multiplier: f64,
+    jitter: f64,
+    max_attempts: u32,
+) -> lc_status {
+    with_config(config, |c| {
+        c.backoff = backoff_policy(c.backoff, initial_ms, max_ms, multiplier, jitter, max_attempts)?;
+        Ok(())
+    })
+}
+
+/// Turns automatic reconnection on (the default) or off. When off, the
+/// client closes after the first failed attempt or dropped connection. Fails
+/// only with LC_STATUS_NULL_ARGUMENT or LC_STATUS_PANIC.
+#[no_mangle]
+pub unsafe extern "C" fn lc_config_set_auto_reconnect(config: *mut lc_config, enabled: bool) -> lc_status {
+    with_config(config, |c| {
+        c.auto_reconnect = enabled;
+        Ok(())
+    })
+}
+
+/// Limits the outbox to `max_messages` messages and `max_bytes` payload
+/// bytes (both > 0, else LC_STATUS_INVALID_ARGUMENT). lc_client_send() fails
+/// with LC_STATUS_QUEUE_FULL beyond them.
+#[no_mangle]
+pub unsafe extern "C" fn lc_config_set_outbox_limits(
+    config: *mut lc_config,
+    max_messages: usize,
+    max_bytes: usize,
+) -> lc_status {
+    with_config(config, |c| {
+        if max_messages == 0 || max_bytes == 0 {
+            return Err(fail(LC_STATUS_INVALID_ARGUMENT, "outbox limits must be positive"));
+        }
+        c.outbox.max_messages = max_messages;
+        c.outbox.max_bytes = max_bytes;
+        Ok(())
+    })
+}
+
+/// Sets the largest message payload, sent or received (1 byte to 256 MiB).
+/// A larger frame from the server ends that connection with an error event.
+/// Out of range: LC_STATUS_INVALID_ARGUMENT.
+#[no_mangle]
+pub unsafe extern "C" fn lc_config_set_max_frame_size(config: *mut lc_config, max_bytes: usize) -> lc_status {
+    with_config(config, |c| {
+        if max_bytes == 0 || max_bytes > MAX_FRAME_SIZE_LIMIT {
+            return Err(fail(LC_STATUS_INVALID_ARGUMENT, "maximum frame size must be 1 byte to 256 MiB"));
+        }
+        c.max_frame_size = max_bytes;
+        Ok(())
+    })
+}
+
+/// Sets the time allowed for resolving, connecting and the hello exchange;
+/// 0 gives LC_STATUS_INVALID_ARGUMENT.
+#[no_mangle]
+pub unsafe extern "C" fn lc_config_set_connect_timeout(config: *mut lc_config, timeout_ms: u32) -> lc_status {
+    with_config(config, |c| {
+        if timeout_ms == 0 {
+            return Err(fail(LC_STATUS_INVALID_ARGUMENT, "connect timeout must be positive"));
+        }
+        c.connect_timeout = Duration::from_millis(timeout_ms.into());
+        Ok(())
+    })
+}
+
+/// Sets the heartbeat payloads for the plain framings (length, line), which
+/// have no control frames: the client sends `ping` as a message and treats a
+/// message equal to `pong` as the answer (it is not delivered). A message
+/// equal to `ping` from the server is answered with `pong`. Passing both
+/// lengths 0 turns plain heartbeats off. Buffers are copied; NULL is allowed
+/// with length 0 (else LC_STATUS_NULL_ARGUMENT). The payloads must differ,
+/// fit the maximum frame size and, in line framing, hold no newline, else
+/// LC_STATUS_INVALID_ARGUMENT.
+#[no_mangle]
+pub unsafe extern "C" fn lc_config_set_plain_heartbeat(
+    config: *mut lc_config,
+    ping: *const u8,
+    ping_len: usize,
+    pong: *const u8,
+    pong_len: usize,
+) -> lc_status {
+    with_config(config, |c| {
+        let ping = bytes_arg(ping, ping_len, "ping")?;
+        let pong = bytes_arg(pong, pong_len, "pong")?;
+        if ping.is_empty() && pong.is_empty() {
+            c.plain_heartbeat = None;
             return Ok(());
         }
-        self.check_payload_in_full(payload, text)
-    }
-
-    #[cold]
-    fn check_payload_in_full(&self, payload: &[u8], text: bool) -> Result<(), Error> {
-        let result = match self.framing() {
-            Some(framing) => framing.check_payload(payload, self.max_frame_size),
-            None if payload.len() > self.max_frame_size => {
-                Err(CodecError::FrameTooLarge { len: payload.len(), max: self.max_frame_size })
-            }
-            None => Ok(()),
-        };
-        result.map_err(|e| match e {
-            CodecError::FrameTooLarge { len, max } => Error::MessageTooLarge { len, max },
-            other => Error::InvalidArgument(other.to_string()),
-        })?;
-        if text && std::str::from_utf8(payload).is_err() {
-            return Err(Error::InvalidArgument("a text message must be valid UTF-8".into()));
+        let before = c
+            .plain_heartbeat
+            .replace(PlainHeartbeat { ping: Bytes::copy_from_slice(ping), pong: Bytes::copy_from_slice(pong) });
+        if let Err(e) = c.validate() {
+            c.plain_heartbeat = before;
+            return Err(fail_with(e));
         }
         Ok(())
-    }
-
-    /// The heartbeat actually in force: off in a plain framing without payloads.
-    pub fn effective_heartbeat(&self, policy: HeartbeatPolicy) -> HeartbeatPolicy {
-        if self.is_plain() && self.plain_heartbeat.is_none() {
-            return HeartbeatPolicy { interval: Duration::ZERO, timeout: Duration::ZERO };
-        }
-        policy
-    }
-
-    pub fn validate(&self) -> Result<(), Error> {
-        let invalid = |why: &str| Err(Error::InvalidArgument(why.to_string()));
-        if let Err(why) = self.heartbeat.validate() {
-            return invalid(why);
-        }
-        if let Err(why) = self.backoff.validate() {
-            return invalid(why);
-        }
-        if self.max_frame_size == 0 || self.max_frame_size > MAX_FRAME_SIZE_LIMIT {
-            return invalid("maximum frame size must be between 1 byte and 256 MiB");
-        }
-        if self.outbox.max_messages == 0 || self.outbox.max_bytes == 0 {
-            return invalid("outbox limits must be positive");
-        }
-        if self.connect_timeout.is_zero() {
-            return invalid("connect timeout must be positive");
-        }
-        if self.inbox_limit == 0 {
-            return invalid("inbox limit must be positive");
-        }
-        if let Some(hb) = &self.plain_heartbeat {
-            if hb.ping == hb.pong {
-                return invalid("ping and pong payloads must differ");
-            }
-            for payload in [&hb.ping, &hb.pong] {
-                self.check_payload(payload, false)
-                    .map_err(|e| Error::InvalidArgument(format!("heartbeat payload: {e}")))?;
-            }
-        }
-        Ok(())
-    }
+    })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Whether `s` is an HTTP token (RFC 9110): what header names and
+/// subprotocol names are made of.
+fn is_http_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
 
-    #[test]
-    fn defaults_are_valid_and_bad_settings_are_named() {
-        let mut c = ClientConfig::new("tcp://127.0.0.1:1").unwrap();
-        assert!(c.validate().is_ok());
-        c.max_frame_size = 0;
-        assert!(matches!(c.validate(), Err(Error::InvalidArgument(w)) if w.contains("frame size")));
-        let mut c = ClientConfig::new("tcp://127.0.0.1:1?framing=line").unwrap();
-        c.plain_heartbeat =
-            Some(PlainHeartbeat { ping: Bytes::from_static(b"p\ning"), pong: Bytes::from_static(b"pong") });
-        assert!(c.validate().is_err(), "a newline cannot be a line-framed ping");
-        assert!(matches!(ClientConfig::new("udp://x:1"), Err(Error::InvalidUrl(_))));
-    }
+/// Adds a request header to the WebSocket handshake, for example
+/// `Authorization: Bearer ...`; sent again on every reconnect. `name` and
+/// `value`: NUL-terminated UTF-8, copied; the name must be a valid HTTP
+/// header name and the value must not contain line breaks. Ignored by the
+/// TCP transports. Also returns LC_STATUS_INVALID_UTF8 and
+/// LC_STATUS_INVALID_ARGUMENT (not a header name, or a line break in the value).
+#[no_mangle]
+pub unsafe extern "C" fn lc_config_add_header(
+    config: *mut lc_config,
+    name: *const c_char,
+    value: *const c_char,
+) -> lc_status {
+    with_config(config, |c| {
+        let name = str_arg(name, "name")?;
+        let value = str_arg(value, "value")?;
+        if !is_http_token(name) {
+            return Err(fail(LC_STATUS_INVALID_ARGUMENT, format!("{name:?} is not a valid header name")));
+        }
+        if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+            return Err(fail(LC_STATUS_INVALID_ARGUMENT, "a header value cannot contain line breaks"));
+        }
+        c.headers.push((name.to_owned(), value.to_owned()));
+        Ok(())
+    })
+}
 
-    #[test]
-    fn plain_framing_without_payloads_has_heartbeats_off() {
-        let c = ClientConfig::new("tcp://127.0.0.1:1?framing=length").unwrap();
-        assert!(!c.effective_heartbeat(c.heartbeat).enabled());
-        let c = ClientConfig::new("tcp://127.0.0.1:1").unwrap();
-        assert!(c.effective_heartbeat(c.heartbeat).enabled());
-    }
+/// Offers a WebSocket subprotocol in the handshake; call once per protocol,
+/// most preferred first. `protocol`: NUL-terminated UTF-8 token, not NULL,
+/// copied. Ignored by the TCP transports. Also returns LC_STATUS_INVALID_UTF8
+/// and LC_STATUS_INVALID_ARGUMENT (not a token).
+#[no_mangle]
+pub unsafe extern "C" fn lc_config_add_subprotocol(config: *mut lc_config, protocol: *const c_char) -> lc_status {
+    with_config(config, |c| {
+        let protocol = str_arg(protocol, "protocol")?;
+        if !is_http_token(protocol) {
+            return Err(fail(LC_STATUS_INVALID_ARGUMENT, format!("{protocol:?} is not a valid subprotocol name")));
+        }
+        c.subprotocols.push(protocol.to_owned());
+        Ok(())
+    })
+}
+
+/// For `tls://` and `wss://`: trusts the CA certificates in the PEM file at
+/// `path` instead of the system's roots (for a private CA). Read when the
+/// client is created: lc_client_new() fails with LC_STATUS_INVALID_ARGUMENT
+/// if the file cannot be read or holds no certificate. `path`: NUL-terminated
+/// UTF-8, not NULL, copied. Also returns LC_STATUS_INVALID_UTF8.
+#[no_mangle]
+pub unsafe extern "C" fn lc_config_set_tls_ca_file(config: *mut lc_config, path: *const c_char) -> lc_status {
+    with_config(config, |c| {
+        c.tls.ca_file = Some(str_arg(path, "path")?.into());
+        Ok(())
+    })
+}
+
+/// For `tls://` and `wss://`: verifies the server's certificate for `name`
+/// instead of the URL's host (for example when connecting by IP address).
+/// `name`: NUL-terminated UTF-8, not NULL, copied. Also returns
+/// LC_STATUS_INVALID_UTF8.
+#[no_mangle]
+pub unsafe extern "C" fn lc_config_set_tls_server_name(config: *mut lc_config, name: *const c_char) -> lc_status {
+    with_config(config, |c| {
+        c.tls.server_name = Some(str_arg(name, "name")?.to_owned());
+        Ok(())
+    })
+}
+
+/// For `tls://` and `wss://`: presents the certificate chain and private key
+/// in the PEM files `cert_path` and `key_path` (mutual TLS). Read when the
+/// client is created; lc_client_new() fails with LC_STATUS_INVALID_ARGUMENT
+/// if they cannot be read or do not fit. Paths: NUL-terminated UTF-8, not
+/// NULL, copied. Also returns LC_STATUS_INVALID_UTF8.
+#[no_mangle]
+pub unsafe extern "C" fn lc_config_set_tls_client_cert(
+    config: *mut lc_config,
+    cert_path: *const c_char,
+    key_path: *const c_char,
+) -> lc_status {
+    with_config(config, |c| {
+        c.tls.client_cert = Some((str_arg(cert_path, "cert_path")?.into(), str_arg(key_path, "key_path")?.into()));
+        Ok(())
+    })
+}
+
+/// DANGEROUS: with `skip` true, accepts any server certificate, so anyone on
+/// the path can read and change the traffic. For tests against throwaway
+/// servers only; every connection logs a warning while it is on. Fails only
+/// with LC_STATUS_NULL_ARGUMENT or LC_STATUS_PANIC.
+#[no_mangle]
+pub unsafe extern "C" fn lc_config_set_tls_dangerous_skip_verification(
+    config: *mut lc_config,
+    skip: bool,
+) -> lc_status {
+    with_config(config, |c| {
+        c.tls.dangerous_skip_verification = skip;
+        Ok(())
+    })
+}
+
+/// Sets the name this client sends in its hello frame (longconn protocol
+/// only). `name`: NUL-terminated UTF-8, not NULL, at most 255 bytes, copied.
+/// Also returns LC_STATUS_INVALID_UTF8 and LC_STATUS_INVALID_ARGUMENT (too long).
+#[no_mangle]
+pub unsafe extern "C" fn lc_config_set_client_name(config: *mut lc_config, name: *const c_char) -> lc_status {
+    with_config(config, |c| {
+        let name = str_arg(name, "name")?;
+        if name.len() > 255 {
+            return Err(fail(LC_STATUS_INVALID_ARGUMENT, "client name is longer than 255 bytes"));
+        }
+        c.client_name = name.to_owned();
+        Ok(())
+    })
 }

@@ -1,563 +1,284 @@
-//! What a client reports to the application, and the queue that carries it.
-//!
-//! Events wait in a per-client queue until the dispatcher hands them to
-//! callbacks or the application polls them. The queue also owns a file
-//! descriptor that is readable exactly while events wait in poll mode, for
-//! programs that run their own event loop.
-//!
-//! Received messages count against a limit (default 64 MiB); above it the
-//! connection stops reading from the socket until the application catches
-//! up, so a slow consumer gets TCP backpressure instead of unbounded memory.
+//! `lc_event`: what a client reports, as C sees it, and the handler that
+//! hands events to the C callbacks. The functions that register callbacks
+//! and poll events act on a client and live with the other `lc_client_*`
+//! functions in `client.rs`.
 
-use std::collections::VecDeque;
-use std::io::{self, Read, Write};
-use std::ops::Range;
-use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::net::UnixStream;
-use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::ffi::{c_char, c_void, CStr, CString};
 
-use bytes::Bytes;
+use longconn_core::event::{DisconnectReason, ErrorKind, Event};
+use longconn_core::{EventHandler, State};
 
-/// Default limit on received-but-undelivered message bytes.
-pub const DEFAULT_INBOX_LIMIT: usize = 64 * 1024 * 1024;
-
+/// Where a client is in its life.
+#[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DisconnectReason {
-    /// The peer closed the connection (end of stream or a close frame).
-    PeerClosed,
-    /// Reading or writing the socket failed.
-    Io,
-    /// No traffic from the peer within the heartbeat timeout.
-    HeartbeatTimeout,
-    /// The peer sent bytes that are not valid frames.
-    Protocol,
-    /// The peer sent a frame above the maximum frame size.
-    FrameTooLarge,
+pub enum lc_state {
+    /// Created; lc_client_connect() not called yet.
+    LC_STATE_IDLE = 0,
+    LC_STATE_CONNECTING = 1,
+    LC_STATE_CONNECTED = 2,
+    /// Waiting out a backoff delay before the next connection attempt.
+    LC_STATE_WAITING_TO_RECONNECT = 3,
+    /// lc_client_close() was called; flushing queued messages.
+    LC_STATE_CLOSING = 4,
+    LC_STATE_CLOSED = 5,
+}
+
+impl From<State> for lc_state {
+    fn from(s: State) -> Self {
+        match s {
+            State::Idle => lc_state::LC_STATE_IDLE,
+            State::Connecting => lc_state::LC_STATE_CONNECTING,
+            State::Connected => lc_state::LC_STATE_CONNECTED,
+            State::WaitingToReconnect => lc_state::LC_STATE_WAITING_TO_RECONNECT,
+            State::Closing => lc_state::LC_STATE_CLOSING,
+            State::Closed => lc_state::LC_STATE_CLOSED,
+        }
+    }
+}
+
+/// What happened.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum lc_event_kind {
+    /// A connection is up (`text`: the peer address).
+    LC_EVENT_CONNECTED = 1,
+    /// The connection dropped (`reason`, `text`: details).
+    LC_EVENT_DISCONNECTED = 2,
+    /// The next attempt is `attempt`, after `delay_ms`.
+    LC_EVENT_RECONNECT_SCHEDULED = 3,
+    /// A message arrived (`data`, `len`).
+    LC_EVENT_MESSAGE = 4,
+    /// Something failed (`error`, `text`); reconnection carries on unless `error` is LC_ERROR_GAVE_UP.
+    LC_EVENT_ERROR = 5,
+    /// The client stopped for good; `unsent` queued messages were discarded. The last event.
+    LC_EVENT_CLOSED = 6,
+}
+
+/// Why a connection dropped.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum lc_disconnect_reason {
+    LC_DISCONNECT_NONE = 0,
+    /// The server closed the connection.
+    LC_DISCONNECT_PEER_CLOSED = 1,
+    /// A socket read or write failed.
+    LC_DISCONNECT_IO = 2,
+    /// Nothing arrived from the server within the heartbeat timeout.
+    LC_DISCONNECT_HEARTBEAT_TIMEOUT = 3,
+    /// The server sent bytes that are not valid frames.
+    LC_DISCONNECT_PROTOCOL = 4,
+    /// The server sent a frame above the maximum frame size.
+    LC_DISCONNECT_FRAME_TOO_LARGE = 5,
     /// The application closed the client.
-    ClosedByUser,
+    LC_DISCONNECT_CLOSED_BY_USER = 6,
 }
 
-/// What went wrong, for error events.
+/// What failed, in error events.
+#[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    ConnectFailed,
-    HandshakeFailed,
-    Protocol,
-    FrameTooLarge,
-    HeartbeatTimeout,
-    Io,
-    /// Reconnection stopped after the configured number of attempts.
-    GaveUp,
+pub enum lc_error_kind {
+    LC_ERROR_NONE = 0,
+    LC_ERROR_CONNECT_FAILED = 1,
+    LC_ERROR_HANDSHAKE_FAILED = 2,
+    LC_ERROR_PROTOCOL = 3,
+    LC_ERROR_FRAME_TOO_LARGE = 4,
+    LC_ERROR_HEARTBEAT_TIMEOUT = 5,
+    LC_ERROR_IO = 6,
+    /// Reconnection stopped after the configured number of attempts; the client closes.
+    LC_ERROR_GAVE_UP = 7,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    Connected {
-        peer: String,
-    },
-    Disconnected {
-        reason: DisconnectReason,
-        detail: String,
-    },
-    ReconnectScheduled {
-        attempt: u32,
-        delay: Duration,
-    },
-    /// A received message (binary, on WebSocket).
-    Message(Bytes),
-    /// A received WebSocket text message (valid UTF-8).
-    Text(Bytes),
-    Error {
-        kind: ErrorKind,
-        detail: String,
-    },
-    /// The client stopped for good; `unsent` messages were still queued.
-    Closed {
-        unsent: u64,
-    },
+/// One event. Fields that do not apply to `kind` are zero (`text`: "").
+/// All pointers are owned by the library; see the callback and
+/// lc_client_poll() for how long they stay valid.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct lc_event {
+    pub kind: lc_event_kind,
+    /// The client's state when the event was delivered.
+    pub state: lc_state,
+    pub reason: lc_disconnect_reason,
+    pub error: lc_error_kind,
+    /// Reconnect attempt number, from 1.
+    pub attempt: u32,
+    pub delay_ms: u64,
+    /// Messages discarded at close.
+    pub unsent: u64,
+    /// Message payload; NULL when `len` is 0.
+    pub data: *const u8,
+    pub len: usize,
+    /// NUL-terminated UTF-8 description; never NULL.
+    pub text: *const c_char,
+    /// For messages: true for a WebSocket text message (valid UTF-8), false
+    /// for binary (every message on the TCP transports).
+    pub is_text: bool,
 }
 
-impl Event {
-    /// The payload of a received message and whether it is text; `None`
-    /// for every other event.
-    pub fn as_message(&self) -> Option<(&Bytes, bool)> {
-        match self {
-            Event::Message(m) => Some((m, false)),
-            Event::Text(m) => Some((m, true)),
-            _ => None,
+/// Receives every event (messages too, unless a message callback is set).
+/// `event` and everything it points to are valid only during the call.
+pub type lc_event_cb = Option<unsafe extern "C" fn(user_data: *mut c_void, event: *const lc_event)>;
+
+/// Receives one message; `data` (NULL when `len` is 0) is valid only during
+/// the call. `is_text` is true for a WebSocket text message (valid UTF-8).
+pub type lc_message_cb =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, data: *const u8, len: usize, is_text: bool)>;
+
+/// The C callbacks of one client.
+#[derive(Clone, Copy)]
+pub(crate) struct CallbackSet {
+    event: lc_event_cb,
+    event_data: *mut c_void,
+    message: lc_message_cb,
+    message_data: *mut c_void,
+}
+
+impl Default for CallbackSet {
+    fn default() -> Self {
+        CallbackSet { event: None, event_data: std::ptr::null_mut(), message: None, message_data: std::ptr::null_mut() }
+    }
+}
+
+// SAFETY: registering a callback promises (documented) that it and its
+// user_data may be used from the library's callback thread.
+unsafe impl Send for CallbackSet {}
+// SAFETY: as above; the set is only read after registration.
+unsafe impl Sync for CallbackSet {}
+
+impl CallbackSet {
+    /// Whether any callback is registered.
+    pub(crate) fn any(&self) -> bool {
+        self.event.is_some() || self.message.is_some()
+    }
+
+    pub(crate) fn set_event(&mut self, callback: lc_event_cb, user_data: *mut c_void) {
+        self.event = callback;
+        self.event_data = user_data;
+    }
+
+    pub(crate) fn set_message(&mut self, callback: lc_message_cb, user_data: *mut c_void) {
+        self.message = callback;
+        self.message_data = user_data;
+    }
+}
+
+/// Hands a client's events to its C callbacks (on the callback thread).
+pub(crate) struct CHandler(pub(crate) CallbackSet);
+
+impl EventHandler for CHandler {
+    fn on_event(&self, event: &Event, state: State) {
+        match event {
+            Event::Message(payload) => return self.on_message(payload, false, state),
+            Event::Text(payload) => return self.on_message(payload, true, state),
+            _ => {}
+        }
+        if let Some(on_event) = self.0.event {
+            let text = event_text(event);
+            let c_event = to_c_event(event, &text, state.into());
+            // SAFETY: the application registered this callback; `c_event` and
+            // `text` outlive the call.
+            unsafe { on_event(self.0.event_data, &c_event) };
+        }
+    }
+
+    /// Messages go to C straight from the shared read buffer, without a copy.
+    fn on_message(&self, payload: &[u8], text: bool, state: State) {
+        let cb = &self.0;
+        let data = if payload.is_empty() { std::ptr::null() } else { payload.as_ptr() };
+        if let Some(on_message) = cb.message {
+            // SAFETY: the application registered this callback; `data` is
+            // valid for `len` bytes during the call.
+            unsafe { on_message(cb.message_data, data, payload.len(), text) };
+        } else if let Some(on_event) = cb.event {
+            let mut c_event = blank_event(lc_event_kind::LC_EVENT_MESSAGE, c"", state.into());
+            c_event.data = data;
+            c_event.len = payload.len();
+            c_event.is_text = text;
+            // SAFETY: as above; the event and the payload outlive the call.
+            unsafe { on_event(cb.event_data, &c_event) };
         }
     }
 }
 
-/// Received messages that share one buffer, in order.
-#[derive(Debug, Clone)]
-pub struct MessageBatch {
-    chunk: Bytes,
-    spans: Vec<Range<usize>>,
-    /// Whether these are text messages (WebSocket); binary otherwise.
-    text: bool,
-    /// Index of the first message not yet delivered.
-    next: usize,
-    /// Payload bytes not yet delivered.
-    bytes: usize,
-}
-
-impl MessageBatch {
-    pub fn new(chunk: Bytes, spans: Vec<Range<usize>>) -> MessageBatch {
-        Self::with_kind(chunk, spans, false)
-    }
-
-    /// Messages that are all text (`true`) or all binary.
-    pub fn with_kind(chunk: Bytes, spans: Vec<Range<usize>>, text: bool) -> MessageBatch {
-        let bytes = spans.iter().map(|r| r.len()).sum();
-        MessageBatch { chunk, spans, text, next: 0, bytes }
-    }
-
-    /// Whether these are text messages.
-    pub fn is_text(&self) -> bool {
-        self.text
-    }
-
-    pub fn len(&self) -> usize {
-        self.spans.len() - self.next
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The messages not yet delivered, borrowed.
-    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        self.spans[self.next..].iter().map(|r| &self.chunk[r.clone()])
-    }
-
-    /// The oldest message not yet delivered, borrowed.
-    fn front(&self) -> Option<&[u8]> {
-        self.spans.get(self.next).map(|r| &self.chunk[r.clone()])
-    }
-
-    /// Drops the oldest message not yet delivered.
-    fn advance(&mut self) {
-        if let Some(span) = self.spans.get(self.next) {
-            self.bytes -= span.len();
-            self.next += 1;
+pub(crate) fn event_text(event: &Event) -> CString {
+    let text = match event {
+        Event::Connected { peer } => peer.clone(),
+        Event::Disconnected { detail, .. } | Event::Error { detail, .. } => detail.clone(),
+        Event::ReconnectScheduled { attempt, delay } => {
+            format!("reconnect attempt {attempt} in {} ms", delay.as_millis())
         }
-    }
+        Event::Message(_) | Event::Text(_) => String::new(),
+        Event::Closed { unsent } => format!("closed; {unsent} messages unsent"),
+    };
+    CString::new(text.replace('\0', " ")).unwrap_or_default()
+}
 
-    /// Takes the oldest message as its own buffer.
-    fn pop_front(&mut self) -> Option<Bytes> {
-        let span = self.spans.get(self.next)?.clone();
-        self.next += 1;
-        self.bytes -= span.len();
-        Some(self.chunk.slice(span))
+/// An event of `kind` with every other field zero.
+fn blank_event(kind: lc_event_kind, text: &CStr, state: lc_state) -> lc_event {
+    lc_event {
+        kind,
+        state,
+        reason: lc_disconnect_reason::LC_DISCONNECT_NONE,
+        error: lc_error_kind::LC_ERROR_NONE,
+        attempt: 0,
+        delay_ms: 0,
+        unsent: 0,
+        data: std::ptr::null(),
+        len: 0,
+        text: text.as_ptr(),
+        is_text: false,
     }
 }
 
-/// An entry of the queue: one event, or many messages from one read.
-#[derive(Debug)]
-pub(crate) enum Queued {
-    Event(Event),
-    Messages(MessageBatch),
-}
-
-#[derive(Debug, Default)]
-struct Pending {
-    events: VecDeque<Queued>,
-    /// Payload bytes of the message events in `events`.
-    message_bytes: usize,
-    /// The descriptor pair, made on the first [`EventQueue::fd`] call:
-    /// clients that take callbacks or never ask for it use no descriptors.
-    signal: Option<Signal>,
-    /// Whether the fd currently holds a wake-up byte.
-    fd_signalled: bool,
-    /// The client has stopped for good: once the queue is empty, nothing
-    /// more will arrive, and waiting returns at once.
-    ended: bool,
-}
-
-/// A readable-when-pending file descriptor: one end of a socket pair.
-#[derive(Debug)]
-struct Signal {
-    reader: UnixStream,
-    writer: UnixStream,
-}
-
-impl Signal {
-    fn new() -> io::Result<Signal> {
-        let (reader, writer) = UnixStream::pair()?;
-        reader.set_nonblocking(true)?;
-        writer.set_nonblocking(true)?;
-        Ok(Signal { reader, writer })
-    }
-}
-
-#[derive(Debug)]
-pub struct EventQueue {
-    pending: Mutex<Pending>,
-    /// Wakes threads blocked in [`EventQueue::pop`].
-    arrived: Condvar,
-    /// Wakes a connection paused by the inbox limit.
-    drained: tokio::sync::Notify,
-    inbox_limit: usize,
-}
-
-impl EventQueue {
-    pub fn new(inbox_limit: usize) -> EventQueue {
-        EventQueue {
-            pending: Mutex::new(Pending::default()),
-            arrived: Condvar::new(),
-            drained: tokio::sync::Notify::new(),
-            inbox_limit,
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Pending> {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Appends events in order. With `signal_fd`, makes the fd readable.
-    pub fn push(&self, events: impl IntoIterator<Item = Event>, signal_fd: bool) {
-        self.push_queued(events.into_iter().map(Queued::Event), signal_fd);
-    }
-
-    /// Appends received messages as one entry.
-    pub fn push_messages(&self, batch: MessageBatch, signal_fd: bool) {
-        self.push_queued(std::iter::once(Queued::Messages(batch)), signal_fd);
-    }
-
-    fn push_queued(&self, entries: impl Iterator<Item = Queued>, signal_fd: bool) {
-        let mut p = self.lock();
-        let was_empty = p.events.is_empty();
-        for entry in entries {
-            p.message_bytes += match &entry {
-                Queued::Event(event) => event.as_message().map_or(0, |(m, _)| m.len()),
-                Queued::Messages(batch) => batch.bytes,
+pub(crate) fn to_c_event(event: &Event, text: &CStr, state: lc_state) -> lc_event {
+    let mut e = blank_event(lc_event_kind::LC_EVENT_CONNECTED, text, state);
+    match event {
+        Event::Connected { .. } => {}
+        Event::Disconnected { reason, .. } => {
+            e.kind = lc_event_kind::LC_EVENT_DISCONNECTED;
+            e.reason = match reason {
+                DisconnectReason::PeerClosed => lc_disconnect_reason::LC_DISCONNECT_PEER_CLOSED,
+                DisconnectReason::Io => lc_disconnect_reason::LC_DISCONNECT_IO,
+                DisconnectReason::HeartbeatTimeout => lc_disconnect_reason::LC_DISCONNECT_HEARTBEAT_TIMEOUT,
+                DisconnectReason::Protocol => lc_disconnect_reason::LC_DISCONNECT_PROTOCOL,
+                DisconnectReason::FrameTooLarge => lc_disconnect_reason::LC_DISCONNECT_FRAME_TOO_LARGE,
+                DisconnectReason::ClosedByUser => lc_disconnect_reason::LC_DISCONNECT_CLOSED_BY_USER,
             };
-            p.events.push_back(entry);
         }
-        if signal_fd && !p.fd_signalled && !p.events.is_empty() {
-            if let Some(signal) = &p.signal {
-                // A full socket buffer already means "readable"; nothing to do then.
-                let _ = (&signal.writer).write(&[1]);
-                p.fd_signalled = true;
+        Event::ReconnectScheduled { attempt, delay } => {
+            e.kind = lc_event_kind::LC_EVENT_RECONNECT_SCHEDULED;
+            e.attempt = *attempt;
+            e.delay_ms = delay.as_millis() as u64;
+        }
+        Event::Message(payload) | Event::Text(payload) => {
+            e.kind = lc_event_kind::LC_EVENT_MESSAGE;
+            e.is_text = matches!(event, Event::Text(_));
+            if !payload.is_empty() {
+                e.data = payload.as_ptr();
+                e.len = payload.len();
             }
         }
-        drop(p);
-        if was_empty {
-            self.arrived.notify_all();
-        }
-    }
-
-    /// Marks the end of the stream (after the closed event was pushed):
-    /// waiters wake, and waiting on an empty queue returns at once from now on.
-    pub fn end(&self) {
-        self.lock().ended = true;
-        self.arrived.notify_all();
-    }
-
-    /// Whether [`EventQueue::end`] was called and everything has been taken.
-    pub fn is_drained_and_ended(&self) -> bool {
-        let p = self.lock();
-        p.ended && p.events.is_empty()
-    }
-
-    /// Whether the connection should stop reading until the application catches up.
-    pub fn inbox_full(&self) -> bool {
-        self.lock().message_bytes >= self.inbox_limit
-    }
-
-    /// Waits until the inbox is below its limit again.
-    pub async fn wait_for_room(&self) {
-        loop {
-            let notified = self.drained.notified();
-            if !self.inbox_full() {
-                return;
-            }
-            notified.await;
-        }
-    }
-
-    fn after_taking(&self, p: &mut Pending, taken_bytes: usize) {
-        let was_full = p.message_bytes >= self.inbox_limit;
-        p.message_bytes -= taken_bytes;
-        if p.events.is_empty() && p.fd_signalled {
-            if let Some(signal) = &p.signal {
-                let mut sink = [0u8; 64];
-                while matches!((&signal.reader).read(&mut sink), Ok(n) if n > 0) {}
-            }
-            p.fd_signalled = false;
-        }
-        if was_full && p.message_bytes < self.inbox_limit {
-            self.drained.notify_waiters();
-        }
-    }
-
-    /// Takes every waiting entry.
-    pub(crate) fn take_all(&self) -> VecDeque<Queued> {
-        let mut p = self.lock();
-        let events = std::mem::take(&mut p.events);
-        let bytes = p.message_bytes;
-        self.after_taking(&mut p, bytes);
-        events
-    }
-
-    /// Takes the oldest event, waiting up to `timeout` for one.
-    pub fn pop(&self, timeout: Duration) -> Option<Event> {
-        let mut p = self.wait_for_any(timeout)?;
-        let event = Self::pop_event(&mut p.events)?;
-        let bytes = event.as_message().map_or(0, |(m, _)| m.len());
-        self.after_taking(&mut p, bytes);
-        Some(event)
-    }
-
-    /// Hands waiting messages to `take` in order, with whether each is a
-    /// WebSocket text message, waiting up to `timeout` for the first entry.
-    /// Stops at the first event that is not a message (it stays for
-    /// [`EventQueue::pop`]) or when `take` returns false for a message (that
-    /// message stays too). Returns how many were taken, or `None` if nothing
-    /// arrived within `timeout`.
-    pub fn take_messages(&self, timeout: Duration, mut take: impl FnMut(&[u8], bool) -> bool) -> Option<usize> {
-        let mut p = self.wait_for_any(timeout)?;
-        let (mut count, mut bytes) = (0, 0);
-        while let Some(front) = p.events.front_mut() {
-            match front {
-                Queued::Messages(batch) => {
-                    let mut stopped = false;
-                    let text = batch.text;
-                    while let Some(message) = batch.front() {
-                        if !take(message, text) {
-                            stopped = true;
-                            break;
-                        }
-                        count += 1;
-                        bytes += message.len();
-                        batch.advance();
-                    }
-                    if stopped {
-                        break;
-                    }
-                    p.events.pop_front();
-                }
-                Queued::Event(event) => {
-                    let Some((message, text)) = event.as_message() else {
-                        break;
-                    };
-                    if !take(message, text) {
-                        break;
-                    }
-                    count += 1;
-                    bytes += message.len();
-                    p.events.pop_front();
-                }
-            }
-        }
-        self.after_taking(&mut p, bytes);
-        Some(count)
-    }
-
-    /// Waits up to `timeout` until something is queued; the lock, held.
-    fn wait_for_any(&self, timeout: Duration) -> Option<MutexGuard<'_, Pending>> {
-        let deadline = Instant::now().checked_add(timeout);
-        let mut p = self.lock();
-        loop {
-            if !p.events.is_empty() {
-                return Some(p);
-            }
-            if p.ended {
-                return None;
-            }
-            let wait = match deadline {
-                Some(d) => d.checked_duration_since(Instant::now()).filter(|w| !w.is_zero())?,
-                None => Duration::from_secs(3600),
+        Event::Error { kind, .. } => {
+            e.kind = lc_event_kind::LC_EVENT_ERROR;
+            e.error = match kind {
+                ErrorKind::ConnectFailed => lc_error_kind::LC_ERROR_CONNECT_FAILED,
+                ErrorKind::HandshakeFailed => lc_error_kind::LC_ERROR_HANDSHAKE_FAILED,
+                ErrorKind::Protocol => lc_error_kind::LC_ERROR_PROTOCOL,
+                ErrorKind::FrameTooLarge => lc_error_kind::LC_ERROR_FRAME_TOO_LARGE,
+                ErrorKind::HeartbeatTimeout => lc_error_kind::LC_ERROR_HEARTBEAT_TIMEOUT,
+                ErrorKind::Io => lc_error_kind::LC_ERROR_IO,
+                ErrorKind::GaveUp => lc_error_kind::LC_ERROR_GAVE_UP,
             };
-            p = self.arrived.wait_timeout(p, wait).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        Event::Closed { unsent } => {
+            e.kind = lc_event_kind::LC_EVENT_CLOSED;
+            e.unsent = *unsent;
         }
     }
-
-    /// Takes the oldest event, splitting a message batch one message at a time.
-    /// A batch leaves the queue with its last message, so an empty queue is
-    /// seen as empty (and the fd reset) at once.
-    fn pop_event(entries: &mut VecDeque<Queued>) -> Option<Event> {
-        loop {
-            match entries.pop_front()? {
-                Queued::Event(event) => return Some(event),
-                Queued::Messages(mut batch) => {
-                    if let Some(message) = batch.pop_front() {
-                        let text = batch.text;
-                        if !batch.is_empty() {
-                            entries.push_front(Queued::Messages(batch));
-                        }
-                        return Some(if text { Event::Text(message) } else { Event::Message(message) });
-                    }
-                }
-            }
-        }
-    }
-
-    /// Makes the fd readable if events are waiting (after switching to poll mode).
-    pub fn resignal(&self) {
-        self.push(std::iter::empty(), true);
-    }
-
-    /// Readable while events wait in poll mode (after [`EventQueue::resignal`]
-    /// for events queued before the first call). Made on the first call;
-    /// owned by the queue.
-    pub fn fd(&self) -> io::Result<RawFd> {
-        let mut p = self.lock();
-        let signal = match &mut p.signal {
-            Some(signal) => signal,
-            empty => empty.insert(Signal::new()?),
-        };
-        Ok(signal.reader.as_raw_fd())
-    }
+    e
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A queue whose descriptor exists, as after lc_client_event_fd().
-    fn queue_with_fd() -> EventQueue {
-        let q = EventQueue::new(1024);
-        q.fd().unwrap();
-        q
-    }
-
-    #[test]
-    fn no_descriptor_until_asked_and_earlier_events_show_once_there() {
-        let q = EventQueue::new(1024);
-        q.push([Event::Closed { unsent: 0 }], true);
-        assert!(q.lock().signal.is_none() && !readable(&q));
-        let fd = q.fd().unwrap();
-        assert!(fd >= 0 && q.fd().unwrap() == fd, "made once");
-        q.resignal();
-        assert!(readable(&q));
-        assert_eq!(q.pop(Duration::ZERO), Some(Event::Closed { unsent: 0 }));
-        assert!(!readable(&q));
-    }
-
-    /// Whether the queue has put a wake-up byte in its socket pair.
-    fn readable(q: &EventQueue) -> bool {
-        q.lock().fd_signalled
-    }
-
-    #[test]
-    fn fd_is_readable_exactly_while_events_wait() {
-        let q = queue_with_fd();
-        assert!(!readable(&q));
-        q.push([Event::Message(Bytes::from_static(b"a")), Event::Closed { unsent: 0 }], true);
-        assert!(readable(&q));
-        assert!(q.pop(Duration::ZERO).is_some());
-        assert!(readable(&q), "one event still waits");
-        assert!(q.pop(Duration::ZERO).is_some());
-        assert!(!readable(&q));
-        assert_eq!(q.pop(Duration::from_millis(1)), None);
-    }
-
-    #[test]
-    fn inbox_limit_counts_message_bytes() {
-        let q = EventQueue::new(4);
-        q.push([Event::Message(Bytes::from_static(b"abc"))], false);
-        assert!(!q.inbox_full());
-        q.push([Event::Message(Bytes::from_static(b"d"))], false);
-        assert!(q.inbox_full());
-        assert_eq!(q.take_all().len(), 2);
-        assert!(!q.inbox_full());
-    }
-
-    #[test]
-    fn a_message_batch_is_polled_one_message_at_a_time_in_order() {
-        let q = queue_with_fd();
-        let chunk = Bytes::from_static(b"xxoneyytwozzz");
-        q.push([Event::Connected { peer: "p".into() }], true);
-        q.push_messages(MessageBatch::new(chunk, vec![2..5, 7..10, 13..13]), true);
-        q.push([Event::Closed { unsent: 0 }], true);
-        let mut polled = Vec::new();
-        while let Some(event) = q.pop(Duration::ZERO) {
-            polled.push(event);
-            // The fd must say "readable" exactly while something is left to poll.
-            assert_eq!(readable(&q), polled.len() < 5, "after {} events", polled.len());
-        }
-        assert_eq!(
-            polled,
-            vec![
-                Event::Connected { peer: "p".into() },
-                Event::Message(Bytes::from_static(b"one")),
-                Event::Message(Bytes::from_static(b"two")),
-                Event::Message(Bytes::new()),
-                Event::Closed { unsent: 0 },
-            ]
-        );
-        assert!(!readable(&q));
-        assert!(!q.inbox_full());
-
-        // A batch at the end of the queue: its last message empties the queue.
-        q.push_messages(MessageBatch::new(Bytes::from_static(b"ab"), vec![0..1, 1..2]), true);
-        assert!(q.pop(Duration::ZERO).is_some());
-        assert!(readable(&q));
-        assert!(q.pop(Duration::ZERO).is_some());
-        assert!(!readable(&q), "nothing left, so the fd must not stay readable");
-    }
-
-    #[test]
-    fn take_messages_stops_at_other_events_and_where_the_taker_says() {
-        let q = queue_with_fd();
-        q.push_messages(MessageBatch::new(Bytes::from_static(b"abcdef"), vec![0..1, 1..3, 3..6]), true);
-        q.push([Event::Message(Bytes::from_static(b"g"))], true);
-        q.push([Event::Closed { unsent: 0 }], true);
-        let mut got = Vec::new();
-        // Room for two messages only: the third stays queued.
-        let taken = q.take_messages(Duration::ZERO, |m, _| {
-            if got.len() == 2 {
-                return false;
-            }
-            got.push(m.to_vec());
-            true
-        });
-        assert_eq!((taken, got.clone()), (Some(2), vec![b"a".to_vec(), b"bc".to_vec()]));
-        got.clear();
-        assert_eq!(
-            q.take_messages(Duration::ZERO, |m, _| {
-                got.push(m.to_vec());
-                true
-            }),
-            Some(2)
-        );
-        assert_eq!(got, vec![b"def".to_vec(), b"g".to_vec()]);
-        // The closed event is not a message: it stays for pop, and the fd stays readable.
-        assert_eq!(q.take_messages(Duration::ZERO, |_, _| true), Some(0));
-        assert!(readable(&q));
-        assert_eq!(q.pop(Duration::ZERO), Some(Event::Closed { unsent: 0 }));
-        assert!(!readable(&q) && !q.inbox_full());
-        assert_eq!(q.take_messages(Duration::from_millis(1), |_, _| true), None, "nothing arrived");
-    }
-
-    #[test]
-    fn take_messages_says_which_messages_are_text() {
-        let q = EventQueue::new(1024);
-        q.push_messages(MessageBatch::with_kind(Bytes::from_static(b"hiho"), vec![0..2, 2..4], true), true);
-        q.push_messages(MessageBatch::new(Bytes::from_static(b"\x00\x01"), vec![0..1, 1..2]), true);
-        q.push([Event::Text(Bytes::from_static(b"t")), Event::Message(Bytes::from_static(b"b"))], true);
-        let mut got = Vec::new();
-        assert_eq!(
-            q.take_messages(Duration::ZERO, |m, text| {
-                got.push((m.to_vec(), text));
-                true
-            }),
-            Some(6)
-        );
-        let expected =
-            [(&b"hi"[..], true), (b"ho", true), (b"\x00", false), (b"\x01", false), (b"t", true), (b"b", false)];
-        assert_eq!(got, expected.map(|(m, t)| (m.to_vec(), t)));
-    }
-
-    #[test]
-    fn pop_wakes_when_another_thread_pushes() {
-        let q = std::sync::Arc::new(EventQueue::new(1024));
-        let q2 = q.clone();
-        let t = std::thread::spawn(move || q2.pop(Duration::from_secs(10)));
-        q.push([Event::Closed { unsent: 3 }], false);
-        assert_eq!(t.join().unwrap(), Some(Event::Closed { unsent: 3 }));
-    }
+/// An event returned by lc_client_poll(), kept until the next poll.
+pub(crate) struct PolledEvent {
+    pub(crate) _event: Event,
+    pub(crate) _text: CString,
 }

@@ -1,30 +1,36 @@
-//! longconn: an embeddable long-connection client.
+//! liblongconn: the C ABI over `longconn-core`. Thin wrappers that check
+//! their arguments, catch panics and translate between C types and the
+//! core; all `unsafe` code of the project lives in this crate, one module
+//! per C type: `client` (every `lc_client_*` function), `config`
+//! (`lc_config_*`), `event` (`lc_event` and the callback types), `runtime`,
+//! `log`, `status`, and `boundary` (the panic and pointer macros).
 //!
-//! The core (this crate's modules except `ffi`) is safe Rust; the C ABI lives
-//! in [`ffi`]. A [`Client`] keeps one connection alive in the background:
-//! heartbeats, reconnection with backoff, and an outbox that survives
-//! disconnects.
+//! Names: functions `lc_<type>_<verb>`, opaque types `lc_<type>`, enum
+//! constants `LC_<ENUM>_<VARIANT>`. The header `include/longconn.h` is
+//! generated from these files by cbindgen (`make header`).
+//!
+//! # Safety
+//!
+//! One contract covers every exported function that takes pointers, so it
+//! is written once, here and in the header's preamble (`cbindgen.toml`): a
+//! non-NULL pointer must point to a valid object of its type (handles as
+//! returned by their `_new` function and not yet freed), buffers must hold
+//! `len` readable (or, for outputs, writable) bytes for the call, strings
+//! must be NUL-terminated, and out-pointers must be writable. NULL is always
+//! detected and reported as `LC_STATUS_NULL_ARGUMENT`.
 
-pub mod backoff;
+#![allow(non_camel_case_types)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![allow(clippy::missing_safety_doc)]
+
+#[macro_use]
+mod boundary;
 pub mod client;
-mod close;
-pub mod codec;
 pub mod config;
-mod connection;
-mod dispatch;
-pub mod endpoint;
-pub mod error;
 pub mod event;
-pub mod ffi;
-pub mod heartbeat;
 pub mod log;
-pub mod outbox;
 pub mod runtime;
-mod session;
-pub mod tls;
-pub mod transport;
+pub mod status;
 
-pub use client::{Client, CloseOutcome, EventHandler, State, Stats};
-pub use config::{ClientConfig, PlainHeartbeat};
-pub use error::Error;
-pub use event::{DisconnectReason, ErrorKind, Event};
+#[cfg(test)]
+mod header;

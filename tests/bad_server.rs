@@ -8,8 +8,8 @@ use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
 use common::{is_connected, receive_messages, wait_for};
-use longconn::backoff::BackoffPolicy;
-use longconn::{Client, ClientConfig, DisconnectReason, ErrorKind, Event};
+use longconn_core::policy::backoff::BackoffPolicy;
+use longconn_core::{Client, ClientConfig, DisconnectReason, ErrorKind, Event};
 
 const WITHIN: Duration = Duration::from_secs(10);
 

@@ -6,10 +6,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{is_connected, receive_messages, wait_for, Ports, Server};
-use longconn::backoff::BackoffPolicy;
-use longconn::heartbeat::HeartbeatPolicy;
-use longconn::outbox::OutboxLimits;
-use longconn::{Client, ClientConfig, CloseOutcome, DisconnectReason, Error, ErrorKind, Event, PlainHeartbeat, State};
+use longconn_core::policy::backoff::BackoffPolicy;
+use longconn_core::policy::heartbeat::HeartbeatPolicy;
+use longconn_core::policy::limits::OutboxLimits;
+use longconn_core::{
+    Client, ClientConfig, CloseOutcome, DisconnectReason, Error, ErrorKind, Event, PlainHeartbeat, State,
+};
 
 const WITHIN: Duration = Duration::from_secs(10);
 

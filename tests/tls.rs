@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{is_connected, receive_messages, wait_for, Server};
-use longconn::backoff::BackoffPolicy;
-use longconn::tls::TlsSettings;
-use longconn::{Client, ClientConfig, ErrorKind, Event};
+use longconn_core::policy::backoff::BackoffPolicy;
+use longconn_core::transport::tls::TlsSettings;
+use longconn_core::{Client, ClientConfig, ErrorKind, Event};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 
 const WITHIN: Duration = Duration::from_secs(10);

@@ -6,7 +6,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use longconn::{Client, Event};
+use longconn_core::{Client, Event};
+
+mod server_binary;
+pub use server_binary::server_binary;
 
 /// A running test server; killed when dropped.
 pub struct Server {
@@ -38,7 +41,7 @@ impl Server {
 
     pub fn start_on(mode: &str, extra: &[&str], ports: Ports, host: &str) -> Server {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_longconn-server"))
+        let mut child = Command::new(server_binary())
             .args(["--mode", mode, "--host", host])
             .args(["--longconn-port", &ports.longconn.to_string()])
             .args(["--length-port", &ports.length.to_string()])

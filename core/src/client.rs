@@ -1,0 +1,251 @@
+//! The client: the application's handle. It holds the engine and starts the
+//! session; everything it does goes through the engine's parts.
+
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::ClientConfig;
+use crate::engine::counters::Stats;
+use crate::engine::dispatch::{on_callback_thread, EventHandler};
+use crate::engine::lifecycle::State;
+use crate::engine::sending::NotQueued;
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::event::Event;
+use crate::outbox::OutboxFull;
+use crate::policy::backoff::BackoffPolicy;
+use crate::policy::heartbeat::HeartbeatPolicy;
+use crate::policy::limits::OutboxLimits;
+use crate::{runtime, session};
+
+/// Extra time `close` waits for the session to wind down after the flush deadline.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Result of [`Client::close`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseOutcome {
+    /// Everything queued was written.
+    Flushed,
+    /// The deadline passed; this many messages were discarded (also reported in the closed event).
+    Unsent(u64),
+    /// Called from a callback: the close goes on in the background and ends with a closed event.
+    InProgress,
+}
+
+fn queue_full(full: OutboxFull) -> Error {
+    Error::QueueFull { queued_messages: full.queued_messages, queued_bytes: full.queued_bytes }
+}
+
+/// A long-lived connection to one server, kept up in the background.
+pub struct Client {
+    engine: Arc<Engine>,
+    started: AtomicBool,
+}
+
+impl Client {
+    pub fn new(config: ClientConfig) -> Result<Client, Error> {
+        runtime::check_not_forked()?;
+        config.validate()?;
+        Ok(Client { engine: Arc::new(Engine::new(config)?), started: AtomicBool::new(false) })
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.engine.config
+    }
+
+    /// Starts connecting in the background and returns at once.
+    pub fn connect(&self) -> Result<(), Error> {
+        runtime::check_not_forked()?;
+        if self.engine.close.requested() {
+            return Err(Error::Closed);
+        }
+        let rt = runtime::get()?;
+        if self.started.swap(true, Ordering::AcqRel) {
+            return Err(Error::AlreadyStarted("connect was already called on this client"));
+        }
+        self.engine.lifecycle.set_state(State::Connecting);
+        rt.spawn(session::run(self.engine.clone()));
+        Ok(())
+    }
+
+    /// Queues a copy of `payload`; it is written in order once connected.
+    #[inline]
+    pub fn send(&self, payload: &[u8]) -> Result<(), Error> {
+        self.enqueue(payload, false)
+    }
+
+    /// Queues a copy of `text` as a WebSocket text message (on the TCP
+    /// transports, the same as [`Client::send`]).
+    pub fn send_text(&self, text: &str) -> Result<(), Error> {
+        self.enqueue(text.as_bytes(), true)
+    }
+
+    /// Like [`Client::send_text`] for bytes that must be valid UTF-8.
+    pub fn send_text_bytes(&self, text: &[u8]) -> Result<(), Error> {
+        self.enqueue(text, true)
+    }
+
+    #[inline]
+    fn enqueue(&self, payload: &[u8], text: bool) -> Result<(), Error> {
+        let engine = self.check_sendable()?;
+        engine.config.check_payload(payload, text)?;
+        engine.sending.push(payload, text).map_err(queue_full)
+    }
+
+    /// Like [`Client::send`] (or [`Client::send_text_bytes`] with `text`),
+    /// but when the outbox is full waits up to `timeout` for room instead of
+    /// failing at once. On a callback thread it does not wait (the thread
+    /// runs other clients' callbacks too). [`Error::Closed`] if the client
+    /// is closed, also while waiting.
+    pub fn send_wait(&self, payload: &[u8], text: bool, timeout: Duration) -> Result<(), Error> {
+        let engine = self.check_sendable()?;
+        engine.config.check_payload(payload, text)?;
+        let closed = || engine.close.requested();
+        match engine.sending.push_waiting(payload, text, timeout, !on_callback_thread(), closed) {
+            Ok(()) => Ok(()),
+            Err(NotQueued::Full(full)) => Err(queue_full(full)),
+            Err(NotQueued::Closed) => Err(Error::Closed),
+        }
+    }
+
+    /// Queues copies of `payloads` in order, under one lock.
+    ///
+    /// Every message is checked first, so a bad one queues nothing. If the
+    /// outbox fills part-way, the messages before that point stay queued and
+    /// the error says how many: `Err((queued, Error::QueueFull { .. }))`.
+    pub fn send_batch(&self, payloads: &[&[u8]]) -> Result<usize, (usize, Error)> {
+        let engine = self.check_sendable().map_err(|e| (0, e))?;
+        for payload in payloads {
+            engine.config.check_payload(payload, false).map_err(|e| (0, e))?;
+        }
+        match engine.sending.push_all(payloads) {
+            (queued, None) => Ok(queued),
+            (queued, Some(full)) => Err((queued, queue_full(full))),
+        }
+    }
+
+    /// The engine, if messages may be sent now.
+    #[inline]
+    fn check_sendable(&self) -> Result<&Engine, Error> {
+        runtime::check_not_forked()?;
+        if self.engine.close.requested() {
+            return Err(Error::Closed);
+        }
+        Ok(&self.engine)
+    }
+
+    /// Stops the client after flushing queued messages for up to `timeout`.
+    ///
+    /// Blocks the caller until the flush ends, except when called from one
+    /// of this library's callbacks, where it returns [`CloseOutcome::InProgress`].
+    pub fn close(&self, timeout: Duration) -> Result<CloseOutcome, Error> {
+        runtime::check_not_forked()?;
+        let engine = &*self.engine;
+        let deadline = Instant::now() + timeout;
+        engine.close.request(deadline);
+        engine.sending.wake_waiting_senders();
+        engine.sending.wake_writer();
+        if !self.started.swap(true, Ordering::AcqRel) {
+            // Never connected: nothing can be flushed.
+            session::finish(engine);
+        } else if engine.lifecycle.state() != State::Closed {
+            engine.lifecycle.set_state(State::Closing);
+        }
+        if on_callback_thread() {
+            return Ok(CloseOutcome::InProgress);
+        }
+        match engine.lifecycle.wait_finished(deadline + CLOSE_GRACE) {
+            Some(0) => Ok(CloseOutcome::Flushed),
+            Some(unsent) => Ok(CloseOutcome::Unsent(unsent)),
+            None => Err(Error::Timeout("the session did not stop in time".into())),
+        }
+    }
+
+    pub fn state(&self) -> State {
+        self.engine.lifecycle.state()
+    }
+
+    pub fn stats(&self) -> Stats {
+        let (queued, queued_bytes) = self.engine.sending.queued();
+        self.engine.counters.snapshot(queued, queued_bytes)
+    }
+
+    /// Changes heartbeat timing; takes effect at once, also on a live connection.
+    pub fn set_heartbeat(&self, policy: HeartbeatPolicy) -> Result<(), Error> {
+        policy.validate().map_err(|w| Error::InvalidArgument(w.into()))?;
+        self.engine.settings.set_heartbeat(policy);
+        Ok(())
+    }
+
+    /// Changes the reconnection schedule; applies from the next delay on.
+    pub fn set_backoff(&self, policy: BackoffPolicy) -> Result<(), Error> {
+        policy.validate().map_err(|w| Error::InvalidArgument(w.into()))?;
+        self.engine.settings.set_backoff(policy);
+        Ok(())
+    }
+
+    pub fn set_outbox_limits(&self, limits: OutboxLimits) -> Result<(), Error> {
+        limits.validate().map_err(|w| Error::InvalidArgument(w.into()))?;
+        self.engine.sending.set_limits(limits);
+        Ok(())
+    }
+
+    /// Delivers events to `handler` on a callback thread; `None` returns to poll mode.
+    pub fn set_handler(&self, handler: Option<Arc<dyn EventHandler>>) -> Result<(), Error> {
+        self.engine.delivery.set_handler(handler)
+    }
+
+    /// Takes the next event in poll mode, waiting up to `timeout`;
+    /// [`Error::Closed`] at once when the client has stopped and its last
+    /// event (the closed event) has been taken.
+    pub fn poll(&self, timeout: Duration) -> Result<Option<Event>, Error> {
+        runtime::check_not_forked()?;
+        let inbox = &self.engine.delivery.inbox;
+        match inbox.pop(timeout) {
+            None if inbox.is_drained_and_ended() => Err(Error::Closed),
+            polled => Ok(polled),
+        }
+    }
+
+    /// Hands waiting messages to `take` in order, with whether each is a
+    /// WebSocket text message, waiting up to `timeout` for something to
+    /// arrive; how many were taken, or `None` if nothing arrived. See
+    /// [`crate::engine::inbox::EventQueue::take_messages`].
+    pub fn poll_messages(
+        &self,
+        timeout: Duration,
+        take: impl FnMut(&[u8], bool) -> bool,
+    ) -> Result<Option<usize>, Error> {
+        runtime::check_not_forked()?;
+        let inbox = &self.engine.delivery.inbox;
+        match inbox.take_messages(timeout, take) {
+            None if inbox.is_drained_and_ended() => Err(Error::Closed),
+            taken => Ok(taken),
+        }
+    }
+
+    /// Readable while events wait in poll mode; owned by the client. Made
+    /// on the first call, so clients that never ask hold no extra descriptors.
+    pub fn event_fd(&self) -> Result<RawFd, Error> {
+        let delivery = &self.engine.delivery;
+        let fd = delivery.inbox.fd().map_err(|e| Error::Runtime(format!("cannot create the event descriptor: {e}")))?;
+        if !delivery.has_handler() {
+            delivery.inbox.resignal(); // events queued before the descriptor existed
+        }
+        Ok(fd)
+    }
+}
+
+impl Drop for Client {
+    /// Stops the session without flushing and waits out a callback running
+    /// on another thread, so no callback runs once the drop returns.
+    fn drop(&mut self) {
+        let engine = &*self.engine;
+        engine.close.abort();
+        engine.sending.wake_waiting_senders();
+        engine.sending.wake_writer();
+        engine.delivery.detach();
+    }
+}

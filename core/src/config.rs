@@ -1,0 +1,179 @@
+//! Everything a client is created with.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::endpoint::Endpoint;
+use crate::error::Error;
+use crate::policy::backoff::BackoffPolicy;
+use crate::policy::heartbeat::HeartbeatPolicy;
+use crate::policy::limits::{OutboxLimits, DEFAULT_INBOX_LIMIT};
+use crate::protocol::{FrameError, Framing, DEFAULT_MAX_FRAME_SIZE};
+use crate::transport::tls::TlsSettings;
+
+/// Upper bound on the maximum frame size: the length prefix is 32 bits and a
+/// larger limit would defeat its purpose.
+pub const MAX_FRAME_SIZE_LIMIT: usize = 256 * 1024 * 1024;
+
+/// Ping and pong payloads for the plain framings, which have no control frames.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlainHeartbeat {
+    pub ping: Bytes,
+    pub pong: Bytes,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub endpoint: Endpoint,
+    pub heartbeat: HeartbeatPolicy,
+    pub backoff: BackoffPolicy,
+    /// Reconnect after a connection drops or an attempt fails (default on).
+    pub auto_reconnect: bool,
+    pub outbox: OutboxLimits,
+    /// Largest message payload sent or accepted (default 1 MiB).
+    pub max_frame_size: usize,
+    /// Time for resolving, connecting and the hello exchange together (default 10 s).
+    pub connect_timeout: Duration,
+    /// Heartbeat payloads in the plain framings; `None` turns heartbeats off there.
+    pub plain_heartbeat: Option<PlainHeartbeat>,
+    /// Name sent in the hello frame of the longconn protocol.
+    pub client_name: String,
+    /// Received bytes allowed to wait for the application before reading pauses.
+    pub inbox_limit: usize,
+    /// Extra WebSocket handshake headers (name, value), for example authorization.
+    pub headers: Vec<(String, String)>,
+    /// WebSocket subprotocols to offer, most preferred first.
+    pub subprotocols: Vec<String>,
+    /// Certificate checks and client certificates for `tls://` and `wss://`.
+    pub tls: TlsSettings,
+}
+
+impl ClientConfig {
+    pub fn new(url: &str) -> Result<ClientConfig, Error> {
+        let endpoint = Endpoint::parse(url).map_err(|e| Error::InvalidUrl(e.0))?;
+        Ok(ClientConfig {
+            endpoint,
+            heartbeat: HeartbeatPolicy::default(),
+            backoff: BackoffPolicy::default(),
+            auto_reconnect: true,
+            outbox: OutboxLimits::default(),
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            connect_timeout: Duration::from_secs(10),
+            plain_heartbeat: None,
+            client_name: format!("longconn/{}", env!("CARGO_PKG_VERSION")),
+            inbox_limit: DEFAULT_INBOX_LIMIT,
+            headers: Vec::new(),
+            subprotocols: Vec::new(),
+            tls: TlsSettings::default(),
+        })
+    }
+
+    /// The TCP framing; `None` for WebSocket, which frames messages itself.
+    pub fn framing(&self) -> Option<Framing> {
+        self.endpoint.framing
+    }
+
+    /// Whether the connection speaks a plain framing (length or line), with
+    /// no control frames: heartbeats then use `plain_heartbeat` payloads.
+    pub fn is_plain(&self) -> bool {
+        self.framing().is_some_and(Framing::is_plain)
+    }
+
+    /// Checks that `payload` can be sent as one message: size, no newline in
+    /// line framing, and valid UTF-8 for a text message. Inlined on every
+    /// send, so the common case (fits, binary, not line framing) costs a few
+    /// instructions; the rest is out of line.
+    #[inline]
+    pub fn check_payload(&self, payload: &[u8], text: bool) -> Result<(), Error> {
+        if payload.len() <= self.max_frame_size && !text && self.endpoint.framing != Some(Framing::Line) {
+            return Ok(());
+        }
+        self.check_payload_in_full(payload, text)
+    }
+
+    #[cold]
+    fn check_payload_in_full(&self, payload: &[u8], text: bool) -> Result<(), Error> {
+        let result = match self.framing() {
+            Some(framing) => framing.check_payload(payload, self.max_frame_size),
+            None if payload.len() > self.max_frame_size => {
+                Err(FrameError::FrameTooLarge { len: payload.len(), max: self.max_frame_size })
+            }
+            None => Ok(()),
+        };
+        result.map_err(|e| match e {
+            FrameError::FrameTooLarge { len, max } => Error::MessageTooLarge { len, max },
+            other => Error::InvalidArgument(other.to_string()),
+        })?;
+        if text && std::str::from_utf8(payload).is_err() {
+            return Err(Error::InvalidArgument("a text message must be valid UTF-8".into()));
+        }
+        Ok(())
+    }
+
+    /// The heartbeat actually in force: off in a plain framing without payloads.
+    pub fn effective_heartbeat(&self, policy: HeartbeatPolicy) -> HeartbeatPolicy {
+        if self.is_plain() && self.plain_heartbeat.is_none() {
+            return HeartbeatPolicy { interval: Duration::ZERO, timeout: Duration::ZERO };
+        }
+        policy
+    }
+
+    pub fn validate(&self) -> Result<(), Error> {
+        let invalid = |why: &str| Err(Error::InvalidArgument(why.to_string()));
+        if let Err(why) = self.heartbeat.validate() {
+            return invalid(why);
+        }
+        if let Err(why) = self.backoff.validate() {
+            return invalid(why);
+        }
+        if self.max_frame_size == 0 || self.max_frame_size > MAX_FRAME_SIZE_LIMIT {
+            return invalid("maximum frame size must be between 1 byte and 256 MiB");
+        }
+        if let Err(why) = self.outbox.validate() {
+            return invalid(why);
+        }
+        if self.connect_timeout.is_zero() {
+            return invalid("connect timeout must be positive");
+        }
+        if self.inbox_limit == 0 {
+            return invalid("inbox limit must be positive");
+        }
+        if let Some(hb) = &self.plain_heartbeat {
+            if hb.ping == hb.pong {
+                return invalid("ping and pong payloads must differ");
+            }
+            for payload in [&hb.ping, &hb.pong] {
+                self.check_payload(payload, false)
+                    .map_err(|e| Error::InvalidArgument(format!("heartbeat payload: {e}")))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_settings_are_named() {
+        let mut c = ClientConfig::new("tcp://127.0.0.1:1").unwrap();
+        assert!(c.validate().is_ok());
+        c.max_frame_size = 0;
+        assert!(matches!(c.validate(), Err(Error::InvalidArgument(w)) if w.contains("frame size")));
+        let mut c = ClientConfig::new("tcp://127.0.0.1:1?framing=line").unwrap();
+        c.plain_heartbeat =
+            Some(PlainHeartbeat { ping: Bytes::from_static(b"p\ning"), pong: Bytes::from_static(b"pong") });
+        assert!(c.validate().is_err(), "a newline cannot be a line-framed ping");
+        assert!(matches!(ClientConfig::new("udp://x:1"), Err(Error::InvalidUrl(_))));
+    }
+
+    #[test]
+    fn plain_framing_without_payloads_has_heartbeats_off() {
+        let c = ClientConfig::new("tcp://127.0.0.1:1?framing=length").unwrap();
+        assert!(!c.effective_heartbeat(c.heartbeat).enabled());
+        let c = ClientConfig::new("tcp://127.0.0.1:1").unwrap();
+        assert!(c.effective_heartbeat(c.heartbeat).enabled());
+    }
+}

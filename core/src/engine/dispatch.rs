@@ -1,0 +1,223 @@
+//! Delivery: how events reach the application, by callbacks on a callback
+//! thread or by polling the inbox.
+//!
+//! Callbacks never run on a tokio worker, so a slow or blocking callback
+//! cannot stall I/O. A small pool of threads named `longconn-cb` (1 by
+//! default) serves all clients; each client is pinned to one thread, which
+//! keeps its callbacks serialized and in order. The callback loop of a
+//! client is [`Delivery::dispatch`].
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use super::inbox::{EventQueue, Queued};
+use super::lifecycle::{Lifecycle, State};
+use crate::error::Error;
+use crate::event::{Event, MessageBatch};
+use crate::lock::lock;
+use crate::runtime;
+
+/// Receives a client's events on a callback thread, with the client's
+/// state at the time of delivery.
+pub trait EventHandler: Send + Sync {
+    fn on_event(&self, event: &Event, state: State);
+
+    /// A received message, borrowed for the call; `text` for a WebSocket
+    /// text message. The default hands a copy to [`EventHandler::on_event`];
+    /// override it to avoid the copy.
+    fn on_message(&self, payload: &[u8], text: bool, state: State) {
+        let payload = bytes::Bytes::copy_from_slice(payload);
+        self.on_event(&if text { Event::Text(payload) } else { Event::Message(payload) }, state);
+    }
+}
+
+thread_local! {
+    /// Id of the client whose callbacks this thread is running, 0 if none.
+    static DISPATCHING: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Whether the calling thread is one of the library's callback threads
+/// (those serve every client, so they must never block waiting).
+pub fn on_callback_thread() -> bool {
+    DISPATCHING.with(|d| d.get()) != 0
+}
+
+/// How one client's events reach the application.
+pub struct Delivery {
+    /// The client's id: it picks the callback thread.
+    id: u64,
+    /// Events and messages waiting for a callback or for `poll`.
+    pub inbox: EventQueue,
+    /// For the state handed to handlers with each event.
+    lifecycle: Arc<Lifecycle>,
+    handler: Mutex<Option<Arc<dyn EventHandler>>>,
+    /// Mirrors `handler.is_some()` so emitting needs no lock.
+    has_handler: AtomicBool,
+    /// Queued on a callback thread and not yet drained.
+    scheduled: AtomicBool,
+    /// The handle is gone: no callback may run any more.
+    detached: AtomicBool,
+    /// Held while callbacks run, so a detach from another thread can wait them out.
+    running: Mutex<()>,
+}
+
+impl Delivery {
+    pub fn new(id: u64, inbox: EventQueue, lifecycle: Arc<Lifecycle>) -> Delivery {
+        Delivery {
+            id,
+            inbox,
+            lifecycle,
+            handler: Mutex::new(None),
+            has_handler: AtomicBool::new(false),
+            scheduled: AtomicBool::new(false),
+            detached: AtomicBool::new(false),
+            running: Mutex::new(()),
+        }
+    }
+
+    /// Hands events to callbacks or, without a handler, to `poll` and the event fd.
+    pub fn emit(self: &Arc<Self>, events: impl IntoIterator<Item = Event>) {
+        let to_callbacks = self.has_handler.load(Ordering::Acquire);
+        self.inbox.push(events, !to_callbacks);
+        self.schedule_if(to_callbacks);
+    }
+
+    pub fn emit_one(self: &Arc<Self>, event: Event) {
+        self.emit(std::iter::once(event));
+    }
+
+    /// Hands received messages to callbacks or to `poll`.
+    pub fn emit_messages(self: &Arc<Self>, batch: MessageBatch) {
+        let to_callbacks = self.has_handler.load(Ordering::Acquire);
+        self.inbox.push_messages(batch, !to_callbacks);
+        self.schedule_if(to_callbacks);
+    }
+
+    fn schedule_if(self: &Arc<Self>, to_callbacks: bool) {
+        if to_callbacks && !self.scheduled.swap(true, Ordering::AcqRel) {
+            schedule(self.id as usize, self.clone());
+        }
+    }
+
+    /// Whether events go to a handler (else they wait for `poll`).
+    pub fn has_handler(&self) -> bool {
+        self.has_handler.load(Ordering::Acquire)
+    }
+
+    /// Delivers events to `handler` on a callback thread; `None` returns to poll mode.
+    pub fn set_handler(self: &Arc<Self>, handler: Option<Arc<dyn EventHandler>>) -> Result<(), Error> {
+        if handler.is_some() {
+            start()?;
+        }
+        let installed = handler.is_some();
+        *lock(&self.handler) = handler;
+        self.has_handler.store(installed, Ordering::Release);
+        if installed {
+            self.emit(std::iter::empty()); // deliver what waited for `poll`
+        } else {
+            self.inbox.resignal();
+        }
+        Ok(())
+    }
+
+    /// No callback runs once this returns: the handler is dropped, and a
+    /// callback running on another thread is waited out (one running on this
+    /// thread, the caller itself, skips the rest of its batch).
+    pub fn detach(&self) {
+        self.detached.store(true, Ordering::Release);
+        *lock(&self.handler) = None;
+        self.has_handler.store(false, Ordering::Release);
+        if DISPATCHING.with(|d| d.get()) != self.id {
+            drop(lock(&self.running));
+        }
+    }
+
+    /// Runs one callback unless the handle is gone; false once it is.
+    fn deliver(&self, callback: impl FnOnce()) -> bool {
+        if self.detached.load(Ordering::Acquire) {
+            return false;
+        }
+        // A panicking handler must not take the callback thread down with it.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(callback));
+        true
+    }
+
+    /// The callback loop: drains the inbox into the handler until it is
+    /// empty, the handler is removed, or the handle is gone.
+    fn dispatch(&self) {
+        self.scheduled.store(false, Ordering::Release);
+        let _running = lock(&self.running);
+        DISPATCHING.with(|d| d.set(self.id));
+        while !self.detached.load(Ordering::Acquire) {
+            let Some(handler) = lock(&self.handler).clone() else {
+                // Switched to poll mode: leave the events for `poll`.
+                self.inbox.resignal();
+                break;
+            };
+            let batch = self.inbox.take_all();
+            if batch.is_empty() {
+                break;
+            }
+            for entry in &batch {
+                let state = self.lifecycle.state();
+                let delivered = match entry {
+                    Queued::Event(event) => self.deliver(|| handler.on_event(event, state)),
+                    Queued::Messages(messages) => {
+                        let text = messages.is_text();
+                        messages.iter().all(|m| self.deliver(|| handler.on_message(m, text, state)))
+                    }
+                };
+                if !delivered {
+                    break;
+                }
+            }
+        }
+        DISPATCHING.with(|d| d.set(0));
+    }
+}
+
+struct Pool {
+    shards: Vec<mpsc::Sender<Arc<Delivery>>>,
+}
+
+static POOL: OnceLock<Pool> = OnceLock::new();
+static BUILD: Mutex<()> = Mutex::new(());
+
+fn pool() -> Result<&'static Pool, Error> {
+    runtime::check_not_forked()?;
+    if let Some(p) = POOL.get() {
+        return Ok(p);
+    }
+    let _guard = lock(&BUILD);
+    if let Some(p) = POOL.get() {
+        return Ok(p);
+    }
+    let mut shards = Vec::new();
+    for i in 0..runtime::callback_threads() {
+        let (tx, rx) = mpsc::channel::<Arc<Delivery>>();
+        std::thread::Builder::new()
+            .name(format!("longconn-cb-{i}"))
+            .spawn(move || {
+                for target in rx {
+                    target.dispatch();
+                }
+            })
+            .map_err(|e| Error::Runtime(format!("cannot start a callback thread: {e}")))?;
+        shards.push(tx);
+    }
+    Ok(POOL.get_or_init(|| Pool { shards }))
+}
+
+/// Starts the callback threads if they are not running yet.
+fn start() -> Result<(), Error> {
+    pool().map(|_| ())
+}
+
+/// Queues `target` on the thread that serves shard `key`.
+fn schedule(key: usize, target: Arc<Delivery>) {
+    let Ok(pool) = pool() else { return };
+    let shard = &pool.shards[key % pool.shards.len()];
+    let _ = shard.send(target);
+}

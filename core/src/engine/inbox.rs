@@ -1,0 +1,429 @@
+//! What a client reports to the application, and the queue that carries it.
+//!
+//! Events wait in a per-client queue until the dispatcher hands them to
+//! callbacks or the application polls them. The queue also owns a file
+//! descriptor that is readable exactly while events wait in poll mode, for
+//! programs that run their own event loop.
+//!
+//! Received messages count against a limit (`policy::limits`); above it the
+//! connection stops reading from the socket until the application catches
+//! up, so a slow consumer gets TCP backpressure instead of unbounded memory.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::event::{Event, MessageBatch};
+use crate::lock::{lock, wait_timeout};
+
+/// An entry of the queue: one event, or many messages from one read.
+#[derive(Debug)]
+pub enum Queued {
+    Event(Event),
+    Messages(MessageBatch),
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    events: VecDeque<Queued>,
+    /// Payload bytes of the message events in `events`.
+    message_bytes: usize,
+    /// The descriptor pair, made on the first [`EventQueue::fd`] call:
+    /// clients that take callbacks or never ask for it use no descriptors.
+    signal: Option<Signal>,
+    /// Whether the fd currently holds a wake-up byte.
+    fd_signalled: bool,
+    /// The client has stopped for good: once the queue is empty, nothing
+    /// more will arrive, and waiting returns at once.
+    ended: bool,
+}
+
+/// A readable-when-pending file descriptor: one end of a socket pair.
+#[derive(Debug)]
+struct Signal {
+    reader: UnixStream,
+    writer: UnixStream,
+}
+
+impl Signal {
+    fn new() -> io::Result<Signal> {
+        let (reader, writer) = UnixStream::pair()?;
+        reader.set_nonblocking(true)?;
+        writer.set_nonblocking(true)?;
+        Ok(Signal { reader, writer })
+    }
+}
+
+#[derive(Debug)]
+pub struct EventQueue {
+    pending: Mutex<Pending>,
+    /// Wakes threads blocked in [`EventQueue::pop`].
+    arrived: Condvar,
+    /// Wakes a connection paused by the inbox limit.
+    drained: tokio::sync::Notify,
+    inbox_limit: usize,
+}
+
+impl EventQueue {
+    pub fn new(inbox_limit: usize) -> EventQueue {
+        EventQueue {
+            pending: Mutex::new(Pending::default()),
+            arrived: Condvar::new(),
+            drained: tokio::sync::Notify::new(),
+            inbox_limit,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        lock(&self.pending)
+    }
+
+    /// Appends events in order. With `signal_fd`, makes the fd readable.
+    pub fn push(&self, events: impl IntoIterator<Item = Event>, signal_fd: bool) {
+        self.push_queued(events.into_iter().map(Queued::Event), signal_fd);
+    }
+
+    /// Appends received messages as one entry.
+    pub fn push_messages(&self, batch: MessageBatch, signal_fd: bool) {
+        self.push_queued(std::iter::once(Queued::Messages(batch)), signal_fd);
+    }
+
+    fn push_queued(&self, entries: impl Iterator<Item = Queued>, signal_fd: bool) {
+        let mut p = self.lock();
+        let was_empty = p.events.is_empty();
+        for entry in entries {
+            p.message_bytes += match &entry {
+                Queued::Event(event) => event.as_message().map_or(0, |(m, _)| m.len()),
+                Queued::Messages(batch) => batch.bytes(),
+            };
+            p.events.push_back(entry);
+        }
+        if signal_fd && !p.fd_signalled && !p.events.is_empty() {
+            if let Some(signal) = &p.signal {
+                // A full socket buffer already means "readable"; nothing to do then.
+                let _ = (&signal.writer).write(&[1]);
+                p.fd_signalled = true;
+            }
+        }
+        drop(p);
+        if was_empty {
+            self.arrived.notify_all();
+        }
+    }
+
+    /// Marks the end of the stream (after the closed event was pushed):
+    /// waiters wake, and waiting on an empty queue returns at once from now on.
+    pub fn end(&self) {
+        self.lock().ended = true;
+        self.arrived.notify_all();
+    }
+
+    /// Whether [`EventQueue::end`] was called and everything has been taken.
+    pub fn is_drained_and_ended(&self) -> bool {
+        let p = self.lock();
+        p.ended && p.events.is_empty()
+    }
+
+    /// Whether the connection should stop reading until the application catches up.
+    pub fn inbox_full(&self) -> bool {
+        self.lock().message_bytes >= self.inbox_limit
+    }
+
+    /// Waits until the inbox is below its limit again.
+    pub async fn wait_for_room(&self) {
+        loop {
+            let notified = self.drained.notified();
+            if !self.inbox_full() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn after_taking(&self, p: &mut Pending, taken_bytes: usize) {
+        let was_full = p.message_bytes >= self.inbox_limit;
+        p.message_bytes -= taken_bytes;
+        if p.events.is_empty() && p.fd_signalled {
+            if let Some(signal) = &p.signal {
+                let mut sink = [0u8; 64];
+                while matches!((&signal.reader).read(&mut sink), Ok(n) if n > 0) {}
+            }
+            p.fd_signalled = false;
+        }
+        if was_full && p.message_bytes < self.inbox_limit {
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// Takes every waiting entry.
+    pub fn take_all(&self) -> VecDeque<Queued> {
+        let mut p = self.lock();
+        let events = std::mem::take(&mut p.events);
+        let bytes = p.message_bytes;
+        self.after_taking(&mut p, bytes);
+        events
+    }
+
+    /// Takes the oldest event, waiting up to `timeout` for one.
+    pub fn pop(&self, timeout: Duration) -> Option<Event> {
+        let mut p = self.wait_for_any(timeout)?;
+        let event = Self::pop_event(&mut p.events)?;
+        let bytes = event.as_message().map_or(0, |(m, _)| m.len());
+        self.after_taking(&mut p, bytes);
+        Some(event)
+    }
+
+    /// Hands waiting messages to `take` in order, with whether each is a
+    /// WebSocket text message, waiting up to `timeout` for the first entry.
+    /// Stops at the first event that is not a message (it stays for
+    /// [`EventQueue::pop`]) or when `take` returns false for a message (that
+    /// message stays too). Returns how many were taken, or `None` if nothing
+    /// arrived within `timeout`.
+    pub fn take_messages(&self, timeout: Duration, mut take: impl FnMut(&[u8], bool) -> bool) -> Option<usize> {
+        let mut p = self.wait_for_any(timeout)?;
+        let (mut count, mut bytes) = (0, 0);
+        while let Some(front) = p.events.front_mut() {
+            match front {
+                Queued::Messages(batch) => {
+                    let mut stopped = false;
+                    let text = batch.is_text();
+                    while let Some(message) = batch.front() {
+                        if !take(message, text) {
+                            stopped = true;
+                            break;
+                        }
+                        count += 1;
+                        bytes += message.len();
+                        batch.advance();
+                    }
+                    if stopped {
+                        break;
+                    }
+                    p.events.pop_front();
+                }
+                Queued::Event(event) => {
+                    let Some((message, text)) = event.as_message() else {
+                        break;
+                    };
+                    if !take(message, text) {
+                        break;
+                    }
+                    count += 1;
+                    bytes += message.len();
+                    p.events.pop_front();
+                }
+            }
+        }
+        self.after_taking(&mut p, bytes);
+        Some(count)
+    }
+
+    /// Waits up to `timeout` until something is queued; the lock, held.
+    fn wait_for_any(&self, timeout: Duration) -> Option<MutexGuard<'_, Pending>> {
+        let deadline = Instant::now().checked_add(timeout);
+        let mut p = self.lock();
+        loop {
+            if !p.events.is_empty() {
+                return Some(p);
+            }
+            if p.ended {
+                return None;
+            }
+            let wait = match deadline {
+                Some(d) => d.checked_duration_since(Instant::now()).filter(|w| !w.is_zero())?,
+                None => Duration::from_secs(3600),
+            };
+            p = wait_timeout(&self.arrived, p, wait);
+        }
+    }
+
+    /// Takes the oldest event, splitting a message batch one message at a time.
+    /// A batch leaves the queue with its last message, so an empty queue is
+    /// seen as empty (and the fd reset) at once.
+    fn pop_event(entries: &mut VecDeque<Queued>) -> Option<Event> {
+        loop {
+            match entries.pop_front()? {
+                Queued::Event(event) => return Some(event),
+                Queued::Messages(mut batch) => {
+                    if let Some(message) = batch.pop_front() {
+                        let text = batch.is_text();
+                        if !batch.is_empty() {
+                            entries.push_front(Queued::Messages(batch));
+                        }
+                        return Some(if text { Event::Text(message) } else { Event::Message(message) });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Makes the fd readable if events are waiting (after switching to poll mode).
+    pub fn resignal(&self) {
+        self.push(std::iter::empty(), true);
+    }
+
+    /// Readable while events wait in poll mode (after [`EventQueue::resignal`]
+    /// for events queued before the first call). Made on the first call;
+    /// owned by the queue.
+    pub fn fd(&self) -> io::Result<RawFd> {
+        let mut p = self.lock();
+        let signal = match &mut p.signal {
+            Some(signal) => signal,
+            empty => empty.insert(Signal::new()?),
+        };
+        Ok(signal.reader.as_raw_fd())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    /// A queue whose descriptor exists, as after lc_client_event_fd().
+    fn queue_with_fd() -> EventQueue {
+        let q = EventQueue::new(1024);
+        q.fd().unwrap();
+        q
+    }
+
+    #[test]
+    fn no_descriptor_until_asked_and_earlier_events_show_once_there() {
+        let q = EventQueue::new(1024);
+        q.push([Event::Closed { unsent: 0 }], true);
+        assert!(q.lock().signal.is_none() && !readable(&q));
+        let fd = q.fd().unwrap();
+        assert!(fd >= 0 && q.fd().unwrap() == fd, "made once");
+        q.resignal();
+        assert!(readable(&q));
+        assert_eq!(q.pop(Duration::ZERO), Some(Event::Closed { unsent: 0 }));
+        assert!(!readable(&q));
+    }
+
+    /// Whether the queue has put a wake-up byte in its socket pair.
+    fn readable(q: &EventQueue) -> bool {
+        q.lock().fd_signalled
+    }
+
+    #[test]
+    fn fd_is_readable_exactly_while_events_wait() {
+        let q = queue_with_fd();
+        assert!(!readable(&q));
+        q.push([Event::Message(Bytes::from_static(b"a")), Event::Closed { unsent: 0 }], true);
+        assert!(readable(&q));
+        assert!(q.pop(Duration::ZERO).is_some());
+        assert!(readable(&q), "one event still waits");
+        assert!(q.pop(Duration::ZERO).is_some());
+        assert!(!readable(&q));
+        assert_eq!(q.pop(Duration::from_millis(1)), None);
+    }
+
+    #[test]
+    fn inbox_limit_counts_message_bytes() {
+        let q = EventQueue::new(4);
+        q.push([Event::Message(Bytes::from_static(b"abc"))], false);
+        assert!(!q.inbox_full());
+        q.push([Event::Message(Bytes::from_static(b"d"))], false);
+        assert!(q.inbox_full());
+        assert_eq!(q.take_all().len(), 2);
+        assert!(!q.inbox_full());
+    }
+
+    #[test]
+    fn a_message_batch_is_polled_one_message_at_a_time_in_order() {
+        let q = queue_with_fd();
+        let chunk = Bytes::from_static(b"xxoneyytwozzz");
+        q.push([Event::Connected { peer: "p".into() }], true);
+        q.push_messages(MessageBatch::new(chunk, vec![2..5, 7..10, 13..13]), true);
+        q.push([Event::Closed { unsent: 0 }], true);
+        let mut polled = Vec::new();
+        while let Some(event) = q.pop(Duration::ZERO) {
+            polled.push(event);
+            // The fd must say "readable" exactly while something is left to poll.
+            assert_eq!(readable(&q), polled.len() < 5, "after {} events", polled.len());
+        }
+        assert_eq!(
+            polled,
+            vec![
+                Event::Connected { peer: "p".into() },
+                Event::Message(Bytes::from_static(b"one")),
+                Event::Message(Bytes::from_static(b"two")),
+                Event::Message(Bytes::new()),
+                Event::Closed { unsent: 0 },
+            ]
+        );
+        assert!(!readable(&q));
+        assert!(!q.inbox_full());
+
+        // A batch at the end of the queue: its last message empties the queue.
+        q.push_messages(MessageBatch::new(Bytes::from_static(b"ab"), vec![0..1, 1..2]), true);
+        assert!(q.pop(Duration::ZERO).is_some());
+        assert!(readable(&q));
+        assert!(q.pop(Duration::ZERO).is_some());
+        assert!(!readable(&q), "nothing left, so the fd must not stay readable");
+    }
+
+    #[test]
+    fn take_messages_stops_at_other_events_and_where_the_taker_says() {
+        let q = queue_with_fd();
+        q.push_messages(MessageBatch::new(Bytes::from_static(b"abcdef"), vec![0..1, 1..3, 3..6]), true);
+        q.push([Event::Message(Bytes::from_static(b"g"))], true);
+        q.push([Event::Closed { unsent: 0 }], true);
+        let mut got = Vec::new();
+        // Room for two messages only: the third stays queued.
+        let taken = q.take_messages(Duration::ZERO, |m, _| {
+            if got.len() == 2 {
+                return false;
+            }
+            got.push(m.to_vec());
+            true
+        });
+        assert_eq!((taken, got.clone()), (Some(2), vec![b"a".to_vec(), b"bc".to_vec()]));
+        got.clear();
+        assert_eq!(
+            q.take_messages(Duration::ZERO, |m, _| {
+                got.push(m.to_vec());
+                true
+            }),
+            Some(2)
+        );
+        assert_eq!(got, vec![b"def".to_vec(), b"g".to_vec()]);
+        // The closed event is not a message: it stays for pop, and the fd stays readable.
+        assert_eq!(q.take_messages(Duration::ZERO, |_, _| true), Some(0));
+        assert!(readable(&q));
+        assert_eq!(q.pop(Duration::ZERO), Some(Event::Closed { unsent: 0 }));
+        assert!(!readable(&q) && !q.inbox_full());
+        assert_eq!(q.take_messages(Duration::from_millis(1), |_, _| true), None, "nothing arrived");
+    }
+
+    #[test]
+    fn take_messages_says_which_messages_are_text() {
+        let q = EventQueue::new(1024);
+        q.push_messages(MessageBatch::with_kind(Bytes::from_static(b"hiho"), vec![0..2, 2..4], true), true);
+        q.push_messages(MessageBatch::new(Bytes::from_static(b"\x00\x01"), vec![0..1, 1..2]), true);
+        q.push([Event::Text(Bytes::from_static(b"t")), Event::Message(Bytes::from_static(b"b"))], true);
+        let mut got = Vec::new();
+        assert_eq!(
+            q.take_messages(Duration::ZERO, |m, text| {
+                got.push((m.to_vec(), text));
+                true
+            }),
+            Some(6)
+        );
+        let expected =
+            [(&b"hi"[..], true), (b"ho", true), (b"\x00", false), (b"\x01", false), (b"t", true), (b"b", false)];
+        assert_eq!(got, expected.map(|(m, t)| (m.to_vec(), t)));
+    }
+
+    #[test]
+    fn pop_wakes_when_another_thread_pushes() {
+        let q = std::sync::Arc::new(EventQueue::new(1024));
+        let q2 = q.clone();
+        let t = std::thread::spawn(move || q2.pop(Duration::from_secs(10)));
+        q.push([Event::Closed { unsent: 3 }], false);
+        assert_eq!(t.join().unwrap(), Some(Event::Closed { unsent: 3 }));
+    }
+}

@@ -1,0 +1,79 @@
+//! Where a client is in its life, and the moment its session has finished.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Instant;
+
+use crate::lock::{lock, wait_timeout};
+
+/// Where a client is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    /// Created; `connect` not called yet.
+    Idle = 0,
+    Connecting = 1,
+    Connected = 2,
+    /// Waiting out a backoff delay before the next attempt.
+    WaitingToReconnect = 3,
+    /// `close` was called; flushing.
+    Closing = 4,
+    Closed = 5,
+}
+
+impl State {
+    fn from_u8(v: u8) -> State {
+        match v {
+            0 => State::Idle,
+            1 => State::Connecting,
+            2 => State::Connected,
+            3 => State::WaitingToReconnect,
+            4 => State::Closing,
+            _ => State::Closed,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Lifecycle {
+    state: AtomicU8,
+    /// Messages discarded at close, once the session has finished.
+    finished: Mutex<Option<u64>>,
+    finished_cv: Condvar,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Lifecycle { state: AtomicU8::new(State::Idle as u8), finished: Mutex::new(None), finished_cv: Condvar::new() }
+    }
+}
+
+impl Lifecycle {
+    #[inline]
+    pub fn state(&self) -> State {
+        State::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    pub fn set_state(&self, state: State) {
+        self.state.store(state as u8, Ordering::Release);
+    }
+
+    /// Called once, as the session ends, with the messages it discarded.
+    pub fn finish(&self, unsent: u64) {
+        *lock(&self.finished) = Some(unsent);
+        self.finished_cv.notify_all();
+    }
+
+    /// Waits for [`Lifecycle::finish`] until `deadline`; the messages discarded,
+    /// or `None` if the deadline passed first.
+    pub fn wait_finished(&self, deadline: Instant) -> Option<u64> {
+        let mut finished = lock(&self.finished);
+        loop {
+            if let Some(unsent) = *finished {
+                return Some(unsent);
+            }
+            let wait = deadline.checked_duration_since(Instant::now())?;
+            finished = wait_timeout(&self.finished_cv, finished, wait);
+        }
+    }
+}

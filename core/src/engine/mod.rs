@@ -1,0 +1,69 @@
+//! The engine: the state a client's handle and its session share, in
+//! narrow parts, so that each loop of the session sees only what it needs.
+//!
+//! | part | written by | read by |
+//! | --- | --- | --- |
+//! | [`sending::Sending`] (outbox, room, writer wake-up) | `send` calls; the writer | the writer; `send_wait` |
+//! | [`dispatch::Delivery`] (inbox, handler, callback loop) | the reader and the session | callbacks, `poll` |
+//! | [`close::CloseSignal`] | `close`, `free` | every loop |
+//! | [`counters::Counters`] | the loops | `stats` |
+//! | [`settings::Settings`] | `set_heartbeat`, `set_reconnect` | heartbeat loop, session |
+//! | [`lifecycle::Lifecycle`] (state, finished) | the session | `state`, `close`, callbacks |
+//!
+//! Nothing here imports the session or the handle.
+
+pub mod close;
+pub mod counters;
+pub mod dispatch;
+pub mod inbox;
+pub mod lifecycle;
+pub mod sending;
+pub mod settings;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::config::ClientConfig;
+use crate::error::Error;
+use crate::transport::tls::Tls;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Everything a client and its session share.
+pub struct Engine {
+    /// Unique in the process; names the client in logs.
+    pub id: u64,
+    pub config: ClientConfig,
+    /// The TLS connector for `tls://` and `wss://`, built once from the config.
+    pub tls: Option<Tls>,
+    pub sending: sending::Sending,
+    pub delivery: Arc<dispatch::Delivery>,
+    pub close: close::CloseSignal,
+    pub counters: counters::Counters,
+    pub settings: settings::Settings,
+    pub lifecycle: Arc<lifecycle::Lifecycle>,
+}
+
+impl Engine {
+    /// Builds the parts from a validated config.
+    pub fn new(config: ClientConfig) -> Result<Engine, Error> {
+        let tls = if config.endpoint.scheme.is_tls() { Some(Tls::new(&config.tls)?) } else { None };
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let lifecycle = Arc::new(lifecycle::Lifecycle::default());
+        let inbox = inbox::EventQueue::new(config.inbox_limit);
+        Ok(Engine {
+            id,
+            tls,
+            sending: sending::Sending::new(config.outbox, config.framing()),
+            delivery: Arc::new(dispatch::Delivery::new(id, inbox, lifecycle.clone())),
+            close: close::CloseSignal::default(),
+            counters: counters::Counters::default(),
+            settings: settings::Settings::new(settings::LiveSettings {
+                heartbeat: config.heartbeat,
+                backoff: config.backoff,
+            }),
+            lifecycle,
+            config,
+        })
+    }
+}

@@ -1,0 +1,206 @@
+//! The outbox side of a client: the handle pushes messages, the session's
+//! writer takes them in batches and reports progress, and senders that wait
+//! for room ([`Sending::push_waiting`]) are woken as room frees.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::futures::Notified;
+use tokio::sync::Notify;
+
+use super::counters::Counters;
+use crate::lock::{lock, wait_timeout};
+use crate::outbox::{Batch, Outbox, OutboxFull};
+use crate::policy::limits::OutboxLimits;
+use crate::protocol::Framing;
+
+/// Why [`Sending::push_waiting`] queued nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotQueued {
+    /// No room came in time (or waiting was not allowed).
+    Full(OutboxFull),
+    /// The client was closed before or while waiting.
+    Closed,
+}
+
+#[derive(Debug)]
+pub struct Sending {
+    outbox: Mutex<Outbox>,
+    /// Wakes senders waiting for room.
+    room: Condvar,
+    /// Senders waiting on `room`; only then is it notified.
+    room_waiters: AtomicUsize,
+    /// Wakes the writer: messages queued, a control frame, or a close request.
+    writer_wake: Notify,
+}
+
+impl Sending {
+    /// Messages are framed in `framing` as they are pushed (`None`: bare payloads).
+    pub fn new(limits: OutboxLimits, framing: Option<Framing>) -> Sending {
+        Sending {
+            outbox: Mutex::new(Outbox::new(limits, framing)),
+            room: Condvar::new(),
+            room_waiters: AtomicUsize::new(0),
+            writer_wake: Notify::new(),
+        }
+    }
+
+    /// Queues a copy of `payload`, waking the writer if the outbox was empty.
+    #[inline]
+    pub fn push(&self, payload: &[u8], text: bool) -> Result<(), OutboxFull> {
+        self.push_locked(lock(&self.outbox), payload, text).map_err(|(_, full)| full)
+    }
+
+    /// Queues `payload` under the held lock, releases it, and wakes the
+    /// writer if the outbox was empty. When full, hands the lock back.
+    #[inline]
+    fn push_locked<'a>(
+        &self,
+        mut outbox: MutexGuard<'a, Outbox>,
+        payload: &[u8],
+        text: bool,
+    ) -> Result<(), (MutexGuard<'a, Outbox>, OutboxFull)> {
+        let was_empty = outbox.is_empty();
+        if let Err(full) = outbox.push_kind(payload, text) {
+            return Err((outbox, full));
+        }
+        drop(outbox);
+        if was_empty {
+            self.writer_wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Like [`Sending::push`], but when the outbox is full waits up to
+    /// `timeout` for room, if `may_wait`. `closed` is checked before each
+    /// wait and after it. The clock is read only once the outbox is full.
+    pub fn push_waiting(
+        &self,
+        payload: &[u8],
+        text: bool,
+        timeout: Duration,
+        may_wait: bool,
+        closed: impl Fn() -> bool,
+    ) -> Result<(), NotQueued> {
+        let mut outbox = lock(&self.outbox);
+        let mut deadline = None;
+        loop {
+            let full = match self.push_locked(outbox, payload, text) {
+                Ok(()) => return Ok(()),
+                Err((guard, full)) => {
+                    outbox = guard;
+                    full
+                }
+            };
+            let deadline = *deadline.get_or_insert_with(|| Instant::now().checked_add(timeout));
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if !may_wait || left == Some(Duration::ZERO) {
+                return Err(NotQueued::Full(full));
+            }
+            if closed() {
+                return Err(NotQueued::Closed);
+            }
+            self.room_waiters.fetch_add(1, Ordering::Relaxed);
+            outbox = wait_timeout(&self.room, outbox, left.unwrap_or(Duration::MAX));
+            self.room_waiters.fetch_sub(1, Ordering::Relaxed);
+            if closed() {
+                return Err(NotQueued::Closed);
+            }
+        }
+    }
+
+    /// Queues copies of `payloads` in order under one lock, until one does
+    /// not fit; how many were queued, and the reason it stopped, if it did.
+    pub fn push_all(&self, payloads: &[&[u8]]) -> (usize, Option<OutboxFull>) {
+        let mut queued = 0;
+        let mut full = None;
+        let mut outbox = lock(&self.outbox);
+        let was_empty = outbox.is_empty();
+        for payload in payloads {
+            if let Err(e) = outbox.push(payload) {
+                full = Some(e);
+                break;
+            }
+            queued += 1;
+        }
+        drop(outbox);
+        if was_empty && queued > 0 {
+            self.writer_wake.notify_one();
+        }
+        (queued, full)
+    }
+
+    pub fn set_limits(&self, limits: OutboxLimits) {
+        let mut outbox = lock(&self.outbox);
+        outbox.set_limits(limits);
+        self.room_freed();
+    }
+
+    /// Takes everything queued to write it; it stays counted as queued until written.
+    pub fn take_batch(&self) -> Option<Batch> {
+        lock(&self.outbox).take_batch()
+    }
+
+    /// Counts messages of `batch` handed to the transport since the last call.
+    pub fn record_sent(&self, batch: &mut Batch, counters: &Counters) {
+        count_sent(batch, counters);
+        let mut outbox = lock(&self.outbox);
+        outbox.batch_progress(batch);
+        self.room_freed();
+    }
+
+    /// Records a fully written batch and returns its buffers to the outbox,
+    /// under one lock; buffers the outbox does not keep are freed after it.
+    pub fn batch_written(&self, mut batch: Batch, counters: &Counters) {
+        count_sent(&mut batch, counters);
+        let mut outbox = lock(&self.outbox);
+        let unused = outbox.recycle(batch);
+        self.room_freed();
+        drop(outbox);
+        drop(unused);
+    }
+
+    /// Messages and payload bytes waiting or being written.
+    pub fn queued(&self) -> (usize, usize) {
+        lock(&self.outbox).queued()
+    }
+
+    /// Empties the outbox (and what was in flight); returns how many messages were discarded.
+    pub fn discard(&self) -> usize {
+        let mut outbox = lock(&self.outbox);
+        let discarded = outbox.clear();
+        self.room_freed();
+        discarded
+    }
+
+    /// Wakes the writer (something to write, or a close to carry out).
+    pub fn wake_writer(&self) {
+        self.writer_wake.notify_one();
+    }
+
+    /// Completes when [`Sending::wake_writer`] is called (or was, since the last wait).
+    pub fn writer_woken(&self) -> Notified<'_> {
+        self.writer_wake.notified()
+    }
+
+    /// Wakes every sender waiting for room, to see a close request: under
+    /// the outbox lock, so none is between checking and waiting.
+    pub fn wake_waiting_senders(&self) {
+        let _outbox = lock(&self.outbox);
+        self.room.notify_all();
+    }
+
+    /// Wakes senders waiting for room. Called with the outbox lock held, so
+    /// a sender that found the outbox full is either waiting or sees the room.
+    fn room_freed(&self) {
+        if self.room_waiters.load(Ordering::Relaxed) > 0 {
+            self.room.notify_all();
+        }
+    }
+}
+
+fn count_sent(batch: &mut Batch, counters: &Counters) {
+    let (messages, bytes) = batch.take_newly_sent();
+    counters.sent(messages, bytes);
+}

@@ -1,0 +1,144 @@
+//! What a client reports to the application: events, and received
+//! messages that share one read buffer.
+
+use std::ops::Range;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// The peer closed the connection (end of stream or a close frame).
+    PeerClosed,
+    /// Reading or writing the socket failed.
+    Io,
+    /// No traffic from the peer within the heartbeat timeout.
+    HeartbeatTimeout,
+    /// The peer sent bytes that are not valid frames.
+    Protocol,
+    /// The peer sent a frame above the maximum frame size.
+    FrameTooLarge,
+    /// The application closed the client.
+    ClosedByUser,
+}
+
+/// What went wrong, for error events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    ConnectFailed,
+    HandshakeFailed,
+    Protocol,
+    FrameTooLarge,
+    HeartbeatTimeout,
+    Io,
+    /// Reconnection stopped after the configured number of attempts.
+    GaveUp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Connected {
+        peer: String,
+    },
+    Disconnected {
+        reason: DisconnectReason,
+        detail: String,
+    },
+    ReconnectScheduled {
+        attempt: u32,
+        delay: Duration,
+    },
+    /// A received message (binary, on WebSocket).
+    Message(Bytes),
+    /// A received WebSocket text message (valid UTF-8).
+    Text(Bytes),
+    Error {
+        kind: ErrorKind,
+        detail: String,
+    },
+    /// The client stopped for good; `unsent` messages were still queued.
+    Closed {
+        unsent: u64,
+    },
+}
+
+impl Event {
+    /// The payload of a received message and whether it is text; `None`
+    /// for every other event.
+    pub fn as_message(&self) -> Option<(&Bytes, bool)> {
+        match self {
+            Event::Message(m) => Some((m, false)),
+            Event::Text(m) => Some((m, true)),
+            _ => None,
+        }
+    }
+}
+
+/// Received messages that share one buffer, in order.
+#[derive(Debug, Clone)]
+pub struct MessageBatch {
+    chunk: Bytes,
+    spans: Vec<Range<usize>>,
+    /// Whether these are text messages (WebSocket); binary otherwise.
+    text: bool,
+    /// Index of the first message not yet delivered.
+    next: usize,
+    /// Payload bytes not yet delivered.
+    bytes: usize,
+}
+
+impl MessageBatch {
+    pub fn new(chunk: Bytes, spans: Vec<Range<usize>>) -> MessageBatch {
+        Self::with_kind(chunk, spans, false)
+    }
+
+    /// Messages that are all text (`true`) or all binary.
+    pub fn with_kind(chunk: Bytes, spans: Vec<Range<usize>>, text: bool) -> MessageBatch {
+        let bytes = spans.iter().map(|r| r.len()).sum();
+        MessageBatch { chunk, spans, text, next: 0, bytes }
+    }
+
+    /// Whether these are text messages.
+    pub fn is_text(&self) -> bool {
+        self.text
+    }
+
+    /// Payload bytes not yet delivered.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len() - self.next
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The messages not yet delivered, borrowed.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.spans[self.next..].iter().map(|r| &self.chunk[r.clone()])
+    }
+
+    /// The oldest message not yet delivered, borrowed.
+    pub(crate) fn front(&self) -> Option<&[u8]> {
+        self.spans.get(self.next).map(|r| &self.chunk[r.clone()])
+    }
+
+    /// Drops the oldest message not yet delivered.
+    pub(crate) fn advance(&mut self) {
+        if let Some(span) = self.spans.get(self.next) {
+            self.bytes -= span.len();
+            self.next += 1;
+        }
+    }
+
+    /// Takes the oldest message as its own buffer.
+    pub(crate) fn pop_front(&mut self) -> Option<Bytes> {
+        let span = self.spans.get(self.next)?.clone();
+        self.next += 1;
+        self.bytes -= span.len();
+        Some(self.chunk.slice(span))
+    }
+}

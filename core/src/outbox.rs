@@ -1,0 +1,374 @@
+//! The outgoing queue: messages waiting to be written, kept across disconnects.
+//!
+//! Messages are appended to one contiguous, reused buffer, already framed
+//! for the wire when the transport's framing is known, and their lengths to
+//! a list: `send` costs one copy and no allocation per message, the writer
+//! hands whole stretches of the buffer to the socket without touching each
+//! message, and message boundaries survive for batching (and later,
+//! acknowledgements).
+//!
+//! A push beyond the limits ([`OutboxLimits`]) fails and the queue is left
+//! unchanged, so nothing is dropped silently.
+
+use crate::policy::limits::OutboxLimits;
+use crate::protocol::Framing;
+
+/// Marks a text message in a length word (frames are capped far below 2^31).
+const TEXT: u32 = 1 << 31;
+
+/// The byte count in a length word.
+#[inline]
+fn size(word: u32) -> usize {
+    (word & !TEXT) as usize
+}
+
+/// Buffer capacity kept for reuse while a client is idle.
+const KEEP_CAPACITY: usize = 4 * 1024 * 1024;
+
+/// The queue was full; nothing was added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxFull {
+    pub queued_messages: usize,
+    pub queued_bytes: usize,
+}
+
+/// Queued messages, plus the batch being written. Taking a batch swaps
+/// buffers instead of copying, and a written batch's buffers come back
+/// through [`Outbox::recycle`], so a steady stream of sends allocates nothing.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    /// Messages back to back, oldest first, framed if `framing` is set.
+    data: Vec<u8>,
+    /// Bytes each queued message occupies in `data`, oldest first; the top
+    /// bit marks a text message.
+    lens: Vec<u32>,
+    /// Payload bytes waiting (framing not counted).
+    payload_bytes: usize,
+    /// Empty buffers to swap in when a batch is taken.
+    spare: Batch,
+    /// Messages and payload bytes of the batch being written.
+    in_flight: (usize, usize),
+    /// Framing applied at push time; `None` keeps bare payloads.
+    framing: Option<Framing>,
+    limits: OutboxLimits,
+}
+
+/// Messages taken from the outbox to be written together.
+#[derive(Debug, Default)]
+pub struct Batch {
+    data: Vec<u8>,
+    lens: Vec<u32>,
+    /// Messages at the front already handed to the transport.
+    sent: usize,
+    /// Bytes of `data` those messages occupy.
+    sent_bytes: usize,
+    /// Messages already added to the client's counters.
+    counted: usize,
+    /// The framing the messages are encoded in, if any.
+    framing: Option<Framing>,
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.lens.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lens.is_empty()
+    }
+
+    /// The framing the messages are already encoded in; `None` for bare payloads.
+    pub fn framing(&self) -> Option<Framing> {
+        self.framing
+    }
+
+    fn overhead(&self) -> usize {
+        self.framing.map_or(0, Framing::data_overhead)
+    }
+
+    /// Payload bytes in the batch, without framing.
+    pub fn payload_bytes(&self) -> usize {
+        self.data.len() - self.overhead() * self.lens.len()
+    }
+
+    /// Whether every message has been handed to the transport.
+    pub fn is_done(&self) -> bool {
+        self.sent == self.lens.len()
+    }
+
+    /// Messages not yet handed to the transport.
+    pub fn unsent(&self) -> usize {
+        self.lens.len() - self.sent
+    }
+
+    /// The messages not yet handed to the transport, in order, as stored
+    /// (framed if [`Batch::framing`] is set).
+    pub fn iter_unsent(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.iter_unsent_with_kind().map(|(_, payload)| payload)
+    }
+
+    /// Like [`Batch::iter_unsent`], with whether each message is text.
+    pub fn iter_unsent_with_kind(&self) -> impl Iterator<Item = (bool, &[u8])> + '_ {
+        let mut offset = self.sent_bytes;
+        self.lens[self.sent..].iter().map(move |&word| {
+            let start = offset;
+            offset += size(word);
+            (word & TEXT != 0, &self.data[start..offset])
+        })
+    }
+
+    /// The next unsent messages filling about `max_bytes` (at least one), as
+    /// one contiguous slice, and how many messages it holds.
+    pub fn next_chunk(&self, max_bytes: usize) -> (usize, &[u8]) {
+        let mut count = 0;
+        let mut bytes = 0usize;
+        for &word in &self.lens[self.sent..] {
+            if count > 0 && bytes + size(word) > max_bytes {
+                break;
+            }
+            bytes += size(word);
+            count += 1;
+        }
+        (count, &self.data[self.sent_bytes..self.sent_bytes + bytes])
+    }
+
+    /// Records that the next `messages` unsent messages were handed over.
+    pub fn mark_sent(&mut self, messages: usize) {
+        let end = (self.sent + messages).min(self.lens.len());
+        let bytes: usize = self.lens[self.sent..end].iter().map(|&w| size(w)).sum();
+        self.sent = end;
+        self.sent_bytes += bytes;
+    }
+
+    /// Messages and payload bytes handed over since the last call, for counters.
+    pub fn take_newly_sent(&mut self) -> (usize, usize) {
+        let start = self.counted;
+        let bytes: usize = self.lens[start..self.sent].iter().map(|&w| size(w)).sum();
+        self.counted = self.sent;
+        let messages = self.sent - start;
+        (messages, bytes - self.overhead() * messages)
+    }
+}
+
+impl Outbox {
+    /// An outbox that frames messages in `framing` as they are pushed, or
+    /// keeps bare payloads with `None` (for transports that frame on their own).
+    pub fn new(limits: OutboxLimits, framing: Option<Framing>) -> Outbox {
+        Outbox { limits, framing, ..Outbox::default() }
+    }
+
+    pub fn set_limits(&mut self, limits: OutboxLimits) {
+        self.limits = limits;
+    }
+
+    fn overhead(&self) -> usize {
+        self.framing.map_or(0, Framing::data_overhead)
+    }
+
+    /// Messages waiting, not counting a batch being written.
+    pub fn len(&self) -> usize {
+        self.lens.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lens.is_empty()
+    }
+
+    /// Messages and payload bytes waiting or being written; what the limits apply to.
+    pub fn queued(&self) -> (usize, usize) {
+        let waiting_bytes = self.data.len() - self.overhead() * self.lens.len();
+        (self.lens.len() + self.in_flight.0, waiting_bytes + self.in_flight.1)
+    }
+
+    /// Appends a copy of `payload`, or fails without change when a limit would be passed.
+    #[inline]
+    pub fn push(&mut self, payload: &[u8]) -> Result<(), OutboxFull> {
+        self.push_kind(payload, false)
+    }
+
+    /// Like [`Outbox::push`], marking the message as text (for WebSocket;
+    /// the TCP framings send text and binary alike).
+    #[inline]
+    pub fn push_kind(&mut self, payload: &[u8], text: bool) -> Result<(), OutboxFull> {
+        let (messages, bytes) = self.queued();
+        if !self.limits.admits(messages, bytes, payload.len()) {
+            return Err(OutboxFull { queued_messages: messages, queued_bytes: bytes });
+        }
+        let before = self.data.len();
+        match self.framing {
+            Some(framing) => framing.encode_data(payload, &mut self.data),
+            None => self.data.extend_from_slice(payload),
+        }
+        self.lens.push((self.data.len() - before) as u32 | if text { TEXT } else { 0 });
+        self.payload_bytes += payload.len();
+        Ok(())
+    }
+
+    /// Takes everything queued as one batch, in constant time; `None` if empty.
+    /// The batch counts as in flight until [`Outbox::recycle`] or [`Outbox::clear`].
+    pub fn take_batch(&mut self) -> Option<Batch> {
+        if self.lens.is_empty() {
+            return None;
+        }
+        let mut batch = std::mem::take(&mut self.spare);
+        std::mem::swap(&mut batch.data, &mut self.data);
+        std::mem::swap(&mut batch.lens, &mut self.lens);
+        batch.sent = 0;
+        batch.sent_bytes = 0;
+        batch.counted = 0;
+        batch.framing = self.framing;
+        self.in_flight = (batch.len(), std::mem::take(&mut self.payload_bytes));
+        Some(batch)
+    }
+
+    /// Updates the in-flight figures after part of a batch was handed over.
+    pub fn batch_progress(&mut self, batch: &Batch) {
+        let unsent = batch.unsent();
+        let unsent_bytes = batch.data.len() - batch.sent_bytes - batch.overhead() * unsent;
+        self.in_flight = (unsent, unsent_bytes);
+    }
+
+    /// Takes back a finished batch's buffers for reuse. While sends keep
+    /// coming, buffers up to the byte limit are kept, so a sustained stream
+    /// stops allocating once warmed up; when idle, only up to 4 MiB stays.
+    ///
+    /// Returns the buffers not kept: drop them after releasing any lock
+    /// around the outbox, since freeing megabytes is slow.
+    #[must_use = "drop the returned buffers outside the outbox lock"]
+    pub fn recycle(&mut self, mut batch: Batch) -> Option<Batch> {
+        self.in_flight = (0, 0);
+        let idle = self.lens.is_empty();
+        let keep = if idle { KEEP_CAPACITY } else { self.limits.max_bytes.max(KEEP_CAPACITY) };
+        if batch.data.capacity() <= keep && batch.data.capacity() >= self.spare.data.capacity() {
+            batch.data.clear();
+            batch.lens.clear();
+            batch = std::mem::replace(&mut self.spare, batch);
+        }
+        if idle && self.data.capacity() > KEEP_CAPACITY {
+            batch.data = std::mem::take(&mut self.data);
+            batch.lens = std::mem::take(&mut self.lens);
+        }
+        (batch.data.capacity() > 0).then_some(batch)
+    }
+
+    /// Discards everything waiting and in flight; returns how many messages that was.
+    pub fn clear(&mut self) -> usize {
+        let n = self.lens.len() + self.in_flight.0;
+        self.lens.clear();
+        self.data.clear();
+        self.payload_bytes = 0;
+        self.in_flight = (0, 0);
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(b: &Batch) -> Vec<Vec<u8>> {
+        b.iter_unsent().map(|s| s.to_vec()).collect()
+    }
+
+    fn bare() -> Outbox {
+        Outbox::new(OutboxLimits::default(), None)
+    }
+
+    #[test]
+    fn keeps_order_across_batches_and_counts_in_flight() {
+        let mut o = bare();
+        for i in 0..3u8 {
+            o.push(&[i; 3]).unwrap();
+        }
+        let first = o.take_batch().unwrap();
+        assert_eq!(collect(&first), vec![vec![0; 3], vec![1; 3], vec![2; 3]]);
+        o.push(&[3; 3]).unwrap();
+        assert_eq!(o.queued(), (4, 12), "in-flight messages still count");
+        drop(o.recycle(first));
+        assert_eq!(o.queued(), (1, 3));
+        assert_eq!(collect(&o.take_batch().unwrap()), vec![vec![3; 3]]);
+        assert!(o.take_batch().is_none());
+    }
+
+    #[test]
+    fn a_partly_written_batch_resumes_after_the_last_message_handed_over() {
+        let mut o = bare();
+        for i in 0..5u8 {
+            o.push(&[i; 2]).unwrap();
+        }
+        let mut batch = o.take_batch().unwrap();
+        batch.mark_sent(2);
+        o.batch_progress(&batch);
+        assert_eq!(o.queued(), (3, 6));
+        assert_eq!(collect(&batch), vec![vec![2; 2], vec![3; 2], vec![4; 2]]);
+        assert_eq!(batch.take_newly_sent(), (2, 4));
+        assert_eq!(batch.take_newly_sent(), (0, 0));
+        batch.mark_sent(10);
+        assert!(batch.is_done());
+        assert_eq!(batch.take_newly_sent(), (3, 6));
+    }
+
+    #[test]
+    fn framed_messages_are_stored_as_wire_bytes_and_counted_as_payload() {
+        let mut o = Outbox::new(OutboxLimits::default(), Some(Framing::Length));
+        o.push(b"ab").unwrap();
+        o.push(b"").unwrap();
+        o.push(b"cde").unwrap();
+        assert_eq!(o.queued(), (3, 5), "limits and stats count payload bytes");
+        let mut batch = o.take_batch().unwrap();
+        assert_eq!(batch.payload_bytes(), 5);
+        let (count, chunk) = batch.next_chunk(10);
+        assert_eq!((count, chunk), (2, &b"\0\0\0\x02ab\0\0\0\0"[..]));
+        batch.mark_sent(count);
+        o.batch_progress(&batch);
+        assert_eq!(o.queued(), (1, 3));
+        assert_eq!(batch.next_chunk(1), (1, &b"\0\0\0\x03cde"[..]));
+        assert_eq!(batch.take_newly_sent(), (2, 2));
+    }
+
+    #[test]
+    fn text_marks_travel_with_their_messages() {
+        let mut o = bare();
+        o.push_kind(b"text", true).unwrap();
+        o.push(b"bin").unwrap();
+        assert_eq!(o.queued(), (2, 7));
+        let mut batch = o.take_batch().unwrap();
+        let kinds: Vec<(bool, &[u8])> = batch.iter_unsent_with_kind().collect();
+        assert_eq!(kinds, vec![(true, &b"text"[..]), (false, &b"bin"[..])]);
+        batch.mark_sent(1);
+        assert_eq!(batch.take_newly_sent(), (1, 4));
+        assert_eq!(batch.next_chunk(usize::MAX), (1, &b"bin"[..]));
+    }
+
+    #[test]
+    fn limits_in_messages_and_bytes_reject_without_change() {
+        let mut o = Outbox::new(OutboxLimits { max_messages: 2, max_bytes: 10 }, Some(Framing::Longconn));
+        o.push(b"12345").unwrap();
+        assert_eq!(o.push(b"123456"), Err(OutboxFull { queued_messages: 1, queued_bytes: 5 }));
+        o.push(b"12345").unwrap();
+        assert!(o.push(b"").is_err(), "message limit");
+        assert_eq!(o.queued(), (2, 10));
+        let batch = o.take_batch().unwrap();
+        assert!(o.push(b"").is_err(), "a batch in flight still counts");
+        drop(o.recycle(batch));
+        o.push(b"").unwrap();
+        assert_eq!(o.clear(), 1);
+    }
+
+    #[test]
+    fn buffers_are_reused_between_batches() {
+        let mut o = bare();
+        for round in 0..3 {
+            for i in 0..1000u32 {
+                o.push(&i.to_be_bytes()).unwrap();
+            }
+            let batch = o.take_batch().unwrap();
+            assert_eq!(batch.len(), 1000);
+            assert!(batch.iter_unsent().enumerate().all(|(i, p)| p == (i as u32).to_be_bytes()));
+            if round > 0 {
+                assert!(o.data.capacity() >= 4000, "the recycled buffer came back");
+            }
+            drop(o.recycle(batch));
+        }
+    }
+}

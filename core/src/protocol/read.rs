@@ -1,0 +1,336 @@
+//! The read path: bytes from a socket in, batches of frames out.
+//!
+//! [`ReadBuffer`] owns the bytes read but not yet cut into frames; a
+//! transport reads into it ([`ReadBuffer::read_space`], then
+//! [`ReadBuffer::record_read`]) and takes complete frames out
+//! ([`ReadBuffer::take_frames`]). It does no I/O itself, so the code that
+//! runs in production is tested here byte by byte.
+
+use std::ops::Range;
+
+use bytes::{Bytes, BytesMut};
+
+use super::length::LengthDecoder;
+use super::line::LineDecoder;
+use super::longconn::LongconnDecoder;
+use super::{FrameError, FrameType, Framing, Peeked};
+
+/// Largest read asked of the socket at once; frames larger than this grow
+/// the buffer as needed, up to the maximum frame size.
+const READ_CHUNK: usize = 64 * 1024;
+/// Smallest read: a quiet connection holds a small buffer, and reads double
+/// towards [`READ_CHUNK`] while each one fills what it was given.
+const READ_MIN: usize = 4 * 1024;
+/// Frames cut per call before handing them on, to bound latency.
+const MAX_FRAMES_PER_READ: usize = 1024;
+
+/// Finds frames of one framing in a buffer. An enum rather than a trait
+/// object, so the hot path stays statically dispatched.
+#[derive(Debug)]
+pub enum Decoder {
+    Longconn(LongconnDecoder),
+    Length(LengthDecoder),
+    Line(LineDecoder),
+}
+
+impl Decoder {
+    pub fn new(framing: Framing, max_frame_size: usize) -> Decoder {
+        match framing {
+            Framing::Longconn => Decoder::Longconn(LongconnDecoder::new(max_frame_size)),
+            Framing::Length => Decoder::Length(LengthDecoder::new(max_frame_size)),
+            Framing::Line => Decoder::Line(LineDecoder::new(max_frame_size)),
+        }
+    }
+
+    /// Finds the next frame at the start of `src` without consuming it.
+    /// Rejects a frame above the maximum size from its header alone.
+    #[inline]
+    pub fn peek(&mut self, src: &[u8]) -> Result<Peeked, FrameError> {
+        match self {
+            Decoder::Longconn(d) => d.peek(src),
+            Decoder::Length(d) => d.peek(src),
+            Decoder::Line(d) => d.peek(src),
+        }
+    }
+}
+
+/// The frames of one read: one shared buffer and where each payload lies in
+/// it, so a read of many small messages costs one reference count, not one each.
+#[derive(Debug, Default, Clone)]
+pub struct FrameBatch {
+    pub chunk: Bytes,
+    pub frames: Vec<(FrameType, Range<usize>)>,
+}
+
+impl FrameBatch {
+    pub fn clear(&mut self) {
+        self.chunk = Bytes::new();
+        self.frames.clear();
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// The payload of frame `range` as its own reference-counted buffer.
+    pub fn payload(&self, range: &Range<usize>) -> Bytes {
+        self.chunk.slice(range.clone())
+    }
+
+    /// The frames with their payloads, borrowed.
+    pub fn iter(&self) -> impl Iterator<Item = (FrameType, &[u8])> + '_ {
+        self.frames.iter().map(|(kind, range)| (*kind, &self.chunk[range.clone()]))
+    }
+}
+
+/// Bytes read and not yet cut into frames, for one connection.
+#[derive(Debug)]
+pub struct ReadBuffer {
+    decoder: Decoder,
+    /// Bytes read but not yet cut into frames.
+    buf: BytesMut,
+    /// Bytes the incomplete frame at the front needs in all, when its header
+    /// says (0 when it does not, or nothing is buffered).
+    needed: usize,
+    /// Room to make for the next read: doubles while reads fill it, halves
+    /// while they use less than a quarter, between READ_MIN and READ_CHUNK.
+    read_size: usize,
+    /// A decoding error met after good frames; reported on the next call so
+    /// the frames before it are delivered first.
+    deferred_error: Option<FrameError>,
+}
+
+impl ReadBuffer {
+    pub fn new(framing: Framing, max_frame_size: usize) -> ReadBuffer {
+        ReadBuffer {
+            decoder: Decoder::new(framing, max_frame_size),
+            buf: BytesMut::new(),
+            needed: 0,
+            read_size: READ_MIN,
+            deferred_error: None,
+        }
+    }
+
+    /// Replaces `batch` with the complete frames buffered, up to 1024;
+    /// `Ok(false)` if none is complete yet (read more). A bad frame after
+    /// good ones is reported on the next call, so the good ones come first.
+    pub fn take_frames(&mut self, batch: &mut FrameBatch) -> Result<bool, FrameError> {
+        batch.clear();
+        if let Some(e) = self.deferred_error.take() {
+            return Err(e);
+        }
+        let mut offset = 0;
+        let mut error = None;
+        self.needed = 0;
+        while batch.frames.len() < MAX_FRAMES_PER_READ {
+            match self.decoder.peek(&self.buf[offset..]) {
+                Ok(Peeked::Complete(head)) => {
+                    batch.frames.push((head.kind, offset + head.payload.start..offset + head.payload.end));
+                    offset += head.len;
+                }
+                Ok(Peeked::Partial { needed }) => {
+                    self.needed = offset + needed;
+                    break;
+                }
+                Err(e) => {
+                    error = Some(e);
+                    break;
+                }
+            }
+        }
+        if offset > 0 {
+            self.deferred_error = error;
+            self.needed = self.needed.saturating_sub(offset);
+            batch.chunk = self.buf.split_to(offset).freeze();
+            return Ok(true);
+        }
+        match error {
+            Some(e) => Err(e),
+            None => Ok(false),
+        }
+    }
+
+    /// The buffer to read into, with room made for the next read; also
+    /// returns that room, for [`ReadBuffer::record_read`].
+    pub fn read_space(&mut self) -> (&mut BytesMut, usize) {
+        // `needed` passed the size check, so growing to it is bounded.
+        self.buf.reserve(self.needed.saturating_sub(self.buf.len()).max(self.read_size));
+        let room = self.buf.capacity() - self.buf.len();
+        (&mut self.buf, room)
+    }
+
+    /// Adapts the next read's size after a read of `read` bytes into `room`.
+    pub fn record_read(&mut self, read: usize, room: usize) {
+        self.read_size = if read == room {
+            (self.read_size * 2).min(READ_CHUNK)
+        } else if read < self.read_size / 4 {
+            (self.read_size / 2).max(READ_MIN)
+        } else {
+            self.read_size
+        };
+    }
+
+    /// The stream ended: fine between frames, an error inside one.
+    pub fn end_of_stream(&self) -> Result<(), FrameError> {
+        match self.buf.len() {
+            0 => Ok(()),
+            buffered => Err(FrameError::TruncatedFrame { buffered }),
+        }
+    }
+
+    /// Bytes buffered and not yet cut into frames.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Bytes the buffer holds room for.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::hello::{close_payload, hello_payload, parse_close_payload};
+    use crate::protocol::Frame;
+
+    /// Feeds `wire` in reads of `chunk` bytes, as a socket would, then ends
+    /// the stream; every frame taken, or the first error.
+    fn read_all(framing: Framing, max: usize, wire: &[u8], chunk: usize) -> Result<Vec<Frame>, FrameError> {
+        let mut reader = ReadBuffer::new(framing, max);
+        let mut batch = FrameBatch::default();
+        let mut frames = Vec::new();
+        let mut collect = |reader: &mut ReadBuffer, frames: &mut Vec<Frame>| -> Result<(), FrameError> {
+            while reader.take_frames(&mut batch)? {
+                frames.extend(batch.frames.iter().map(|(kind, range)| Frame::new(*kind, batch.payload(range))));
+            }
+            Ok(())
+        };
+        for piece in wire.chunks(chunk.max(1)) {
+            let (buf, room) = reader.read_space();
+            buf.extend_from_slice(piece);
+            reader.record_read(piece.len(), room);
+            collect(&mut reader, &mut frames)?;
+        }
+        collect(&mut reader, &mut frames)?;
+        reader.end_of_stream()?;
+        Ok(frames)
+    }
+
+    fn wire_of(framing: Framing, frames: &[Frame]) -> Vec<u8> {
+        let mut wire = Vec::new();
+        for frame in frames {
+            let (kind, payload) = frame.parts();
+            framing.encode(kind, payload, &mut wire);
+        }
+        wire
+    }
+
+    fn data(payloads: &[&[u8]]) -> Vec<Frame> {
+        payloads.iter().map(|p| Frame::Data(Bytes::copy_from_slice(p))).collect()
+    }
+
+    #[test]
+    fn every_framing_survives_split_and_merged_reads() {
+        let big = vec![b'x'; 1024];
+        let messages = data(&[b"hello", b"", &big, b"last"]);
+        for framing in Framing::ALL {
+            let wire = wire_of(framing, &messages);
+            // Every chunk size: split reads (1 byte at a time) up to merged reads.
+            for chunk in [1, 2, 3, 5, 7, 64, wire.len()] {
+                assert_eq!(read_all(framing, 1024, &wire, chunk).unwrap(), messages, "{framing:?}, chunk {chunk}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_frame_of_exactly_the_maximum_passes_and_one_byte_more_fails() {
+        for framing in Framing::ALL {
+            let at_max = vec![b'm'; 64];
+            let wire = wire_of(framing, &data(&[&at_max]));
+            assert_eq!(read_all(framing, 64, &wire, 7).unwrap(), data(&[&at_max]), "{framing:?}");
+            let over = vec![b'm'; 65];
+            let wire = wire_of(framing, &data(&[&over]));
+            let err = read_all(framing, 64, &wire, 7).unwrap_err();
+            assert!(matches!(err, FrameError::FrameTooLarge { max: 64, .. }), "{framing:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn an_oversize_header_fails_before_its_payload_arrives_or_memory_is_reserved() {
+        let mut reader = ReadBuffer::new(Framing::Longconn, 1024);
+        let (buf, room) = reader.read_space();
+        buf.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x01]);
+        reader.record_read(5, room);
+        assert!(matches!(reader.take_frames(&mut FrameBatch::default()), Err(FrameError::FrameTooLarge { .. })));
+        assert!(reader.read_space().0.capacity() <= 2 * READ_MIN, "no room made for the announced 4 GiB frame");
+    }
+
+    #[test]
+    fn eof_mid_frame_is_an_error_and_eof_between_frames_is_clean() {
+        for framing in Framing::ALL {
+            let wire = wire_of(framing, &data(&[b"complete", b"cut short"]));
+            let first = wire_of(framing, &data(&[b"complete"])).len();
+            let err = read_all(framing, 1024, &wire[..wire.len() - 2], 4).unwrap_err();
+            assert!(matches!(err, FrameError::TruncatedFrame { .. }), "{framing:?}: {err}");
+            assert_eq!(read_all(framing, 1024, &wire[..first], 4).unwrap().len(), 1, "{framing:?}");
+            assert_eq!(read_all(framing, 1024, &[], 4).unwrap(), vec![], "{framing:?}: empty stream");
+        }
+    }
+
+    #[test]
+    fn frames_before_a_bad_one_are_delivered_first() {
+        let mut wire = wire_of(Framing::Longconn, &data(&[b"good"]));
+        wire.extend_from_slice(&[0, 0, 0, 1, 0x7f]);
+        let mut reader = ReadBuffer::new(Framing::Longconn, 1024);
+        let (buf, room) = reader.read_space();
+        buf.extend_from_slice(&wire);
+        reader.record_read(wire.len(), room);
+        let mut batch = FrameBatch::default();
+        assert!(reader.take_frames(&mut batch).unwrap());
+        assert_eq!(batch.iter().collect::<Vec<_>>(), vec![(FrameType::Data, &b"good"[..])]);
+        assert!(matches!(reader.take_frames(&mut batch), Err(FrameError::UnknownFrameType(0x7f))));
+    }
+
+    #[test]
+    fn typed_frames_round_trip_in_the_longconn_protocol() {
+        let frames = vec![
+            Frame::Data(Bytes::from_static(b"d")),
+            Frame::Ping(Bytes::from_static(b"12345678")),
+            Frame::Pong(Bytes::from_static(b"12345678")),
+            Frame::Hello(hello_payload("client")),
+            Frame::Close(close_payload(1000, "bye")),
+        ];
+        let wire = wire_of(Framing::Longconn, &frames);
+        assert_eq!(read_all(Framing::Longconn, 64, &wire, 3).unwrap(), frames);
+        assert_eq!(parse_close_payload(&close_payload(4001, "why")), (4001, "why".into()));
+    }
+
+    #[test]
+    fn a_read_hands_over_at_most_1024_frames_and_keeps_the_rest() {
+        let messages: Vec<Frame> = (0..1500u32).map(|i| Frame::Data(Bytes::from(i.to_be_bytes().to_vec()))).collect();
+        let wire = wire_of(Framing::Length, &messages);
+        let mut reader = ReadBuffer::new(Framing::Length, 1024);
+        let (buf, room) = reader.read_space();
+        buf.extend_from_slice(&wire);
+        reader.record_read(wire.len(), room);
+        let mut batch = FrameBatch::default();
+        assert!(reader.take_frames(&mut batch).unwrap());
+        assert_eq!(batch.frames.len(), MAX_FRAMES_PER_READ);
+        assert!(reader.take_frames(&mut batch).unwrap());
+        assert_eq!(batch.frames.len(), 1500 - MAX_FRAMES_PER_READ);
+        assert!(!reader.take_frames(&mut batch).unwrap());
+    }
+
+    #[test]
+    fn reads_grow_while_they_fill_and_shrink_while_they_do_not() {
+        let mut reader = ReadBuffer::new(Framing::Length, 1 << 20);
+        let (_, room) = reader.read_space();
+        assert!(room >= READ_MIN);
+        reader.record_read(room, room);
+        assert_eq!(reader.read_size, READ_MIN * 2);
+        reader.record_read(1, room);
+        assert_eq!(reader.read_size, READ_MIN);
+    }
+}

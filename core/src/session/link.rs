@@ -1,0 +1,332 @@
+//! One live connection: reading, writing and heartbeats, until it ends.
+//!
+//! The three loops run as futures of one task, so they share state without
+//! locks beyond a few atomics, and a writer blocked on a full socket never
+//! stops the reader (which would deadlock against an echoing peer). Each
+//! loop takes only the parts of the engine it uses.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::config::ClientConfig;
+use crate::engine::close::CloseSignal;
+use crate::engine::counters::Counters;
+use crate::engine::dispatch::Delivery;
+use crate::engine::sending::Sending;
+use crate::engine::settings::Settings;
+use crate::engine::Engine;
+use crate::event::{DisconnectReason, ErrorKind, Event, MessageBatch};
+use crate::lock::lock;
+use crate::log::{log_at, Level};
+use crate::outbox::Batch;
+use crate::policy::heartbeat::HeartbeatAction;
+use crate::protocol::hello::{close_payload, parse_close_payload};
+use crate::protocol::{Frame, FrameBatch, FrameError, FrameType};
+use crate::transport::{Connection, Reader, Writer};
+
+/// Close code sent when the application closes the client.
+const CLOSE_NORMAL: u16 = 1000;
+
+/// What a data message in a plain framing turned out to be.
+enum PlainControl {
+    /// The peer's ping; answer with this pong.
+    Ping(Bytes),
+    /// The answer to our ping.
+    Pong,
+    /// An application message.
+    Message,
+}
+
+/// How a connection ended.
+pub(super) struct Ended {
+    pub reason: DisconnectReason,
+    pub detail: String,
+}
+
+fn ended(reason: DisconnectReason, detail: impl Into<String>) -> Ended {
+    Ended { reason, detail: detail.into() }
+}
+
+/// State the three loops of one connection share.
+struct Link<'a> {
+    /// When the connection started; times below are microseconds since then.
+    started: Instant,
+    last_inbound_us: AtomicU64,
+    /// Control frames (pings, pongs) waiting for the writer.
+    control: Mutex<Vec<Frame>>,
+    /// Reading is paused because the application has not taken its messages.
+    reader_paused: AtomicBool,
+    /// Woken when a control frame is queued.
+    sending: &'a Sending,
+}
+
+impl<'a> Link<'a> {
+    fn new(sending: &'a Sending) -> Link<'a> {
+        Link {
+            started: Instant::now(),
+            last_inbound_us: AtomicU64::new(0),
+            control: Mutex::new(Vec::new()),
+            reader_paused: AtomicBool::new(false),
+            sending,
+        }
+    }
+
+    fn micros(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.started).as_micros() as u64
+    }
+
+    fn heard_from_peer(&self) {
+        self.last_inbound_us.store(self.micros(Instant::now()), Ordering::Relaxed);
+    }
+
+    fn last_inbound(&self) -> Instant {
+        self.started + Duration::from_micros(self.last_inbound_us.load(Ordering::Relaxed))
+    }
+
+    fn push_control(&self, frame: Frame) {
+        lock(&self.control).push(frame);
+        self.sending.wake_writer();
+    }
+
+    fn take_control(&self) -> Vec<Frame> {
+        std::mem::take(&mut *lock(&self.control))
+    }
+}
+
+/// Runs the connection until it ends. A batch whose write did not complete
+/// stays in `in_flight`, to be written first on the next connection, from
+/// the first message not yet handed to the socket.
+pub(super) async fn run(
+    engine: &Engine,
+    conn: Connection,
+    leftovers: FrameBatch,
+    in_flight: &mut Option<Batch>,
+) -> Ended {
+    let Connection { mut reader, mut writer, .. } = conn;
+    let link = Link::new(&engine.sending);
+    let mut inbound =
+        Inbound { delivery: &engine.delivery, counters: &engine.counters, config: &engine.config, link: &link };
+    if let Some(end) = inbound.handle(&leftovers) {
+        return end;
+    }
+    tokio::select! {
+        end = read_loop(&mut reader, &mut inbound, engine.id) => end,
+        end = write_loop(&engine.sending, &engine.counters, &engine.close, &link, &mut writer, in_flight) => end,
+        end = heartbeat_loop(&engine.settings, &engine.config, &engine.delivery, &link) => end,
+        _ = engine.close.expired() => {
+            let (queued, _) = engine.sending.queued();
+            ended(DisconnectReason::ClosedByUser, format!("close deadline passed with {queued} messages unsent"))
+        }
+    }
+}
+
+/// Turns received frames into events and control replies.
+struct Inbound<'a> {
+    delivery: &'a Arc<Delivery>,
+    counters: &'a Counters,
+    config: &'a ClientConfig,
+    link: &'a Link<'a>,
+}
+
+impl Inbound<'_> {
+    /// Handles frames in order; returns `Some` if the peer closed. A read's
+    /// messages become queue entries sharing its buffer: one per run of
+    /// binary or of text messages, so their order is kept.
+    fn handle(&mut self, batch: &FrameBatch) -> Option<Ended> {
+        let mut end = None;
+        let mut run = Vec::with_capacity(batch.frames.len());
+        let mut run_is_text = false;
+        for (kind, range) in &batch.frames {
+            let payload = &batch.chunk[range.clone()];
+            let text = *kind == FrameType::Text;
+            if matches!(kind, FrameType::Data | FrameType::Text) && text != run_is_text && !run.is_empty() {
+                self.emit_run(&batch.chunk, std::mem::take(&mut run), run_is_text);
+            }
+            match kind {
+                FrameType::Data => match self.plain_control(payload) {
+                    PlainControl::Ping(pong) => self.link.push_control(Frame::Pong(pong)),
+                    PlainControl::Pong => {}
+                    PlainControl::Message => run.push(range.clone()),
+                },
+                FrameType::Text => run.push(range.clone()),
+                FrameType::Ping => self.link.push_control(Frame::Pong(batch.payload(range))),
+                FrameType::Pong => self.record_rtt(payload),
+                FrameType::Hello => {}
+                FrameType::Close => {
+                    let (code, reason) = parse_close_payload(payload);
+                    end = Some(ended(
+                        DisconnectReason::PeerClosed,
+                        format!("peer closed the connection (code {code}: {reason})"),
+                    ));
+                    break;
+                }
+            }
+            if matches!(kind, FrameType::Data | FrameType::Text) {
+                run_is_text = text;
+            }
+        }
+        if !run.is_empty() {
+            self.emit_run(&batch.chunk, run, run_is_text);
+        }
+        end
+    }
+
+    /// Counts and queues a run of messages of one kind.
+    fn emit_run(&self, chunk: &Bytes, spans: Vec<std::ops::Range<usize>>, text: bool) {
+        let messages = MessageBatch::with_kind(chunk.clone(), spans, text);
+        self.counters.received(messages.len(), messages.bytes());
+        self.delivery.emit_messages(messages);
+    }
+
+    /// In a plain framing, recognizes the configured heartbeat payloads.
+    fn plain_control(&self, payload: &[u8]) -> PlainControl {
+        match &self.config.plain_heartbeat {
+            Some(hb) if self.config.is_plain() => {
+                if payload == hb.pong {
+                    PlainControl::Pong
+                } else if payload == hb.ping {
+                    PlainControl::Ping(hb.pong.clone())
+                } else {
+                    PlainControl::Message
+                }
+            }
+            _ => PlainControl::Message,
+        }
+    }
+
+    fn record_rtt(&self, payload: &[u8]) {
+        if let Ok(sent) = <[u8; 8]>::try_from(payload) {
+            let now = self.link.micros(Instant::now());
+            self.counters.rtt(now.saturating_sub(u64::from_be_bytes(sent)));
+        }
+    }
+}
+
+async fn read_loop(reader: &mut Reader, inbound: &mut Inbound<'_>, client_id: u64) -> Ended {
+    let delivery = inbound.delivery;
+    let link = inbound.link;
+    let mut batch = FrameBatch::default();
+    loop {
+        match reader.read_batch(&mut batch).await {
+            Ok(true) => {}
+            Ok(false) => return ended(DisconnectReason::PeerClosed, "connection closed by the peer"),
+            Err(FrameError::Io(e)) => return ended(DisconnectReason::Io, format!("read failed: {e}")),
+            Err(e) => {
+                let (kind, reason) = match e {
+                    FrameError::FrameTooLarge { .. } => (ErrorKind::FrameTooLarge, DisconnectReason::FrameTooLarge),
+                    _ => (ErrorKind::Protocol, DisconnectReason::Protocol),
+                };
+                let detail = format!("bad data from the server: {e}");
+                log_at!(Level::Warn, "client {client_id}: {detail}");
+                delivery.emit_one(Event::Error { kind, detail: detail.clone() });
+                return ended(reason, detail);
+            }
+        }
+        link.heard_from_peer();
+        if let Some(end) = inbound.handle(&batch) {
+            return end;
+        }
+        if delivery.inbox.inbox_full() {
+            link.reader_paused.store(true, Ordering::Relaxed);
+            delivery.inbox.wait_for_room().await;
+            link.reader_paused.store(false, Ordering::Relaxed);
+            link.heard_from_peer();
+        }
+    }
+}
+
+async fn write_loop(
+    sending: &Sending,
+    counters: &Counters,
+    close: &CloseSignal,
+    link: &Link<'_>,
+    writer: &mut Writer,
+    in_flight: &mut Option<Batch>,
+) -> Ended {
+    loop {
+        let control = link.take_control();
+        if in_flight.is_none() {
+            *in_flight = sending.take_batch();
+        }
+        if control.is_empty() && in_flight.is_none() {
+            if close.requested() {
+                let bye = Frame::Close(close_payload(CLOSE_NORMAL, "client closing"));
+                let _ = writer.write(std::slice::from_ref(&bye), None).await;
+                let _ = writer.shutdown().await;
+                return ended(DisconnectReason::ClosedByUser, "closed by the application");
+            }
+            sending.writer_woken().await;
+            continue;
+        }
+        let result = writer.write(&control, in_flight.as_mut()).await;
+        match in_flight.take() {
+            Some(batch) if result.is_ok() && batch.is_done() => sending.batch_written(batch, counters),
+            Some(mut batch) => {
+                // Room in the outbox as the batch is written, not only at its end.
+                sending.record_sent(&mut batch, counters);
+                *in_flight = Some(batch);
+            }
+            None => {}
+        }
+        if let Err(e) = result {
+            return ended(DisconnectReason::Io, format!("write failed: {e}"));
+        }
+    }
+}
+
+/// Sends pings and declares the peer dead per the heartbeat policy. When the
+/// settings change, silence is counted from the change, so tightening them on
+/// a quiet but healthy connection pings the peer before judging it.
+async fn heartbeat_loop(
+    settings: &Settings,
+    config: &ClientConfig,
+    delivery: &Arc<Delivery>,
+    link: &Link<'_>,
+) -> Ended {
+    let mut last_ping: Option<Instant> = None;
+    let mut settings_since = link.started;
+    loop {
+        let changed = settings.changed();
+        let policy = config.effective_heartbeat(settings.get().heartbeat);
+        let now = Instant::now();
+        let heard = link.last_inbound().max(settings_since);
+        let action = policy.next_action(now, heard, last_ping);
+        let mut settings_changed = false;
+        match action {
+            HeartbeatAction::SendPing => {
+                let ping = match config.plain_heartbeat.as_ref() {
+                    Some(hb) if config.is_plain() => Frame::Ping(hb.ping.clone()),
+                    _ => Frame::Ping(Bytes::copy_from_slice(&link.micros(now).to_be_bytes())),
+                };
+                link.push_control(ping);
+                last_ping = Some(now);
+            }
+            HeartbeatAction::PeerDead if link.reader_paused.load(Ordering::Relaxed) => {
+                // Silence is ours, not the peer's: we stopped reading.
+                link.heard_from_peer();
+            }
+            HeartbeatAction::PeerDead => {
+                let detail = format!("no data from the peer for {} ms", policy.timeout.as_millis());
+                delivery.emit_one(Event::Error { kind: ErrorKind::HeartbeatTimeout, detail: detail.clone() });
+                return ended(DisconnectReason::HeartbeatTimeout, detail);
+            }
+            HeartbeatAction::WaitUntil(at) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                    _ = changed => settings_changed = true,
+                }
+            }
+            HeartbeatAction::Disabled => {
+                changed.await;
+                settings_changed = true;
+            }
+        }
+        if settings_changed {
+            settings_since = Instant::now();
+            last_ping = None;
+        }
+    }
+}

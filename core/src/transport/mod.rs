@@ -1,0 +1,105 @@
+//! Byte transports under the framing: how a connection is opened, read and
+//! written, on the client's side ([`connect`]) and the server's
+//! ([`tcp::frame`], [`ws::accept`]).
+//!
+//! The session sees only [`Reader`] and [`Writer`]; each transport adds a
+//! variant, so new transports do not touch session, heartbeat or outbox logic.
+
+pub mod tcp;
+pub mod tls;
+pub mod ws;
+
+use std::io;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::endpoint::{Endpoint, Scheme};
+use crate::outbox::Batch;
+use crate::protocol::{Frame, FrameBatch, FrameError};
+
+/// Payload bytes handed to the socket per write call in the middle of a
+/// batch: the writer records progress (and frees outbox room) after each,
+/// and control frames never wait behind more than this.
+pub const WRITE_CHUNK: usize = 256 * 1024;
+
+/// A byte stream a connection runs on: plain TCP or TLS.
+pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
+
+pub struct ConnectOptions {
+    pub max_frame_size: usize,
+    /// Extra request headers for the WebSocket handshake (name, value).
+    pub headers: Vec<(String, String)>,
+    /// WebSocket subprotocols to offer, most preferred first.
+    pub subprotocols: Vec<String>,
+    /// TLS, for `tls://` and `wss://` URLs.
+    pub tls: Option<tls::Tls>,
+}
+
+/// The receiving half of a connection.
+pub enum Reader {
+    Tcp(tcp::TcpReader),
+    Ws(ws::WsReader),
+}
+
+/// The sending half of a connection.
+pub enum Writer {
+    Tcp(tcp::TcpWriter),
+    Ws(ws::WsWriter),
+}
+
+/// An open connection and a description of the peer for events and logs.
+pub struct Connection {
+    pub reader: Reader,
+    pub writer: Writer,
+    pub peer: String,
+}
+
+/// Opens a connection, resolving the host name anew.
+pub async fn connect(endpoint: &Endpoint, options: &ConnectOptions) -> io::Result<Connection> {
+    let (stream, peer) = tcp::connect_stream(&endpoint.host, endpoint.port).await?;
+    let stream = match &options.tls {
+        Some(tls) => tcp::ByteStream::Other(Box::new(tls.connect(stream, &endpoint.host).await?)),
+        None => tcp::ByteStream::Tcp(stream),
+    };
+    let (reader, writer) = match (endpoint.scheme, endpoint.framing) {
+        (Scheme::Tcp | Scheme::Tls, Some(framing)) => tcp::frame(stream, framing, options.max_frame_size),
+        (Scheme::Tcp | Scheme::Tls, None) => unreachable!("the URL parser gives every tcp URL a framing"),
+        (Scheme::Ws | Scheme::Wss, _) => ws::handshake(stream.boxed(), endpoint, options).await?,
+    };
+    Ok(Connection { reader, writer, peer: peer.to_string() })
+}
+
+impl Reader {
+    /// Reads until at least one frame is complete; replaces `batch` with the
+    /// frames read. Returns `Ok(false)` at a clean end of stream. Cancel-safe.
+    pub async fn read_batch(&mut self, batch: &mut FrameBatch) -> Result<bool, FrameError> {
+        match self {
+            Reader::Tcp(r) => r.read_batch(batch).await,
+            Reader::Ws(r) => r.read_batch(batch).await,
+        }
+    }
+}
+
+impl Writer {
+    /// Writes control frames, then the next chunk ([`WRITE_CHUNK`]) of the
+    /// batch's unsent messages, in that order, marking in the batch each
+    /// message once it has been handed to the socket. Called again until the
+    /// batch is done, so control frames never wait behind a large batch and
+    /// progress can be recorded per chunk. On error or cancellation, the
+    /// unmarked messages are the ones to write again.
+    pub async fn write(&mut self, control: &[Frame], batch: Option<&mut Batch>) -> io::Result<()> {
+        match self {
+            Writer::Tcp(w) => w.write(control, batch).await,
+            Writer::Ws(w) => w.write(control, batch).await,
+        }
+    }
+
+    /// Finishes the sending direction (after a final close frame).
+    pub async fn shutdown(&mut self) -> io::Result<()> {
+        match self {
+            Writer::Tcp(w) => w.shutdown().await,
+            Writer::Ws(w) => w.shutdown().await,
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! Command-line flags of the test server.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use longconn_core::protocol::{Framing, DEFAULT_MAX_FRAME_SIZE};
+
+pub const USAGE: &str = "usage: longconn-server [--mode chat|echo|sink] [--host ADDR]
+       [--longconn-port N] [--length-port N] [--line-port N] [--ws-port N]
+       [--tls-port N] [--tls-framing longconn|length|line] [--wss-port N]
+       [--cert FILE --key FILE]                     (TLS: a self-signed certificate is made
+                                                    when no files are given)
+       [--client-ca FILE]                           (TLS: require client certificates from this CA)
+                                                    (0: any free port, off: disabled)
+       [--idle-timeout SECONDS] [--max-frame BYTES] [--plain-ping TEXT] [--plain-pong TEXT]
+       [--threads N] [--quiet]
+defaults: --mode chat --host 127.0.0.1 --longconn-port 7070 --length-port 7071 --line-port 7072 --ws-port 7080
+          --tls-framing longconn --idle-timeout 60 --max-frame 1048576 --plain-ping ping --plain-pong pong
+          --threads 2";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Chat,
+    Echo,
+    Sink,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Chat => "chat",
+            Mode::Echo => "echo",
+            Mode::Sink => "sink",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Args {
+    pub mode: Mode,
+    pub host: String,
+    pub longconn_port: Option<u16>,
+    pub length_port: Option<u16>,
+    pub line_port: Option<u16>,
+    /// WebSocket, with the chat page at `/`.
+    pub ws_port: Option<u16>,
+    /// TLS, speaking `tls_framing` inside.
+    pub tls_port: Option<u16>,
+    pub tls_framing: Framing,
+    /// WebSocket over TLS.
+    pub wss_port: Option<u16>,
+    /// PEM certificate chain and key for the TLS listeners.
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
+    /// CA whose client certificates the TLS listeners require.
+    pub client_ca: Option<std::path::PathBuf>,
+    /// Clients silent for longer are disconnected; zero disables eviction.
+    pub idle_timeout: Duration,
+    pub max_frame: usize,
+    pub plain_ping: Bytes,
+    pub plain_pong: Bytes,
+    pub threads: usize,
+    /// Do not log each connection.
+    pub quiet: bool,
+}
+
+impl Args {
+    pub fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
+        let mut args = Args {
+            mode: Mode::Chat,
+            host: "127.0.0.1".into(),
+            longconn_port: Some(7070),
+            length_port: Some(7071),
+            line_port: Some(7072),
+            ws_port: Some(7080),
+            tls_port: None,
+            tls_framing: Framing::Longconn,
+            wss_port: None,
+            cert: None,
+            key: None,
+            client_ca: None,
+            idle_timeout: Duration::from_secs(60),
+            max_frame: DEFAULT_MAX_FRAME_SIZE,
+            plain_ping: Bytes::from_static(b"ping"),
+            plain_pong: Bytes::from_static(b"pong"),
+            threads: 2,
+            quiet: false,
+        };
+        while let Some(flag) = argv.next() {
+            if flag == "--quiet" {
+                args.quiet = true;
+                continue;
+            }
+            if flag == "--help" || flag == "-h" {
+                return Err("help requested".into());
+            }
+            let value = argv.next().ok_or_else(|| format!("{flag} needs a value"))?;
+            let number = |v: &str| v.parse::<u64>().map_err(|_| format!("{flag}: {v:?} is not a number"));
+            match flag.as_str() {
+                "--mode" => {
+                    args.mode = match value.as_str() {
+                        "chat" => Mode::Chat,
+                        "echo" => Mode::Echo,
+                        "sink" => Mode::Sink,
+                        other => return Err(format!("unknown mode {other:?}")),
+                    }
+                }
+                "--host" => args.host = value,
+                "--longconn-port" => args.longconn_port = port(&value)?,
+                "--length-port" => args.length_port = port(&value)?,
+                "--line-port" => args.line_port = port(&value)?,
+                "--ws-port" => args.ws_port = port(&value)?,
+                "--tls-port" => args.tls_port = port(&value)?,
+                "--tls-framing" => {
+                    args.tls_framing = Framing::from_name(&value).ok_or_else(|| format!("unknown framing {value:?}"))?
+                }
+                "--wss-port" => args.wss_port = port(&value)?,
+                "--cert" => args.cert = Some(value.into()),
+                "--key" => args.key = Some(value.into()),
+                "--client-ca" => args.client_ca = Some(value.into()),
+                "--idle-timeout" => args.idle_timeout = Duration::from_secs(number(&value)?),
+                "--max-frame" => args.max_frame = number(&value)? as usize,
+                "--plain-ping" => args.plain_ping = Bytes::from(value.into_bytes()),
+                "--plain-pong" => args.plain_pong = Bytes::from(value.into_bytes()),
+                "--threads" => args.threads = number(&value)?.clamp(1, 64) as usize,
+                other => return Err(format!("unknown flag {other:?}")),
+            }
+        }
+        Ok(args)
+    }
+
+    /// The enabled listeners.
+    pub fn listeners(&self) -> Vec<(Listener, u16)> {
+        [
+            (Listener::Tcp(Framing::Longconn), self.longconn_port),
+            (Listener::Tcp(Framing::Length), self.length_port),
+            (Listener::Tcp(Framing::Line), self.line_port),
+            (Listener::WebSocket, self.ws_port),
+            (Listener::Tls(self.tls_framing), self.tls_port),
+            (Listener::Wss, self.wss_port),
+        ]
+        .into_iter()
+        .filter_map(|(l, p)| p.map(|p| (l, p)))
+        .collect()
+    }
+}
+
+/// What a listening port speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    Tcp(Framing),
+    /// WebSocket; also serves the chat page to plain HTTP requests.
+    WebSocket,
+    /// A TCP framing over TLS.
+    Tls(Framing),
+    /// WebSocket over TLS.
+    Wss,
+}
+
+impl Listener {
+    /// The name in logs and in the `listening` lines tests read.
+    pub fn name(self) -> &'static str {
+        match self {
+            Listener::Tcp(framing) => framing.name(),
+            Listener::WebSocket => "ws",
+            Listener::Tls(_) => "tls",
+            Listener::Wss => "wss",
+        }
+    }
+
+    /// The TCP framing, if this is not WebSocket.
+    pub fn framing(self) -> Option<Framing> {
+        match self {
+            Listener::Tcp(framing) | Listener::Tls(framing) => Some(framing),
+            Listener::WebSocket | Listener::Wss => None,
+        }
+    }
+
+    pub fn is_tls(self) -> bool {
+        matches!(self, Listener::Tls(_) | Listener::Wss)
+    }
+}
+
+fn port(value: &str) -> Result<Option<u16>, String> {
+    if value == "off" {
+        return Ok(None);
+    }
+    value.parse().map(Some).map_err(|_| format!("bad port {value:?}"))
+}

@@ -1,0 +1,101 @@
+//! longconn-server: the bundled test server.
+//!
+//! Listens on the three TCP framings and on WebSocket (which also serves a
+//! chat page at `/`), in one of three modes: `chat`
+//! (broadcast each message to every other client, with join and leave
+//! notices), `echo` (send each message back) or `sink` (discard). Answers
+//! pings, evicts clients silent for longer than the idle timeout, and logs
+//! connections to stdout. It speaks through `longconn-core`'s protocol and
+//! transport modules, the same code the client runs, and is a package of
+//! its own, so nothing of it reaches `liblongconn.so`.
+
+mod args;
+mod page;
+mod peer;
+mod room;
+mod tls;
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use args::Args;
+use room::Room;
+
+fn main() {
+    let args = match Args::parse(std::env::args().skip(1)) {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("longconn-server: {message}\n\n{}", args::USAGE);
+            std::process::exit(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads)
+        .enable_all()
+        .build()
+        .expect("start the runtime");
+    if let Err(e) = runtime.block_on(serve(args)) {
+        eprintln!("longconn-server: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn serve(args: Args) -> std::io::Result<()> {
+    let args = Arc::new(args);
+    let room = Arc::new(Room::new(args.mode));
+    let tls = if args.listeners().iter().any(|(kind, _)| kind.is_tls()) {
+        let (acceptor, cert) = tls::acceptor(args.cert.as_deref(), args.key.as_deref(), args.client_ca.as_deref())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        // Clients (and tests) trust this file as their CA file.
+        println!("tls certificate {}", cert.display());
+        Some(acceptor)
+    } else {
+        None
+    };
+    let mut tasks = Vec::new();
+    for (kind, port) in args.listeners() {
+        let listener = listen(&args.host, port)
+            .await
+            .map_err(|e| std::io::Error::new(e.kind(), format!("bind {}:{port}: {e}", args.host)))?;
+        // Tests and scripts read this line to learn the port (0 picks a free one).
+        println!("listening {} {}", kind.name(), listener.local_addr()?);
+        let (args, room, tls) = (args.clone(), room.clone(), tls.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, peer)) => {
+                        tokio::spawn(peer::serve(stream, peer, kind, tls.clone(), args.clone(), room.clone()));
+                    }
+                    Err(e) => {
+                        // Out of descriptors and the like: wait a little instead of spinning.
+                        eprintln!("accept failed: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        }));
+    }
+    println!("ready mode={}", args.mode.name());
+    for t in tasks {
+        let _ = t.await;
+    }
+    Ok(())
+}
+
+/// Connections the kernel may hold for `accept` (capped by net.core.somaxconn):
+/// thousands of clients connecting at once must not overflow the queue, or
+/// their connection attempts are dropped and retried only a second later.
+const ACCEPT_BACKLOG: u32 = 4096;
+
+/// Binds a listener on `host:port` (the first address the name resolves to).
+async fn listen(host: &str, port: u16) -> std::io::Result<TcpListener> {
+    let addr = tokio::net::lookup_host((host, port))
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address"))?;
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_BACKLOG)
+}

@@ -9,7 +9,9 @@ server_bin=$1
 chat_bin=$2
 work=$(mktemp -d)
 server_pid=""
+alice_pid=""
 cleanup() {
+    [ -n "$alice_pid" ] && kill -CONT "$alice_pid" 2>/dev/null || true
     exec 3>&- 4>&- 2>/dev/null || true
     [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
     wait 2>/dev/null || true
@@ -40,12 +42,15 @@ line_port=$(sed -n 's/^listening line .*:\([0-9]*\)$/\1/p' "$work/server.log")
 echo "== chat server on 127.0.0.1:$lc_port (longconn) and :$line_port (line framing)"
 
 mkfifo "$work/alice.in" "$work/bob.in"
-"$chat_bin" "tcp://127.0.0.1:$lc_port" <"$work/alice.in" >"$work/alice.out" 2>&1 &
-exec 3>"$work/alice.in"
+# Bob joins first, so the server names him client-1 and alice client-2,
+# before the restart and after it.
 "$chat_bin" "tcp://127.0.0.1:$line_port?framing=line" <"$work/bob.in" >"$work/bob.out" 2>&1 &
 exec 4>"$work/bob.in"
-wait_for "$work/alice.out" "connected to"
-wait_for "$work/bob.out" "connected to"
+wait_for "$work/server.log" "connect client-1"
+"$chat_bin" "tcp://127.0.0.1:$lc_port" <"$work/alice.in" >"$work/alice.out" 2>&1 &
+alice_pid=$!
+exec 3>"$work/alice.in"
+wait_for "$work/server.log" "connect client-2"
 
 echo "hello bob, this is alice" >&3
 wait_for "$work/bob.out" "hello bob"
@@ -57,10 +62,14 @@ kill -9 "$server_pid"
 wait "$server_pid" 2>/dev/null || true
 wait_for "$work/alice.out" "reconnecting in"
 echo "alice: this was typed while the server was down" >&3
+# The chat room keeps no history: a line reaches only who is in the room.
+# Alice is paused until bob is back, so her queued line finds him there.
+kill -STOP "$alice_pid"
 echo "== restarting the server on the same ports"
 start_server "$lc_port" "$line_port"
-wait_for "$work/server.log" "connect client-2"
 wait_for "$work/server.log" "connect client-1"
+kill -CONT "$alice_pid"
+wait_for "$work/server.log" "connect client-2"
 echo "still here after the restart" >&4
 wait_for "$work/alice.out" "still here"
 wait_for "$work/bob.out" "typed while the server was down"

@@ -10,7 +10,7 @@ DEBUG   := $(ROOT)/target/debug
 RELEASE := $(ROOT)/target/release
 BUILD   := $(ROOT)/build
 
-.PHONY: all demo test test-rust test-c test-python check-header header lint bench python clean
+.PHONY: all demo test test-rust test-c test-python check-header header lint bench bench-instructions check-modules python clean
 
 all: $(BUILD)/chat
 
@@ -77,3 +77,17 @@ clean:
 	rm -rf $(BUILD)
 
 FORCE:
+
+# Instructions per lc_client_send under callgrind (docs/BENCHMARKS.md): exact
+# and repeatable, for comparing two builds of the send path.
+bench-instructions: $(RELEASE)/liblongconn.so
+	@mkdir -p $(BUILD)
+	$(CC) -std=c99 -O2 -Wall -Wextra -Werror -Iinclude benches/send_instructions.c -L$(RELEASE) -llongconn -Wl,-rpath,$(RELEASE) -o $(BUILD)/send_instructions
+	valgrind --tool=callgrind --callgrind-out-file=$(BUILD)/send_instructions.callgrind $(BUILD)/send_instructions 2>&1 | grep 'refs'
+
+# Import cycles between modules (docs/ARCHITECTURE.md), with cargo-modules.
+check-modules:
+	command -v cargo-modules >/dev/null 2>&1 || $(CARGO) install --locked cargo-modules --version 0.27.0
+	$(CARGO) modules dependencies -p longconn-core --lib --no-externs --no-sysroot | scripts/module_cycles.py
+	$(CARGO) modules dependencies -p longconn --lib --no-externs --no-sysroot | scripts/module_cycles.py
+	$(CARGO) modules dependencies -p longconn-server --bin longconn-server --no-externs --no-sysroot | scripts/module_cycles.py

@@ -161,6 +161,7 @@ impl Outbox {
         self.limits = limits;
     }
 
+    #[inline]
     fn overhead(&self) -> usize {
         self.framing.map_or(0, Framing::data_overhead)
     }
@@ -170,11 +171,13 @@ impl Outbox {
         self.lens.len()
     }
 
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.lens.is_empty()
     }
 
     /// Messages and payload bytes waiting or being written; what the limits apply to.
+    #[inline]
     pub fn queued(&self) -> (usize, usize) {
         let waiting_bytes = self.data.len() - self.overhead() * self.lens.len();
         (self.lens.len() + self.in_flight.0, waiting_bytes + self.in_flight.1)

@@ -12,6 +12,7 @@ use std::sync::{Mutex, OnceLock};
 use tokio::runtime::Runtime;
 
 use crate::error::Error;
+use crate::lock::lock;
 
 pub const DEFAULT_WORKER_THREADS: usize = 2;
 pub const DEFAULT_CALLBACK_THREADS: usize = 1;
@@ -30,7 +31,7 @@ pub fn configure(worker_threads: usize, callback_threads: usize) -> Result<(), E
     if !(1..=MAX_THREADS).contains(&worker_threads) || !(1..=MAX_THREADS).contains(&callback_threads) {
         return Err(Error::InvalidArgument(format!("thread counts must be between 1 and {MAX_THREADS}")));
     }
-    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = lock(&BUILD);
     if STARTED.load(Ordering::Acquire) {
         return Err(Error::AlreadyStarted(
             "the runtime is already running; configure it before creating the first client",
@@ -65,7 +66,7 @@ pub fn get() -> Result<&'static Runtime, Error> {
     if let Some(rt) = RUNTIME.get() {
         return Ok(rt);
     }
-    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = lock(&BUILD);
     if let Some(rt) = RUNTIME.get() {
         return Ok(rt);
     }

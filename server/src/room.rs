@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use bytes::Bytes;
+use longconn_core::lock::lock;
 use tokio::sync::mpsc;
 
 use crate::args::Mode;
@@ -34,7 +35,7 @@ impl Room {
         let name = format!("client-{id}");
         let (tx, rx) = mpsc::channel(MAILBOX_CAPACITY);
         let online = {
-            let mut members = self.members.lock().unwrap();
+            let mut members = lock(&self.members);
             members.insert(id, Member { name: name.clone(), mailbox: tx });
             members.len()
         };
@@ -45,9 +46,9 @@ impl Room {
     }
 
     pub fn leave(&self, id: u64) {
-        let removed = self.members.lock().unwrap().remove(&id);
+        let removed = lock(&self.members).remove(&id);
         if let (Some(member), Mode::Chat) = (removed, self.mode) {
-            let online = self.members.lock().unwrap().len();
+            let online = lock(&self.members).len();
             self.broadcast(id, Bytes::from(format!("* {} left ({online} online)", member.name)));
         }
     }
@@ -55,7 +56,7 @@ impl Room {
     /// Sends `message` to every member but `from`. A member whose mailbox is
     /// full is too slow to keep up and is dropped from the room.
     pub fn broadcast(&self, from: u64, message: Bytes) {
-        let mut members = self.members.lock().unwrap();
+        let mut members = lock(&self.members);
         members.retain(|&id, member| id == from || member.mailbox.try_send(message.clone()).is_ok());
     }
 }

@@ -135,6 +135,7 @@ impl Framing {
     }
 
     /// Bytes a data message occupies on the wire beyond its payload.
+    #[inline]
     pub fn data_overhead(self) -> usize {
         match self {
             Framing::Longconn => longconn::OVERHEAD,

@@ -208,14 +208,19 @@ mod tests {
             Ok(())
         };
         for piece in wire.chunks(chunk.max(1)) {
-            let (buf, room) = reader.read_space();
-            buf.extend_from_slice(piece);
-            reader.record_read(piece.len(), room);
+            feed(&mut reader, piece);
             collect(&mut reader, &mut frames)?;
         }
         collect(&mut reader, &mut frames)?;
         reader.end_of_stream()?;
         Ok(frames)
+    }
+
+    /// One read of `bytes` into `reader`, as a socket would deliver it.
+    fn feed(reader: &mut ReadBuffer, bytes: &[u8]) {
+        let (buf, room) = reader.read_space();
+        buf.extend_from_slice(bytes);
+        reader.record_read(bytes.len(), room);
     }
 
     fn wire_of(framing: Framing, frames: &[Frame]) -> Vec<u8> {
@@ -260,9 +265,7 @@ mod tests {
     #[test]
     fn an_oversize_header_fails_before_its_payload_arrives_or_memory_is_reserved() {
         let mut reader = ReadBuffer::new(Framing::Longconn, 1024);
-        let (buf, room) = reader.read_space();
-        buf.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x01]);
-        reader.record_read(5, room);
+        feed(&mut reader, &[0xff, 0xff, 0xff, 0xff, 0x01]);
         assert!(matches!(reader.take_frames(&mut FrameBatch::default()), Err(FrameError::FrameTooLarge { .. })));
         assert!(reader.read_space().0.capacity() <= 2 * READ_MIN, "no room made for the announced 4 GiB frame");
     }
@@ -284,9 +287,7 @@ mod tests {
         let mut wire = wire_of(Framing::Longconn, &data(&[b"good"]));
         wire.extend_from_slice(&[0, 0, 0, 1, 0x7f]);
         let mut reader = ReadBuffer::new(Framing::Longconn, 1024);
-        let (buf, room) = reader.read_space();
-        buf.extend_from_slice(&wire);
-        reader.record_read(wire.len(), room);
+        feed(&mut reader, &wire);
         let mut batch = FrameBatch::default();
         assert!(reader.take_frames(&mut batch).unwrap());
         assert_eq!(batch.iter().collect::<Vec<_>>(), vec![(FrameType::Data, &b"good"[..])]);
@@ -312,9 +313,7 @@ mod tests {
         let messages: Vec<Frame> = (0..1500u32).map(|i| Frame::Data(Bytes::from(i.to_be_bytes().to_vec()))).collect();
         let wire = wire_of(Framing::Length, &messages);
         let mut reader = ReadBuffer::new(Framing::Length, 1024);
-        let (buf, room) = reader.read_space();
-        buf.extend_from_slice(&wire);
-        reader.record_read(wire.len(), room);
+        feed(&mut reader, &wire);
         let mut batch = FrameBatch::default();
         assert!(reader.take_frames(&mut batch).unwrap());
         assert_eq!(batch.frames.len(), MAX_FRAMES_PER_READ);

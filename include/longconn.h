@@ -517,7 +517,8 @@ lc_status lc_client_event_fd(const lc_client *client, int *out_fd);
 // Defaults: heartbeat ping after 5000 ms of silence, peer dead after
 // 15000 ms (plain framings: heartbeats off until lc_config_set_plain_heartbeat);
 // reconnect 1000 ms doubling to 30000 ms, jitter 0.2, unlimited attempts;
-// outbox 100000 messages / 16 MiB; maximum frame 1 MiB; connect timeout 10000 ms.
+// outbox 100000 messages / 16 MiB; inbox 65536 messages / 8 MiB; maximum
+// frame 1 MiB; connect timeout 10000 ms.
 //
 // Any thread; also from a callback. Returns LC_STATUS_OK, or
 // LC_STATUS_NULL_ARGUMENT, LC_STATUS_INVALID_UTF8, LC_STATUS_INVALID_URL,
@@ -558,6 +559,17 @@ lc_status lc_config_set_auto_reconnect(lc_config *config, bool enabled);
 // bytes (both > 0, else LC_STATUS_INVALID_ARGUMENT). lc_client_send() fails
 // with LC_STATUS_QUEUE_FULL beyond them.
 lc_status lc_config_set_outbox_limits(lc_config *config, size_t max_messages, size_t max_bytes);
+
+// Limits what received messages may hold while they wait for the
+// application (queued for lc_client_poll(), or on the callback thread and
+// not yet delivered): `max_messages` messages, and `max_bytes` bytes where
+// each message weighs its payload plus 128 bytes (so empty messages count
+// too). Past either limit the client stops reading from the socket until
+// the application catches up, and TCP's flow control pushes back on the
+// server; the connection stays up. Defaults: 65536 messages, 8 MiB, sized
+// for a library inside someone else's process. Both must be > 0, else
+// LC_STATUS_INVALID_ARGUMENT.
+lc_status lc_config_set_inbox_limits(lc_config *config, size_t max_messages, size_t max_bytes);
 
 // Sets the largest message payload, sent or received (1 byte to 256 MiB).
 // A larger frame from the server ends that connection with an error event.

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use longconn_core::config::{ClientConfig, PlainHeartbeat, MAX_FRAME_SIZE_LIMIT};
 use longconn_core::policy::backoff::BackoffPolicy;
 use longconn_core::policy::heartbeat::HeartbeatPolicy;
+use longconn_core::policy::limits::InboxLimits;
 
 use crate::boundary::{self, bytes_arg, str_arg};
 use crate::status::*;
@@ -82,7 +83,8 @@ fn with_config(config: *mut lc_config, f: impl FnOnce(&mut ClientConfig) -> Resu
 /// Defaults: heartbeat ping after 5000 ms of silence, peer dead after
 /// 15000 ms (plain framings: heartbeats off until lc_config_set_plain_heartbeat);
 /// reconnect 1000 ms doubling to 30000 ms, jitter 0.2, unlimited attempts;
-/// outbox 100000 messages / 16 MiB; maximum frame 1 MiB; connect timeout 10000 ms.
+/// outbox 100000 messages / 16 MiB; inbox 65536 messages / 8 MiB; maximum
+/// frame 1 MiB; connect timeout 10000 ms.
 ///
 /// Any thread; also from a callback. Returns LC_STATUS_OK, or
 /// LC_STATUS_NULL_ARGUMENT, LC_STATUS_INVALID_UTF8, LC_STATUS_INVALID_URL,
@@ -179,6 +181,29 @@ pub unsafe extern "C" fn lc_config_set_outbox_limits(
         }
         c.outbox.max_messages = max_messages;
         c.outbox.max_bytes = max_bytes;
+        Ok(())
+    })
+}
+
+/// Limits what received messages may hold while they wait for the
+/// application (queued for lc_client_poll(), or on the callback thread and
+/// not yet delivered): `max_messages` messages, and `max_bytes` bytes where
+/// each message weighs its payload plus 128 bytes (so empty messages count
+/// too). Past either limit the client stops reading from the socket until
+/// the application catches up, and TCP's flow control pushes back on the
+/// server; the connection stays up. Defaults: 65536 messages, 8 MiB, sized
+/// for a library inside someone else's process. Both must be > 0, else
+/// LC_STATUS_INVALID_ARGUMENT.
+#[no_mangle]
+pub unsafe extern "C" fn lc_config_set_inbox_limits(
+    config: *mut lc_config,
+    max_messages: usize,
+    max_bytes: usize,
+) -> lc_status {
+    with_config(config, |c| {
+        let limits = InboxLimits { max_messages, max_bytes };
+        limits.validate().map_err(|why| fail(LC_STATUS_INVALID_ARGUMENT, why))?;
+        c.inbox = limits;
         Ok(())
     })
 }

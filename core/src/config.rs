@@ -8,7 +8,7 @@ use crate::endpoint::Endpoint;
 use crate::error::Error;
 use crate::policy::backoff::BackoffPolicy;
 use crate::policy::heartbeat::HeartbeatPolicy;
-use crate::policy::limits::{OutboxLimits, DEFAULT_INBOX_LIMIT};
+use crate::policy::limits::{InboxLimits, OutboxLimits};
 use crate::protocol::{FrameError, Framing, DEFAULT_MAX_FRAME_SIZE};
 use crate::transport::tls::TlsSettings;
 
@@ -39,8 +39,8 @@ pub struct ClientConfig {
     pub plain_heartbeat: Option<PlainHeartbeat>,
     /// Name sent in the hello frame of the longconn protocol.
     pub client_name: String,
-    /// Received bytes allowed to wait for the application before reading pauses.
-    pub inbox_limit: usize,
+    /// Received messages allowed to wait for the application before reading pauses.
+    pub inbox: InboxLimits,
     /// Extra WebSocket handshake headers (name, value), for example authorization.
     pub headers: Vec<(String, String)>,
     /// WebSocket subprotocols to offer, most preferred first.
@@ -62,7 +62,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(10),
             plain_heartbeat: None,
             client_name: format!("longconn/{}", env!("CARGO_PKG_VERSION")),
-            inbox_limit: DEFAULT_INBOX_LIMIT,
+            inbox: InboxLimits::default(),
             headers: Vec::new(),
             subprotocols: Vec::new(),
             tls: TlsSettings::default(),
@@ -136,8 +136,8 @@ impl ClientConfig {
         if self.connect_timeout.is_zero() {
             return invalid("connect timeout must be positive");
         }
-        if self.inbox_limit == 0 {
-            return invalid("inbox limit must be positive");
+        if let Err(why) = self.inbox.validate() {
+            return invalid(why);
         }
         if let Some(hb) = &self.plain_heartbeat {
             if hb.ping == hb.pong {

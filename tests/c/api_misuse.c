@@ -40,6 +40,10 @@ int main(int argc, char **argv) {
     CHECK_STATUS(lc_config_set_reconnect(config, 100, 1000, 2.0, 7.0, 0), LC_STATUS_INVALID_ARGUMENT);
     CHECK_STATUS(lc_config_set_max_frame_size(config, 0), LC_STATUS_INVALID_ARGUMENT);
     CHECK_STATUS(lc_config_set_outbox_limits(config, 0, 10), LC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(lc_config_set_inbox_limits(config, 0, 10), LC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(lc_config_set_inbox_limits(config, 10, 0), LC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(lc_config_set_inbox_limits(NULL, 10, 10), LC_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(lc_config_set_inbox_limits(config, 1024, 1 << 20), LC_STATUS_OK);
     CHECK_STATUS(lc_config_set_plain_heartbeat(config, NULL, 4, (const uint8_t *)"pong", 4), LC_STATUS_NULL_ARGUMENT);
     CHECK_STATUS(lc_config_set_plain_heartbeat(config, (const uint8_t *)"a\nb", 3, (const uint8_t *)"pong", 4),
                  LC_STATUS_INVALID_ARGUMENT);

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # C tests: build each program with warnings as errors against the committed
 # header and the built library, run it under valgrind against the real test
-# server, check the exported symbols, and run the chat example scripted.
+# server, build and run it again under AddressSanitizer and
+# UndefinedBehaviorSanitizer, check the exported symbols, and run the chat
+# example scripted. The stress program runs 50 cycles under valgrind and
+# LONGCONN_STRESS_CYCLES (default 1000) under the sanitizers.
 #
 #   tests/c/run.sh TARGET_DIR      (holds liblongconn.so and longconn-server)
 set -uo pipefail
@@ -17,6 +20,10 @@ cflags=(-std=c99 -D_POSIX_C_SOURCE=200809L -g -O1 -Wall -Wextra -Wpedantic -Werr
 ldflags=(-L"$target" -llongconn -Wl,-rpath,"$target" -lpthread)
 valgrind=(valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect
     --show-leak-kinds=definite,indirect --child-silent-after-fork=yes)
+
+sanitize=(-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 passed=0
 failed=0
@@ -37,11 +44,22 @@ for src in "$here"/*.c; do
         fail "$name (build)"
         continue
     fi
-    if timeout 120 "${valgrind[@]}" "$out/$name" "$url" >"$out/$name.log" 2>&1; then
+    if LONGCONN_STRESS_CYCLES=50 timeout 300 "${valgrind[@]}" "$out/$name" "$url" >"$out/$name.log" 2>&1; then
         pass "$name"
     else
         cat "$out/$name.log"
         fail "$name"
+    fi
+    # The same program with ASan and UBSan compiled in (the Rust library is
+    # not instrumented, but every C access and every malloc/free is checked).
+    if ! $CC "${cflags[@]}" "${sanitize[@]}" "$src" -o "$out/$name.asan" "${ldflags[@]}" 2>"$out/$name.asan.build"; then
+        cat "$out/$name.asan.build"
+        fail "$name (sanitizer build)"
+    elif LONGCONN_STRESS_CYCLES=${LONGCONN_STRESS_CYCLES:-1000} timeout 300 "$out/$name.asan" "$url" >"$out/$name.asan.log" 2>&1; then
+        pass "$name (asan+ubsan)"
+    else
+        cat "$out/$name.asan.log"
+        fail "$name (asan+ubsan)"
     fi
     # This one prints nothing itself; anything in its output came from the library.
     if [ "$name" = log_and_runtime ]; then

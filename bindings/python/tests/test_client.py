@@ -6,11 +6,13 @@ import asyncio
 import gc
 import logging
 import math
+import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -143,6 +145,22 @@ def test_a_full_queue_raises_queue_full_and_keeps_what_it_had():
         assert client.close(timeout=0.01) == 3, "never connected: all three unsent"
 
 
+def test_a_small_inbox_pauses_reading_and_loses_nothing(echo_server):
+    with pytest.raises(longconn.InvalidArgumentError):
+        longconn.Client(echo_server.url(), inbox=(0, 4096))
+    sent = [f"m{i}".encode() for i in range(500)]
+    with longconn.Client(echo_server.url(), inbox=(4, 4096)) as client:
+        client.connect()
+        client.send_many(sent)
+        got: list[bytes] = []
+        deadline = time.monotonic() + WITHIN
+        while len(got) < len(sent) and time.monotonic() < deadline:
+            # Four at a time at most wait in the inbox; the rest waits in the
+            # sockets until the client reads again.
+            got.extend(bytes(m) for m in client.receive_many(timeout=0.5))
+        assert got == sent
+
+
 def test_send_with_wait_blocks_until_the_writer_makes_room(echo_server):
     url = echo_server.url("length")
     echo_server.stop()  # nothing to flush to yet
@@ -245,6 +263,34 @@ def test_callbacks_stay_alive_through_garbage_collection(echo_server):
         client.connect()
         client.send("still here")
         assert sink.wait_for(lambda items: items == [b"still here"])
+
+
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_dropped_client_whose_callback_refers_to_it_is_freed(echo_server):
+    # The library's own descriptors (the I/O runtime) exist from the first connect on.
+    with longconn.Client(echo_server.url()) as warm_up:
+        warm_up.connect()
+    before = _open_descriptors()
+    refs = []
+    for i in range(50):
+        client = longconn.Client(echo_server.url())
+        # The natural echo: the callback holds the client.
+        client.on_message(lambda message, c=client: c.send(message))
+        client.connect()
+        client.send(f"ping {i}")
+        refs.append(weakref.ref(client))
+        del client
+    gc.collect()
+    alive = [r for r in refs if r() is not None]
+    assert not alive, f"{len(alive)} of {len(refs)} dropped clients are still alive"
+    # Their sockets close too, as their sessions wind down on the I/O threads.
+    deadline = time.monotonic() + WITHIN
+    while _open_descriptors() > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _open_descriptors() <= before, (before, _open_descriptors())
 
 
 def test_an_exception_in_a_callback_is_logged_and_kept(echo_server, caplog):

@@ -160,7 +160,7 @@ impl Delivery {
             if batch.is_empty() {
                 break;
             }
-            for entry in &batch {
+            for (i, entry) in batch.iter().enumerate() {
                 let state = self.lifecycle.state();
                 let delivered = match entry {
                     Queued::Event(event) => self.deliver(|| handler.on_event(event, state)),
@@ -169,9 +169,12 @@ impl Delivery {
                         messages.iter().all(|m| self.deliver(|| handler.on_message(m, text, state)))
                     }
                 };
+                // Room for the reader as each read's worth is delivered.
                 if !delivered {
+                    self.inbox.delivered(batch.range(i..));
                     break;
                 }
+                self.inbox.delivered(std::iter::once(entry));
             }
         }
         DISPATCHING.with(|d| d.set(0));

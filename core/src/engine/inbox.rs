@@ -5,9 +5,12 @@
 //! descriptor that is readable exactly while events wait in poll mode, for
 //! programs that run their own event loop.
 //!
-//! Received messages count against a limit (`policy::limits`); above it the
-//! connection stops reading from the socket until the application catches
-//! up, so a slow consumer gets TCP backpressure instead of unbounded memory.
+//! Received messages count against limits ([`InboxLimits`]) from when they
+//! are queued until the application has them: taken by `poll`, or delivered
+//! by the callback thread (messages that thread holds still count). Above
+//! either limit the connection stops reading from the socket until the
+//! application catches up, so a slow consumer gets TCP backpressure instead
+//! of unbounded memory.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -18,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::event::{Event, MessageBatch};
 use crate::lock::{lock, wait_timeout};
+use crate::policy::limits::InboxLimits;
 
 /// An entry of the queue: one event, or many messages from one read.
 #[derive(Debug)]
@@ -29,8 +33,10 @@ pub enum Queued {
 #[derive(Debug, Default)]
 struct Pending {
     events: VecDeque<Queued>,
-    /// Payload bytes of the message events in `events`.
-    message_bytes: usize,
+    /// Messages queued or held by the callback thread, not yet delivered.
+    messages: usize,
+    /// What those messages weigh ([`InboxLimits::weight`]).
+    weight: usize,
     /// The descriptor pair, made on the first [`EventQueue::fd`] call:
     /// clients that take callbacks or never ask for it use no descriptors.
     signal: Option<Signal>,
@@ -64,16 +70,30 @@ pub struct EventQueue {
     arrived: Condvar,
     /// Wakes a connection paused by the inbox limit.
     drained: tokio::sync::Notify,
-    inbox_limit: usize,
+    limits: InboxLimits,
+}
+
+/// Messages in `entry` not yet delivered, and their payload bytes.
+fn messages_in(entry: &Queued) -> (usize, usize) {
+    match entry {
+        Queued::Event(event) => event.as_message().map_or((0, 0), |(m, _)| (1, m.len())),
+        Queued::Messages(batch) => (batch.len(), batch.bytes()),
+    }
+}
+
+impl Pending {
+    fn is_full(&self, limits: &InboxLimits) -> bool {
+        limits.is_full(self.messages, self.weight)
+    }
 }
 
 impl EventQueue {
-    pub fn new(inbox_limit: usize) -> EventQueue {
+    pub fn new(limits: InboxLimits) -> EventQueue {
         EventQueue {
             pending: Mutex::new(Pending::default()),
             arrived: Condvar::new(),
             drained: tokio::sync::Notify::new(),
-            inbox_limit,
+            limits,
         }
     }
 
@@ -95,10 +115,9 @@ impl EventQueue {
         let mut p = self.lock();
         let was_empty = p.events.is_empty();
         for entry in entries {
-            p.message_bytes += match &entry {
-                Queued::Event(event) => event.as_message().map_or(0, |(m, _)| m.len()),
-                Queued::Messages(batch) => batch.bytes(),
-            };
+            let (messages, bytes) = messages_in(&entry);
+            p.messages += messages;
+            p.weight += InboxLimits::weight(messages, bytes);
             p.events.push_back(entry);
         }
         if signal_fd && !p.fd_signalled && !p.events.is_empty() {
@@ -129,7 +148,7 @@ impl EventQueue {
 
     /// Whether the connection should stop reading until the application catches up.
     pub fn inbox_full(&self) -> bool {
-        self.lock().message_bytes >= self.inbox_limit
+        self.lock().is_full(&self.limits)
     }
 
     /// Waits until the inbox is below its limit again.
@@ -143,9 +162,18 @@ impl EventQueue {
         }
     }
 
-    fn after_taking(&self, p: &mut Pending, taken_bytes: usize) {
-        let was_full = p.message_bytes >= self.inbox_limit;
-        p.message_bytes -= taken_bytes;
+    /// Stops counting `messages` messages of `bytes` payload (delivered).
+    fn uncount(&self, p: &mut Pending, messages: usize, bytes: usize) {
+        let was_full = p.is_full(&self.limits);
+        p.messages -= messages;
+        p.weight -= InboxLimits::weight(messages, bytes);
+        if was_full && !p.is_full(&self.limits) {
+            self.drained.notify_waiters();
+        }
+    }
+
+    fn after_taking(&self, p: &mut Pending, messages: usize, bytes: usize) {
+        self.uncount(p, messages, bytes);
         if p.events.is_empty() && p.fd_signalled {
             if let Some(signal) = &p.signal {
                 let mut sink = [0u8; 64];
@@ -153,26 +181,32 @@ impl EventQueue {
             }
             p.fd_signalled = false;
         }
-        if was_full && p.message_bytes < self.inbox_limit {
-            self.drained.notify_waiters();
-        }
     }
 
-    /// Takes every waiting entry.
+    /// Takes every waiting entry, for the callback thread. Their messages
+    /// stay counted until [`EventQueue::delivered`] is called for each entry.
     pub fn take_all(&self) -> VecDeque<Queued> {
         let mut p = self.lock();
         let events = std::mem::take(&mut p.events);
-        let bytes = p.message_bytes;
-        self.after_taking(&mut p, bytes);
+        self.after_taking(&mut p, 0, 0);
         events
+    }
+
+    /// The messages of `entries`, taken with [`EventQueue::take_all`], have
+    /// been delivered (or dropped) and no longer count.
+    pub fn delivered<'a>(&self, entries: impl IntoIterator<Item = &'a Queued>) {
+        let (messages, bytes) = entries.into_iter().map(messages_in).fold((0, 0), |(m, b), (em, eb)| (m + em, b + eb));
+        if messages > 0 {
+            self.uncount(&mut self.lock(), messages, bytes);
+        }
     }
 
     /// Takes the oldest event, waiting up to `timeout` for one.
     pub fn pop(&self, timeout: Duration) -> Option<Event> {
         let mut p = self.wait_for_any(timeout)?;
         let event = Self::pop_event(&mut p.events)?;
-        let bytes = event.as_message().map_or(0, |(m, _)| m.len());
-        self.after_taking(&mut p, bytes);
+        let (messages, bytes) = event.as_message().map_or((0, 0), |(m, _)| (1, m.len()));
+        self.after_taking(&mut p, messages, bytes);
         Some(event)
     }
 
@@ -217,7 +251,7 @@ impl EventQueue {
                 }
             }
         }
-        self.after_taking(&mut p, bytes);
+        self.after_taking(&mut p, count, bytes);
         Some(count)
     }
 
@@ -281,18 +315,19 @@ impl EventQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::limits::MESSAGE_OVERHEAD;
     use bytes::Bytes;
 
     /// A queue whose descriptor exists, as after lc_client_event_fd().
     fn queue_with_fd() -> EventQueue {
-        let q = EventQueue::new(1024);
+        let q = EventQueue::new(InboxLimits::default());
         q.fd().unwrap();
         q
     }
 
     #[test]
     fn no_descriptor_until_asked_and_earlier_events_show_once_there() {
-        let q = EventQueue::new(1024);
+        let q = EventQueue::new(InboxLimits::default());
         q.push([Event::Closed { unsent: 0 }], true);
         assert!(q.lock().signal.is_none() && !readable(&q));
         let fd = q.fd().unwrap();
@@ -322,13 +357,39 @@ mod tests {
     }
 
     #[test]
-    fn inbox_limit_counts_message_bytes() {
-        let q = EventQueue::new(4);
+    fn the_inbox_counts_bytes_and_the_overhead_of_each_message() {
+        let q = EventQueue::new(InboxLimits { max_messages: 100, max_bytes: 2 * MESSAGE_OVERHEAD + 4 });
         q.push([Event::Message(Bytes::from_static(b"abc"))], false);
-        assert!(!q.inbox_full());
+        q.push([Event::Message(Bytes::new())], false);
+        assert!(!q.inbox_full(), "3 bytes and two messages' overhead");
         q.push([Event::Message(Bytes::from_static(b"d"))], false);
         assert!(q.inbox_full());
-        assert_eq!(q.take_all().len(), 2);
+        assert!(q.pop(Duration::ZERO).is_some());
+        assert!(!q.inbox_full());
+    }
+
+    #[test]
+    fn empty_messages_fill_the_inbox_by_their_count() {
+        let q = EventQueue::new(InboxLimits { max_messages: 3, max_bytes: usize::MAX });
+        q.push_messages(MessageBatch::new(Bytes::new(), vec![0..0, 0..0]), false);
+        assert!(!q.inbox_full());
+        q.push_messages(MessageBatch::new(Bytes::new(), vec![0..0, 0..0]), false);
+        assert!(q.inbox_full());
+        assert_eq!(q.take_messages(Duration::ZERO, |_, _| true), Some(4));
+        assert!(!q.inbox_full());
+    }
+
+    #[test]
+    fn messages_held_by_the_callback_thread_count_until_delivered() {
+        let q = EventQueue::new(InboxLimits { max_messages: 2, max_bytes: usize::MAX });
+        q.push([Event::Message(Bytes::from_static(b"a")), Event::Message(Bytes::from_static(b"b"))], false);
+        let taken = q.take_all();
+        assert_eq!(taken.len(), 2);
+        assert!(q.inbox_full(), "taken but not delivered yet");
+        q.delivered(taken.iter().take(1));
+        assert!(!q.inbox_full());
+        q.delivered(taken.iter().skip(1));
+        q.push([Event::Message(Bytes::from_static(b"c"))], false);
         assert!(!q.inbox_full());
     }
 
@@ -401,7 +462,7 @@ mod tests {
 
     #[test]
     fn take_messages_says_which_messages_are_text() {
-        let q = EventQueue::new(1024);
+        let q = EventQueue::new(InboxLimits::default());
         q.push_messages(MessageBatch::with_kind(Bytes::from_static(b"hiho"), vec![0..2, 2..4], true), true);
         q.push_messages(MessageBatch::new(Bytes::from_static(b"\x00\x01"), vec![0..1, 1..2]), true);
         q.push([Event::Text(Bytes::from_static(b"t")), Event::Message(Bytes::from_static(b"b"))], true);
@@ -420,7 +481,7 @@ mod tests {
 
     #[test]
     fn pop_wakes_when_another_thread_pushes() {
-        let q = std::sync::Arc::new(EventQueue::new(1024));
+        let q = std::sync::Arc::new(EventQueue::new(InboxLimits::default()));
         let q2 = q.clone();
         let t = std::thread::spawn(move || q2.pop(Duration::from_secs(10)));
         q.push([Event::Closed { unsent: 3 }], false);

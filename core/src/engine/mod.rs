@@ -50,7 +50,7 @@ impl Engine {
         let tls = if config.endpoint.scheme.is_tls() { Some(Tls::new(&config.tls)?) } else { None };
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let lifecycle = Arc::new(lifecycle::Lifecycle::default());
-        let inbox = inbox::EventQueue::new(config.inbox_limit);
+        let inbox = inbox::EventQueue::new(config.inbox);
         Ok(Engine {
             id,
             tls,

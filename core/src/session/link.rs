@@ -55,8 +55,8 @@ struct Link<'a> {
     /// When the connection started; times below are microseconds since then.
     started: Instant,
     last_inbound_us: AtomicU64,
-    /// Control frames (pings, pongs) waiting for the writer.
-    control: Mutex<Vec<Frame>>,
+    /// Control frames waiting for the writer: at most one ping and one pong.
+    control: Mutex<Control>,
     /// Reading is paused because the application has not taken its messages.
     reader_paused: AtomicBool,
     /// Woken when a control frame is queued.
@@ -68,7 +68,7 @@ impl<'a> Link<'a> {
         Link {
             started: Instant::now(),
             last_inbound_us: AtomicU64::new(0),
-            control: Mutex::new(Vec::new()),
+            control: Mutex::new(Control::default()),
             reader_paused: AtomicBool::new(false),
             sending,
         }
@@ -86,14 +86,30 @@ impl<'a> Link<'a> {
         self.started + Duration::from_micros(self.last_inbound_us.load(Ordering::Relaxed))
     }
 
-    fn push_control(&self, frame: Frame) {
-        lock(&self.control).push(frame);
+    /// Queues our ping, replacing one the writer has not sent yet.
+    fn push_ping(&self, ping: Frame) {
+        lock(&self.control).ping = Some(ping);
+        self.sending.wake_writer();
+    }
+
+    /// Queues the answer to the peer's newest ping: a flood of pings costs
+    /// one pending pong, which owns its payload instead of pinning a read buffer.
+    fn push_pong(&self, payload: &[u8]) {
+        lock(&self.control).pong = Some(Frame::Pong(Bytes::copy_from_slice(payload)));
         self.sending.wake_writer();
     }
 
     fn take_control(&self) -> Vec<Frame> {
-        std::mem::take(&mut *lock(&self.control))
+        let mut control = lock(&self.control);
+        control.pong.take().into_iter().chain(control.ping.take()).collect()
     }
+}
+
+/// Control frames waiting for the writer.
+#[derive(Default)]
+struct Control {
+    ping: Option<Frame>,
+    pong: Option<Frame>,
 }
 
 /// Runs the connection until it ends. A batch whose write did not complete
@@ -147,12 +163,12 @@ impl Inbound<'_> {
             }
             match kind {
                 FrameType::Data => match self.plain_control(payload) {
-                    PlainControl::Ping(pong) => self.link.push_control(Frame::Pong(pong)),
+                    PlainControl::Ping(pong) => self.link.push_pong(&pong),
                     PlainControl::Pong => {}
                     PlainControl::Message => run.push(range.clone()),
                 },
                 FrameType::Text => run.push(range.clone()),
-                FrameType::Ping => self.link.push_control(Frame::Pong(batch.payload(range))),
+                FrameType::Ping => self.link.push_pong(payload),
                 FrameType::Pong => self.record_rtt(payload),
                 FrameType::Hello => {}
                 FrameType::Close => {
@@ -301,7 +317,7 @@ async fn heartbeat_loop(
                     Some(hb) if config.is_plain() => Frame::Ping(hb.ping.clone()),
                     _ => Frame::Ping(Bytes::copy_from_slice(&link.micros(now).to_be_bytes())),
                 };
-                link.push_control(ping);
+                link.push_ping(ping);
                 last_ping = Some(now);
             }
             HeartbeatAction::PeerDead if link.reader_paused.load(Ordering::Relaxed) => {

@@ -2,9 +2,12 @@
 
 The library is given one module-level ``CFUNCTYPE`` object per callback type
 and an integer key as ``user_data``. The key finds the client's Python
-callbacks in a registry, so no callback object can be garbage-collected while
-the library may still call it, whatever the application does with its own
-references. An exception inside a Python callback never reaches C: it is
+callbacks in a registry, so the library never holds a pointer to a Python
+object. The registry refers to each client's dispatcher weakly: the client
+owns it, so a client whose callbacks refer back to it (an echo written as
+``client.on_message(lambda m: client.send(m))``) is still freed once the
+application drops it; until the client is freed, its dispatcher lives with
+it, and after that the library calls no callback of it. An exception inside a Python callback never reaches C: it is
 logged and kept on the client (``Client.callback_errors``).
 """
 
@@ -14,6 +17,7 @@ import ctypes
 import itertools
 import logging
 import threading
+import weakref
 from typing import Any, Callable, Optional
 
 from . import _events, _ffi
@@ -24,8 +28,9 @@ _lock = threading.Lock()
 _keys = itertools.count(1)
 #: How deep the current thread is in Python callbacks (the library's callback thread).
 _local = threading.local()
-#: key -> the object whose callbacks the library may call (a Client's dispatcher).
-_registry: dict[int, "Dispatcher"] = {}
+#: key -> the object whose callbacks the library may call (a Client's
+#: dispatcher), held weakly so the registry keeps no client alive.
+_registry: dict[int, "weakref.ref[Dispatcher]"] = {}
 
 
 class Dispatcher:
@@ -57,7 +62,7 @@ def in_callback() -> bool:
 def register(dispatcher: Dispatcher) -> int:
     with _lock:
         key = next(_keys)
-        _registry[key] = dispatcher
+        _registry[key] = weakref.ref(dispatcher)
         return key
 
 
@@ -68,7 +73,8 @@ def unregister(key: int) -> None:
 
 
 def _lookup(user_data: Optional[int]) -> Optional[Dispatcher]:
-    return _registry.get(user_data or 0)
+    ref = _registry.get(user_data or 0)
+    return ref() if ref is not None else None
 
 
 @_ffi.EVENT_CB

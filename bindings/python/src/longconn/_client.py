@@ -81,6 +81,11 @@ class Client:
     Events go to :meth:`on_message` / :meth:`on_event` callbacks, which run
     on the library's callback thread; without callbacks, take them with
     :meth:`poll`, :meth:`events`, or ``async for message in client``.
+
+    ``outbox=(messages, bytes)`` bounds what waits to be sent;
+    ``inbox=(messages, bytes)`` bounds received messages you have not taken
+    yet (each weighs its payload plus 128 bytes): past it the client stops
+    reading until you catch up, and the server is slowed down by TCP.
     """
 
     def __init__(
@@ -91,6 +96,7 @@ class Client:
         reconnect: Reconnect = Reconnect(),
         auto_reconnect: bool = True,
         outbox: tuple[int, int] = (100_000, 16 * 1024 * 1024),
+        inbox: tuple[int, int] = (65_536, 8 * 1024 * 1024),
         max_frame_size: int = 1024 * 1024,
         connect_timeout: float = 10.0,
         plain_heartbeat: Optional[tuple[Data, Data]] = None,
@@ -114,6 +120,7 @@ class Client:
             check(lib.lc_config_set_reconnect(config, *reconnect._args()))
             check(lib.lc_config_set_auto_reconnect(config, bool(auto_reconnect)))
             check(lib.lc_config_set_outbox_limits(config, int(outbox[0]), int(outbox[1])))
+            check(lib.lc_config_set_inbox_limits(config, int(inbox[0]), int(inbox[1])))
             check(lib.lc_config_set_max_frame_size(config, int(max_frame_size)))
             check(lib.lc_config_set_connect_timeout(config, _ms(connect_timeout, "connect_timeout")))
             if plain_heartbeat is not None:

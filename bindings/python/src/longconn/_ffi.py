@@ -89,6 +89,7 @@ SIGNATURES: dict[str, tuple[object, list[object]]] = {
     ),
     "lc_config_set_auto_reconnect": (c_status, [_p, ctypes.c_bool]),
     "lc_config_set_outbox_limits": (c_status, [_p, ctypes.c_size_t, ctypes.c_size_t]),
+    "lc_config_set_inbox_limits": (c_status, [_p, ctypes.c_size_t, ctypes.c_size_t]),
     "lc_config_set_max_frame_size": (c_status, [_p, ctypes.c_size_t]),
     "lc_config_set_connect_timeout": (c_status, [_p, ctypes.c_uint32]),
     "lc_config_set_plain_heartbeat": (c_status, [_p, _u8p, ctypes.c_size_t, _u8p, ctypes.c_size_t]),

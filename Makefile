@@ -10,7 +10,7 @@ DEBUG   := $(ROOT)/target/debug
 RELEASE := $(ROOT)/target/release
 BUILD   := $(ROOT)/build
 
-.PHONY: all demo test test-rust test-c test-python check-header header lint bench bench-instructions check-modules python clean
+.PHONY: all demo test test-rust test-c test-python check-header header lint bench bench-instructions check-modules fuzz fuzz-short audit audit-if-available python clean
 
 all: $(BUILD)/chat
 
@@ -27,11 +27,13 @@ demo: $(BUILD)/chat
 	examples/demo.sh $(RELEASE)/longconn-server $(BUILD)/chat
 
 # Every test: formatting, lints, Rust unit and integration tests, the header
-# check, the C tests under valgrind, and the Python binding's tests.
-test: lint test-rust check-header test-c test-python
+# check, the C tests under valgrind and the sanitizers, the Python binding's
+# tests, a short run of every fuzz target, and the dependency audit.
+test: lint test-rust check-header test-c test-python fuzz-short audit-if-available
 
 lint:
 	$(CARGO) fmt --all -- --check
+	cd fuzz && $(CARGO) fmt -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # The integration tests start the real server, found next to them in target/debug.
@@ -67,6 +69,27 @@ python: $(RELEASE)/liblongconn.so
 	mkdir -p bindings/python/src/longconn/lib
 	cp $(RELEASE)/liblongconn.so bindings/python/src/longconn/lib/
 	$(PYTHON) -m pip install --quiet ./bindings/python
+
+# Fuzzing with cargo-afl (installed on first use): every target for
+# FUZZ_SECONDS each; fails on any crash or hang. `make test` runs 15 s each.
+FUZZ_SECONDS ?= 300
+fuzz:
+	fuzz/run.sh $(FUZZ_SECONDS)
+
+fuzz-short:
+	fuzz/run.sh 15
+
+# The RustSec audit, offline, against the advisory database snapshot:
+# fails on any vulnerability, and on unmaintained or yanked crates too.
+ADVISORY_DB ?= $(abspath ../shared/advisory-db)
+audit:
+	command -v cargo-audit >/dev/null 2>&1 || $(CARGO) install --locked cargo-audit
+	$(CARGO) audit --db $(ADVISORY_DB) --no-fetch --stale --deny warnings
+	cd fuzz && $(CARGO) audit --db $(ADVISORY_DB) --no-fetch --stale --deny warnings
+
+audit-if-available:
+	@if [ -d "$(ADVISORY_DB)" ]; then $(MAKE) --no-print-directory audit; \
+	else echo "SKIP audit: no advisory database at $(ADVISORY_DB) (set ADVISORY_DB)"; fi
 
 bench:
 	$(CARGO) build --release -p longconn-server

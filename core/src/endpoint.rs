@@ -91,6 +91,10 @@ impl Endpoint {
         if host.is_empty() {
             return Err(bad(url, "empty host"));
         }
+        let bracketed = authority.starts_with('[');
+        if !valid_host(host, bracketed) {
+            return Err(bad(url, "invalid host (a name, an IPv4 address, or an IPv6 address in brackets)"));
+        }
         let port: u16 = match port {
             Some(p) => {
                 p.parse().ok().filter(|p| *p != 0).ok_or_else(|| bad(url, "port must be a number from 1 to 65535"))?
@@ -154,6 +158,21 @@ impl fmt::Display for Endpoint {
     }
 }
 
+/// A host name, an IPv4 address, or (in brackets) an IPv6 address with an
+/// optional zone: letters, digits and `-._` outside brackets; hex digits,
+/// `:` and `.` inside them (and `%` with a zone name).
+fn valid_host(host: &str, bracketed: bool) -> bool {
+    if bracketed {
+        let (address, zone) = host.split_once('%').unwrap_or((host, ""));
+        address.contains(':')
+            && address.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+            && zone.chars().all(|c| c.is_alphanumeric() || "-._".contains(c))
+            && (zone.is_empty() == !host.contains('%'))
+    } else {
+        host.chars().all(|c| c.is_alphanumeric() || "-._".contains(c))
+    }
+}
+
 fn split_host_port(authority: &str) -> Option<(&str, &str)> {
     if let Some(rest) = authority.strip_prefix('[') {
         let (host, after) = rest.split_once(']')?;
@@ -180,6 +199,9 @@ mod tests {
         let e = Endpoint::parse("TCP://localhost:9/?framing=length").unwrap();
         assert_eq!((e.host.as_str(), e.framing), ("localhost", Some(Framing::Length)));
         assert_eq!(e.to_string(), "tcp://localhost:9?framing=length");
+        let e = Endpoint::parse("ws://[fe80::1%eth0]/chat").unwrap();
+        assert_eq!((e.host.as_str(), e.port, e.resource.as_str()), ("fe80::1%eth0", 80, "/chat"));
+        assert_eq!(Endpoint::parse(&e.to_string()).unwrap(), e, "prints as it parses");
     }
 
     #[test]
@@ -198,6 +220,12 @@ mod tests {
             "tcp://a:1/path",
             "tcp://a:1?framing=xml",
             "tcp://a:1?color=red",
+            "wss://[]?]]]:1]",
+            "wss://[[^w[[[170]:72?x",
+            "tcp://[example]:80",
+            "tcp://a b:80",
+            "ws://user@host:80/",
+            "tcp://[::1%]:80",
         ] {
             let err = Endpoint::parse(url).unwrap_err();
             assert!(err.0.starts_with("invalid URL"), "{url}: {err}");

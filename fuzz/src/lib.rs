@@ -1,0 +1,47 @@
+//! What the fuzz targets share: running the read path over arbitrary bytes
+//! cut into arbitrary reads.
+
+use longconn_core::protocol::{FrameBatch, Framing, ReadBuffer};
+
+/// Feeds `data` to a [`ReadBuffer`] of `framing` in reads whose sizes come
+/// from `sizes` (cycled), taking frames after each read and once the stream
+/// ends, and checks what the read path promises: every frame lies inside its
+/// read's buffer and within the maximum size, and after an error no more
+/// frames are asked for.
+pub fn read_frames(framing: Framing, max_frame_size: usize, sizes: &[u8], data: &[u8]) {
+    let mut reader = ReadBuffer::new(framing, max_frame_size);
+    let mut batch = FrameBatch::default();
+    let mut rest = data;
+    let mut turn = 0;
+    while !rest.is_empty() {
+        let size = (sizes.get(turn % sizes.len().max(1)).copied().unwrap_or(64) as usize).max(1);
+        turn += 1;
+        let (piece, after) = rest.split_at(size.min(rest.len()));
+        rest = after;
+        let (buf, room) = reader.read_space();
+        buf.extend_from_slice(piece);
+        reader.record_read(piece.len(), room);
+        if !take_all(&mut reader, &mut batch, max_frame_size) {
+            return;
+        }
+    }
+    if take_all(&mut reader, &mut batch, max_frame_size) {
+        let _ = reader.end_of_stream();
+    }
+}
+
+/// Takes frames until none is complete; false after an error.
+fn take_all(reader: &mut ReadBuffer, batch: &mut FrameBatch, max_frame_size: usize) -> bool {
+    loop {
+        match reader.take_frames(batch) {
+            Ok(true) => {
+                for (_, range) in &batch.frames {
+                    assert!(range.end <= batch.chunk.len(), "a frame outside its read");
+                    assert!(range.len() <= max_frame_size, "a frame above the maximum");
+                }
+            }
+            Ok(false) => return true,
+            Err(_) => return false,
+        }
+    }
+}

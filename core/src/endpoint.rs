@@ -167,7 +167,7 @@ fn valid_host(host: &str, bracketed: bool) -> bool {
         address.contains(':')
             && address.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
             && zone.chars().all(|c| c.is_alphanumeric() || "-._".contains(c))
-            && (zone.is_empty() == !host.contains('%'))
+            && (zone.is_empty() != host.contains('%'))
     } else {
         host.chars().all(|c| c.is_alphanumeric() || "-._".contains(c))
     }

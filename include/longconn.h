@@ -514,7 +514,7 @@ lc_status lc_client_event_fd(const lc_client *client, int *out_fd);
 // `out_config`: not NULL; on success receives a new config that the caller
 // owns and must free with lc_config_free(). Untouched on failure.
 //
-// Defaults: heartbeat ping after 5000 ms of silence, peer dead after
+// Defaults: heartbeat ping after 5000 ms idle, link dead after
 // 15000 ms (plain framings: heartbeats off until lc_config_set_plain_heartbeat);
 // reconnect 1000 ms doubling to 30000 ms, jitter 0.2, unlimited attempts;
 // outbox 100000 messages / 16 MiB; inbox 65536 messages / 8 MiB; maximum
@@ -532,8 +532,10 @@ lc_status lc_config_new(const char *url, lc_config **out_config);
 // config; also from a callback.
 void lc_config_free(lc_config *config);
 
-// Sets heartbeat timing: ping after `interval_ms` of silence, declare the
-// peer dead after `timeout_ms` without any inbound data. `interval_ms` 0
+// Sets heartbeat timing: ping once either direction has been idle for
+// `interval_ms` (nothing received, or nothing written), declare the link
+// dead after `timeout_ms` without any inbound data, or when a write has made
+// no progress for `timeout_ms`. `interval_ms` 0
 // turns heartbeats off; otherwise `timeout_ms` must exceed `interval_ms`,
 // else LC_STATUS_INVALID_ARGUMENT.
 lc_status lc_config_set_heartbeat(lc_config *config, uint32_t interval_ms, uint32_t timeout_ms);

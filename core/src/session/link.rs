@@ -22,13 +22,15 @@ use crate::event::{DisconnectReason, ErrorKind, Event, MessageBatch};
 use crate::lock::lock;
 use crate::log::{log_at, Level};
 use crate::outbox::Batch;
-use crate::policy::heartbeat::HeartbeatAction;
+use crate::policy::heartbeat::{Activity, HeartbeatAction};
 use crate::protocol::hello::{close_payload, parse_close_payload};
 use crate::protocol::{Frame, FrameBatch, FrameError, FrameType};
 use crate::transport::{Connection, Reader, Writer};
 
 /// Close code sent when the application closes the client.
 const CLOSE_NORMAL: u16 = 1000;
+/// `writing_since_us` when no write is in progress.
+const NOT_WRITING: u64 = u64::MAX;
 
 /// What a data message in a plain framing turned out to be.
 enum PlainControl {
@@ -55,6 +57,10 @@ struct Link<'a> {
     /// When the connection started; times below are microseconds since then.
     started: Instant,
     last_inbound_us: AtomicU64,
+    /// The last write that completed.
+    last_outbound_us: AtomicU64,
+    /// When the write in progress began; [`NOT_WRITING`] between writes.
+    writing_since_us: AtomicU64,
     /// Control frames waiting for the writer: at most one ping and one pong.
     control: Mutex<Control>,
     /// Reading is paused because the application has not taken its messages.
@@ -68,6 +74,8 @@ impl<'a> Link<'a> {
         Link {
             started: Instant::now(),
             last_inbound_us: AtomicU64::new(0),
+            last_outbound_us: AtomicU64::new(0),
+            writing_since_us: AtomicU64::new(NOT_WRITING),
             control: Mutex::new(Control::default()),
             reader_paused: AtomicBool::new(false),
             sending,
@@ -83,7 +91,40 @@ impl<'a> Link<'a> {
     }
 
     fn last_inbound(&self) -> Instant {
-        self.started + Duration::from_micros(self.last_inbound_us.load(Ordering::Relaxed))
+        self.at(self.last_inbound_us.load(Ordering::Relaxed))
+    }
+
+    fn at(&self, micros: u64) -> Instant {
+        self.started + Duration::from_micros(micros)
+    }
+
+    /// A write is about to be handed to the transport.
+    fn write_starting(&self) {
+        self.writing_since_us.store(self.micros(Instant::now()), Ordering::Relaxed);
+    }
+
+    /// Counts a write in progress as starting now (its wait was excused).
+    fn write_starting_again(&self) {
+        if self.writing_since_us.load(Ordering::Relaxed) != NOT_WRITING {
+            self.write_starting();
+        }
+    }
+
+    /// The write handed to the transport completed.
+    fn write_done(&self) {
+        self.last_outbound_us.store(self.micros(Instant::now()), Ordering::Relaxed);
+        self.writing_since_us.store(NOT_WRITING, Ordering::Relaxed);
+    }
+
+    /// The traffic the heartbeat policy decides on, none of it older than `since`.
+    fn activity(&self, last_ping: Option<Instant>, since: Instant) -> Activity {
+        let writing = self.writing_since_us.load(Ordering::Relaxed);
+        Activity {
+            last_inbound: self.last_inbound().max(since),
+            last_outbound: self.at(self.last_outbound_us.load(Ordering::Relaxed)).max(since),
+            last_ping,
+            writing_since: (writing != NOT_WRITING).then(|| self.at(writing).max(since)),
+        }
     }
 
     /// Queues our ping, replacing one the writer has not sent yet.
@@ -277,7 +318,11 @@ async fn write_loop(
             sending.writer_woken().await;
             continue;
         }
+        link.write_starting();
         let result = writer.write(&control, in_flight.as_mut()).await;
+        if result.is_ok() {
+            link.write_done();
+        }
         match in_flight.take() {
             Some(batch) if result.is_ok() && batch.is_done() => sending.batch_written(batch, counters),
             Some(mut batch) => {
@@ -308,8 +353,7 @@ async fn heartbeat_loop(
         let changed = settings.changed();
         let policy = config.effective_heartbeat(settings.get().heartbeat);
         let now = Instant::now();
-        let heard = link.last_inbound().max(settings_since);
-        let action = policy.next_action(now, heard, last_ping);
+        let action = policy.next_action(now, link.activity(last_ping, settings_since));
         let mut settings_changed = false;
         match action {
             HeartbeatAction::SendPing => {
@@ -320,12 +364,18 @@ async fn heartbeat_loop(
                 link.push_ping(ping);
                 last_ping = Some(now);
             }
-            HeartbeatAction::PeerDead if link.reader_paused.load(Ordering::Relaxed) => {
-                // Silence is ours, not the peer's: we stopped reading.
+            HeartbeatAction::PeerDead | HeartbeatAction::WriteStalled if link.reader_paused.load(Ordering::Relaxed) => {
+                // Ours, not the peer's: we stopped reading (and a peer that
+                // waits for us to read may stop reading too).
                 link.heard_from_peer();
+                link.write_starting_again();
             }
-            HeartbeatAction::PeerDead => {
-                let detail = format!("no data from the peer for {} ms", policy.timeout.as_millis());
+            HeartbeatAction::PeerDead | HeartbeatAction::WriteStalled => {
+                let detail = if action == HeartbeatAction::PeerDead {
+                    format!("no data from the peer for {} ms", policy.timeout.as_millis())
+                } else {
+                    format!("a write made no progress for {} ms", policy.timeout.as_millis())
+                };
                 delivery.emit_one(Event::Error { kind: ErrorKind::HeartbeatTimeout, detail: detail.clone() });
                 return ended(DisconnectReason::HeartbeatTimeout, detail);
             }

@@ -9,8 +9,17 @@ ROOT    := $(abspath .)
 DEBUG   := $(ROOT)/target/debug
 RELEASE := $(ROOT)/target/release
 BUILD   := $(ROOT)/build
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+MAJOR   := $(word 1,$(subst ., ,$(VERSION)))
+MINOR   := $(word 2,$(subst ., ,$(VERSION)))
 
-.PHONY: all demo test test-rust test-c test-python check-header header lint bench bench-instructions check-modules fuzz fuzz-short audit audit-if-available python clean
+# Where `make install` puts the library, like any autotools or CMake project.
+PREFIX     ?= /usr/local
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+DESTDIR    ?=
+
+.PHONY: all demo test test-rust test-c test-python check-header header lint bench bench-instructions check-modules install uninstall test-install fuzz fuzz-short audit audit-if-available python clean
 
 all: $(BUILD)/chat
 
@@ -29,7 +38,7 @@ demo: $(BUILD)/chat
 # Every test: formatting, lints, Rust unit and integration tests, the header
 # check, the C tests under valgrind and the sanitizers, the Python binding's
 # tests, a short run of every fuzz target, and the dependency audit.
-test: lint test-rust check-header test-c test-python fuzz-short audit-if-available
+test: lint test-rust check-header test-c test-python test-install fuzz-short audit-if-available
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -63,6 +72,40 @@ test-python:
 	@# The browser test drives Debian's Chromium; playwright-core comes from npm in the test itself.
 	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium)
 	PYTHONPATH=$(ROOT)/bindings/python/src LONGCONN_TARGET_DIR=$(DEBUG) $(PYTHON) -m pytest -q bindings/python/tests
+
+# Installs the C library: liblongconn.so.$(VERSION) with its SONAME link
+# liblongconn.so.$(MAJOR) and the link-time liblongconn.so, liblongconn.a,
+# the header, a pkg-config file and a CMake package (longconn::longconn).
+install: $(RELEASE)/liblongconn.so
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(LIBDIR)/cmake/longconn $(DESTDIR)$(INCLUDEDIR)
+	install -m 755 $(RELEASE)/liblongconn.so $(DESTDIR)$(LIBDIR)/liblongconn.so.$(VERSION)
+	ln -sf liblongconn.so.$(VERSION) $(DESTDIR)$(LIBDIR)/liblongconn.so.$(MAJOR)
+	ln -sf liblongconn.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/liblongconn.so
+	install -m 644 $(RELEASE)/liblongconn.a $(DESTDIR)$(LIBDIR)/liblongconn.a
+	install -m 644 include/longconn.h $(DESTDIR)$(INCLUDEDIR)/longconn.h
+	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|; s|@VERSION@|$(VERSION)|' \
+	    packaging/longconn.pc.in >$(DESTDIR)$(LIBDIR)/pkgconfig/longconn.pc
+	libdir_rel=$$(realpath -m --relative-to=$(PREFIX) $(LIBDIR)); \
+	include_rel=$$(realpath -m --relative-to=$(PREFIX) $(INCLUDEDIR)); \
+	to_prefix=$$(realpath -m --relative-to=$(LIBDIR)/cmake/longconn $(PREFIX)); \
+	for f in longconn-config longconn-config-version; do \
+	    sed -e "s|@CMAKE_TO_PREFIX@|$$to_prefix|; s|@LIBDIR_REL@|$$libdir_rel|; s|@INCLUDEDIR_REL@|$$include_rel|" \
+	        -e 's|@VERSION@|$(VERSION)|; s|@MAJOR@|$(MAJOR)|g; s|@MINOR@|$(MINOR)|g' \
+	        packaging/$$f.cmake.in >$(DESTDIR)$(LIBDIR)/cmake/longconn/$$f.cmake; \
+	done
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/liblongconn.so.$(VERSION) $(DESTDIR)$(LIBDIR)/liblongconn.so.$(MAJOR) \
+	    $(DESTDIR)$(LIBDIR)/liblongconn.so $(DESTDIR)$(LIBDIR)/liblongconn.a $(DESTDIR)$(INCLUDEDIR)/longconn.h \
+	    $(DESTDIR)$(LIBDIR)/pkgconfig/longconn.pc
+	rm -rf $(DESTDIR)$(LIBDIR)/cmake/longconn
+
+# A staged install (DESTDIR), and programs built against it with pkg-config
+# and with CMake, run.
+test-install:
+	command -v cmake >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq cmake)
+	command -v pkg-config >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq pkg-config)
+	tests/install/run.sh
 
 # Installs the Python package with a copy of the release library inside it.
 python: $(RELEASE)/liblongconn.so

@@ -44,6 +44,11 @@
 #include <stdint.h>
 
 #define LONGCONN_VERSION "0.1.0"
+#define LONGCONN_VERSION_MAJOR 0
+#define LONGCONN_VERSION_MINOR 1
+#define LONGCONN_VERSION_PATCH 0
+/* (major << 16) | (minor << 8) | patch, to compare with lc_version_number(). */
+#define LONGCONN_VERSION_NUM ((LONGCONN_VERSION_MAJOR << 16) | (LONGCONN_VERSION_MINOR << 8) | LONGCONN_VERSION_PATCH)
 
 // Result of a longconn call. Numbers are stable and grouped: 0-99 success
 // or partial success, 100-199 bad arguments, 200-299 client state,
@@ -684,6 +689,12 @@ const char *lc_status_name(uint32_t status);
 // The library version, for example "0.1.0". Static (never free it); never
 // NULL. Any thread; callbacks too.
 const char *lc_version(void);
+
+// The library's version as a number, (major << 16) | (minor << 8) | patch:
+// the LONGCONN_VERSION_NUM of the header it was built with, so a program
+// can check at run time that the library it loaded is the one it was
+// compiled against (or newer). Any thread; callbacks too.
+uint32_t lc_version_number(void);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -129,6 +129,28 @@ pub extern "C" fn lc_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
 }
 
+/// The library's version as a number, (major << 16) | (minor << 8) | patch:
+/// the LONGCONN_VERSION_NUM of the header it was built with, so a program
+/// can check at run time that the library it loaded is the one it was
+/// compiled against (or newer). Any thread; callbacks too.
+#[no_mangle]
+pub extern "C" fn lc_version_number() -> u32 {
+    const fn number(text: &str) -> u32 {
+        let bytes = text.as_bytes();
+        let mut value = 0;
+        let mut i = 0;
+        while i < bytes.len() {
+            value = value * 10 + (bytes[i] - b'0') as u32;
+            i += 1;
+        }
+        value
+    }
+    const NUMBER: u32 = (number(env!("CARGO_PKG_VERSION_MAJOR")) << 16)
+        | (number(env!("CARGO_PKG_VERSION_MINOR")) << 8)
+        | number(env!("CARGO_PKG_VERSION_PATCH"));
+    NUMBER
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +178,14 @@ mod tests {
             let name = unsafe { CStr::from_ptr(lc_status_name(s as u32)) }.to_str().unwrap();
             assert_eq!(name, format!("{s:?}"));
         }
+    }
+
+    #[test]
+    fn the_version_number_matches_the_version_text() {
+        // SAFETY: lc_version returns a static NUL-terminated string.
+        let text = unsafe { CStr::from_ptr(lc_version()) }.to_str().unwrap();
+        let parts: Vec<u32> = text.split('.').map(|p| p.parse().unwrap()).collect();
+        assert_eq!(lc_version_number(), (parts[0] << 16) | (parts[1] << 8) | parts[2]);
     }
 
     #[test]

@@ -13,10 +13,31 @@ pub const USAGE: &str = "usage: longconn-server [--mode chat|echo|sink] [--host 
        [--client-ca FILE]                           (TLS: require client certificates from this CA)
                                                     (0: any free port, off: disabled)
        [--idle-timeout SECONDS] [--max-frame BYTES] [--plain-ping TEXT] [--plain-pong TEXT]
-       [--threads N] [--quiet]
+       [--threads N] [--quiet] [--help] [--version]
 defaults: --mode chat --host 127.0.0.1 --longconn-port 7070 --length-port 7071 --line-port 7072 --ws-port 7080
           --tls-framing longconn --idle-timeout 60 --max-frame 1048576 --plain-ping ping --plain-pong pong
           --threads 2";
+
+/// Flags that take a value.
+const KNOWN_FLAGS: [&str; 17] = [
+    "--mode",
+    "--host",
+    "--longconn-port",
+    "--length-port",
+    "--line-port",
+    "--ws-port",
+    "--tls-port",
+    "--tls-framing",
+    "--wss-port",
+    "--cert",
+    "--key",
+    "--client-ca",
+    "--idle-timeout",
+    "--max-frame",
+    "--plain-ping",
+    "--plain-pong",
+    "--threads",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -64,8 +85,19 @@ pub struct Args {
     pub quiet: bool,
 }
 
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Command {
+    Serve(Box<Args>),
+    /// `--help` / `-h`: print the usage and exit 0.
+    Help,
+    /// `--version` / `-V`: print the version and exit 0.
+    Version,
+}
+
 impl Args {
-    pub fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
+    /// Parses the flags after the program name.
+    pub fn parse(mut argv: impl Iterator<Item = String>) -> Result<Command, String> {
         let mut args = Args {
             mode: Mode::Chat,
             host: "127.0.0.1".into(),
@@ -91,8 +123,11 @@ impl Args {
                 args.quiet = true;
                 continue;
             }
-            if flag == "--help" || flag == "-h" {
-                return Err("help requested".into());
+            match flag.as_str() {
+                "--help" | "-h" => return Ok(Command::Help),
+                "--version" | "-V" => return Ok(Command::Version),
+                _ if !KNOWN_FLAGS.contains(&flag.as_str()) => return Err(format!("unknown flag {flag:?}")),
+                _ => {}
             }
             let value = argv.next().ok_or_else(|| format!("{flag} needs a value"))?;
             let number = |v: &str| v.parse::<u64>().map_err(|_| format!("{flag}: {v:?} is not a number"));
@@ -126,7 +161,7 @@ impl Args {
                 other => return Err(format!("unknown flag {other:?}")),
             }
         }
-        Ok(args)
+        Ok(Command::Serve(Box::new(args)))
     }
 
     /// The enabled listeners.
@@ -186,4 +221,29 @@ fn port(value: &str) -> Result<Option<u16>, String> {
         return Ok(None);
     }
     value.parse().map(Some).map_err(|_| format!("bad port {value:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(words: &[&str]) -> Result<Command, String> {
+        Args::parse(words.iter().map(|w| w.to_string()))
+    }
+
+    #[test]
+    fn help_and_version_are_commands_and_bad_flags_are_named() {
+        assert!(matches!(parse(&["--help"]), Ok(Command::Help)));
+        assert!(matches!(parse(&["-V"]), Ok(Command::Version)));
+        assert!(matches!(parse(&["--mode", "echo", "--version"]), Ok(Command::Version)));
+        assert_eq!(parse(&["--colour", "red"]).unwrap_err(), "unknown flag \"--colour\"");
+        assert_eq!(parse(&["--mode"]).unwrap_err(), "--mode needs a value");
+        assert_eq!(parse(&["--tls-framing", "xml"]).unwrap_err(), "unknown framing \"xml\"");
+        match parse(&["--mode", "sink", "--quiet", "--tls-framing", "line"]) {
+            Ok(Command::Serve(args)) => {
+                assert_eq!((args.mode, args.quiet, args.tls_framing), (Mode::Sink, true, Framing::Line))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

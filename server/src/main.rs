@@ -19,12 +19,20 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use args::Args;
+use args::{Args, Command};
 use room::Room;
 
 fn main() {
     let args = match Args::parse(std::env::args().skip(1)) {
-        Ok(args) => args,
+        Ok(Command::Serve(args)) => *args,
+        Ok(Command::Help) => {
+            println!("longconn-server: the bundled longconn test server\n\n{}", args::USAGE);
+            return;
+        }
+        Ok(Command::Version) => {
+            println!("longconn-server {}", env!("CARGO_PKG_VERSION"));
+            return;
+        }
         Err(message) => {
             eprintln!("longconn-server: {message}\n\n{}", args::USAGE);
             std::process::exit(2);

@@ -114,6 +114,7 @@ SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "lc_last_error_message": (ctypes.c_char_p, []),
     "lc_status_name": (ctypes.c_char_p, [ctypes.c_uint32]),
     "lc_version": (ctypes.c_char_p, []),
+    "lc_version_number": (ctypes.c_uint32, []),
 }
 
 _LIBRARY_NAME = {"darwin": "liblongconn.dylib"}.get(sys.platform, "liblongconn.so")

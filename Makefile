@@ -149,7 +149,10 @@ FORCE:
 bench-instructions: $(RELEASE)/liblongconn.so
 	@mkdir -p $(BUILD)
 	$(CC) -std=c99 -O2 -Wall -Wextra -Werror -Iinclude benches/send_instructions.c -L$(RELEASE) -llongconn -Wl,-rpath,$(RELEASE) -o $(BUILD)/send_instructions
+	@echo "lc_client_send:"
 	valgrind --tool=callgrind --callgrind-out-file=$(BUILD)/send_instructions.callgrind $(BUILD)/send_instructions 2>&1 | grep 'refs'
+	@echo "lc_client_send_wait, with room:"
+	valgrind --tool=callgrind --callgrind-out-file=$(BUILD)/send_wait_instructions.callgrind $(BUILD)/send_instructions wait 2>&1 | grep 'refs'
 
 # Import cycles between modules (docs/ARCHITECTURE.md), with cargo-modules.
 check-modules:

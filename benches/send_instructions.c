@@ -4,7 +4,8 @@
  * test). Instruction counts repeat exactly for the same binary and input,
  * so two builds compare to the instruction.
  *
- *   make bench-instructions
+ *   make bench-instructions          (also runs `send_instructions wait`: the
+ *                                     same with lc_client_send_wait, room available)
  */
 #include <stdio.h>
 #include <string.h>
@@ -13,7 +14,8 @@
 
 #define SENDS 200000
 
-int main(void) {
+int main(int argc, char **argv) {
+    int use_wait = argc > 1 && strcmp(argv[1], "wait") == 0;
     lc_config *config;
     lc_client *client;
     uint8_t message[64];
@@ -23,7 +25,9 @@ int main(void) {
     if (lc_client_new(config, &client) != LC_STATUS_OK) return 1;
     lc_config_free(config);
     for (int i = 0; i < SENDS; i++) {
-        if (lc_client_send(client, message, sizeof message) != LC_STATUS_OK) {
+        lc_status status = use_wait ? lc_client_send_wait(client, message, sizeof message, false, 1000)
+                                    : lc_client_send(client, message, sizeof message);
+        if (status != LC_STATUS_OK) {
             fprintf(stderr, "send %d failed: %s\n", i, lc_last_error_message());
             return 1;
         }

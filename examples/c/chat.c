@@ -5,14 +5,25 @@
  *                                chat 'tcp://127.0.0.1:7072?framing=line'
  *
  * Lines typed on stdin are sent; messages received are printed; connection
- * changes are shown in brackets. Ctrl-D or /quit closes cleanly, flushing
- * what is still queued. Start `longconn-server --mode chat` and two of these
+ * changes are shown in brackets. Ctrl-D, Ctrl-C or /quit closes cleanly,
+ * flushing what is still queued. Start `longconn-server --mode chat` and two of these
  * in two terminals; kill and restart the server and they carry on.
  */
+#define _POSIX_C_SOURCE 200809L /* sigaction */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "longconn.h"
+
+static volatile sig_atomic_t interrupted = 0;
+
+/* Ctrl-C ends the input loop (fgets returns with EINTR): main() then closes
+ * the client, flushing what is queued, instead of dying with it unsent. */
+static void on_interrupt(int signal_number) {
+    (void)signal_number;
+    interrupted = 1;
+}
 
 static void on_event(void *user_data, const lc_event *event) {
     (void)user_data;
@@ -70,8 +81,15 @@ int main(int argc, char **argv) {
         return fail("cannot connect", status);
     }
 
+    struct sigaction interrupt;
+    memset(&interrupt, 0, sizeof interrupt);
+    interrupt.sa_handler = on_interrupt; /* no SA_RESTART: the read is interrupted */
+    sigemptyset(&interrupt.sa_mask);
+    sigaction(SIGINT, &interrupt, NULL);
+    sigaction(SIGTERM, &interrupt, NULL);
+
     char line[4096];
-    while (fgets(line, sizeof line, stdin) != NULL) {
+    while (!interrupted && fgets(line, sizeof line, stdin) != NULL) {
         line[strcspn(line, "\r\n")] = '\0';
         if (strcmp(line, "/quit") == 0) break;
         if (line[0] == '\0') continue;
@@ -79,6 +97,7 @@ int main(int argc, char **argv) {
         if (status != LC_STATUS_OK) fail("message not sent", status);
     }
 
+    if (interrupted) printf("[interrupted]\n");
     uint64_t unsent = 0;
     if (lc_client_close(client, 3000, &unsent) == LC_STATUS_TIMEOUT) {
         fprintf(stderr, "chat: %llu messages could not be delivered\n", (unsigned long long)unsent);

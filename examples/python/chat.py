@@ -4,8 +4,8 @@
     python3 examples/python/chat.py URL        for example tcp://127.0.0.1:7070
 
 Lines typed on stdin are sent; messages received are printed; connection
-changes are shown in brackets. Ctrl-D or /quit closes cleanly, flushing what
-is still queued. It shares a room of `longconn-server --mode chat` with the
+changes are shown in brackets. Ctrl-D, Ctrl-C or /quit closes cleanly,
+flushing what is still queued. It shares a room of `longconn-server --mode chat` with the
 C example (examples/c/chat.c), over any framing.
 """
 
@@ -50,16 +50,20 @@ def main() -> int:
     with client:
         client.on_event(show)
         client.connect()
-        for line in sys.stdin:
-            line = line.rstrip("\r\n")
-            if line == "/quit":
-                break
-            if not line:
-                continue
-            try:
-                client.send(line)
-            except longconn.LongconnError as error:
-                print(f"chat: message not sent: {error}", file=sys.stderr)
+        try:
+            for line in sys.stdin:
+                line = line.rstrip("\r\n")
+                if line == "/quit":
+                    break
+                if not line:
+                    continue
+                try:
+                    client.send(line)
+                except longconn.LongconnError as error:
+                    print(f"chat: message not sent: {error}", file=sys.stderr)
+        except KeyboardInterrupt:
+            # Ctrl-C: close as /quit does, flushing what is queued, without a traceback.
+            print("[interrupted]", flush=True)
         unsent = client.close(timeout=3.0)
         if unsent:
             print(f"chat: {unsent} messages could not be delivered", file=sys.stderr)

@@ -87,6 +87,24 @@ if $CC "${cflags[@]}" "$root/examples/c/chat.c" -o "$out/chat" "${ldflags[@]}"; 
         cat "$out/chat.log"
         fail "chat_example"
     fi
+    # Ctrl-C closes as /quit does: exit 0, after flushing, with no crash.
+    mkfifo "$out/chat_int.in"
+    timeout 60 "${valgrind[@]}" "$out/chat" "tcp://127.0.0.1:$line_port?framing=line" <"$out/chat_int.in" >"$out/chat_int.log" 2>&1 &
+    chat_pid=$!
+    exec 6>"$out/chat_int.in"
+    echo 'before ctrl-c' >&6
+    for _ in $(seq 1 400); do grep -q '^before ctrl-c$' "$out/chat_int.log" && break; sleep 0.05; done
+    kill -INT "$chat_pid"
+    wait "$chat_pid"
+    chat_status=$?
+    exec 6>&-
+    if [ $chat_status -eq 0 ] && grep -q '^\[interrupted\]$' "$out/chat_int.log" && grep -q '^\[closed\]$' "$out/chat_int.log"; then
+        pass "chat_example_ctrl_c"
+    else
+        echo "exit status $chat_status"
+        cat "$out/chat_int.log"
+        fail "chat_example_ctrl_c"
+    fi
 else
     fail "chat_example (build)"
 fi

@@ -145,6 +145,20 @@ def test_a_full_queue_raises_queue_full_and_keeps_what_it_had():
         assert client.close(timeout=0.01) == 3, "never connected: all three unsent"
 
 
+def test_library_log_lines_reach_the_longconn_logger(caplog):
+    caplog.set_level(logging.INFO, logger="longconn")
+    client = longconn.Client("tcp://127.0.0.1:1", reconnect=FAST)  # nothing listens on port 1
+    try:
+        client.connect()
+        deadline = time.monotonic() + WITHIN
+        while time.monotonic() < deadline and not any("cannot connect" in r.getMessage() for r in caplog.records):
+            time.sleep(0.01)
+    finally:
+        client.close(timeout=0.1)
+    warnings = [r for r in caplog.records if r.name == "longconn" and "cannot connect" in r.getMessage()]
+    assert warnings and warnings[0].levelno == logging.WARNING, caplog.records
+
+
 def test_a_small_inbox_pauses_reading_and_loses_nothing(echo_server):
     with pytest.raises(longconn.InvalidArgumentError):
         longconn.Client(echo_server.url(), inbox=(0, 4096))

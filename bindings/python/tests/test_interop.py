@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import queue
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -111,6 +112,18 @@ def test_the_python_chat_example_talks_to_the_c_one(server_factory, c_chat):
     assert py_chat.finish() == 0
     c_client.type("/quit")
     assert c_client.finish() == 0
+
+
+def test_ctrl_c_closes_the_python_chat_cleanly(echo_server):
+    env = dict(os.environ, PYTHONPATH=str(REPO / "bindings/python/src"))
+    py_chat = Program([sys.executable, str(REPO / "examples/python/chat.py"), echo_server.url()], env=env)
+    py_chat.wait_for(lambda line: line.startswith("[connected"))
+    py_chat.type("before ctrl-c")
+    py_chat.wait_for(lambda line: line == "before ctrl-c")
+    py_chat.proc.send_signal(signal.SIGINT)
+    py_chat.wait_for(lambda line: line == "[closed]")
+    assert py_chat.finish() == 0
+    assert "[interrupted]" in py_chat.seen and not any("Traceback" in line for line in py_chat.seen), py_chat.seen
 
 
 def test_pip_install_works_and_says_where_it_looked(tmp_path):

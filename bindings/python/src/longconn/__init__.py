@@ -24,6 +24,10 @@ from ._errors import (
 )
 from ._events import DisconnectReason, ErrorKind, Event, EventKind, Message, State, Stats, TextMessage
 from ._ffi import lib as _lib
+from . import _log
+
+
+_log.install()
 
 
 def library_version() -> str:

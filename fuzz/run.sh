@@ -24,7 +24,7 @@ cargo afl build --release --quiet
 out="$here/../target/fuzz"
 mkdir -p "$out"
 # No core-dump handler or CPU governor to satisfy in containers and CI.
-export AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_UI=1 AFL_QUIET=1
+export AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_UI=1 AFL_QUIET=1 AFL_NO_AFFINITY=1
 found=0
 for target in "${targets[@]}"; do
     rm -rf "${out:?}/$target"

@@ -99,11 +99,12 @@ impl Client {
     /// failing at once. On a callback thread it does not wait (the thread
     /// runs other clients' callbacks too). [`Error::Closed`] if the client
     /// is closed, also while waiting.
+    #[inline]
     pub fn send_wait(&self, payload: &[u8], text: bool, timeout: Duration) -> Result<(), Error> {
         let engine = self.check_sendable()?;
         engine.config.check_payload(payload, text)?;
         let closed = || engine.close.requested();
-        match engine.sending.push_waiting(payload, text, timeout, !on_callback_thread(), closed) {
+        match engine.sending.push_waiting(payload, text, timeout, || !on_callback_thread(), closed) {
             Ok(()) => Ok(()),
             Err(NotQueued::Full(full)) => Err(queue_full(full)),
             Err(NotQueued::Closed) => Err(Error::Closed),

@@ -190,8 +190,9 @@ impl Outbox {
     }
 
     /// Like [`Outbox::push`], marking the message as text (for WebSocket;
-    /// the TCP framings send text and binary alike).
-    #[inline]
+    /// the TCP framings send text and binary alike). Always inlined: it is
+    /// most of every send.
+    #[inline(always)]
     pub fn push_kind(&mut self, payload: &[u8], text: bool) -> Result<(), OutboxFull> {
         let (messages, bytes) = self.queued();
         if !self.limits.admits(messages, bytes, payload.len()) {

@@ -54,7 +54,8 @@ impl Sending {
 
     /// Queues `payload` under the held lock, releases it, and wakes the
     /// writer if the outbox was empty. When full, hands the lock back.
-    #[inline]
+    /// Always inlined: out of line it costs `send` a quarter more instructions.
+    #[inline(always)]
     fn push_locked<'a>(
         &self,
         mut outbox: MutexGuard<'a, Outbox>,
@@ -73,27 +74,51 @@ impl Sending {
     }
 
     /// Like [`Sending::push`], but when the outbox is full waits up to
-    /// `timeout` for room, if `may_wait`. `closed` is checked before each
-    /// wait and after it. The clock is read only once the outbox is full.
+    /// `timeout` for room, if `may_wait()`. `closed` is checked before each
+    /// wait and after it. The clock is read, and `may_wait` asked, only once
+    /// the outbox is full: with room, this costs what `push` does.
+    #[inline]
     pub fn push_waiting(
         &self,
+        payload: &[u8],
+        text: bool,
+        timeout: Duration,
+        may_wait: impl Fn() -> bool,
+        closed: impl Fn() -> bool,
+    ) -> Result<(), NotQueued> {
+        let outbox = lock(&self.outbox);
+        match self.push_locked(outbox, payload, text) {
+            Ok(()) => Ok(()),
+            Err((outbox, full)) => self.wait_for_room(outbox, full, payload, text, timeout, may_wait(), closed),
+        }
+    }
+
+    /// The slow half of [`Sending::push_waiting`]: the outbox was full.
+    #[cold]
+    #[allow(clippy::too_many_arguments)]
+    fn wait_for_room(
+        &self,
+        mut outbox: MutexGuard<'_, Outbox>,
+        full: OutboxFull,
         payload: &[u8],
         text: bool,
         timeout: Duration,
         may_wait: bool,
         closed: impl Fn() -> bool,
     ) -> Result<(), NotQueued> {
-        let mut outbox = lock(&self.outbox);
-        let mut deadline = None;
+        let deadline = Instant::now().checked_add(timeout);
+        let mut full = Some(full);
         loop {
-            let full = match self.push_locked(outbox, payload, text) {
-                Ok(()) => return Ok(()),
-                Err((guard, full)) => {
-                    outbox = guard;
-                    full
-                }
+            let full = match full.take() {
+                Some(full) => full,
+                None => match self.push_locked(outbox, payload, text) {
+                    Ok(()) => return Ok(()),
+                    Err((guard, full)) => {
+                        outbox = guard;
+                        full
+                    }
+                },
             };
-            let deadline = *deadline.get_or_insert_with(|| Instant::now().checked_add(timeout));
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             if !may_wait || left == Some(Duration::ZERO) {
                 return Err(NotQueued::Full(full));

@@ -72,6 +72,9 @@ test-python:
 	@# The browser test drives Debian's Chromium; playwright-core comes from npm in the test itself.
 	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium)
 	PYTHONPATH=$(ROOT)/bindings/python/src LONGCONN_TARGET_DIR=$(DEBUG) $(PYTHON) -m pytest -q bindings/python/tests
+	$(PYTHON) -m mypy --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet mypy
+	cd bindings/python && $(PYTHON) -m mypy --strict src/longconn
+	MYPYPATH=$(ROOT)/bindings/python/src $(PYTHON) -m mypy --strict examples/python/chat.py
 
 # Installs the C library: liblongconn.so.$(VERSION) with its SONAME link
 # liblongconn.so.$(MAJOR) and the link-time liblongconn.so, liblongconn.a,

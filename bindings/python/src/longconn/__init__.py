@@ -32,7 +32,8 @@ _log.install()
 
 def library_version() -> str:
     """The version of the loaded C library."""
-    return _lib.lc_version().decode()
+    version: bytes = _lib.lc_version()
+    return version.decode()
 
 
 __version__ = "0.1.0"

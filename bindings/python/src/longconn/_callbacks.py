@@ -77,7 +77,6 @@ def _lookup(user_data: Optional[int]) -> Optional[Dispatcher]:
     return ref() if ref is not None else None
 
 
-@_ffi.EVENT_CB
 def _event_trampoline(user_data: Optional[int], c_event: "ctypes._Pointer[_ffi.lc_event]") -> None:
     dispatcher = _lookup(user_data)
     if dispatcher is None:
@@ -93,7 +92,6 @@ def _event_trampoline(user_data: Optional[int], c_event: "ctypes._Pointer[_ffi.l
         dispatcher.call(dispatcher.on_event, event)
 
 
-@_ffi.MESSAGE_CB
 def _message_trampoline(
     user_data: Optional[int], data: "ctypes._Pointer[ctypes.c_uint8]", length: int, is_text: bool
 ) -> None:
@@ -103,5 +101,7 @@ def _message_trampoline(
         dispatcher.call(dispatcher.on_message, _events.message_from(data, length, is_text))
 
 
-EVENT_TRAMPOLINE = _event_trampoline
-MESSAGE_TRAMPOLINE = _message_trampoline
+#: The C function pointers the library gets; module globals, so they live as
+#: long as the library may call them.
+EVENT_TRAMPOLINE = _ffi.EVENT_CB(_event_trampoline)
+MESSAGE_TRAMPOLINE = _ffi.MESSAGE_CB(_message_trampoline)

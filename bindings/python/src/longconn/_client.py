@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 from . import _callbacks, _events, _ffi
-from ._errors import ClosedError, LongconnError, check, error_for
+from ._errors import ClosedError, LongconnError, QueueFullError, check, error_for
 
 lib = _ffi.lib
 
@@ -148,7 +148,9 @@ class Client:
         self._guard.handle = handle.value
         self._max_frame_size = int(max_frame_size)
         #: Reused buffers for receive_many: payloads and their lengths.
-        self._inbox: Optional[tuple[Any, Any]] = None
+        self._inbox: Optional[
+            tuple["ctypes.Array[ctypes.c_char]", "ctypes.Array[ctypes.c_size_t]", "ctypes.Array[ctypes.c_bool]"]
+        ] = None
         self._dispatcher = _callbacks.Dispatcher()
         self._key = _callbacks.register(self._dispatcher)
         self.url = url
@@ -188,11 +190,11 @@ class Client:
                 check(status)
             return None
         with self._lock:
-            handle = self._guard.handle
-            if handle is None:
+            current = self._guard.handle
+            if current is None:
                 return 0
             unsent = ctypes.c_uint64(0)
-            status = lib.lc_client_close(handle, _ms(timeout, "timeout"), ctypes.byref(unsent))
+            status = lib.lc_client_close(current, _ms(timeout, "timeout"), ctypes.byref(unsent))
             if status == _ffi.IN_PROGRESS:  # on a library callback thread after all
                 return None
             self._free_locked()
@@ -272,21 +274,21 @@ class Client:
         # (pointer, length) words, which is lc_buffer's layout.
         joined = b"".join(payloads)
         base = ctypes.cast(ctypes.c_char_p(joined), ctypes.c_void_p).value or 0
-        words = (ctypes.c_size_t * (2 * len(payloads)))()
         offset = 0
-        flat = []
+        flat: list[int] = []
         for payload in payloads:
             flat.append(base + offset)
             flat.append(len(payload))
             offset += len(payload)
-        words[:] = flat
+        words = (ctypes.c_size_t * (2 * len(payloads)))(*flat)
         buffers = ctypes.cast(words, ctypes.POINTER(_ffi.lc_buffer))
         queued = ctypes.c_size_t(0)
         with self._use() as handle:
             status = lib.lc_client_send_batch(handle, buffers, len(payloads), ctypes.byref(queued))
         if status != _ffi.OK:
             error = error_for(status)
-            error.queued = queued.value  # type: ignore[attr-defined]
+            if isinstance(error, QueueFullError):
+                error.queued = queued.value
             raise error
         return queued.value
 

@@ -29,6 +29,9 @@ class MessageTooLargeError(InvalidArgumentError):
 class QueueFullError(LongconnError):
     """The outbox is full; the message was not queued. Retry later."""
 
+    #: For ``send_many``: how many of the first messages were queued.
+    queued: int = 0
+
 
 class ClosedError(LongconnError):
     """The client has been closed."""

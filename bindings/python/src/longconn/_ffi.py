@@ -166,4 +166,5 @@ def last_error() -> str:
 
 
 def status_name(status: int) -> str:
-    return lib.lc_status_name(status).decode()
+    name: bytes = lib.lc_status_name(status)
+    return name.decode()

@@ -23,7 +23,6 @@ log = logging.getLogger("longconn")
 _LEVELS = {1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO, 4: logging.DEBUG}
 
 
-@_ffi.LOG_CB
 def _log_trampoline(user_data: Optional[int], level: int, message: Optional[bytes]) -> None:
     try:
         log.log(_LEVELS.get(level, logging.INFO), "%s", (message or b"").decode("utf-8", "replace"))
@@ -31,9 +30,14 @@ def _log_trampoline(user_data: Optional[int], level: int, message: Optional[byte
         pass
 
 
+#: The C function pointer the library gets; a module global, so it lives as
+#: long as the library may call it.
+_LOG_TRAMPOLINE = _ffi.LOG_CB(_log_trampoline)
+
+
 def install() -> None:
     """Routes the library's log lines to the ``longconn`` logger (done on import)."""
-    check(_ffi.lib.lc_set_log_callback(_log_trampoline, None, 4))
+    check(_ffi.lib.lc_set_log_callback(_LOG_TRAMPOLINE, None, 4))
 
 
 @atexit.register

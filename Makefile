@@ -129,7 +129,7 @@ fuzz-short:
 # fails on any vulnerability, and on unmaintained or yanked crates too.
 ADVISORY_DB ?= $(abspath ../shared/advisory-db)
 audit:
-	command -v cargo-audit >/dev/null 2>&1 || $(CARGO) install --locked cargo-audit
+	command -v cargo-audit >/dev/null 2>&1 || $(CARGO) install --locked cargo-audit --version 0.22.2
 	$(CARGO) audit --db $(ADVISORY_DB) --no-fetch --stale --deny warnings
 	cd fuzz && $(CARGO) audit --db $(ADVISORY_DB) --no-fetch --stale --deny warnings
 

@@ -15,7 +15,7 @@ if [ ${#targets[@]} -eq 0 ]; then
     for src in "$here"/src/bin/*.rs; do targets+=("$(basename "$src" .rs)"); done
 fi
 
-command -v cargo-afl >/dev/null 2>&1 || cargo install --locked cargo-afl
+command -v cargo-afl >/dev/null 2>&1 || cargo install --locked cargo-afl --version 0.18.2
 # AFL++ itself is built once per machine into cargo-afl's data directory.
 cargo afl config --build >/dev/null 2>&1 || true  # "already built" on later runs
 cd "$here"

@@ -99,7 +99,7 @@ impl Sending {
     fn wait_for_room(
         &self,
         mut outbox: MutexGuard<'_, Outbox>,
-        full: OutboxFull,
+        mut full: OutboxFull,
         payload: &[u8],
         text: bool,
         timeout: Duration,
@@ -107,18 +107,7 @@ impl Sending {
         closed: impl Fn() -> bool,
     ) -> Result<(), NotQueued> {
         let deadline = Instant::now().checked_add(timeout);
-        let mut full = Some(full);
         loop {
-            let full = match full.take() {
-                Some(full) => full,
-                None => match self.push_locked(outbox, payload, text) {
-                    Ok(()) => return Ok(()),
-                    Err((guard, full)) => {
-                        outbox = guard;
-                        full
-                    }
-                },
-            };
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             if !may_wait || left == Some(Duration::ZERO) {
                 return Err(NotQueued::Full(full));
@@ -131,6 +120,10 @@ impl Sending {
             self.room_waiters.fetch_sub(1, Ordering::Relaxed);
             if closed() {
                 return Err(NotQueued::Closed);
+            }
+            match self.push_locked(outbox, payload, text) {
+                Ok(()) => return Ok(()),
+                Err((guard, still_full)) => (outbox, full) = (guard, still_full),
             }
         }
     }

@@ -177,16 +177,6 @@ impl ReadBuffer {
             buffered => Err(FrameError::TruncatedFrame { buffered }),
         }
     }
-
-    /// Bytes buffered and not yet cut into frames.
-    pub fn buffered(&self) -> usize {
-        self.buf.len()
-    }
-
-    /// Bytes the buffer holds room for.
-    pub fn capacity(&self) -> usize {
-        self.buf.capacity()
-    }
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ pub enum ByteStream {
 }
 
 impl ByteStream {
-    /// The stream behind one kind of box, for transports that take any stream.
+    /// The stream as a trait object, for transports that take any stream (WebSocket).
     pub fn boxed(self) -> Box<dyn Stream> {
         match self {
             ByteStream::Tcp(stream) => Box::new(stream),

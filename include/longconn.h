@@ -125,7 +125,8 @@ enum lc_event_kind
   : uint32_t
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
-  // A connection is up (`text`: the peer address).
+  // A connection is up (`text`: the peer address; `acknowledged`,
+  // `resumed`, `recovered` and `epoch`: the delivery guarantee in force).
   LC_EVENT_CONNECTED = 1,
   // The connection dropped (`reason`, `text`: details).
   LC_EVENT_DISCONNECTED = 2,
@@ -135,8 +136,12 @@ enum lc_event_kind
   LC_EVENT_MESSAGE = 4,
   // Something failed (`error`, `text`); reconnection carries on unless `error` is LC_ERROR_GAVE_UP.
   LC_EVENT_ERROR = 5,
-  // The client stopped for good; `unsent` queued messages were discarded. The last event.
+  // The client stopped for good; `unsent` messages were discarded: queued,
+  // or written but not acknowledged under acknowledged delivery. The last event.
   LC_EVENT_CLOSED = 6,
+  // The server acknowledged every message up to number `seq` (acknowledged
+  // delivery only, and only after lc_config_set_acknowledgement_events()).
+  LC_EVENT_ACKNOWLEDGED = 7,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -233,6 +238,13 @@ typedef struct {
   uint64_t queued_bytes;
   // Round-trip time of the last answered ping in microseconds (0: none yet).
   uint64_t last_rtt_us;
+  // Every message up to this number (see lc_client_send_seq()) is done
+  // with: acknowledged by the server under acknowledged delivery, or
+  // handed to the socket under best effort.
+  uint64_t acked_number;
+  // Written messages still waiting for the server's acknowledgement
+  // (also counted in `queued_messages`).
+  uint64_t unacked_messages;
 } lc_stats;
 
 // One event. Fields that do not apply to `kind` are zero (`text`: "").
@@ -257,6 +269,24 @@ typedef struct {
   // For messages: true for a WebSocket text message (valid UTF-8), false
   // for binary (every message on the TCP transports).
   bool is_text;
+  // LC_EVENT_ACKNOWLEDGED: the highest message number acknowledged.
+  uint64_t seq;
+  // LC_EVENT_CONNECTED: true under acknowledged delivery (protocol
+  // version 2: nothing lost, nothing twice, across reconnects and server
+  // restarts); false for best effort (a version 1 server, the plain
+  // framings, WebSocket).
+  bool acknowledged;
+  // LC_EVENT_CONNECTED: the server found this client's session and both
+  // directions continue where they stopped.
+  bool resumed;
+  // LC_EVENT_CONNECTED: nothing the server sent is missing (first
+  // session, or everything missed is replayed). False under acknowledged
+  // delivery means messages from the server were lost (its history was
+  // wiped or exceeded): resynchronise by other means.
+  bool recovered;
+  // LC_EVENT_CONNECTED: the epoch of the server's room history (0: none);
+  // it changes whenever that history was lost.
+  uint64_t epoch;
 } lc_event;
 
 // Receives every event (messages too, unless a message callback is set).
@@ -322,6 +352,18 @@ lc_status lc_client_connect(const lc_client *client);
 // LC_STATUS_CLOSED after lc_client_close(), LC_STATUS_NULL_ARGUMENT,
 // LC_STATUS_FORKED, LC_STATUS_PANIC.
 lc_status lc_client_send(const lc_client *client, const uint8_t *data, size_t len);
+
+// Like lc_client_send(), also giving the message's number: messages are
+// numbered from 1 in the client's life, in the order they were queued.
+// LC_EVENT_ACKNOWLEDGED events and lc_stats.acked_number speak of these
+// numbers, so the application can tell when the server has this message.
+//
+// `out_seq`: not NULL; receives the number on success only. Threads and
+// the other statuses as lc_client_send().
+lc_status lc_client_send_seq(const lc_client *client,
+                             const uint8_t *data,
+                             size_t len,
+                             uint64_t *out_seq);
 
 // Queues a copy of `len` bytes at `text` as a WebSocket text message; on the
 // TCP transports it is the same as lc_client_send().
@@ -647,6 +689,21 @@ lc_status lc_config_set_tls_dangerous_skip_verification(lc_config *config, bool 
 // only). `name`: NUL-terminated UTF-8, not NULL, at most 255 bytes, copied.
 // Also returns LC_STATUS_INVALID_UTF8 and LC_STATUS_INVALID_ARGUMENT (too long).
 lc_status lc_config_set_client_name(lc_config *config, const char *name);
+
+// Chooses the highest protocol version offered in the hello (longconn
+// protocol over `tcp://` and `tls://`): 2, the default, for acknowledged
+// delivery and resume (exactly once across reconnects, when the server
+// speaks it; a version 1 server is still served best effort), or 1 for
+// best effort only. Returns LC_STATUS_INVALID_ARGUMENT for another value,
+// LC_STATUS_NULL_ARGUMENT, LC_STATUS_PANIC.
+lc_status lc_config_set_protocol_version(lc_config *config, uint32_t version);
+
+// Turns LC_EVENT_ACKNOWLEDGED events on or off (off by default). When on,
+// each acknowledgement from the server that moves lc_stats.acked_number
+// is also queued as an event (they arrive every few milliseconds while
+// messages flow; lc_client_poll_messages() stops at them like at any other
+// event). Fails only with LC_STATUS_NULL_ARGUMENT or LC_STATUS_PANIC.
+lc_status lc_config_set_acknowledgement_events(lc_config *config, bool enabled);
 
 // Installs the process-wide log callback; NULL removes it.
 //

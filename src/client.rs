@@ -41,6 +41,13 @@ pub struct lc_stats {
     pub queued_bytes: u64,
     /// Round-trip time of the last answered ping in microseconds (0: none yet).
     pub last_rtt_us: u64,
+    /// Every message up to this number (see lc_client_send_seq()) is done
+    /// with: acknowledged by the server under acknowledged delivery, or
+    /// handed to the socket under best effort.
+    pub acked_number: u64,
+    /// Written messages still waiting for the server's acknowledgement
+    /// (also counted in `queued_messages`).
+    pub unacked_messages: u64,
 }
 
 /// One message for lc_client_send_batch(): `len` bytes at `data`
@@ -137,6 +144,35 @@ pub unsafe extern "C" fn lc_client_send(client: *const lc_client, data: *const u
     })
 }
 
+/// Like lc_client_send(), also giving the message's number: messages are
+/// numbered from 1 in the client's life, in the order they were queued.
+/// LC_EVENT_ACKNOWLEDGED events and lc_stats.acked_number speak of these
+/// numbers, so the application can tell when the server has this message.
+///
+/// `out_seq`: not NULL; receives the number on success only. Threads and
+/// the other statuses as lc_client_send().
+#[no_mangle]
+pub unsafe extern "C" fn lc_client_send_seq(
+    client: *const lc_client,
+    data: *const u8,
+    len: usize,
+    out_seq: *mut u64,
+) -> lc_status {
+    with_client(client, |c| {
+        require_out!(out_seq, "out_seq");
+        match bytes_arg(data, len, "data") {
+            Ok(payload) => match c.client.send_numbered(payload, false) {
+                Ok(seq) => {
+                    write_out!(out_seq, seq);
+                    LC_STATUS_OK
+                }
+                Err(e) => status_from(Err(e)),
+            },
+            Err(status) => status,
+        }
+    })
+}
+
 /// Queues a copy of `len` bytes at `text` as a WebSocket text message; on the
 /// TCP transports it is the same as lc_client_send().
 ///
@@ -177,7 +213,7 @@ pub unsafe extern "C" fn lc_client_send_wait(
         Ok(bytes) if text && std::str::from_utf8(bytes).is_err() => {
             fail(LC_STATUS_INVALID_UTF8, "text is not valid UTF-8")
         }
-        Ok(bytes) => status_from(c.client.send_wait(bytes, text, timeout_from_ms(timeout_ms))),
+        Ok(bytes) => status_from(c.client.send_wait(bytes, text, timeout_from_ms(timeout_ms)).map(drop)),
         Err(status) => status,
     })
 }
@@ -302,6 +338,8 @@ pub unsafe extern "C" fn lc_client_stats(client: *const lc_client, out_stats: *m
                 queued_messages: s.queued_messages,
                 queued_bytes: s.queued_bytes,
                 last_rtt_us: s.last_rtt_us,
+                acked_number: s.acked_number,
+                unacked_messages: s.unacked_messages,
             }
         );
         LC_STATUS_OK

@@ -390,3 +390,33 @@ pub unsafe extern "C" fn lc_config_set_client_name(config: *mut lc_config, name:
         Ok(())
     })
 }
+
+/// Chooses the highest protocol version offered in the hello (longconn
+/// protocol over `tcp://` and `tls://`): 2, the default, for acknowledged
+/// delivery and resume (exactly once across reconnects, when the server
+/// speaks it; a version 1 server is still served best effort), or 1 for
+/// best effort only. Returns LC_STATUS_INVALID_ARGUMENT for another value,
+/// LC_STATUS_NULL_ARGUMENT, LC_STATUS_PANIC.
+#[no_mangle]
+pub unsafe extern "C" fn lc_config_set_protocol_version(config: *mut lc_config, version: u32) -> lc_status {
+    with_config(config, |c| {
+        if !(1..=2).contains(&version) {
+            return Err(fail(LC_STATUS_INVALID_ARGUMENT, "the protocol version must be 1 or 2"));
+        }
+        c.max_protocol = version as u8;
+        Ok(())
+    })
+}
+
+/// Turns LC_EVENT_ACKNOWLEDGED events on or off (off by default). When on,
+/// each acknowledgement from the server that moves lc_stats.acked_number
+/// is also queued as an event (they arrive every few milliseconds while
+/// messages flow; lc_client_poll_messages() stops at them like at any other
+/// event). Fails only with LC_STATUS_NULL_ARGUMENT or LC_STATUS_PANIC.
+#[no_mangle]
+pub unsafe extern "C" fn lc_config_set_acknowledgement_events(config: *mut lc_config, enabled: bool) -> lc_status {
+    with_config(config, |c| {
+        c.ack_events = enabled;
+        Ok(())
+    })
+}

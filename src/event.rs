@@ -40,7 +40,8 @@ impl From<State> for lc_state {
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum lc_event_kind {
-    /// A connection is up (`text`: the peer address).
+    /// A connection is up (`text`: the peer address; `acknowledged`,
+    /// `resumed`, `recovered` and `epoch`: the delivery guarantee in force).
     LC_EVENT_CONNECTED = 1,
     /// The connection dropped (`reason`, `text`: details).
     LC_EVENT_DISCONNECTED = 2,
@@ -50,8 +51,12 @@ pub enum lc_event_kind {
     LC_EVENT_MESSAGE = 4,
     /// Something failed (`error`, `text`); reconnection carries on unless `error` is LC_ERROR_GAVE_UP.
     LC_EVENT_ERROR = 5,
-    /// The client stopped for good; `unsent` queued messages were discarded. The last event.
+    /// The client stopped for good; `unsent` messages were discarded: queued,
+    /// or written but not acknowledged under acknowledged delivery. The last event.
     LC_EVENT_CLOSED = 6,
+    /// The server acknowledged every message up to number `seq` (acknowledged
+    /// delivery only, and only after lc_config_set_acknowledgement_events()).
+    LC_EVENT_ACKNOWLEDGED = 7,
 }
 
 /// Why a connection dropped.
@@ -112,6 +117,24 @@ pub struct lc_event {
     /// For messages: true for a WebSocket text message (valid UTF-8), false
     /// for binary (every message on the TCP transports).
     pub is_text: bool,
+    /// LC_EVENT_ACKNOWLEDGED: the highest message number acknowledged.
+    pub seq: u64,
+    /// LC_EVENT_CONNECTED: true under acknowledged delivery (protocol
+    /// version 2: nothing lost, nothing twice, across reconnects and server
+    /// restarts); false for best effort (a version 1 server, the plain
+    /// framings, WebSocket).
+    pub acknowledged: bool,
+    /// LC_EVENT_CONNECTED: the server found this client's session and both
+    /// directions continue where they stopped.
+    pub resumed: bool,
+    /// LC_EVENT_CONNECTED: nothing the server sent is missing (first
+    /// session, or everything missed is replayed). False under acknowledged
+    /// delivery means messages from the server were lost (its history was
+    /// wiped or exceeded): resynchronise by other means.
+    pub recovered: bool,
+    /// LC_EVENT_CONNECTED: the epoch of the server's room history (0: none);
+    /// it changes whenever that history was lost.
+    pub epoch: u64,
 }
 
 /// Receives every event (messages too, unless a message callback is set).
@@ -201,7 +224,8 @@ impl EventHandler for CHandler {
 
 pub(crate) fn event_text(event: &Event) -> CString {
     let text = match event {
-        Event::Connected { peer } => peer.clone(),
+        Event::Connected { peer, .. } => peer.clone(),
+        Event::Acknowledged { up_to } => format!("acknowledged up to message {up_to}"),
         Event::Disconnected { detail, .. } | Event::Error { detail, .. } => detail.clone(),
         Event::ReconnectScheduled { attempt, delay } => {
             format!("reconnect attempt {attempt} in {} ms", delay.as_millis())
@@ -226,13 +250,27 @@ fn blank_event(kind: lc_event_kind, text: &CStr, state: lc_state) -> lc_event {
         len: 0,
         text: text.as_ptr(),
         is_text: false,
+        seq: 0,
+        acknowledged: false,
+        resumed: false,
+        recovered: false,
+        epoch: 0,
     }
 }
 
 pub(crate) fn to_c_event(event: &Event, text: &CStr, state: lc_state) -> lc_event {
     let mut e = blank_event(lc_event_kind::LC_EVENT_CONNECTED, text, state);
     match event {
-        Event::Connected { .. } => {}
+        Event::Connected { delivery, .. } => {
+            e.acknowledged = delivery.acknowledged;
+            e.resumed = delivery.resumed;
+            e.recovered = delivery.recovered;
+            e.epoch = delivery.epoch;
+        }
+        Event::Acknowledged { up_to } => {
+            e.kind = lc_event_kind::LC_EVENT_ACKNOWLEDGED;
+            e.seq = *up_to;
+        }
         Event::Disconnected { reason, .. } => {
             e.kind = lc_event_kind::LC_EVENT_DISCONNECTED;
             e.reason = match reason {

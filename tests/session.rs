@@ -379,7 +379,7 @@ fn ipv6_loopback_and_host_names_resolve() {
     let client = Client::new(config(&format!("tcp://[::1]:{}", server.ports.longconn))).unwrap();
     client.connect().unwrap();
     let events = wait_for(&client, WITHIN, is_connected);
-    assert!(matches!(events.last(), Some(Event::Connected { peer }) if peer.starts_with("[::1]")));
+    assert!(matches!(events.last(), Some(Event::Connected { peer, .. }) if peer.starts_with("[::1]")));
     client.send(b"six").unwrap();
     assert_eq!(receive_messages(&client, 1, WITHIN), vec![b"six".to_vec()]);
 

@@ -89,6 +89,15 @@ impl Client {
 
     #[inline]
     fn enqueue(&self, payload: &[u8], text: bool) -> Result<(), Error> {
+        self.send_numbered(payload, text).map(drop)
+    }
+
+    /// Like [`Client::send`] (or [`Client::send_text_bytes`] with `text`),
+    /// returning the message's number: messages are numbered from 1 in the
+    /// client's life, and acknowledgement events and statistics speak of
+    /// these numbers.
+    #[inline]
+    pub fn send_numbered(&self, payload: &[u8], text: bool) -> Result<u64, Error> {
         let engine = self.check_sendable()?;
         engine.config.check_payload(payload, text)?;
         engine.sending.push(payload, text).map_err(queue_full)
@@ -100,12 +109,12 @@ impl Client {
     /// runs other clients' callbacks too). [`Error::Closed`] if the client
     /// is closed, also while waiting.
     #[inline]
-    pub fn send_wait(&self, payload: &[u8], text: bool, timeout: Duration) -> Result<(), Error> {
+    pub fn send_wait(&self, payload: &[u8], text: bool, timeout: Duration) -> Result<u64, Error> {
         let engine = self.check_sendable()?;
         engine.config.check_payload(payload, text)?;
         let closed = || engine.close.requested();
         match engine.sending.push_waiting(payload, text, timeout, || !on_callback_thread(), closed) {
-            Ok(()) => Ok(()),
+            Ok(number) => Ok(number),
             Err(NotQueued::Full(full)) => Err(queue_full(full)),
             Err(NotQueued::Closed) => Err(Error::Closed),
         }
@@ -169,8 +178,7 @@ impl Client {
     }
 
     pub fn stats(&self) -> Stats {
-        let (queued, queued_bytes) = self.engine.sending.queued();
-        self.engine.counters.snapshot(queued, queued_bytes)
+        self.engine.counters.snapshot(self.engine.sending.figures())
     }
 
     /// Changes heartbeat timing; takes effect at once, also on a live connection.

@@ -47,6 +47,12 @@ pub struct ClientConfig {
     pub subprotocols: Vec<String>,
     /// Certificate checks and client certificates for `tls://` and `wss://`.
     pub tls: TlsSettings,
+    /// The highest protocol version to offer: 2 (acknowledged delivery and
+    /// resume, the default) or 1 (best effort).
+    pub max_protocol: u8,
+    /// Report acknowledgements as [`crate::Event::Acknowledged`] events (off
+    /// by default: the same news is in the statistics, without an event stream).
+    pub ack_events: bool,
 }
 
 impl ClientConfig {
@@ -66,6 +72,8 @@ impl ClientConfig {
             headers: Vec::new(),
             subprotocols: Vec::new(),
             tls: TlsSettings::default(),
+            max_protocol: crate::protocol::hello::PROTOCOL_V2,
+            ack_events: false,
         })
     }
 

@@ -35,10 +35,36 @@ pub enum ErrorKind {
     GaveUp,
 }
 
+/// The delivery guarantee a connection runs under, told by its connected event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Delivery {
+    /// Protocol version 2: messages are acknowledged and the session
+    /// resumes across reconnects, exactly once in both directions. `false`:
+    /// best effort (a version 1 server, the plain framings, a WebSocket
+    /// server without the `longconn.v2` subprotocol).
+    pub acknowledged: bool,
+    /// The server found this client's session: the streams continue.
+    pub resumed: bool,
+    /// Nothing the server sent is missing: the session resumed (or the
+    /// client's room position was still in the server's history) with
+    /// everything it missed still there, or this is the client's first
+    /// session. `false`: messages were lost; resynchronise by other means.
+    pub recovered: bool,
+    /// The room history's epoch (0 if the server has no room for this
+    /// client); it changes whenever the server's history was lost.
+    pub epoch: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     Connected {
         peer: String,
+        delivery: Delivery,
+    },
+    /// The server acknowledged every message up to this number (protocol
+    /// version 2; only when `ClientConfig::ack_events` is set).
+    Acknowledged {
+        up_to: u64,
     },
     Disconnected {
         reason: DisconnectReason,

@@ -9,6 +9,16 @@
 //!
 //! A push beyond the limits ([`OutboxLimits`]) fails and the queue is left
 //! unchanged, so nothing is dropped silently.
+//!
+//! Every message gets a number, from 1 in the client's life. With
+//! acknowledged delivery (protocol version 2) a written batch is kept
+//! ([`Outbox::finish_batch`]) until the peer acknowledges its messages
+//! ([`Outbox::ack`]); unacknowledged messages still count against the
+//! limits, and after a reconnect [`Outbox::requeue`] puts them back in front
+//! of the queue to be written again. Best effort (version 1 and the plain
+//! framings) counts a message as done once it is handed to the socket.
+
+use std::collections::VecDeque;
 
 use crate::policy::limits::OutboxLimits;
 use crate::protocol::Framing;
@@ -51,6 +61,18 @@ pub struct Outbox {
     /// Framing applied at push time; `None` keeps bare payloads.
     framing: Option<Framing>,
     limits: OutboxLimits,
+    /// The number of the last message pushed.
+    pushed: u64,
+    /// Every message up to this number is done with: acknowledged by the
+    /// peer, or (best effort) handed to the socket.
+    acked: u64,
+    /// Written batches kept until acknowledged, oldest first; their `sent`
+    /// prefix is the part already acknowledged.
+    retained: VecDeque<Batch>,
+    /// Messages and payload bytes in `retained` not yet acknowledged.
+    retained_counts: (usize, usize),
+    /// Whether written messages are kept until acknowledged.
+    retain: bool,
 }
 
 /// Messages taken from the outbox to be written together.
@@ -66,6 +88,8 @@ pub struct Batch {
     counted: usize,
     /// The framing the messages are encoded in, if any.
     framing: Option<Framing>,
+    /// The number of the first message.
+    first: u64,
 }
 
 impl Batch {
@@ -75,6 +99,18 @@ impl Batch {
 
     pub fn is_empty(&self) -> bool {
         self.lens.is_empty()
+    }
+
+    /// The number of the last message handed to the transport (one less
+    /// than the first message's if none was).
+    fn last_sent(&self) -> u64 {
+        self.first + self.sent as u64 - 1
+    }
+
+    /// Payload bytes of the messages at `range` of the list.
+    fn payload_of(&self, range: std::ops::Range<usize>) -> usize {
+        let count = range.len();
+        self.lens[range].iter().map(|&w| size(w)).sum::<usize>() - self.overhead() * count
     }
 
     /// The framing the messages are already encoded in; `None` for bare payloads.
@@ -180,7 +216,32 @@ impl Outbox {
     #[inline]
     pub fn queued(&self) -> (usize, usize) {
         let waiting_bytes = self.data.len() - self.overhead() * self.lens.len();
-        (self.lens.len() + self.in_flight.0, waiting_bytes + self.in_flight.1)
+        (
+            self.lens.len() + self.in_flight.0 + self.retained_counts.0,
+            waiting_bytes + self.in_flight.1 + self.retained_counts.1,
+        )
+    }
+
+    /// Written messages waiting for the peer's acknowledgement.
+    pub fn unacked(&self) -> usize {
+        self.retained_counts.0
+    }
+
+    /// The number of the last message pushed; the next push gets one more.
+    #[inline]
+    pub fn last_number(&self) -> u64 {
+        self.pushed
+    }
+
+    /// Every message up to this number is done with (see [`Outbox::ack`]).
+    pub fn acked(&self) -> u64 {
+        self.acked
+    }
+
+    /// Keeps written messages until acknowledged (`true`, protocol version
+    /// 2) or counts them done once handed to the socket.
+    pub fn set_retain(&mut self, retain: bool) {
+        self.retain = retain;
     }
 
     /// Appends a copy of `payload`, or fails without change when a limit would be passed.
@@ -205,6 +266,7 @@ impl Outbox {
         }
         self.lens.push((self.data.len() - before) as u32 | if text { TEXT } else { 0 });
         self.payload_bytes += payload.len();
+        self.pushed += 1;
         Ok(())
     }
 
@@ -221,15 +283,117 @@ impl Outbox {
         batch.sent_bytes = 0;
         batch.counted = 0;
         batch.framing = self.framing;
+        batch.first = self.pushed + 1 - batch.len() as u64;
         self.in_flight = (batch.len(), std::mem::take(&mut self.payload_bytes));
         Some(batch)
     }
 
     /// Updates the in-flight figures after part of a batch was handed over.
+    /// Kept messages still count in flight until the batch is finished.
     pub fn batch_progress(&mut self, batch: &Batch) {
+        if self.retain {
+            return;
+        }
         let unsent = batch.unsent();
         let unsent_bytes = batch.data.len() - batch.sent_bytes - batch.overhead() * unsent;
         self.in_flight = (unsent, unsent_bytes);
+        self.acked = self.acked.max(batch.last_sent());
+    }
+
+    /// Takes back a batch that was written whole: kept until acknowledged
+    /// when retaining, else recycled (see [`Outbox::recycle`]).
+    #[must_use = "drop the returned buffers outside the outbox lock"]
+    pub fn finish_batch(&mut self, mut batch: Batch) -> Option<Batch> {
+        if !self.retain {
+            self.acked = self.acked.max(batch.last_sent());
+            return self.recycle(batch);
+        }
+        self.in_flight = (0, 0);
+        batch.sent = 0;
+        batch.sent_bytes = 0;
+        let counts = (batch.len(), batch.payload_of(0..batch.len()));
+        self.retained_counts = (self.retained_counts.0 + counts.0, self.retained_counts.1 + counts.1);
+        self.retained.push_back(batch);
+        self.trim()
+    }
+
+    /// Records the peer's acknowledgement of every message up to `number`
+    /// and frees what it covers; returns how many messages it newly covers,
+    /// and buffers to drop outside the lock. An acknowledgement beyond the
+    /// kept messages, with no batch in flight, trims the front of the queue
+    /// (after a reconnect, when everything unacknowledged is queued again).
+    pub fn ack(&mut self, number: u64) -> Option<Batch> {
+        let number = number.min(self.pushed);
+        if number <= self.acked {
+            return None;
+        }
+        self.acked = number;
+        self.trim()
+    }
+
+    /// Frees the kept (and, with no batch in flight, queued) messages up to `acked`.
+    fn trim(&mut self) -> Option<Batch> {
+        let number = self.acked;
+        let mut unused = None;
+        while let Some(front) = self.retained.front_mut() {
+            let covered = ((number + 1).saturating_sub(front.first) as usize).min(front.len());
+            if covered > front.sent {
+                let bytes = front.payload_of(front.sent..covered);
+                self.retained_counts =
+                    (self.retained_counts.0 - (covered - front.sent), self.retained_counts.1 - bytes);
+                front.mark_sent(covered - front.sent);
+            }
+            if !front.is_done() {
+                return unused;
+            }
+            let done = self.retained.pop_front().expect("front exists");
+            let old_in_flight = self.in_flight;
+            unused = self.recycle(done);
+            self.in_flight = old_in_flight;
+        }
+        if self.in_flight == (0, 0) && !self.lens.is_empty() {
+            let first_waiting = self.pushed + 1 - self.lens.len() as u64;
+            let drop = ((number + 1).saturating_sub(first_waiting) as usize).min(self.lens.len());
+            if drop > 0 {
+                let bytes: usize = self.lens[..drop].iter().map(|&w| size(w)).sum();
+                self.payload_bytes -= bytes - self.overhead() * drop;
+                self.data.drain(..bytes);
+                self.lens.drain(..drop);
+            }
+        }
+        unused
+    }
+
+    /// After a connection ended: puts every message not done with (kept
+    /// ones, then those of the batch that was being written) back in front
+    /// of the queue, in order, to be written on the next connection.
+    pub fn requeue(&mut self, in_flight: Option<Batch>) {
+        if self.retained.is_empty() && in_flight.is_none() {
+            return;
+        }
+        let overhead = self.overhead();
+        let mut data = Vec::with_capacity(self.data.len() + self.retained_counts.1 + self.in_flight.1);
+        let mut lens = Vec::new();
+        let mut payload_bytes = 0;
+        for batch in self.retained.drain(..).chain(in_flight) {
+            let mut offset = 0;
+            for (i, &word) in batch.lens.iter().enumerate() {
+                if batch.first + i as u64 > self.acked {
+                    data.extend_from_slice(&batch.data[offset..offset + size(word)]);
+                    lens.push(word);
+                    payload_bytes += size(word) - overhead;
+                }
+                offset += size(word);
+            }
+        }
+        data.extend_from_slice(&self.data);
+        lens.extend_from_slice(&self.lens);
+        self.data = data;
+        self.lens = lens;
+        self.payload_bytes += payload_bytes;
+        self.retained_counts = (0, 0);
+        self.in_flight = (0, 0);
+        debug_assert_eq!(self.lens.len() as u64, self.pushed - self.acked, "requeued messages are contiguous");
     }
 
     /// Takes back a finished batch's buffers for reuse. While sends keep
@@ -255,9 +419,13 @@ impl Outbox {
         (batch.data.capacity() > 0).then_some(batch)
     }
 
-    /// Discards everything waiting and in flight; returns how many messages that was.
+    /// Discards everything waiting, in flight and unacknowledged; returns
+    /// how many messages that was.
     pub fn clear(&mut self) -> usize {
-        let n = self.lens.len() + self.in_flight.0;
+        let n = self.lens.len() + self.in_flight.0 + self.retained_counts.0;
+        self.retained.clear();
+        self.retained_counts = (0, 0);
+        self.acked = self.pushed;
         self.lens.clear();
         self.data.clear();
         self.payload_bytes = 0;
@@ -357,6 +525,55 @@ mod tests {
         drop(o.recycle(batch));
         o.push(b"").unwrap();
         assert_eq!(o.clear(), 1);
+    }
+
+    #[test]
+    fn kept_messages_count_until_acknowledged_and_come_back_in_order_after_a_disconnect() {
+        let mut o = Outbox::new(OutboxLimits { max_messages: 5, max_bytes: 100 }, Some(Framing::Longconn));
+        o.set_retain(true);
+        for i in 1..=4u8 {
+            o.push(&[i; 2]).unwrap();
+        }
+        assert_eq!(o.last_number(), 4);
+        let batch = o.take_batch().unwrap();
+        assert!(o.finish_batch(batch).is_none(), "kept, not recycled");
+        assert_eq!((o.queued(), o.unacked()), ((4, 8), 4), "written but unacknowledged still counts");
+        o.push(&[5; 2]).unwrap();
+        assert!(o.push(&[6; 2]).is_err(), "the limit counts unacknowledged messages");
+        drop(o.ack(2));
+        assert_eq!((o.queued(), o.unacked(), o.acked()), ((3, 6), 2, 2));
+        drop(o.ack(1));
+        assert_eq!(o.acked(), 2, "acknowledgements never go back");
+        // The connection drops: 3 and 4 go back in front of 5.
+        o.requeue(None);
+        assert_eq!((o.queued(), o.unacked()), ((3, 6), 0));
+        let mut batch = o.take_batch().unwrap();
+        let mut wire = Vec::new();
+        for i in [3u8, 4, 5] {
+            Framing::Longconn.encode_data(&[i; 2], &mut wire);
+        }
+        assert_eq!(batch.next_chunk(usize::MAX), (3, &wire[..]));
+        // A resumed session reports more received than acknowledged: trimmed at once.
+        batch.mark_sent(1);
+        o.requeue(Some(batch));
+        drop(o.ack(4));
+        assert_eq!(o.queued(), (1, 2), "only message 5 is left");
+    }
+
+    #[test]
+    fn best_effort_counts_messages_done_once_handed_to_the_socket() {
+        let mut o = bare();
+        for i in 0..3u8 {
+            o.push(&[i]).unwrap();
+        }
+        let mut batch = o.take_batch().unwrap();
+        batch.mark_sent(2);
+        o.batch_progress(&batch);
+        assert_eq!(o.acked(), 2);
+        o.requeue(Some(batch));
+        assert_eq!(o.queued(), (1, 1), "only the unwritten message is written again");
+        assert_eq!(o.clear(), 1);
+        assert_eq!(o.acked(), 3);
     }
 
     #[test]

@@ -32,7 +32,10 @@ static void on_event(void *user_data, const lc_event *event) {
         printf("%.*s\n", (int)event->len, (const char *)event->data);
         break;
     case LC_EVENT_CONNECTED:
-        printf("[connected to %s]\n", event->text);
+        printf("[connected to %s: %s%s]\n", event->text,
+               event->acknowledged ? "acknowledged delivery" : "best effort",
+               event->acknowledged ? (event->resumed ? ", session resumed" : ", new session") : "");
+        if (event->acknowledged && !event->recovered) printf("[some messages from the server were lost]\n");
         break;
     case LC_EVENT_DISCONNECTED:
         if (event->reason != LC_DISCONNECT_CLOSED_BY_USER) printf("[disconnected: %s]\n", event->text);

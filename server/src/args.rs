@@ -5,6 +5,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use longconn_core::protocol::{Framing, DEFAULT_MAX_FRAME_SIZE};
 
+use crate::history::Window;
+use crate::store::Location;
+
 pub const USAGE: &str = "usage: longconn-server [--mode chat|echo|sink] [--host ADDR]
        [--longconn-port N] [--length-port N] [--line-port N] [--ws-port N]
        [--tls-port N] [--tls-framing longconn|length|line] [--wss-port N]
@@ -14,12 +17,23 @@ pub const USAGE: &str = "usage: longconn-server [--mode chat|echo|sink] [--host 
                                                     (0: any free port, off: disabled)
        [--idle-timeout SECONDS] [--max-frame BYTES] [--plain-ping TEXT] [--plain-pong TEXT]
        [--threads N] [--quiet] [--help] [--version]
+       [--data-dir DIR|memory]                      (where sessions and history are kept)
+       [--history MESSAGES] [--history-bytes BYTES] [--history-age SECONDS]
+       [--session-ttl SECONDS] [--protocol 1|2]
 defaults: --mode chat --host 127.0.0.1 --longconn-port 7070 --length-port 7071 --line-port 7072 --ws-port 7080
           --tls-framing longconn --idle-timeout 60 --max-frame 1048576 --plain-ping ping --plain-pong pong
-          --threads 2";
+          --threads 2 --history 100000 --history-bytes 67108864 --history-age 86400 --session-ttl 300
+          --protocol 2 --data-dir $XDG_STATE_HOME/longconn-server (~/.local/state/longconn-server),
+          file MODE-PORT.db; memory when the longconn port is 0 or off";
 
 /// Flags that take a value.
-const KNOWN_FLAGS: [&str; 17] = [
+const KNOWN_FLAGS: [&str; 23] = [
+    "--data-dir",
+    "--history",
+    "--history-bytes",
+    "--history-age",
+    "--session-ttl",
+    "--protocol",
     "--mode",
     "--host",
     "--longconn-port",
@@ -83,6 +97,14 @@ pub struct Args {
     pub threads: usize,
     /// Do not log each connection.
     pub quiet: bool,
+    /// Where the store lives; `None`: the default for the mode and port.
+    pub data_dir: Option<Location>,
+    /// How much room history (and per-session sink history) is kept.
+    pub history: Window,
+    /// How long a session outlives its last connection.
+    pub session_ttl: Duration,
+    /// The highest protocol version served (1: best effort only).
+    pub protocol: u8,
 }
 
 /// What the command line asks for.
@@ -117,6 +139,10 @@ impl Args {
             plain_pong: Bytes::from_static(b"pong"),
             threads: 2,
             quiet: false,
+            data_dir: None,
+            history: Window::default(),
+            session_ttl: Duration::from_secs(300),
+            protocol: 2,
         };
         while let Some(flag) = argv.next() {
             if flag == "--quiet" {
@@ -158,10 +184,28 @@ impl Args {
                 "--plain-ping" => args.plain_ping = Bytes::from(value.into_bytes()),
                 "--plain-pong" => args.plain_pong = Bytes::from(value.into_bytes()),
                 "--threads" => args.threads = number(&value)?.clamp(1, 64) as usize,
+                "--data-dir" if value == "memory" => args.data_dir = Some(Location::Memory),
+                "--data-dir" => args.data_dir = Some(Location::File(std::path::Path::new(&value).join("longconn.db"))),
+                "--history" => args.history.messages = number(&value)?.max(1) as usize,
+                "--history-bytes" => args.history.bytes = number(&value)? as usize,
+                "--history-age" => args.history.age = Duration::from_secs(number(&value)?),
+                "--session-ttl" => args.session_ttl = Duration::from_secs(number(&value)?),
+                "--protocol" => {
+                    args.protocol = match value.as_str() {
+                        "1" => 1,
+                        "2" => 2,
+                        other => return Err(format!("--protocol: {other:?} is not 1 or 2")),
+                    }
+                }
                 other => return Err(format!("unknown flag {other:?}")),
             }
         }
         Ok(Command::Serve(Box::new(args)))
+    }
+
+    /// Where the store lives: `--data-dir`, or the default for the mode and port.
+    pub fn store_location(&self) -> Location {
+        self.data_dir.clone().unwrap_or_else(|| crate::store::default_location(self.mode, self.longconn_port))
     }
 
     /// The enabled listeners.

@@ -5,14 +5,20 @@
 //! (broadcast each message to every other client, with join and leave
 //! notices), `echo` (send each message back) or `sink` (discard). Answers
 //! pings, evicts clients silent for longer than the idle timeout, and logs
-//! connections to stdout. It speaks through `longconn-core`'s protocol and
+//! connections to stdout. Version 2 clients get sessions: what they send is
+//! stored (SQLite, in the data directory) before it is acknowledged, and
+//! they resume after a reconnect or a server restart without loss or
+//! duplicates. It speaks through `longconn-core`'s protocol and
 //! transport modules, the same code the client runs, and is a package of
 //! its own, so nothing of it reaches `liblongconn.so`.
 
 mod args;
+mod history;
 mod page;
 mod peer;
 mod room;
+mod sessions;
+mod store;
 mod tls;
 
 use std::sync::Arc;
@@ -51,7 +57,23 @@ fn main() {
 
 async fn serve(args: Args) -> std::io::Result<()> {
     let args = Arc::new(args);
-    let room = Arc::new(Room::new(args.mode));
+    let location = args.store_location();
+    let mut loaded = store::open(&location, args.mode, args.history).map_err(std::io::Error::other)?;
+    println!(
+        "store {} ({} sessions, history from offset {} to {})",
+        location.describe(),
+        loaded.sessions.len(),
+        loaded.history.first_offset(),
+        loaded.history.next_offset() - 1
+    );
+    let (history, next_client) =
+        (std::mem::replace(&mut loaded.history, history::History::new(0, 1, args.history)), loaded.next_client);
+    let room = Arc::new(Room::new(args.mode, history, next_client));
+    for session in std::mem::take(&mut loaded.sessions) {
+        room.sessions.insert(session);
+    }
+    room.set_store(store::start(loaded, room.clone()));
+    tokio::spawn(expire_sessions(room.clone(), args.session_ttl));
     let tls = if args.listeners().iter().any(|(kind, _)| kind.is_tls()) {
         let (acceptor, cert) = tls::acceptor(args.cert.as_deref(), args.key.as_deref(), args.client_ca.as_deref())
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
@@ -89,6 +111,19 @@ async fn serve(args: Args) -> std::io::Result<()> {
         let _ = t.await;
     }
     Ok(())
+}
+
+/// Forgets sessions no connection has held for `ttl`.
+async fn expire_sessions(room: Arc<Room>, ttl: std::time::Duration) {
+    let mut tick =
+        tokio::time::interval(std::time::Duration::from_secs(1).min(ttl.max(std::time::Duration::from_millis(100))));
+    loop {
+        tick.tick().await;
+        let ids = room.sessions.expire(ttl);
+        if !ids.is_empty() {
+            room.store().send(store::Request::Forget { ids });
+        }
+    }
 }
 
 /// Connections the kernel may hold for `accept` (capped by net.core.somaxconn):

@@ -1,11 +1,18 @@
-//! One connected client on the server side, over TCP (any framing) or WebSocket.
+//! One connected client on the server side, over TCP (any framing) or
+//! WebSocket: best effort (protocol version 1, the plain framings,
+//! WebSocket), or a version 2 session whose messages are stored before
+//! they are acknowledged and which resumes where it stopped.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use bytes::{BufMut, BytesMut};
-use longconn_core::protocol::hello::{close_payload, hello_frame, take_hello};
+use bytes::{BufMut, Bytes, BytesMut};
+use longconn_core::lock::lock;
+use longconn_core::protocol::hello::{
+    ack_payload, close_payload, hello_frame, hello_payload, parse_ack, take_hello, Hello, HelloExt, RoomPosition,
+    PROTOCOL_V2,
+};
 use longconn_core::protocol::{Frame, FrameBatch, FrameError, FrameType, Framing};
 use longconn_core::transport::tcp::{self, ByteStream};
 use longconn_core::transport::{ws, Reader, Writer};
@@ -15,13 +22,26 @@ use tokio_rustls::TlsAcceptor;
 use crate::args::{Args, Listener, Mode};
 use crate::page;
 use crate::room::Room;
+use crate::sessions::{random_id, Session, SessionState};
+use crate::store::Request;
 
 /// Time a client has for its hello (longconn protocol) or WebSocket handshake.
-const HELLO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a reconnecting client waits for its session's previous
+/// connection to let go, and for its stored messages to settle.
+const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Close code sent to a client evicted for silence.
 const CLOSE_IDLE: u16 = 4000;
+/// Close code sent to a client that fell behind the room's history.
+const CLOSE_TOO_SLOW: u16 = 4001;
 /// Close code sent to a client that broke the framing rules.
 const CLOSE_PROTOCOL: u16 = 4002;
+/// Close code sent to a connection whose session moved to a newer one.
+const CLOSE_REPLACED: u16 = 4003;
+/// Frames written per turn of the loop, so reading never waits long.
+const FEED_CHUNK: usize = 512;
+/// A session stops reading while this many of its messages wait for the store.
+const MAX_UNSTORED: u64 = 200_000;
 
 /// Serves one accepted connection until it ends.
 pub async fn serve(
@@ -34,60 +54,46 @@ pub async fn serve(
 ) {
     let _ = stream.set_nodelay(true);
     let opened = tokio::time::timeout(HELLO_TIMEOUT, open(stream, listener, tls.as_ref(), &args)).await;
-    let (mut reader, mut writer, mut batch) = match opened {
+    let (reader, mut writer, batch, hello) = match opened {
         Ok(Ok(Some(open))) => open,
         Ok(Ok(None)) => return, // a web page was served; not a client
         Ok(Err(why)) => return reject(&args, peer, &why),
         Err(_) => return reject(&args, peer, "no hello or handshake in time"),
     };
-    let (id, name, mut mailbox) = room.join();
-    if !args.quiet {
-        println!("connect {name} {} from {peer}", listener.name());
-    }
-    let client = Client { id, name: &name, listener, args: &args, room: &room };
-    let mut replies = Vec::new();
-    let mut mail = Vec::with_capacity(64);
-    let mut last_heard = Instant::now();
-    client.handle(&batch, &mut replies);
-    let why = loop {
-        if !replies.is_empty() {
-            if writer.write(&replies, None).await.is_err() {
-                break "write failed".to_string();
-            }
-            replies.clear();
+    let v2 = args.protocol >= PROTOCOL_V2 && hello.as_ref().is_some_and(Hello::offers_v2);
+    let generation = room.new_connection();
+    let (attached, reply) = match hello.as_ref().and_then(|h| h.ext.as_ref()).filter(|_| v2) {
+        Some(ext) => {
+            let (attached, reply) = attach(&room, ext, generation).await;
+            (Some(attached), Some(Frame::Hello(hello_payload(PROTOCOL_V2, "longconn-server", Some(&reply)))))
         }
-        let idle_deadline = last_heard + args.idle_timeout;
-        tokio::select! {
-            read = reader.read_batch(&mut batch) => match read {
-                Ok(true) => {
-                    last_heard = Instant::now();
-                    client.handle(&batch, &mut replies);
-                }
-                Ok(false) => break "closed by client".to_string(),
-                Err(FrameError::Io(e)) => break format!("read failed: {e}"),
-                Err(e) => {
-                    say_goodbye(&mut writer, listener, CLOSE_PROTOCOL, &e.to_string()).await;
-                    break format!("protocol error: {e}");
-                }
-            },
-            received = mailbox.recv_many(&mut mail, 256) => {
-                if received == 0 {
-                    break "dropped: too slow to keep up with the room".to_string();
-                }
-                // Chat lines go to browsers and other WebSocket clients as text.
-                let as_frame = if listener.framing().is_none() { Frame::Text } else { Frame::Data };
-                let frames: Vec<Frame> = mail.drain(..).map(as_frame).collect();
-                if writer.write(&frames, None).await.is_err() {
-                    break "write failed".to_string();
-                }
-            }
-            _ = tokio::time::sleep_until(idle_deadline.into()), if !args.idle_timeout.is_zero() => {
-                say_goodbye(&mut writer, listener, CLOSE_IDLE, "idle timeout").await;
-                break format!("evicted after {} s of silence", args.idle_timeout.as_secs());
-            }
+        None => (None, hello.as_ref().map(|_| hello_frame("longconn-server"))),
+    };
+    if let Some(reply) = reply {
+        if writer.write(&[reply], None).await.is_err() {
+            return reject(&args, peer, "write failed during the hello");
+        }
+    }
+    let (number, name) = match &attached {
+        Some(a) => (a.session.number, a.session.name.clone()),
+        None => {
+            let number = room.new_client_number().0;
+            (number, format!("client-{number}"))
         }
     };
-    room.leave(id);
+    room.join(number, &name);
+    if !args.quiet {
+        let kind = match &attached {
+            Some(a) if a.resumed => "resumed session",
+            Some(_) => "new session",
+            None => "best effort",
+        };
+        println!("connect {name} {} from {peer} ({kind})", listener.name());
+    }
+    let mut client = Peer::new(&room, &args, listener, number, &name, attached, generation);
+    let why = client.run(reader, &mut writer, batch).await;
+    client.detach();
+    room.leave(number, &name);
     if !args.quiet {
         println!("disconnect {name}: {why}");
     }
@@ -99,15 +105,18 @@ fn reject(args: &Args, peer: SocketAddr, why: &str) {
     }
 }
 
-/// Opens the connection for the listener's protocol: the hello exchange for
-/// the longconn protocol, the handshake for WebSocket (or, for a plain HTTP
-/// request on the WebSocket port, the chat page and `None`).
+type Opened = (Reader, Writer, FrameBatch, Option<Hello>);
+
+/// Opens the connection for the listener's protocol: the client's hello
+/// for the longconn protocol (answered by the caller), the handshake for
+/// WebSocket (or, for a plain HTTP request on the WebSocket port, the chat
+/// page and `None`).
 async fn open(
     stream: TcpStream,
     listener: Listener,
     tls: Option<&TlsAcceptor>,
     args: &Args,
-) -> Result<Option<(Reader, Writer, FrameBatch)>, String> {
+) -> Result<Option<Opened>, String> {
     let mut batch = FrameBatch::default();
     if listener == Listener::WebSocket && !page::is_websocket_upgrade(&stream).await {
         page::serve(stream).await;
@@ -122,70 +131,364 @@ async fn open(
     };
     match listener.framing() {
         Some(framing) => {
-            let (mut reader, mut writer) = tcp::frame(stream, framing, args.max_frame);
+            let (mut reader, writer) = tcp::frame(stream, framing, args.max_frame);
+            let mut hello = None;
             if framing == Framing::Longconn {
                 // Nothing may reach the client before our hello, so it joins the room only afterwards.
-                greet(&mut reader, &mut writer, &mut batch).await?;
+                match reader.read_batch(&mut batch).await {
+                    Ok(true) => {}
+                    Ok(false) => return Err("closed before hello".into()),
+                    Err(e) => return Err(format!("bad hello: {e}")),
+                }
+                hello = Some(take_hello(&mut batch).map_err(|e| format!("bad hello: {e}"))?);
             }
-            Ok(Some((reader, writer, batch)))
+            Ok(Some((reader, writer, batch, hello)))
         }
         None => {
             let (reader, writer) = ws::accept(stream.boxed(), args.max_frame).await.map_err(|e| e.to_string())?;
-            Ok(Some((reader, writer, batch)))
+            Ok(Some((reader, writer, batch, None)))
         }
     }
 }
 
-/// Waits for the client's hello and answers it. Frames that arrived with the
-/// hello stay in `batch` for the main loop.
-async fn greet(reader: &mut Reader, writer: &mut Writer, batch: &mut FrameBatch) -> Result<(), String> {
-    match reader.read_batch(batch).await {
-        Ok(true) => {}
-        Ok(false) => return Err("closed before hello".into()),
-        Err(e) => return Err(format!("bad hello: {e}")),
+/// A version 2 connection's hold on its session.
+struct Attached {
+    session: Arc<Session>,
+    resumed: bool,
+    /// The client's received number: the last server-to-client sequence number it has.
+    client_received: u64,
+}
+
+/// Finds the client's session (taking it over from an older connection) or
+/// starts a new one, and builds the answer to its hello.
+async fn attach(room: &Room, ext: &HelloExt, generation: u64) -> (Attached, HelloExt) {
+    let found = ext.session.as_deref().and_then(|id| room.sessions.get(id));
+    let (epoch, first, next) = {
+        let history = lock(&room.history);
+        (history.epoch, history.first_offset(), history.next_offset())
+    };
+    let position = |offset: u64| (room.mode == Mode::Chat).then_some(RoomPosition { epoch, offset });
+    if let Some(session) = found {
+        take_over(&session, generation).await;
+        session.settled(TAKEOVER_TIMEOUT).await;
+        let mut state = lock(&session.state);
+        state.attached = generation;
+        let client_received = ext.received;
+        let mut recovered = true;
+        match room.mode {
+            Mode::Chat if state.base + client_received + 1 < first => {
+                // What the client missed is no longer in the history: carry on from its start.
+                state.base = first - 1 - client_received;
+                recovered = false;
+                room.store().send(Request::Rebase { id: session.id, base: state.base });
+            }
+            Mode::Echo => {
+                state.client_acknowledged(client_received);
+                recovered = state.echo_first <= client_received + 1;
+            }
+            _ => {}
+        }
+        let reply = HelloExt {
+            max_version: PROTOCOL_V2,
+            session: Some(session.id.to_vec()),
+            received: state.received,
+            position: position(state.base + client_received),
+            resumed: true,
+            recovered,
+        };
+        drop(state);
+        return (Attached { session, resumed: true, client_received }, reply);
     }
-    take_hello(batch).map_err(|e| format!("bad hello: {e}"))?;
-    writer.write(&[hello_frame("longconn-server")], None).await.map_err(|e| format!("write failed: {e}"))
+    let (base, recovered) = match (room.mode, ext.position) {
+        (Mode::Chat, Some(p)) if p.epoch == epoch && p.offset + 1 >= first && p.offset < next => (p.offset, true),
+        (Mode::Chat, Some(_)) => (next - 1, false),
+        (Mode::Chat, None) => (next - 1, ext.session.is_none()),
+        _ => (0, ext.session.is_none()),
+    };
+    let (number, next_client) = room.new_client_number();
+    let state = SessionState { base, attached: generation, connections: 1, echo_first: 1, ..SessionState::default() };
+    let session = Session::new(random_id(), number, format!("client-{number}"), state);
+    room.sessions.insert(session.clone());
+    room.store().send(Request::NewSession { session: session.clone(), next_client });
+    let reply = HelloExt {
+        max_version: PROTOCOL_V2,
+        session: Some(session.id.to_vec()),
+        received: 0,
+        position: position(base),
+        resumed: false,
+        recovered,
+    };
+    (Attached { session, resumed: false, client_received: 0 }, reply)
 }
 
-/// One registered client and what it needs to react to frames.
-struct Client<'a> {
-    id: u64,
-    name: &'a str,
-    listener: Listener,
-    args: &'a Args,
+/// Claims `session` for connection `generation`: asks any older connection
+/// holding it to let go, and waits (a bounded time) until it has, so that
+/// nothing it reads is counted after the new connection was told `received`.
+async fn take_over(session: &Session, generation: u64) {
+    lock(&session.state).attached = generation;
+    let deadline = tokio::time::Instant::now() + TAKEOVER_TIMEOUT;
+    loop {
+        let detached = session.detached.notified();
+        if lock(&session.state).connections == 0 {
+            break;
+        }
+        session.kick.notify_one();
+        if tokio::time::timeout_at(deadline, detached).await.is_err() {
+            break;
+        }
+    }
+    lock(&session.state).connections += 1;
+}
+
+/// One connection and what it needs to react to frames.
+struct Peer<'a> {
     room: &'a Room,
+    args: &'a Args,
+    listener: Listener,
+    number: u64,
+    name: &'a str,
+    attached: Option<Attached>,
+    generation: u64,
+    /// Chat: the room offset to send next.
+    cursor: u64,
+    /// Version 2: the last server-to-client sequence number written.
+    sent: u64,
+    /// Version 2: the `received` last acknowledged to the client.
+    acked_to_client: u64,
+    /// Answers and (best-effort) echoes, written once per read.
+    replies: Vec<Frame>,
 }
 
-impl Client<'_> {
-    /// Reacts to each frame of a read: answer pings, then act by mode.
-    /// Replies share the read's buffer and are written once per read.
-    fn handle(&self, batch: &FrameBatch, replies: &mut Vec<Frame>) {
-        let plain = self.listener.framing().is_some_and(Framing::is_plain);
-        for (kind, range) in &batch.frames {
-            let payload = &batch.chunk[range.clone()];
-            match kind {
-                FrameType::Ping => replies.push(Frame::Pong(batch.payload(range))),
-                FrameType::Hello | FrameType::Pong | FrameType::Close => {}
-                FrameType::Data if plain && payload == self.args.plain_ping => {
-                    replies.push(Frame::Data(self.args.plain_pong.clone()))
+impl<'a> Peer<'a> {
+    fn new(
+        room: &'a Room,
+        args: &'a Args,
+        listener: Listener,
+        number: u64,
+        name: &'a str,
+        attached: Option<Attached>,
+        generation: u64,
+    ) -> Peer<'a> {
+        let (cursor, sent, acked_to_client) = match &attached {
+            Some(a) => {
+                let state = lock(&a.session.state);
+                (state.base + a.client_received + 1, a.client_received, state.received)
+            }
+            None => (lock(&room.history).next_offset(), 0, 0),
+        };
+        Peer {
+            room,
+            args,
+            listener,
+            number,
+            name,
+            attached,
+            generation,
+            cursor,
+            sent,
+            acked_to_client,
+            replies: Vec::new(),
+        }
+    }
+
+    fn session(&self) -> Option<&Arc<Session>> {
+        self.attached.as_ref().map(|a| &a.session)
+    }
+
+    async fn run(&mut self, mut reader: Reader, writer: &mut Writer, mut batch: FrameBatch) -> String {
+        let args = self.args;
+        let mut last_heard = Instant::now();
+        let mut room_changes = self.room.subscribe();
+        if let Err(why) = self.handle(&batch) {
+            say_goodbye(writer, self.listener, CLOSE_PROTOCOL, &why).await;
+            return why;
+        }
+        loop {
+            let (frames, more) = match self.outgoing() {
+                Ok(out) => out,
+                Err(why) => {
+                    say_goodbye(writer, self.listener, CLOSE_TOO_SLOW, &why).await;
+                    return why;
                 }
-                FrameType::Data | FrameType::Text => match self.room.mode {
-                    Mode::Echo => replies.push(Frame::new(*kind, batch.payload(range))),
-                    Mode::Sink => {}
-                    Mode::Chat => self.broadcast(payload),
+            };
+            if !frames.is_empty() && writer.write(&frames, None).await.is_err() {
+                return "write failed".into();
+            }
+            let session = self.session().cloned();
+            let paused = session.as_ref().is_some_and(|s| {
+                let state = lock(&s.state);
+                state.accepted - state.received >= MAX_UNSTORED
+            });
+            let idle_deadline = last_heard + args.idle_timeout;
+            tokio::select! {
+                // A connection whose session moved on must read nothing more.
+                biased;
+                _ = wait_kicked(session.as_deref(), self.generation) => {
+                    say_goodbye(writer, self.listener, CLOSE_REPLACED, "the session moved to a newer connection").await;
+                    return "replaced by a newer connection of the same session".into();
+                }
+                read = reader.read_batch(&mut batch), if !paused => match read {
+                    Ok(true) => {
+                        last_heard = Instant::now();
+                        if let Err(why) = self.handle(&batch) {
+                            say_goodbye(writer, self.listener, CLOSE_PROTOCOL, &why).await;
+                            return format!("protocol error: {why}");
+                        }
+                    }
+                    Ok(false) => return "closed by client".into(),
+                    Err(FrameError::Io(e)) => return format!("read failed: {e}"),
+                    Err(e) => {
+                        say_goodbye(writer, self.listener, CLOSE_PROTOCOL, &e.to_string()).await;
+                        return format!("protocol error: {e}");
+                    }
                 },
+                _ = wait_committed(session.as_deref()) => {}
+                _ = wait_echo(session.as_deref(), self.room.mode) => {}
+                _ = room_changes.changed(), if self.room.mode == Mode::Chat => {}
+                _ = std::future::ready(()), if more => {}
+                _ = tokio::time::sleep_until(idle_deadline.into()), if !args.idle_timeout.is_zero() => {
+                    say_goodbye(writer, self.listener, CLOSE_IDLE, "idle timeout").await;
+                    return format!("evicted after {} s of silence", args.idle_timeout.as_secs());
+                }
             }
         }
     }
 
-    fn broadcast(&self, payload: &[u8]) {
+    /// Reacts to each frame of a read: answer pings, take acknowledgements,
+    /// then act on data by mode.
+    fn handle(&mut self, batch: &FrameBatch) -> Result<(), String> {
+        let plain = self.listener.framing().is_some_and(Framing::is_plain);
+        let mut data = Vec::new();
+        for (kind, range) in &batch.frames {
+            let payload = &batch.chunk[range.clone()];
+            match kind {
+                FrameType::Ping => self.replies.push(Frame::Pong(batch.payload(range))),
+                FrameType::Hello | FrameType::Pong | FrameType::Close => {}
+                FrameType::Ack => match (self.session(), parse_ack(payload)) {
+                    (Some(session), Some(seq)) => lock(&session.state).client_acknowledged(seq),
+                    _ => return Err("an ACK frame outside a version 2 session".into()),
+                },
+                FrameType::Data if plain && payload == self.args.plain_ping => {
+                    self.replies.push(Frame::Data(self.args.plain_pong.clone()))
+                }
+                FrameType::Data | FrameType::Text => match (self.room.mode, self.attached.is_some()) {
+                    (Mode::Chat, _) => data.push(self.chat_line(payload)),
+                    (_, true) => data.push(batch.payload(range)),
+                    (Mode::Echo, false) => self.replies.push(Frame::new(*kind, batch.payload(range))),
+                    (Mode::Sink, false) => {}
+                },
+            }
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        let session = self.session().cloned();
+        if let Some(session) = &session {
+            lock(&session.state).accepted += data.len() as u64;
+        }
+        match (self.room.mode, session) {
+            (Mode::Chat, session) => self.room.say(self.number, data, session),
+            (mode, Some(session)) => {
+                self.room.store().send(Request::Inbound { session, messages: data, echo: mode == Mode::Echo })
+            }
+            (_, None) => {}
+        }
+        Ok(())
+    }
+
+    fn chat_line(&self, payload: &[u8]) -> Bytes {
         let mut line = BytesMut::with_capacity(self.name.len() + 2 + payload.len());
         line.put_slice(self.name.as_bytes());
         line.put_slice(b": ");
         // Line-framed members cannot receive a newline inside a message.
         line.extend(payload.iter().map(|&b| if b == b'\n' { b' ' } else { b }));
-        self.room.broadcast(self.id, line.freeze());
+        line.freeze()
+    }
+
+    /// What to write now: replies, an acknowledgement of newly stored
+    /// messages, and the next chunk of the feed; and whether more feed waits.
+    fn outgoing(&mut self) -> Result<(Vec<Frame>, bool), String> {
+        let mut frames = std::mem::take(&mut self.replies);
+        if let Some(session) = self.session() {
+            let received = lock(&session.state).received;
+            if received > self.acked_to_client {
+                frames.push(Frame::Ack(ack_payload(received)));
+                self.acked_to_client = received;
+            }
+        }
+        let as_frame = if self.listener.framing().is_none() { Frame::Text } else { Frame::Data };
+        let before = frames.len();
+        let more = match (self.room.mode, self.session().cloned()) {
+            (Mode::Chat, session) => {
+                let history = lock(&self.room.history);
+                if self.cursor < history.first_offset() {
+                    return Err("fell behind the room's history".into());
+                }
+                let own = if session.is_some() { u64::MAX } else { self.number };
+                let mut last = None;
+                for (offset, entry) in history.read(self.cursor, FEED_CHUNK) {
+                    last = Some(offset);
+                    // Best-effort members do not get their own lines back; sessions get the whole room.
+                    if entry.author != own {
+                        frames.push(as_frame(entry.line.clone()));
+                    }
+                }
+                if let Some(last) = last {
+                    self.cursor = last + 1;
+                }
+                self.cursor < history.next_offset()
+            }
+            (Mode::Echo, Some(session)) => {
+                let state = lock(&session.state);
+                let skip = (self.sent + 1).saturating_sub(state.echo_first) as usize;
+                frames.extend(state.echo.iter().skip(skip).take(FEED_CHUNK).cloned().map(as_frame));
+                skip + FEED_CHUNK < state.echo.len()
+            }
+            _ => false,
+        };
+        if self.attached.is_some() {
+            self.sent += (frames.len() - before) as u64;
+        }
+        Ok((frames, more))
+    }
+
+    /// Lets go of the session, if this connection still holds it.
+    fn detach(&self) {
+        if let Some(session) = self.session() {
+            let mut state = lock(&session.state);
+            state.connections -= 1;
+            if state.attached == self.generation {
+                state.attached = 0;
+                state.last_seen = Some(Instant::now());
+            }
+            drop(state);
+            session.detached.notify_one();
+        }
+    }
+}
+
+async fn wait_committed(session: Option<&Session>) {
+    match session {
+        Some(session) => session.committed.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn wait_echo(session: Option<&Session>, mode: Mode) {
+    match session {
+        Some(session) if mode == Mode::Echo => session.feed.notified().await,
+        _ => std::future::pending().await,
+    }
+}
+
+/// Completes once a newer connection has taken the session over.
+async fn wait_kicked(session: Option<&Session>, generation: u64) {
+    let Some(session) = session else { return std::future::pending().await };
+    loop {
+        session.kick.notified().await;
+        if lock(&session.state).attached != generation {
+            return;
+        }
     }
 }
 

@@ -1,62 +1,93 @@
-//! The registry of connected clients, and chat broadcast.
+//! The room: its history (chat lines at offsets, written through the
+//! store), the live sessions, and the numbers clients are named by.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use bytes::Bytes;
 use longconn_core::lock::lock;
-use tokio::sync::mpsc;
+use tokio::sync::watch;
 
 use crate::args::Mode;
-
-/// Messages a client may have waiting before it counts as too slow and is dropped.
-pub const MAILBOX_CAPACITY: usize = 4096;
-
-pub struct Member {
-    pub name: String,
-    pub mailbox: mpsc::Sender<Bytes>,
-}
+use crate::history::History;
+use crate::sessions::{Session, Sessions};
+use crate::store::{Request, Store};
 
 pub struct Room {
     pub mode: Mode,
-    next_id: AtomicU64,
-    members: Mutex<HashMap<u64, Member>>,
+    pub history: Mutex<History>,
+    /// The next offset, sent whenever lines are added.
+    changed: watch::Sender<u64>,
+    pub sessions: Sessions,
+    next_client: AtomicU64,
+    next_connection: AtomicU64,
+    online: AtomicUsize,
+    store: OnceLock<Store>,
 }
 
 impl Room {
-    pub fn new(mode: Mode) -> Room {
-        Room { mode, next_id: AtomicU64::new(1), members: Mutex::new(HashMap::new()) }
+    pub fn new(mode: Mode, history: History, next_client: u64) -> Room {
+        let (changed, _) = watch::channel(history.next_offset());
+        Room {
+            mode,
+            history: Mutex::new(history),
+            changed,
+            sessions: Sessions::default(),
+            next_client: AtomicU64::new(next_client.max(1)),
+            next_connection: AtomicU64::new(1),
+            online: AtomicUsize::new(0),
+            store: OnceLock::new(),
+        }
     }
 
-    /// Registers a client; returns its id, name and mailbox.
-    pub fn join(&self) -> (u64, String, mpsc::Receiver<Bytes>) {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let name = format!("client-{id}");
-        let (tx, rx) = mpsc::channel(MAILBOX_CAPACITY);
-        let online = {
-            let mut members = lock(&self.members);
-            members.insert(id, Member { name: name.clone(), mailbox: tx });
-            members.len()
-        };
+    pub fn set_store(&self, store: Store) {
+        let _ = self.store.set(store);
+    }
+
+    pub fn store(&self) -> &Store {
+        self.store.get().expect("the store starts before any connection")
+    }
+
+    /// A new client number; the next one is returned too, for the store to keep.
+    pub fn new_client_number(&self) -> (u64, u64) {
+        let number = self.next_client.fetch_add(1, Ordering::Relaxed);
+        (number, number + 1)
+    }
+
+    /// A number for a new connection, unique in this process.
+    pub fn new_connection(&self) -> u64 {
+        self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Called by the store after a commit added lines.
+    pub fn lines_added(&self) {
+        let next = lock(&self.history).next_offset();
+        self.changed.send_replace(next);
+    }
+
+    /// Wakes on new lines.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Adds chat lines (durably, through the store); from a session they
+    /// count as its inbound messages.
+    pub fn say(&self, author: u64, lines: Vec<Bytes>, session: Option<std::sync::Arc<Session>>) {
+        self.store().send(Request::Room { author, lines, session });
+    }
+
+    /// A client arrived: in chat, a notice to the room.
+    pub fn join(&self, number: u64, name: &str) {
+        let online = self.online.fetch_add(1, Ordering::Relaxed) + 1;
         if self.mode == Mode::Chat {
-            self.broadcast(id, Bytes::from(format!("* {name} joined ({online} online)")));
-        }
-        (id, name, rx)
-    }
-
-    pub fn leave(&self, id: u64) {
-        let removed = lock(&self.members).remove(&id);
-        if let (Some(member), Mode::Chat) = (removed, self.mode) {
-            let online = lock(&self.members).len();
-            self.broadcast(id, Bytes::from(format!("* {} left ({online} online)", member.name)));
+            self.say(number, vec![Bytes::from(format!("* {name} joined ({online} online)"))], None);
         }
     }
 
-    /// Sends `message` to every member but `from`. A member whose mailbox is
-    /// full is too slow to keep up and is dropped from the room.
-    pub fn broadcast(&self, from: u64, message: Bytes) {
-        let mut members = lock(&self.members);
-        members.retain(|&id, member| id == from || member.mailbox.try_send(message.clone()).is_ok());
+    pub fn leave(&self, number: u64, name: &str) {
+        let online = self.online.fetch_sub(1, Ordering::Relaxed) - 1;
+        if self.mode == Mode::Chat {
+            self.say(number, vec![Bytes::from(format!("* {name} left ({online} online)"))], None);
+        }
     }
 }

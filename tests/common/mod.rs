@@ -40,7 +40,11 @@ impl Server {
     }
 
     pub fn start_on(mode: &str, extra: &[&str], ports: Ports, host: &str) -> Server {
-        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        if !extra.iter().any(|a| a == "--data-dir") {
+            // Tests that restart on fixed ports would otherwise share a store under $HOME.
+            extra.extend(["--data-dir".to_string(), "memory".to_string()]);
+        }
         let mut child = Command::new(server_binary())
             .args(["--mode", mode, "--host", host])
             .args(["--longconn-port", &ports.longconn.to_string()])
@@ -110,6 +114,10 @@ impl Server {
         let _ = self.child.wait();
     }
 
+    fn exited(&mut self) -> bool {
+        self.child.try_wait().ok().flatten().is_some()
+    }
+
     /// Sends a signal by name (STOP, CONT) with the kill command.
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status().unwrap();
@@ -133,7 +141,9 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-CONT").arg(self.pid().to_string()).status();
+        if !self.exited() {
+            let _ = Command::new("kill").arg("-CONT").arg(self.pid().to_string()).status();
+        }
         self.kill();
     }
 }

@@ -16,6 +16,13 @@ pub struct Stats {
     pub queued_bytes: u64,
     /// Round-trip time of the last answered ping, in microseconds (0 if none yet).
     pub last_rtt_us: u64,
+    /// Every message up to this number (see `send_numbered`) is done with:
+    /// acknowledged by the server (protocol version 2), or handed to the
+    /// socket (best effort).
+    pub acked_number: u64,
+    /// Written messages still waiting for the server's acknowledgement;
+    /// they count in `queued_messages` too.
+    pub unacked_messages: u64,
 }
 
 #[derive(Debug, Default)]
@@ -47,8 +54,8 @@ impl Counters {
         self.last_rtt_us.store(micros, Ordering::Relaxed);
     }
 
-    /// The counters, with the outbox's figures filled in by the caller.
-    pub fn snapshot(&self, queued_messages: usize, queued_bytes: usize) -> Stats {
+    /// The counters, with the outbox's figures (from `Sending::figures`) filled in by the caller.
+    pub fn snapshot(&self, (queued_messages, queued_bytes, acked, unacked): (usize, usize, u64, usize)) -> Stats {
         Stats {
             messages_out: self.messages_out.load(Ordering::Relaxed),
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
@@ -58,6 +65,8 @@ impl Counters {
             queued_messages: queued_messages as u64,
             queued_bytes: queued_bytes as u64,
             last_rtt_us: self.last_rtt_us.load(Ordering::Relaxed),
+            acked_number: acked,
+            unacked_messages: unacked as u64,
         }
     }
 }

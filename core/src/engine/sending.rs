@@ -46,9 +46,10 @@ impl Sending {
         }
     }
 
-    /// Queues a copy of `payload`, waking the writer if the outbox was empty.
+    /// Queues a copy of `payload`, waking the writer if the outbox was
+    /// empty; returns the message's number.
     #[inline]
-    pub fn push(&self, payload: &[u8], text: bool) -> Result<(), OutboxFull> {
+    pub fn push(&self, payload: &[u8], text: bool) -> Result<u64, OutboxFull> {
         self.push_locked(lock(&self.outbox), payload, text).map_err(|(_, full)| full)
     }
 
@@ -61,16 +62,17 @@ impl Sending {
         mut outbox: MutexGuard<'a, Outbox>,
         payload: &[u8],
         text: bool,
-    ) -> Result<(), (MutexGuard<'a, Outbox>, OutboxFull)> {
+    ) -> Result<u64, (MutexGuard<'a, Outbox>, OutboxFull)> {
         let was_empty = outbox.is_empty();
         if let Err(full) = outbox.push_kind(payload, text) {
             return Err((outbox, full));
         }
+        let number = outbox.last_number();
         drop(outbox);
         if was_empty {
             self.writer_wake.notify_one();
         }
-        Ok(())
+        Ok(number)
     }
 
     /// Like [`Sending::push`], but when the outbox is full waits up to
@@ -85,10 +87,10 @@ impl Sending {
         timeout: Duration,
         may_wait: impl Fn() -> bool,
         closed: impl Fn() -> bool,
-    ) -> Result<(), NotQueued> {
+    ) -> Result<u64, NotQueued> {
         let outbox = lock(&self.outbox);
         match self.push_locked(outbox, payload, text) {
-            Ok(()) => Ok(()),
+            Ok(number) => Ok(number),
             Err((outbox, full)) => self.wait_for_room(outbox, full, payload, text, timeout, may_wait(), closed),
         }
     }
@@ -105,7 +107,7 @@ impl Sending {
         timeout: Duration,
         may_wait: bool,
         closed: impl Fn() -> bool,
-    ) -> Result<(), NotQueued> {
+    ) -> Result<u64, NotQueued> {
         let deadline = Instant::now().checked_add(timeout);
         loop {
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -122,7 +124,7 @@ impl Sending {
                 return Err(NotQueued::Closed);
             }
             match self.push_locked(outbox, payload, text) {
-                Ok(()) => return Ok(()),
+                Ok(number) => return Ok(number),
                 Err((guard, still_full)) => (outbox, full) = (guard, still_full),
             }
         }
@@ -168,20 +170,72 @@ impl Sending {
         self.room_freed();
     }
 
-    /// Records a fully written batch and returns its buffers to the outbox,
-    /// under one lock; buffers the outbox does not keep are freed after it.
+    /// Records a fully written batch and gives it back to the outbox (kept
+    /// until acknowledged, or its buffers reused), under one lock; buffers
+    /// the outbox does not keep are freed after it.
     pub fn batch_written(&self, mut batch: Batch, counters: &Counters) {
         count_sent(&mut batch, counters);
         let mut outbox = lock(&self.outbox);
-        let unused = outbox.recycle(batch);
+        let unused = outbox.finish_batch(batch);
         self.room_freed();
         drop(outbox);
         drop(unused);
     }
 
-    /// Messages and payload bytes waiting or being written.
+    /// The peer acknowledged every message up to `number` (a client-wide
+    /// number); returns the highest number acknowledged now if that moved.
+    pub fn ack(&self, number: u64) -> Option<u64> {
+        let mut outbox = lock(&self.outbox);
+        let before = outbox.acked();
+        let unused = outbox.ack(number);
+        let after = outbox.acked();
+        self.room_freed();
+        drop(outbox);
+        drop(unused);
+        // A close may be waiting for the last acknowledgement.
+        self.writer_wake.notify_one();
+        (after > before).then_some(after)
+    }
+
+    /// After a connection ended: everything not acknowledged (and what was
+    /// left of the batch being written) goes back to the front of the queue.
+    pub fn requeue(&self, in_flight: Option<Batch>, counters: &Counters) {
+        let mut outbox = lock(&self.outbox);
+        if let Some(mut batch) = in_flight {
+            count_sent(&mut batch, counters);
+            outbox.batch_progress(&batch);
+            outbox.requeue(Some(batch));
+        } else {
+            outbox.requeue(None);
+        }
+    }
+
+    /// Keeps written messages until acknowledged (protocol version 2), or not.
+    pub fn set_retain(&self, retain: bool) {
+        lock(&self.outbox).set_retain(retain);
+    }
+
+    /// Every message up to this number is acknowledged (or, best effort, written).
+    pub fn acked(&self) -> u64 {
+        lock(&self.outbox).acked()
+    }
+
+    /// Written messages not yet acknowledged.
+    pub fn unacked(&self) -> usize {
+        lock(&self.outbox).unacked()
+    }
+
+    /// Messages and payload bytes waiting, being written or unacknowledged.
     pub fn queued(&self) -> (usize, usize) {
         lock(&self.outbox).queued()
+    }
+
+    /// The figures `stats` reports: queued messages and bytes, acknowledged
+    /// number, unacknowledged messages, under one lock.
+    pub fn figures(&self) -> (usize, usize, u64, usize) {
+        let outbox = lock(&self.outbox);
+        let (messages, bytes) = outbox.queued();
+        (messages, bytes, outbox.acked(), outbox.unacked())
     }
 
     /// Empties the outbox (and what was in flight); returns how many messages were discarded.

@@ -53,6 +53,8 @@ impl LongconnDecoder {
             0x03 => FrameType::Pong,
             0x04 => FrameType::Hello,
             0x05 => FrameType::Close,
+            0x06 => FrameType::Ack,
+            0x07 => FrameType::Text,
             other => return Err(FrameError::UnknownFrameType(other)),
         };
         Ok(Peeked::Complete(FrameHead { len: HEADER_LEN + length, payload: HEADER_LEN + 1..HEADER_LEN + length, kind }))

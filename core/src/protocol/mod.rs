@@ -41,11 +41,13 @@ pub enum Frame {
     Pong(Bytes),
     Hello(Bytes),
     Close(Bytes),
+    /// Protocol version 2: every data frame up to this sequence number arrived.
+    Ack(Bytes),
 }
 
-/// Frame type; in the longconn protocol also its type byte. Values 0x06 to
-/// 0x0f are reserved for acknowledgements and other additions of later
-/// protocol versions. The plain framings only carry data.
+/// Frame type; in the longconn protocol also its type byte. Values 0x08 to
+/// 0x0f are reserved for later protocol versions. The plain framings only
+/// carry data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum FrameType {
@@ -54,8 +56,12 @@ pub enum FrameType {
     Pong = 0x03,
     Hello = 0x04,
     Close = 0x05,
-    /// A WebSocket text message. Never on the longconn wire: it is sent there as DATA.
-    Text = 0x81,
+    /// Version 2: a cumulative acknowledgement (u64 BE sequence number).
+    Ack = 0x06,
+    /// A text message: a WebSocket text message, or over WebSocket with
+    /// protocol version 2, a DATA_TEXT frame (which counts in the sequence
+    /// like DATA). Over TCP it is sent as DATA.
+    Text = 0x07,
 }
 
 impl Frame {
@@ -67,6 +73,7 @@ impl Frame {
             FrameType::Pong => Frame::Pong(payload),
             FrameType::Hello => Frame::Hello(payload),
             FrameType::Close => Frame::Close(payload),
+            FrameType::Ack => Frame::Ack(payload),
             FrameType::Text => Frame::Text(payload),
         }
     }
@@ -80,6 +87,7 @@ impl Frame {
             Frame::Pong(p) => (FrameType::Pong, p),
             Frame::Hello(p) => (FrameType::Hello, p),
             Frame::Close(p) => (FrameType::Close, p),
+            Frame::Ack(p) => (FrameType::Ack, p),
         }
     }
 }
@@ -148,8 +156,8 @@ impl Framing {
     /// encoder, used by the outbox and by every writer.
     ///
     /// In the plain framings, control frames are written as data messages
-    /// with their payload; hello and close frames have no plain encoding and
-    /// are skipped. In the longconn protocol a text message is a data frame.
+    /// with their payload; hello, close and ack frames have no plain
+    /// encoding and are skipped. In the longconn protocol a text message is a data frame.
     /// Always inlined: with the framing known at the call site, it is a few
     /// stores and a copy, and every send runs it.
     #[inline(always)]
@@ -157,7 +165,7 @@ impl Framing {
         match (self, kind) {
             (Framing::Longconn, FrameType::Text) => longconn::encode(FrameType::Data, payload, dst),
             (Framing::Longconn, _) => longconn::encode(kind, payload, dst),
-            (_, FrameType::Hello | FrameType::Close) => {}
+            (_, FrameType::Hello | FrameType::Close | FrameType::Ack) => {}
             (Framing::Length, _) => length::encode(payload, dst),
             (Framing::Line, _) => line::encode(payload, dst),
         }

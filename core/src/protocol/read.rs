@@ -290,7 +290,7 @@ mod tests {
             Frame::Data(Bytes::from_static(b"d")),
             Frame::Ping(Bytes::from_static(b"12345678")),
             Frame::Pong(Bytes::from_static(b"12345678")),
-            Frame::Hello(hello_payload("client")),
+            Frame::Hello(hello_payload(1, "client", None)),
             Frame::Close(close_payload(1000, "bye")),
         ];
         let wire = wire_of(Framing::Longconn, &frames);

@@ -3,7 +3,8 @@
 
 use crate::engine::Engine;
 use crate::event::ErrorKind;
-use crate::protocol::hello::{hello_frame, take_hello};
+use crate::protocol::hello::{hello_payload, take_hello, HelloExt, PROTOCOL_V2, PROTOCOL_VERSION};
+use crate::protocol::Frame;
 use crate::protocol::{FrameBatch, Framing};
 use crate::transport::{self, ConnectOptions, Connection};
 
@@ -13,9 +14,17 @@ pub(super) struct AttemptFailed {
     pub detail: String,
 }
 
-/// Connects; returns the connection and any frames that arrived right
-/// behind the server's hello.
-pub(super) async fn connect(engine: &Engine) -> Result<(Connection, FrameBatch), AttemptFailed> {
+/// An open connection, ready for the session.
+pub(super) struct Opened {
+    pub conn: Connection,
+    /// Frames that arrived right behind the server's hello.
+    pub leftovers: FrameBatch,
+    /// The server's version 2 fields; `None` for best effort.
+    pub server: Option<HelloExt>,
+}
+
+/// Connects, offering `ext` in the hello (version 2) or nothing (version 1).
+pub(super) async fn connect(engine: &Engine, ext: Option<HelloExt>) -> Result<Opened, AttemptFailed> {
     let config = &engine.config;
     let timeout = config.connect_timeout;
     let attempt = async {
@@ -29,12 +38,12 @@ pub(super) async fn connect(engine: &Engine) -> Result<(Connection, FrameBatch),
             kind: ErrorKind::ConnectFailed,
             detail: format!("cannot connect to {}: {e}", config.endpoint),
         })?;
-        let leftovers = if config.framing() == Some(Framing::Longconn) {
-            handshake(&mut conn, &config.client_name).await?
+        let (leftovers, server) = if config.framing() == Some(Framing::Longconn) {
+            handshake(&mut conn, &config.client_name, ext).await?
         } else {
-            FrameBatch::default()
+            (FrameBatch::default(), None)
         };
-        Ok((conn, leftovers))
+        Ok(Opened { conn, leftovers, server })
     };
     match tokio::time::timeout(timeout, attempt).await {
         Ok(result) => result,
@@ -46,16 +55,26 @@ pub(super) async fn connect(engine: &Engine) -> Result<(Connection, FrameBatch),
 }
 
 /// Sends our hello and waits for the server's. Frames that arrive right
-/// after the server's hello are returned so none is lost.
-async fn handshake(conn: &mut Connection, name: &str) -> Result<FrameBatch, AttemptFailed> {
+/// after the server's hello are returned so none is lost, with the server's
+/// version 2 fields if it speaks version 2.
+async fn handshake(
+    conn: &mut Connection,
+    name: &str,
+    ext: Option<HelloExt>,
+) -> Result<(FrameBatch, Option<HelloExt>), AttemptFailed> {
     let failed = |detail: String| AttemptFailed { kind: ErrorKind::HandshakeFailed, detail };
-    conn.writer.write(&[hello_frame(name)], None).await.map_err(|e| failed(format!("sending hello failed: {e}")))?;
+    let hello = Frame::Hello(hello_payload(PROTOCOL_VERSION, name, ext.as_ref()));
+    conn.writer.write(&[hello], None).await.map_err(|e| failed(format!("sending hello failed: {e}")))?;
     let mut batch = FrameBatch::default();
     match conn.reader.read_batch(&mut batch).await {
         Ok(true) => {}
         Ok(false) => return Err(failed("server closed the connection during the hello exchange".into())),
         Err(e) => return Err(failed(format!("hello exchange failed: {e}"))),
     }
-    take_hello(&mut batch).map_err(|e| failed(format!("bad hello from the server: {e}")))?;
-    Ok(batch)
+    let hello = take_hello(&mut batch).map_err(|e| failed(format!("bad hello from the server: {e}")))?;
+    let server = match hello.ext {
+        Some(ext) if hello.version == PROTOCOL_V2 && ext.max_version >= PROTOCOL_V2 => Some(ext),
+        _ => None,
+    };
+    Ok((batch, server))
 }

@@ -5,12 +5,13 @@
 //! stops the reader (which would deadlock against an echoing peer). Each
 //! loop takes only the parts of the engine it uses.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::resume::Resume;
 use crate::config::ClientConfig;
 use crate::engine::close::CloseSignal;
 use crate::engine::counters::Counters;
@@ -23,7 +24,7 @@ use crate::lock::lock;
 use crate::log::{log_at, Level};
 use crate::outbox::Batch;
 use crate::policy::heartbeat::{Activity, HeartbeatAction};
-use crate::protocol::hello::{close_payload, parse_close_payload};
+use crate::protocol::hello::{ack_payload, close_payload, parse_ack, parse_close_payload};
 use crate::protocol::{Frame, FrameBatch, FrameError, FrameType};
 use crate::transport::{Connection, Reader, Writer};
 
@@ -31,6 +32,11 @@ use crate::transport::{Connection, Reader, Writer};
 const CLOSE_NORMAL: u16 = 1000;
 /// `writing_since_us` when no write is in progress.
 const NOT_WRITING: u64 = u64::MAX;
+/// Protocol version 2 acknowledges received data after this many frames,
+/// this many bytes, or this long after the first unacknowledged frame.
+const ACK_EVERY_FRAMES: u64 = 1024;
+const ACK_EVERY_BYTES: usize = 256 * 1024;
+const ACK_DELAY: Duration = Duration::from_millis(10);
 
 /// What a data message in a plain framing turned out to be.
 enum PlainControl {
@@ -67,11 +73,27 @@ struct Link<'a> {
     reader_paused: AtomicBool,
     /// Woken when a control frame is queued.
     sending: &'a Sending,
+    /// Protocol version 2 is in force: data is numbered and acknowledged.
+    acknowledged: bool,
+    /// Inbound: the highest data sequence number received.
+    received: AtomicU64,
+    /// The last `received` we acknowledged, and payload bytes since.
+    ack_sent: AtomicU64,
+    ack_bytes: AtomicUsize,
+    /// An acknowledgement timer is running.
+    ack_armed: AtomicBool,
+    ack_timer: tokio::sync::Notify,
 }
 
 impl<'a> Link<'a> {
-    fn new(sending: &'a Sending) -> Link<'a> {
+    fn new(sending: &'a Sending, acknowledged: bool, received: u64) -> Link<'a> {
         Link {
+            acknowledged,
+            received: AtomicU64::new(received),
+            ack_sent: AtomicU64::new(received),
+            ack_bytes: AtomicUsize::new(0),
+            ack_armed: AtomicBool::new(false),
+            ack_timer: tokio::sync::Notify::new(),
             started: Instant::now(),
             last_inbound_us: AtomicU64::new(0),
             last_outbound_us: AtomicU64::new(0),
@@ -142,7 +164,33 @@ impl<'a> Link<'a> {
 
     fn take_control(&self) -> Vec<Frame> {
         let mut control = lock(&self.control);
-        control.pong.take().into_iter().chain(control.ping.take()).collect()
+        control.ack.take().into_iter().chain(control.pong.take()).chain(control.ping.take()).collect()
+    }
+
+    /// Counts data frames just received (version 2) and acknowledges them
+    /// at once past the frame or byte threshold, else arms the short timer.
+    fn data_received(&self, frames: usize, bytes: usize) {
+        if !self.acknowledged || frames == 0 {
+            return;
+        }
+        let received = self.received.fetch_add(frames as u64, Ordering::Relaxed) + frames as u64;
+        let bytes = self.ack_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if received - self.ack_sent.load(Ordering::Relaxed) >= ACK_EVERY_FRAMES || bytes >= ACK_EVERY_BYTES {
+            self.push_ack();
+        } else if !self.ack_armed.swap(true, Ordering::Relaxed) {
+            self.ack_timer.notify_one();
+        }
+    }
+
+    /// Queues an acknowledgement of everything received, if anything is new.
+    fn push_ack(&self) {
+        let received = self.received.load(Ordering::Relaxed);
+        if self.ack_sent.swap(received, Ordering::Relaxed) == received {
+            return;
+        }
+        self.ack_bytes.store(0, Ordering::Relaxed);
+        lock(&self.control).ack = Some(Frame::Ack(ack_payload(received)));
+        self.sending.wake_writer();
     }
 }
 
@@ -151,32 +199,58 @@ impl<'a> Link<'a> {
 struct Control {
     ping: Option<Frame>,
     pong: Option<Frame>,
+    ack: Option<Frame>,
 }
 
-/// Runs the connection until it ends. A batch whose write did not complete
-/// stays in `in_flight`, to be written first on the next connection, from
-/// the first message not yet handed to the socket.
+/// Runs the connection until it ends. The batch being written when it
+/// ends stays in `in_flight`, for the session to put back in the outbox.
+/// With `acknowledged` (protocol version 2), received data is counted in
+/// `resume` and acknowledged, and the server's acknowledgements free the outbox.
 pub(super) async fn run(
     engine: &Engine,
     conn: Connection,
     leftovers: FrameBatch,
     in_flight: &mut Option<Batch>,
+    resume: &mut Resume,
+    acknowledged: bool,
 ) -> Ended {
     let Connection { mut reader, mut writer, .. } = conn;
-    let link = Link::new(&engine.sending);
-    let mut inbound =
-        Inbound { delivery: &engine.delivery, counters: &engine.counters, config: &engine.config, link: &link };
-    if let Some(end) = inbound.handle(&leftovers) {
-        return end;
+    let link = Link::new(&engine.sending, acknowledged, resume.received);
+    let mut inbound = Inbound {
+        delivery: &engine.delivery,
+        counters: &engine.counters,
+        config: &engine.config,
+        link: &link,
+        base: resume.base,
+    };
+    let end = match inbound.handle(&leftovers) {
+        Some(end) => end,
+        None => tokio::select! {
+            end = read_loop(&mut reader, &mut inbound, engine.id) => end,
+            end = write_loop(&engine.sending, &engine.counters, &engine.close, &link, &mut writer, in_flight) => end,
+            end = heartbeat_loop(&engine.settings, &engine.config, &engine.delivery, &link) => end,
+            never = ack_loop(&link) => match never {},
+            _ = engine.close.expired() => {
+                let (queued, _) = engine.sending.queued();
+                ended(DisconnectReason::ClosedByUser, format!("close deadline passed with {queued} messages unsent"))
+            }
+        },
+    };
+    resume.received = link.received.load(Ordering::Relaxed);
+    end
+}
+
+/// Sends the delayed acknowledgement (version 2): [`ACK_DELAY`] after the
+/// first data frame not yet acknowledged.
+async fn ack_loop(link: &Link<'_>) -> std::convert::Infallible {
+    if !link.acknowledged {
+        return std::future::pending().await;
     }
-    tokio::select! {
-        end = read_loop(&mut reader, &mut inbound, engine.id) => end,
-        end = write_loop(&engine.sending, &engine.counters, &engine.close, &link, &mut writer, in_flight) => end,
-        end = heartbeat_loop(&engine.settings, &engine.config, &engine.delivery, &link) => end,
-        _ = engine.close.expired() => {
-            let (queued, _) = engine.sending.queued();
-            ended(DisconnectReason::ClosedByUser, format!("close deadline passed with {queued} messages unsent"))
-        }
+    loop {
+        link.ack_timer.notified().await;
+        tokio::time::sleep(ACK_DELAY).await;
+        link.ack_armed.store(false, Ordering::Relaxed);
+        link.push_ack();
     }
 }
 
@@ -186,6 +260,8 @@ struct Inbound<'a> {
     counters: &'a Counters,
     config: &'a ClientConfig,
     link: &'a Link<'a>,
+    /// Outbound wire sequence number + `base` = message number.
+    base: u64,
 }
 
 impl Inbound<'_> {
@@ -196,6 +272,7 @@ impl Inbound<'_> {
         let mut end = None;
         let mut run = Vec::with_capacity(batch.frames.len());
         let mut run_is_text = false;
+        let (mut data_frames, mut data_bytes) = (0, 0);
         for (kind, range) in &batch.frames {
             let payload = &batch.chunk[range.clone()];
             let text = *kind == FrameType::Text;
@@ -206,9 +283,39 @@ impl Inbound<'_> {
                 FrameType::Data => match self.plain_control(payload) {
                     PlainControl::Ping(pong) => self.link.push_pong(&pong),
                     PlainControl::Pong => {}
-                    PlainControl::Message => run.push(range.clone()),
+                    PlainControl::Message => {
+                        run.push(range.clone());
+                        data_frames += 1;
+                        data_bytes += payload.len();
+                    }
                 },
-                FrameType::Text => run.push(range.clone()),
+                FrameType::Text => {
+                    run.push(range.clone());
+                    data_frames += 1;
+                    data_bytes += payload.len();
+                }
+                FrameType::Ack if self.link.acknowledged => match parse_ack(payload) {
+                    Some(seq) => {
+                        // In order: messages before it are queued first, those after it see its effect.
+                        if !run.is_empty() {
+                            self.emit_run(&batch.chunk, std::mem::take(&mut run), run_is_text);
+                        }
+                        match self.link.sending.ack(self.base + seq) {
+                            Some(up_to) if self.config.ack_events => {
+                                self.delivery.emit_one(Event::Acknowledged { up_to })
+                            }
+                            _ => {}
+                        }
+                    }
+                    None => {
+                        end = Some(self.protocol_error("an ACK frame's payload is not 8 bytes"));
+                        break;
+                    }
+                },
+                FrameType::Ack => {
+                    end = Some(self.protocol_error("an ACK frame on a best-effort connection"));
+                    break;
+                }
                 FrameType::Ping => self.link.push_pong(payload),
                 FrameType::Pong => self.record_rtt(payload),
                 FrameType::Hello => {}
@@ -228,7 +335,14 @@ impl Inbound<'_> {
         if !run.is_empty() {
             self.emit_run(&batch.chunk, run, run_is_text);
         }
+        self.link.data_received(data_frames, data_bytes);
         end
+    }
+
+    fn protocol_error(&self, detail: &str) -> Ended {
+        let detail = format!("bad data from the server: {detail}");
+        self.delivery.emit_one(Event::Error { kind: ErrorKind::Protocol, detail: detail.clone() });
+        ended(DisconnectReason::Protocol, detail)
     }
 
     /// Counts and queues a run of messages of one kind.
@@ -309,9 +423,13 @@ async fn write_loop(
             *in_flight = sending.take_batch();
         }
         if control.is_empty() && in_flight.is_none() {
-            if close.requested() {
-                let bye = Frame::Close(close_payload(CLOSE_NORMAL, "client closing"));
-                let _ = writer.write(std::slice::from_ref(&bye), None).await;
+            // With acknowledged delivery, a close waits for the server's
+            // acknowledgement of everything written (or the close deadline).
+            if close.requested() && (!link.acknowledged || sending.unacked() == 0) {
+                link.push_ack();
+                let mut bye = link.take_control();
+                bye.push(Frame::Close(close_payload(CLOSE_NORMAL, "client closing")));
+                let _ = writer.write(&bye, None).await;
                 let _ = writer.shutdown().await;
                 return ended(DisconnectReason::ClosedByUser, "closed by the application");
             }

@@ -2,6 +2,7 @@
 
 mod connect;
 mod link;
+mod resume;
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -12,14 +13,17 @@ use crate::event::{DisconnectReason, ErrorKind, Event};
 use crate::log::{log_at, Level};
 use crate::outbox::Batch;
 use crate::policy::backoff::Backoff;
+use crate::protocol::hello::PROTOCOL_V2;
+use resume::Resume;
 
 /// Runs a client's session on the runtime until the client is closed.
 pub(crate) async fn run(engine: Arc<Engine>) {
     let engine = &*engine;
     let seed = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0) ^ engine.id;
     let mut backoff = Backoff::new(engine.settings.get().backoff, seed);
-    // A batch whose write was cut off by a disconnect; written first next time.
+    // The batch being written; after a disconnect it goes back to the outbox.
     let mut in_flight: Option<Batch> = None;
+    let mut resume = Resume::default();
     let set_state = |state: State| {
         if !engine.close.requested() {
             engine.lifecycle.set_state(state);
@@ -30,25 +34,33 @@ pub(crate) async fn run(engine: Arc<Engine>) {
             break;
         }
         set_state(State::Connecting);
+        let offer = (engine.config.max_protocol >= PROTOCOL_V2).then(|| resume.hello_ext());
         let attempt = tokio::select! {
-            result = connect::connect(engine) => result,
+            result = connect::connect(engine, offer) => result,
             _ = engine.close.expired() => break,
         };
         match attempt {
-            Ok((conn, leftovers)) => {
-                engine.counters.connected();
-                set_state(State::Connected);
-                log_at!(Level::Info, "client {}: connected to {}", engine.id, conn.peer);
-                engine.delivery.emit_one(Event::Connected { peer: conn.peer.clone() });
-                let up_since = Instant::now();
-                let link::Ended { reason, detail } = link::run(engine, conn, leftovers, &mut in_flight).await;
-                // A write cut off by the end of the connection may have handed part of its batch over.
-                if let Some(batch) = in_flight.as_mut() {
-                    engine.sending.record_sent(batch, &engine.counters);
-                    if batch.is_done() {
-                        engine.sending.batch_written(in_flight.take().expect("checked above"), &engine.counters);
+            Ok(connect::Opened { conn, leftovers, server }) => {
+                let accepted = resume.accept(server.as_ref(), engine.sending.acked());
+                let delivery = accepted.delivery;
+                if let Some(number) = accepted.acked_up_to {
+                    match engine.sending.ack(number) {
+                        Some(up_to) if engine.config.ack_events => {
+                            engine.delivery.emit_one(Event::Acknowledged { up_to })
+                        }
+                        _ => {}
                     }
                 }
+                engine.sending.set_retain(delivery.acknowledged);
+                engine.counters.connected();
+                set_state(State::Connected);
+                log_connected(engine, &conn.peer, delivery);
+                engine.delivery.emit_one(Event::Connected { peer: conn.peer.clone(), delivery });
+                let up_since = Instant::now();
+                let link::Ended { reason, detail } =
+                    link::run(engine, conn, leftovers, &mut in_flight, &mut resume, delivery.acknowledged).await;
+                // Whatever was not done with goes back in front of the queue for the next connection.
+                engine.sending.requeue(in_flight.take(), &engine.counters);
                 log_at!(Level::Info, "client {}: disconnected: {detail}", engine.id);
                 engine.delivery.emit_one(Event::Disconnected { reason, detail });
                 if reason == DisconnectReason::ClosedByUser {
@@ -80,10 +92,26 @@ pub(crate) async fn run(engine: Arc<Engine>) {
             _ = wait_close_with_empty_outbox(engine) => break,
         }
     }
-    if let Some(batch) = in_flight.as_mut() {
-        engine.sending.record_sent(batch, &engine.counters);
-    }
+    engine.sending.requeue(in_flight.take(), &engine.counters);
     finish(engine);
+}
+
+fn log_connected(engine: &Engine, peer: &str, delivery: crate::event::Delivery) {
+    let id = engine.id;
+    if delivery.acknowledged {
+        let session = if delivery.resumed { "session resumed" } else { "new session" };
+        let recovered = if delivery.recovered { "" } else { "; messages from the server were lost" };
+        log_at!(
+            Level::Info,
+            "client {id}: connected to {peer}, acknowledged delivery (protocol 2), {session}{recovered}"
+        );
+    } else if engine.config.framing() == Some(crate::protocol::Framing::Longconn)
+        && engine.config.max_protocol >= PROTOCOL_V2
+    {
+        log_at!(Level::Info, "client {id}: connected to {peer}; the server speaks protocol 1: best-effort delivery");
+    } else {
+        log_at!(Level::Info, "client {id}: connected to {peer}, best-effort delivery");
+    }
 }
 
 /// Ends the client for good: discards what is left, reports it in the

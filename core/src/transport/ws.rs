@@ -160,7 +160,7 @@ fn control_message(frame: &Frame) -> Option<Message> {
     Some(match frame {
         Frame::Ping(p) => Message::Ping(p.clone()),
         // tungstenite answers every ping itself.
-        Frame::Pong(_) | Frame::Hello(_) => return None,
+        Frame::Pong(_) | Frame::Hello(_) | Frame::Ack(_) => return None,
         Frame::Close(p) => {
             let (code, reason) = parse_close_payload(p);
             Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.into() }))

@@ -38,6 +38,7 @@ class EventKind(enum.IntEnum):
     MESSAGE = 4
     ERROR = 5
     CLOSED = 6
+    ACKNOWLEDGED = 7
 
 
 class State(enum.IntEnum):
@@ -83,8 +84,18 @@ class Event:
     attempt: int = 0
     #: Reconnect delay in seconds.
     delay: float = 0.0
-    #: Messages discarded at close.
+    #: Messages discarded at close (queued, or written and never acknowledged).
     unsent: int = 0
+    #: ACKNOWLEDGED: every message up to this number (see Client.send_seq) reached the server.
+    seq: int = 0
+    #: CONNECTED: acknowledged delivery (protocol version 2): nothing lost, nothing twice.
+    acknowledged: bool = False
+    #: CONNECTED: the server found this client's session; both directions continue.
+    resumed: bool = False
+    #: CONNECTED: nothing the server sent is missing (False: resynchronise by other means).
+    recovered: bool = False
+    #: CONNECTED: the epoch of the server's room history (0: none).
+    epoch: int = 0
 
 
 @dataclass(frozen=True)
@@ -100,6 +111,10 @@ class Stats:
     queued_bytes: int
     #: Round-trip time of the last answered ping, in seconds (0.0 before the first).
     last_rtt: float
+    #: Every message up to this number is acknowledged (best effort: written).
+    acked_number: int = 0
+    #: Written messages still waiting for the server's acknowledgement.
+    unacked_messages: int = 0
 
 
 def message_from(data: "ctypes._Pointer[ctypes.c_uint8]", length: int, text: bool = False) -> Message:
@@ -130,6 +145,11 @@ def event_from(c_event: _ffi.lc_event) -> Event:
         attempt=c_event.attempt,
         delay=c_event.delay_ms / 1000.0,
         unsent=c_event.unsent,
+        seq=c_event.seq,
+        acknowledged=c_event.acknowledged,
+        resumed=c_event.resumed,
+        recovered=c_event.recovered,
+        epoch=c_event.epoch,
     )
 
 
@@ -143,4 +163,6 @@ def stats_from(s: _ffi.lc_stats) -> Stats:
         queued_messages=s.queued_messages,
         queued_bytes=s.queued_bytes,
         last_rtt=s.last_rtt_us / 1e6,
+        acked_number=s.acked_number,
+        unacked_messages=s.unacked_messages,
     )

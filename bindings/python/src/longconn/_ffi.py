@@ -33,6 +33,11 @@ class lc_event(ctypes.Structure):
         ("len", ctypes.c_size_t),
         ("text", ctypes.c_char_p),
         ("is_text", ctypes.c_bool),
+        ("seq", ctypes.c_uint64),
+        ("acknowledged", ctypes.c_bool),
+        ("resumed", ctypes.c_bool),
+        ("recovered", ctypes.c_bool),
+        ("epoch", ctypes.c_uint64),
     ]
 
 
@@ -46,6 +51,8 @@ class lc_stats(ctypes.Structure):
         ("queued_messages", ctypes.c_uint64),
         ("queued_bytes", ctypes.c_uint64),
         ("last_rtt_us", ctypes.c_uint64),
+        ("acked_number", ctypes.c_uint64),
+        ("unacked_messages", ctypes.c_uint64),
     ]
 
 
@@ -69,6 +76,7 @@ SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "lc_client_free": (None, [_p]),
     "lc_client_connect": (c_status, [_p]),
     "lc_client_send": (c_status, [_p, _u8p, ctypes.c_size_t]),
+    "lc_client_send_seq": (c_status, [_p, _u8p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_uint64)]),
     "lc_client_send_text": (c_status, [_p, ctypes.c_char_p, ctypes.c_size_t]),
     "lc_client_send_wait": (c_status, [_p, _u8p, ctypes.c_size_t, ctypes.c_bool, ctypes.c_int32]),
     "lc_client_send_batch": (c_status, [_p, ctypes.POINTER(lc_buffer), ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)]),
@@ -100,6 +108,8 @@ SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "lc_config_set_tls_client_cert": (c_status, [_p, ctypes.c_char_p, ctypes.c_char_p]),
     "lc_config_set_tls_dangerous_skip_verification": (c_status, [_p, ctypes.c_bool]),
     "lc_config_set_client_name": (c_status, [_p, ctypes.c_char_p]),
+    "lc_config_set_protocol_version": (c_status, [_p, ctypes.c_uint32]),
+    "lc_config_set_acknowledgement_events": (c_status, [_p, ctypes.c_bool]),
     "lc_runtime_configure": (c_status, [ctypes.c_uint32, ctypes.c_uint32]),
     "lc_client_set_event_callback": (c_status, [_p, EVENT_CB, ctypes.c_void_p]),
     "lc_client_set_message_callback": (c_status, [_p, MESSAGE_CB, ctypes.c_void_p]),

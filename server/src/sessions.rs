@@ -1,0 +1,186 @@
+//! Protocol version 2 sessions: what the server keeps of each client across
+//! its connections, so that both directions resume exactly where they
+//! stopped. The durable copy is in the store; this is the live one.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use longconn_core::lock::lock;
+use tokio::sync::Notify;
+
+/// A session id: random bytes chosen by the server.
+pub type SessionId = [u8; 16];
+
+/// Sixteen random bytes from the kernel.
+pub fn random_id() -> SessionId {
+    use std::io::Read;
+    let mut id = [0u8; 16];
+    let filled = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut id));
+    if filled.is_err() {
+        // No /dev/urandom: the clock and a process-wide counter still tell sessions apart.
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as u128;
+        id = (nanos ^ (count << 64) ^ std::process::id() as u128).to_be_bytes();
+    }
+    id
+}
+
+/// A random u64 (for epochs).
+pub fn random_u64() -> u64 {
+    let id = random_id();
+    u64::from_be_bytes(id[..8].try_into().expect("8 bytes")) | 1
+}
+
+pub struct Session {
+    pub id: SessionId,
+    /// The name the room knows this client by.
+    pub name: String,
+    /// A number for the room's author field.
+    pub number: u64,
+    pub state: Mutex<SessionState>,
+    /// `received` moved: the connection acknowledges.
+    pub committed: Notify,
+    /// Echo replies were added.
+    pub feed: Notify,
+    /// A newer connection took the session over.
+    pub kick: Notify,
+    /// The attached connection left.
+    pub detached: Notify,
+}
+
+#[derive(Debug, Default)]
+pub struct SessionState {
+    /// Chat: the room offset just before this session's first message.
+    pub base: u64,
+    /// Inbound messages stored (and so acknowledgeable).
+    pub received: u64,
+    /// Inbound messages handed to the store (`received` and those in a commit).
+    pub accepted: u64,
+    /// Inbound messages written in the store's open transaction.
+    pub stored_in_commit: u64,
+    /// Echo: replies not yet acknowledged by the client; the front's
+    /// sequence number is `echo_first`.
+    pub echo: VecDeque<Bytes>,
+    pub echo_first: u64,
+    pub echo_bytes: usize,
+    /// The highest server-to-client sequence number the client acknowledged.
+    pub client_acked: u64,
+    /// The connection the session belongs to (0: none).
+    pub attached: u64,
+    /// Connections still running with the session (an older one may be
+    /// letting go while a newer one takes it over).
+    pub connections: u32,
+    pub last_seen: Option<Instant>,
+}
+
+impl SessionState {
+    /// The sequence number of the last inbound message the store has
+    /// written, committed or in its open transaction.
+    pub fn received_in_store_order(&self) -> u64 {
+        self.received + self.stored_in_commit
+    }
+
+    /// Drops echo replies the client acknowledged.
+    pub fn client_acknowledged(&mut self, seq: u64) {
+        self.client_acked = self.client_acked.max(seq);
+        while self.echo_first <= self.client_acked && !self.echo.is_empty() {
+            if let Some(gone) = self.echo.pop_front() {
+                self.echo_bytes -= gone.len();
+            }
+            self.echo_first += 1;
+        }
+        if self.echo.is_empty() {
+            self.echo_first = self.echo_first.max(self.client_acked + 1);
+        }
+    }
+}
+
+impl Session {
+    pub fn new(id: SessionId, number: u64, name: String, state: SessionState) -> Arc<Session> {
+        Arc::new(Session {
+            id,
+            name,
+            number,
+            state: Mutex::new(state),
+            committed: Notify::new(),
+            feed: Notify::new(),
+            kick: Notify::new(),
+            detached: Notify::new(),
+        })
+    }
+
+    /// Records that `count` more inbound messages are stored.
+    pub fn stored(&self, count: u64, echo: Option<Vec<Bytes>>) {
+        let mut state = lock(&self.state);
+        let first_seq = state.received + 1;
+        state.received += count;
+        state.stored_in_commit -= count;
+        if let Some(replies) = echo {
+            if state.echo.is_empty() {
+                state.echo_first = first_seq;
+            }
+            for reply in replies {
+                state.echo_bytes += reply.len();
+                state.echo.push_back(reply);
+            }
+        }
+        drop(state);
+        self.committed.notify_one();
+        self.feed.notify_one();
+    }
+
+    /// Waits until every accepted inbound message is stored, so `received`
+    /// can be told to a reconnecting client (at most `limit`).
+    pub async fn settled(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.committed.notified();
+            {
+                let state = lock(&self.state);
+                if state.received >= state.accepted {
+                    return;
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// The live sessions, by id.
+#[derive(Default)]
+pub struct Sessions {
+    map: Mutex<HashMap<SessionId, Arc<Session>>>,
+}
+
+impl Sessions {
+    pub fn get(&self, id: &[u8]) -> Option<Arc<Session>> {
+        let id: SessionId = id.try_into().ok()?;
+        lock(&self.map).get(&id).cloned()
+    }
+
+    pub fn insert(&self, session: Arc<Session>) {
+        lock(&self.map).insert(session.id, session);
+    }
+
+    /// Removes sessions no connection has held for `ttl`; returns their ids.
+    pub fn expire(&self, ttl: Duration) -> Vec<SessionId> {
+        let now = Instant::now();
+        let mut gone = Vec::new();
+        lock(&self.map).retain(|id, session| {
+            let state = lock(&session.state);
+            let keep = state.attached != 0
+                || state.connections > 0
+                || state.last_seen.is_none_or(|seen| now.duration_since(seen) < ttl);
+            if !keep {
+                gone.push(*id);
+            }
+            keep
+        });
+        gone
+    }
+}

@@ -1,0 +1,403 @@
+//! The durable store: sessions, the chat room's history and what clients
+//! sent, in SQLite. One thread owns the database and writes everything that
+//! arrived while the previous commit ran in one transaction (group commit);
+//! only once a commit is on disk are its messages acknowledged to their
+//! senders and shown to the room. Fsync policy: write-ahead log with
+//! `synchronous=FULL`, so every commit is fsynced before anything it holds
+//! is acknowledged: an acknowledged message survives `kill -9` and power loss.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use longconn_core::lock::lock;
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+use crate::args::Mode;
+use crate::history::{unix_now, Entry, History, Window};
+use crate::room::Room;
+use crate::sessions::{random_u64, Session, SessionId, SessionState};
+
+/// Requests taken into one transaction at most.
+const GROUP_LIMIT: usize = 4096;
+
+/// Where the store lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A SQLite database in this file.
+    File(PathBuf),
+    /// Nothing survives a restart (sessions still survive reconnects).
+    Memory,
+}
+
+impl Location {
+    pub fn describe(&self) -> String {
+        match self {
+            Location::File(path) => path.display().to_string(),
+            Location::Memory => "memory (nothing survives a restart)".into(),
+        }
+    }
+}
+
+/// A change for the store thread.
+pub enum Request {
+    /// Chat lines for the room, from a session (counted as its inbound
+    /// messages) or from a best-effort connection or the server itself.
+    Room { author: u64, lines: Vec<Bytes>, session: Option<Arc<Session>> },
+    /// Echo and sink: messages of a session's inbound stream, in order.
+    Inbound { session: Arc<Session>, messages: Vec<Bytes>, echo: bool },
+    /// A new session.
+    NewSession { session: Arc<Session>, next_client: u64 },
+    /// A session's room base moved (its history was partly lost).
+    Rebase { id: SessionId, base: u64 },
+    /// Sessions that expired.
+    Forget { ids: Vec<SessionId> },
+}
+
+/// The sending side of the store thread.
+#[derive(Clone)]
+pub struct Store {
+    tx: Sender<Request>,
+}
+
+impl Store {
+    pub fn send(&self, request: Request) {
+        // The thread only stops when the process does.
+        let _ = self.tx.send(request);
+    }
+}
+
+/// What the store held at startup.
+pub struct Loaded {
+    pub history: History,
+    pub sessions: Vec<Arc<Session>>,
+    pub next_client: u64,
+    db: Connection,
+    next_offset: u64,
+    window: Window,
+    mode: Mode,
+}
+
+/// Opens (or creates) the store and reads what it holds.
+pub fn open(location: &Location, mode: Mode, window: Window) -> Result<Loaded, String> {
+    let db = match location {
+        Location::File(path) => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            }
+            Connection::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?
+        }
+        Location::Memory => Connection::open_in_memory().map_err(|e| e.to_string())?,
+    };
+    let failed = |e: rusqlite::Error| format!("store {}: {e}", location.describe());
+    db.execute_batch(
+        "PRAGMA journal_mode=WAL;
+         PRAGMA synchronous=FULL;
+         PRAGMA locking_mode=EXCLUSIVE;
+         CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+         CREATE TABLE IF NOT EXISTS room (offset INTEGER PRIMARY KEY, author INTEGER NOT NULL,
+             at INTEGER NOT NULL, payload BLOB NOT NULL);
+         CREATE TABLE IF NOT EXISTS sessions (id BLOB PRIMARY KEY, name TEXT NOT NULL, number INTEGER NOT NULL,
+             base INTEGER NOT NULL, received INTEGER NOT NULL, client_acked INTEGER NOT NULL);
+         CREATE TABLE IF NOT EXISTS inbound (session BLOB NOT NULL, seq INTEGER NOT NULL, at INTEGER NOT NULL,
+             payload BLOB NOT NULL, PRIMARY KEY (session, seq)) WITHOUT ROWID;",
+    )
+    .map_err(|e| match location {
+        Location::File(path) if e.to_string().contains("locked") => {
+            format!("the store {} is in use by another server", path.display())
+        }
+        _ => failed(e),
+    })?;
+    // Take the exclusive lock now, so a second server on the same data fails at once.
+    db.execute_batch("BEGIN IMMEDIATE; COMMIT;")
+        .map_err(|e| format!("the store {} is in use by another server ({e})", location.describe()))?;
+    let meta = |key: &str| -> Result<Option<i64>, String> {
+        db.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional().map_err(failed)
+    };
+    let mode_code = mode as i64;
+    match meta("mode")? {
+        Some(stored) if stored != mode_code => {
+            return Err(format!("the store {} belongs to a server in another mode", location.describe()))
+        }
+        Some(_) => {}
+        None => {
+            db.execute("INSERT INTO meta VALUES ('mode', ?1)", [mode_code]).map_err(failed)?;
+        }
+    }
+    let epoch = match meta("epoch")? {
+        Some(epoch) => epoch as u64,
+        None => {
+            let epoch = random_u64() >> 1;
+            db.execute("INSERT INTO meta VALUES ('epoch', ?1)", [epoch as i64]).map_err(failed)?;
+            epoch
+        }
+    };
+    let next_offset = meta("room_next")?.unwrap_or(1) as u64;
+    let next_client = meta("next_client")?.unwrap_or(1) as u64;
+    let keep_from = next_offset.saturating_sub(window.messages as u64).max(1);
+    let mut history = History::new(epoch, next_offset, window);
+    {
+        let mut rows = db
+            .prepare("SELECT offset, author, at, payload FROM room WHERE offset >= ?1 ORDER BY offset")
+            .map_err(failed)?;
+        let entries: Vec<(u64, Entry)> = rows
+            .query_map([keep_from as i64], |r| {
+                let payload: Vec<u8> = r.get(3)?;
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    Entry { author: r.get::<_, i64>(1)? as u64, at: r.get::<_, i64>(2)? as u64, line: payload.into() },
+                ))
+            })
+            .map_err(failed)?
+            .collect::<Result<_, _>>()
+            .map_err(failed)?;
+        if let Some((first, _)) = entries.first() {
+            history = History::new(epoch, *first, window);
+        }
+        for (offset, entry) in entries {
+            if offset == history.next_offset() {
+                history.push(offset, entry);
+            }
+        }
+    }
+    let sessions = load_sessions(&db, mode).map_err(failed)?;
+    Ok(Loaded { history, sessions, next_client, db, next_offset, window, mode })
+}
+
+fn load_sessions(db: &Connection, mode: Mode) -> rusqlite::Result<Vec<Arc<Session>>> {
+    let mut rows = db.prepare("SELECT id, name, number, base, received, client_acked FROM sessions")?;
+    let found: Vec<(Vec<u8>, String, i64, i64, i64, i64)> = rows
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut echo_rows = db.prepare("SELECT seq, payload FROM inbound WHERE session = ?1 AND seq > ?2 ORDER BY seq")?;
+    let mut sessions = Vec::new();
+    for (id, name, number, base, received, client_acked) in found {
+        let Ok(id) = SessionId::try_from(id.as_slice()) else { continue };
+        let mut state = SessionState {
+            base: base as u64,
+            received: received as u64,
+            accepted: received as u64,
+            client_acked: client_acked as u64,
+            echo_first: received as u64 + 1,
+            last_seen: Some(Instant::now()),
+            ..SessionState::default()
+        };
+        if mode == Mode::Echo {
+            let rows = echo_rows.query_map(params![id.as_slice(), client_acked], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?))
+            })?;
+            for row in rows {
+                let (seq, payload) = row?;
+                if state.echo.is_empty() {
+                    state.echo_first = seq;
+                } else if seq != state.echo_first + state.echo.len() as u64 {
+                    break; // a gap cannot be replayed in order; what follows counts as lost
+                }
+                state.echo_bytes += payload.len();
+                state.echo.push_back(Bytes::from(payload));
+            }
+        }
+        sessions.push(Session::new(id, number as u64, name, state));
+    }
+    Ok(sessions)
+}
+
+/// Starts the store thread; returns its handle.
+pub fn start(loaded: Loaded, room: Arc<Room>) -> Store {
+    let (tx, rx) = mpsc::channel();
+    let Loaded { db, next_offset, window, mode, .. } = loaded;
+    std::thread::Builder::new()
+        .name("longconn-store".into())
+        .spawn(move || {
+            let mut writer = Writer { db, next_offset, trimmed_below: 0, window, mode };
+            writer.run(rx, &room)
+        })
+        .expect("start the store thread");
+    Store { tx }
+}
+
+struct Writer {
+    db: Connection,
+    next_offset: u64,
+    /// Room rows below this offset are already deleted.
+    trimmed_below: u64,
+    window: Window,
+    mode: Mode,
+}
+
+/// What a commit makes visible once it is durable.
+enum Effect {
+    Lines { first: u64, author: u64, at: u64, lines: Vec<Bytes>, session: Option<Arc<Session>> },
+    Stored { session: Arc<Session>, count: u64, echo: Option<Vec<Bytes>> },
+}
+
+impl Writer {
+    fn run(&mut self, rx: Receiver<Request>, room: &Room) {
+        while let Ok(first) = rx.recv() {
+            let mut group = vec![first];
+            while group.len() < GROUP_LIMIT {
+                match rx.try_recv() {
+                    Ok(request) => group.push(request),
+                    Err(_) => break,
+                }
+            }
+            let first_kept = lock(&room.history).first_offset();
+            match self.commit(group, first_kept) {
+                Ok(effects) => publish(effects, room),
+                Err(e) => {
+                    // Nothing of this group was acknowledged; clients resend it to the next server.
+                    eprintln!("longconn-server: the store failed, stopping: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+    }
+
+    fn commit(&mut self, group: Vec<Request>, first_kept: u64) -> rusqlite::Result<Vec<Effect>> {
+        let tx = self.db.transaction()?;
+        let mut effects = Vec::with_capacity(group.len());
+        let offset_before = self.next_offset;
+        for request in group {
+            if let Some(effect) = apply(&tx, request, &mut self.next_offset, self.mode, self.window)? {
+                effects.push(effect);
+            }
+        }
+        if self.next_offset != offset_before {
+            tx.execute("INSERT OR REPLACE INTO meta VALUES ('room_next', ?1)", [self.next_offset as i64])?;
+        }
+        if first_kept > self.trimmed_below {
+            tx.execute("DELETE FROM room WHERE offset < ?1", [first_kept as i64])?;
+            self.trimmed_below = first_kept;
+        }
+        tx.commit()?;
+        Ok(effects)
+    }
+}
+
+fn apply(
+    tx: &Transaction<'_>,
+    request: Request,
+    next_offset: &mut u64,
+    mode: Mode,
+    window: Window,
+) -> rusqlite::Result<Option<Effect>> {
+    let at = unix_now();
+    Ok(match request {
+        Request::Room { author, lines, session } => {
+            let first = *next_offset;
+            let mut insert =
+                tx.prepare_cached("INSERT INTO room (offset, author, at, payload) VALUES (?1, ?2, ?3, ?4)")?;
+            for line in &lines {
+                insert.execute(params![*next_offset as i64, author as i64, at as i64, &line[..]])?;
+                *next_offset += 1;
+            }
+            if let Some(session) = &session {
+                count_received(tx, session, lines.len() as u64)?;
+            }
+            Some(Effect::Lines { first, author, at, lines, session })
+        }
+        Request::Inbound { session, messages, echo } => {
+            let first_seq = lock(&session.state).received_in_store_order();
+            let mut insert = tx.prepare_cached("INSERT OR REPLACE INTO inbound VALUES (?1, ?2, ?3, ?4)")?;
+            for (i, message) in messages.iter().enumerate() {
+                insert.execute(params![&session.id[..], (first_seq + 1 + i as u64) as i64, at as i64, &message[..]])?;
+            }
+            let client_acked = count_received(tx, &session, messages.len() as u64)?;
+            let keep_after = match mode {
+                // The acknowledgement just stored with the session, so a restart replays from the rows kept.
+                Mode::Echo => client_acked,
+                _ => (first_seq + messages.len() as u64).saturating_sub(window.messages as u64),
+            };
+            tx.prepare_cached("DELETE FROM inbound WHERE session = ?1 AND seq <= ?2")?
+                .execute(params![&session.id[..], keep_after as i64])?;
+            let count = messages.len() as u64;
+            Some(Effect::Stored { session, count, echo: echo.then_some(messages) })
+        }
+        Request::NewSession { session, next_client } => {
+            let state = lock(&session.state);
+            tx.prepare_cached("INSERT OR REPLACE INTO sessions VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?.execute(params![
+                &session.id[..],
+                session.name,
+                session.number as i64,
+                state.base as i64,
+                state.received as i64,
+                state.client_acked as i64
+            ])?;
+            drop(state);
+            tx.execute("INSERT OR REPLACE INTO meta VALUES ('next_client', ?1)", [next_client as i64])?;
+            None
+        }
+        Request::Rebase { id, base } => {
+            tx.prepare_cached("UPDATE sessions SET base = ?2 WHERE id = ?1")?.execute(params![&id[..], base as i64])?;
+            None
+        }
+        Request::Forget { ids } => {
+            for id in ids {
+                tx.prepare_cached("DELETE FROM sessions WHERE id = ?1")?.execute([&id[..]])?;
+                tx.prepare_cached("DELETE FROM inbound WHERE session = ?1")?.execute([&id[..]])?;
+            }
+            None
+        }
+    })
+}
+
+/// Adds `count` to a session's stored inbound messages, in the same
+/// transaction as the messages themselves, with the client's latest
+/// acknowledgement; returns that acknowledgement.
+fn count_received(tx: &Transaction<'_>, session: &Session, count: u64) -> rusqlite::Result<u64> {
+    let mut state = lock(&session.state);
+    state.stored_in_commit += count;
+    let received = state.received + state.stored_in_commit;
+    let client_acked = state.client_acked;
+    drop(state);
+    tx.prepare_cached("UPDATE sessions SET received = ?2, client_acked = ?3 WHERE id = ?1")?.execute(params![
+        &session.id[..],
+        received as i64,
+        client_acked as i64
+    ])?;
+    Ok(client_acked)
+}
+
+/// After a commit: the room sees the new lines, senders get their acknowledgements.
+fn publish(effects: Vec<Effect>, room: &Room) {
+    let mut lines_added = false;
+    for effect in effects {
+        match effect {
+            Effect::Lines { first, author, at, lines, session } => {
+                let count = lines.len() as u64;
+                let mut history = lock(&room.history);
+                for (i, line) in lines.into_iter().enumerate() {
+                    history.push(first + i as u64, Entry { author, at, line });
+                }
+                drop(history);
+                lines_added = true;
+                if let Some(session) = session {
+                    session.stored(count, None);
+                }
+            }
+            Effect::Stored { session, count, echo } => session.stored(count, echo),
+        }
+    }
+    if lines_added {
+        room.lines_added();
+    }
+}
+
+/// The default store file for a server in `mode` whose longconn port is
+/// `port`: under `$XDG_STATE_HOME` (or `~/.local/state`). Servers on any
+/// free port (0) keep their store in memory: they cannot be found again
+/// after a restart anyway.
+pub fn default_location(mode: Mode, port: Option<u16>) -> Location {
+    let Some(port) = port.filter(|&p| p != 0) else {
+        return Location::Memory;
+    };
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".local/state")));
+    match state {
+        Some(dir) => Location::File(dir.join("longconn-server").join(format!("{}-{port}.db", mode.name()))),
+        None => Location::Memory,
+    }
+}

@@ -7,8 +7,10 @@
 //! Two plain clients: tokio-util's `FramedWrite`/`FramedRead` used the usual
 //! way (one message per `feed()`/`next()`), and a hand-batched client that
 //! encodes into its own buffer and writes 256 KiB at a time.
-//! `PART=lc-send|lc-send-batch|lc-ws-send|lc-receive|base-send|framed-send` runs one
-//! measurement alone, RUNS times, for profiling and A/B comparisons.
+//! `PART=lc-send|lc-send-batch|lc-ws-send|lc-receive|base-send|framed-send|v1-send|v2-send|
+//! v2m-send|v1-receive|v2-receive|v2m-receive` runs one measurement alone, RUNS times, for
+//! profiling and A/B comparisons (v1/v2: the longconn protocol at version 1 or 2 against a
+//! server whose store is on disk; v2m: version 2, the store in memory).
 //!
 //! Measured: messages per second sent through `lc_client_send` (64-byte
 //! messages to a sink, until the last one is written), messages per second
@@ -41,18 +43,32 @@ struct Server {
     child: Child,
     port: u16,
     ws_port: u16,
+    /// The longconn protocol's port (versions 1 and 2).
+    lc_port: u16,
+    /// The store's directory, removed with the server.
+    data_dir: Option<std::path::PathBuf>,
 }
 
 impl Server {
     fn start(mode: &str) -> Server {
+        Server::start_with_store(mode, false)
+    }
+
+    /// A server whose store is a SQLite file on disk (`durable`) or in memory.
+    fn start_with_store(mode: &str, durable: bool) -> Server {
+        let data_dir = durable.then(|| {
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+            std::env::temp_dir().join(format!("longconn-bench-{}-{nanos}", std::process::id()))
+        });
+        let store = data_dir.as_ref().map_or("memory".to_string(), |d| d.display().to_string());
         let mut child = Command::new(server_binary::server_binary())
-            .args(["--mode", mode, "--quiet", "--threads", "1"])
-            .args(["--longconn-port", "off", "--line-port", "off", "--length-port", "0", "--ws-port", "0"])
+            .args(["--mode", mode, "--quiet", "--threads", "1", "--data-dir", &store])
+            .args(["--longconn-port", "0", "--line-port", "off", "--length-port", "0", "--ws-port", "0"])
             .stdout(Stdio::piped())
             .spawn()
             .expect("start longconn-server");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let (mut port, mut ws_port) = (0, 0);
+        let (mut port, mut ws_port, mut lc_port) = (0, 0, 0);
         for line in lines.by_ref() {
             let line = line.unwrap();
             let port_of = |addr: &str| addr.rsplit(':').next().unwrap().parse().unwrap();
@@ -62,11 +78,18 @@ impl Server {
             if let Some(addr) = line.strip_prefix("listening ws ") {
                 ws_port = port_of(addr);
             }
+            if let Some(addr) = line.strip_prefix("listening longconn ") {
+                lc_port = port_of(addr);
+            }
             if line.starts_with("ready") {
                 break;
             }
         }
-        Server { child, port, ws_port }
+        Server { child, port, ws_port, lc_port, data_dir }
+    }
+
+    fn lc_url(&self) -> String {
+        format!("tcp://127.0.0.1:{}\0", self.lc_port)
     }
 
     fn url(&self) -> String {
@@ -82,6 +105,9 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(dir) = &self.data_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -95,6 +121,11 @@ struct Lc(*mut lc_client);
 
 impl Lc {
     fn new(url: &str, on_message: lc_message_cb, user_data: *mut c_void) -> Lc {
+        Lc::with_protocol(url, on_message, user_data, 2)
+    }
+
+    /// A client offering protocol `version` (1: best effort, 2: acknowledged).
+    fn with_protocol(url: &str, on_message: lc_message_cb, user_data: *mut c_void, version: u32) -> Lc {
         let mut config = ptr::null_mut();
         let mut client = ptr::null_mut();
         // SAFETY: valid NUL-terminated URL and out-pointers; the handles are
@@ -102,6 +133,7 @@ impl Lc {
         unsafe {
             assert_eq!(lc_config_new(url.as_ptr().cast(), &mut config), LC_STATUS_OK);
             assert_eq!(lc_config_set_outbox_limits(config, 1 << 20, 256 << 20), LC_STATUS_OK);
+            assert_eq!(lc_config_set_protocol_version(config, version), LC_STATUS_OK);
             assert_eq!(lc_client_new(config, &mut client), LC_STATUS_OK);
             lc_config_free(config);
             if on_message.is_some() {
@@ -206,7 +238,13 @@ fn spin_until(counter: &AtomicU64, target: u64, within: Duration) {
 }
 
 fn lc_send_rate(url: &str, n: u64) -> f64 {
-    let client = Lc::new(url, None, ptr::null_mut());
+    lc_send_rate_v(url, n, 2)
+}
+
+/// Sends `n` messages and closes, which waits until all are written (best
+/// effort) or acknowledged, that is stored by the server (protocol 2).
+fn lc_send_rate_v(url: &str, n: u64, protocol: u32) -> f64 {
+    let client = Lc::with_protocol(url, None, ptr::null_mut(), protocol);
     client.send(&PAYLOAD);
     client.wait_written(1);
     let start = Instant::now();
@@ -243,8 +281,12 @@ fn lc_send_batch_rate(server: &Server, n: u64) -> f64 {
 }
 
 fn lc_receive_rate(url: &str, n: u64) -> f64 {
+    lc_receive_rate_v(url, n, 2)
+}
+
+fn lc_receive_rate_v(url: &str, n: u64, protocol: u32) -> f64 {
     let received = Counter::new();
-    let client = Lc::new(url, Some(count_message), received.user_data());
+    let client = Lc::with_protocol(url, Some(count_message), received.user_data(), protocol);
     client.send(&PAYLOAD);
     received.block_until(1, Duration::from_secs(10));
     let start = Instant::now();
@@ -258,8 +300,12 @@ fn lc_receive_rate(url: &str, n: u64) -> f64 {
 }
 
 fn lc_round_trips(url: &str, n: u64) -> Vec<Duration> {
+    lc_round_trips_v(url, n, 2)
+}
+
+fn lc_round_trips_v(url: &str, n: u64, protocol: u32) -> Vec<Duration> {
     let received = Counter::new();
-    let client = Lc::new(url, Some(count_message), received.user_data());
+    let client = Lc::with_protocol(url, Some(count_message), received.user_data(), protocol);
     let mut samples = Vec::with_capacity(n as usize);
     for i in 0..n + 1000 {
         let start = Instant::now();
@@ -450,6 +496,27 @@ fn main() {
             "lc-receive" => Box::new(|| lc_receive_rate(&Server::start("echo").url(), messages)),
             "framed-send" => Box::new(|| rt.block_on(framed_send_rate(&Server::start("sink"), messages))),
             "base-send" => Box::new(|| rt.block_on(tokio_send_rate(&Server::start("sink"), messages))),
+            "v1-send" => Box::new(|| lc_send_rate_v(&Server::start_with_store("sink", true).lc_url(), messages, 1)),
+            "v2-send" => Box::new(|| lc_send_rate_v(&Server::start_with_store("sink", true).lc_url(), messages, 2)),
+            "v2m-send" => Box::new(|| lc_send_rate_v(&Server::start_with_store("sink", false).lc_url(), messages, 2)),
+            "v2m-receive" => {
+                Box::new(|| lc_receive_rate_v(&Server::start_with_store("echo", false).lc_url(), messages, 2))
+            }
+            "v1-receive" => {
+                Box::new(|| lc_receive_rate_v(&Server::start_with_store("echo", true).lc_url(), messages, 1))
+            }
+            "v2-receive" => {
+                Box::new(|| lc_receive_rate_v(&Server::start_with_store("echo", true).lc_url(), messages, 2))
+            }
+            "v1-rtt" | "v2-rtt" | "v2m-rtt" => {
+                let version = if part == "v1-rtt" { 1 } else { 2 };
+                let durable = part != "v2m-rtt";
+                Box::new(move || {
+                    let server = Server::start_with_store("echo", durable);
+                    let mut samples = lc_round_trips_v(&server.lc_url(), round_trips, version);
+                    percentile(&mut samples, 0.5).as_secs_f64() * 1e6
+                })
+            }
             other => panic!("unknown PART {other:?}"),
         };
         for _ in 0..runs {
@@ -472,7 +539,24 @@ fn main() {
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     let ws_messages = env_count("WS_MESSAGES", 500_000);
     let mut ws = WsFigures::default();
+    let mut v2 = V2Figures::default();
     for _ in 0..runs {
+        // Protocol 2 (acknowledged, the server's store on disk) next to protocol 1, same server build.
+        let durable_sink = |p: u32| lc_send_rate_v(&Server::start_with_store("sink", true).lc_url(), messages, p);
+        let durable_echo = |p: u32| lc_receive_rate_v(&Server::start_with_store("echo", true).lc_url(), messages, p);
+        let memory_sink = |p: u32| lc_send_rate_v(&Server::start_with_store("sink", false).lc_url(), messages, p);
+        let memory_echo = |p: u32| lc_receive_rate_v(&Server::start_with_store("echo", false).lc_url(), messages, p);
+        v2.v1_send.push(durable_sink(1));
+        v2.v2_send.push(durable_sink(2));
+        v2.v2_memory_send.push(memory_sink(2));
+        v2.v1_recv.push(durable_echo(1));
+        v2.v2_recv.push(durable_echo(2));
+        v2.v2_memory_recv.push(memory_echo(2));
+        let server = Server::start_with_store("echo", true);
+        let mut v1 = lc_round_trips_v(&server.lc_url(), round_trips, 1);
+        let mut two = lc_round_trips_v(&server.lc_url(), round_trips, 2);
+        v2.v1_p50.push(us(percentile(&mut v1, 0.50)));
+        v2.v2_p50.push(us(percentile(&mut two, 0.50)));
         base_send.push(sink(&|s| rt.block_on(tokio_send_rate(s, messages))));
         lc_send.push(sink(&|s| lc_send_rate(&s.url(), messages)));
         lc_send_batch.push(sink(&|s| lc_send_batch_rate(s, messages)));
@@ -514,6 +598,18 @@ fn main() {
     row_us("round trip p50, us", &spread(b50), &spread(l50));
     row_us("round trip p99, us", &spread(b99), &spread(l99));
     println!();
+    println!("Protocol 2 (acknowledged; the server stores every message in SQLite on disk before acknowledging)");
+    println!("next to protocol 1 (best effort), longconn framing, same server; send counts until close returns,");
+    println!("which under protocol 2 is when the server has stored and acknowledged every message:");
+    println!("{:<28} {:>34} {:>34} {:>9}", "", "protocol 1", "protocol 2", "ratio");
+    row("send (sink), messages/s", &v2.v1_send, &v2.v2_send);
+    row("receive (echo), messages/s", &v2.v1_recv, &v2.v2_recv);
+    println!("protocol 2 with the server's store in memory (the protocol's cost without the disk's):");
+    row("send (sink), messages/s", &v2.v1_send, &v2.v2_memory_send);
+    row("receive (echo), messages/s", &v2.v1_recv, &v2.v2_memory_recv);
+    println!("{:<28} {:>34} {:>34} {:>9}", "", "", "", "diff");
+    row_us("round trip p50, us", &spread(v2.v1_p50), &spread(v2.v2_p50));
+    println!();
     println!("WebSocket: {ws_messages} x 64-byte binary messages, same server, next to tokio-tungstenite");
     println!("{:<28} {:>34} {:>34} {:>9}", "", "tokio-tungstenite", "longconn", "ratio");
     row("ws send, messages/s", &ws.base_send, &ws.lc_send);
@@ -521,6 +617,18 @@ fn main() {
     println!("{:<28} {:>34} {:>34} {:>9}", "", "", "", "diff");
     row_us("ws round trip p50, us", &spread(ws.b50), &spread(ws.l50));
     row_us("ws round trip p99, us", &spread(ws.b99), &spread(ws.l99));
+}
+
+#[derive(Default)]
+struct V2Figures {
+    v1_send: Vec<f64>,
+    v2_send: Vec<f64>,
+    v2_memory_send: Vec<f64>,
+    v2_memory_recv: Vec<f64>,
+    v1_recv: Vec<f64>,
+    v2_recv: Vec<f64>,
+    v1_p50: Vec<f64>,
+    v2_p50: Vec<f64>,
 }
 
 #[derive(Default)]

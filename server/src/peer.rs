@@ -40,6 +40,9 @@ const CLOSE_PROTOCOL: u16 = 4002;
 const CLOSE_REPLACED: u16 = 4003;
 /// Frames written per turn of the loop, so reading never waits long.
 const FEED_CHUNK: usize = 512;
+/// Stored messages acknowledged at once past this count, else after `ACK_DELAY`.
+const ACK_EVERY: u64 = 1024;
+const ACK_DELAY: Duration = Duration::from_millis(10);
 /// A session stops reading while this many of its messages wait for the store.
 const MAX_UNSTORED: u64 = 200_000;
 
@@ -53,6 +56,9 @@ pub async fn serve(
     room: Arc<Room>,
 ) {
     let _ = stream.set_nodelay(true);
+    // A best-effort member gets every line from the moment it was accepted
+    // (its client may see itself connected before this task has joined it).
+    let joined_at = lock(&room.history).next_offset();
     let opened = tokio::time::timeout(HELLO_TIMEOUT, open(stream, listener, tls.as_ref(), &args)).await;
     let (reader, mut writer, batch, hello) = match opened {
         Ok(Ok(Some(open))) => open,
@@ -90,7 +96,7 @@ pub async fn serve(
         };
         println!("connect {name} {} from {peer} ({kind})", listener.name());
     }
-    let mut client = Peer::new(&room, &args, listener, number, &name, attached, generation);
+    let mut client = Peer::new(&room, &args, listener, (number, &name), attached, generation, joined_at);
     let why = client.run(reader, &mut writer, batch).await;
     client.detach();
     room.leave(number, &name);
@@ -255,6 +261,8 @@ struct Peer<'a> {
     sent: u64,
     /// Version 2: the `received` last acknowledged to the client.
     acked_to_client: u64,
+    /// Version 2: when stored messages not yet acknowledged must be.
+    ack_due: Option<Instant>,
     /// Answers and (best-effort) echoes, written once per read.
     replies: Vec<Frame>,
 }
@@ -264,17 +272,17 @@ impl<'a> Peer<'a> {
         room: &'a Room,
         args: &'a Args,
         listener: Listener,
-        number: u64,
-        name: &'a str,
+        (number, name): (u64, &'a str),
         attached: Option<Attached>,
         generation: u64,
+        joined_at: u64,
     ) -> Peer<'a> {
         let (cursor, sent, acked_to_client) = match &attached {
             Some(a) => {
                 let state = lock(&a.session.state);
                 (state.base + a.client_received + 1, a.client_received, state.received)
             }
-            None => (lock(&room.history).next_offset(), 0, 0),
+            None => (joined_at, 0, 0),
         };
         Peer {
             room,
@@ -287,6 +295,7 @@ impl<'a> Peer<'a> {
             cursor,
             sent,
             acked_to_client,
+            ack_due: None,
             replies: Vec::new(),
         }
     }
@@ -343,7 +352,7 @@ impl<'a> Peer<'a> {
                     }
                 },
                 _ = wait_committed(session.as_deref()) => {}
-                _ = wait_echo(session.as_deref(), self.room.mode) => {}
+                _ = sleep_until_due(self.ack_due) => {}
                 _ = room_changes.changed(), if self.room.mode == Mode::Chat => {}
                 _ = std::future::ready(()), if more => {}
                 _ = tokio::time::sleep_until(idle_deadline.into()), if !args.idle_timeout.is_zero() => {
@@ -384,13 +393,15 @@ impl<'a> Peer<'a> {
         }
         let session = self.session().cloned();
         if let Some(session) = &session {
-            lock(&session.state).accepted += data.len() as u64;
+            let mut state = lock(&session.state);
+            if self.room.mode == Mode::Echo {
+                state.add_echo(&data);
+            }
+            state.accepted += data.len() as u64;
         }
         match (self.room.mode, session) {
             (Mode::Chat, session) => self.room.say(self.number, data, session),
-            (mode, Some(session)) => {
-                self.room.store().send(Request::Inbound { session, messages: data, echo: mode == Mode::Echo })
-            }
+            (_, Some(session)) => self.room.store().send(Request::Inbound { session, messages: data }),
             (_, None) => {}
         }
         Ok(())
@@ -410,10 +421,19 @@ impl<'a> Peer<'a> {
     fn outgoing(&mut self) -> Result<(Vec<Frame>, bool), String> {
         let mut frames = std::mem::take(&mut self.replies);
         if let Some(session) = self.session() {
+            // Coalesced like the client's: after ACK_EVERY messages, or ACK_DELAY
+            // after the first stored one, so one message at a time does not
+            // cost an ACK (and a wake-up on each side) per message.
             let received = lock(&session.state).received;
             if received > self.acked_to_client {
-                frames.push(Frame::Ack(ack_payload(received)));
-                self.acked_to_client = received;
+                let now = Instant::now();
+                if received - self.acked_to_client >= ACK_EVERY || self.ack_due.is_some_and(|due| now >= due) {
+                    frames.push(Frame::Ack(ack_payload(received)));
+                    self.acked_to_client = received;
+                    self.ack_due = None;
+                } else if self.ack_due.is_none() {
+                    self.ack_due = Some(now + ACK_DELAY);
+                }
             }
         }
         let as_frame = if self.listener.framing().is_none() { Frame::Text } else { Frame::Data };
@@ -467,17 +487,17 @@ impl<'a> Peer<'a> {
     }
 }
 
-async fn wait_committed(session: Option<&Session>) {
-    match session {
-        Some(session) => session.committed.notified().await,
+async fn sleep_until_due(due: Option<Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due.into()).await,
         None => std::future::pending().await,
     }
 }
 
-async fn wait_echo(session: Option<&Session>, mode: Mode) {
+async fn wait_committed(session: Option<&Session>) {
     match session {
-        Some(session) if mode == Mode::Echo => session.feed.notified().await,
-        _ => std::future::pending().await,
+        Some(session) => session.committed.notified().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -43,8 +43,6 @@ pub struct Session {
     pub state: Mutex<SessionState>,
     /// `received` moved: the connection acknowledges.
     pub committed: Notify,
-    /// Echo replies were added.
-    pub feed: Notify,
     /// A newer connection took the session over.
     pub kick: Notify,
     /// The attached connection left.
@@ -61,6 +59,8 @@ pub struct SessionState {
     pub accepted: u64,
     /// Inbound messages written in the store's open transaction.
     pub stored_in_commit: u64,
+    /// The store deleted this session's rows up to this sequence number.
+    pub trimmed_to: u64,
     /// Echo: replies not yet acknowledged by the client; the front's
     /// sequence number is `echo_first`.
     pub echo: VecDeque<Bytes>,
@@ -77,6 +77,21 @@ pub struct SessionState {
 }
 
 impl SessionState {
+    /// Echo: the replies to inbound messages just accepted (numbered from
+    /// `accepted + 1`). They may go out before the messages are stored: if
+    /// the server dies first, the client sends the messages again and their
+    /// replies come out with the same numbers, which the client already has,
+    /// so they are not sent twice.
+    pub fn add_echo(&mut self, replies: &[Bytes]) {
+        if self.echo.is_empty() {
+            self.echo_first = self.accepted + 1;
+        }
+        for reply in replies {
+            self.echo_bytes += reply.len();
+            self.echo.push_back(reply.clone());
+        }
+    }
+
     /// The sequence number of the last inbound message the store has
     /// written, committed or in its open transaction.
     pub fn received_in_store_order(&self) -> u64 {
@@ -106,30 +121,18 @@ impl Session {
             number,
             state: Mutex::new(state),
             committed: Notify::new(),
-            feed: Notify::new(),
             kick: Notify::new(),
             detached: Notify::new(),
         })
     }
 
-    /// Records that `count` more inbound messages are stored.
-    pub fn stored(&self, count: u64, echo: Option<Vec<Bytes>>) {
+    /// Records that `count` more inbound messages are stored: they may be acknowledged.
+    pub fn stored(&self, count: u64) {
         let mut state = lock(&self.state);
-        let first_seq = state.received + 1;
         state.received += count;
         state.stored_in_commit -= count;
-        if let Some(replies) = echo {
-            if state.echo.is_empty() {
-                state.echo_first = first_seq;
-            }
-            for reply in replies {
-                state.echo_bytes += reply.len();
-                state.echo.push_back(reply);
-            }
-        }
         drop(state);
         self.committed.notify_one();
-        self.feed.notify_one();
     }
 
     /// Waits until every accepted inbound message is stored, so `received`

@@ -47,7 +47,7 @@ pub enum Request {
     /// messages) or from a best-effort connection or the server itself.
     Room { author: u64, lines: Vec<Bytes>, session: Option<Arc<Session>> },
     /// Echo and sink: messages of a session's inbound stream, in order.
-    Inbound { session: Arc<Session>, messages: Vec<Bytes>, echo: bool },
+    Inbound { session: Arc<Session>, messages: Vec<Bytes> },
     /// A new session.
     NewSession { session: Arc<Session>, next_client: u64 },
     /// A session's room base moved (its history was partly lost).
@@ -93,7 +93,9 @@ pub fn open(location: &Location, mode: Mode, window: Window) -> Result<Loaded, S
     };
     let failed = |e: rusqlite::Error| format!("store {}: {e}", location.describe());
     db.execute_batch(
-        "PRAGMA journal_mode=WAL;
+        "PRAGMA page_size=65536;
+         PRAGMA cache_size=-65536;
+         PRAGMA journal_mode=WAL;
          PRAGMA synchronous=FULL;
          PRAGMA locking_mode=EXCLUSIVE;
          CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -101,8 +103,9 @@ pub fn open(location: &Location, mode: Mode, window: Window) -> Result<Loaded, S
              at INTEGER NOT NULL, payload BLOB NOT NULL);
          CREATE TABLE IF NOT EXISTS sessions (id BLOB PRIMARY KEY, name TEXT NOT NULL, number INTEGER NOT NULL,
              base INTEGER NOT NULL, received INTEGER NOT NULL, client_acked INTEGER NOT NULL);
-         CREATE TABLE IF NOT EXISTS inbound (session BLOB NOT NULL, seq INTEGER NOT NULL, at INTEGER NOT NULL,
-             payload BLOB NOT NULL, PRIMARY KEY (session, seq)) WITHOUT ROWID;",
+         CREATE TABLE IF NOT EXISTS inbound (session BLOB NOT NULL, last_seq INTEGER NOT NULL,
+             first_seq INTEGER NOT NULL, at INTEGER NOT NULL, messages BLOB NOT NULL);
+         CREATE UNIQUE INDEX IF NOT EXISTS inbound_by_session ON inbound (session, last_seq);",
     )
     .map_err(|e| match location {
         Location::File(path) if e.to_string().contains("locked") => {
@@ -171,7 +174,8 @@ fn load_sessions(db: &Connection, mode: Mode) -> rusqlite::Result<Vec<Arc<Sessio
     let found: Vec<(Vec<u8>, String, i64, i64, i64, i64)> = rows
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?
         .collect::<Result<_, _>>()?;
-    let mut echo_rows = db.prepare("SELECT seq, payload FROM inbound WHERE session = ?1 AND seq > ?2 ORDER BY seq")?;
+    let mut echo_rows =
+        db.prepare("SELECT first_seq, messages FROM inbound WHERE session = ?1 AND last_seq > ?2 ORDER BY last_seq")?;
     let mut sessions = Vec::new();
     for (id, name, number, base, received, client_acked) in found {
         let Ok(id) = SessionId::try_from(id.as_slice()) else { continue };
@@ -188,15 +192,21 @@ fn load_sessions(db: &Connection, mode: Mode) -> rusqlite::Result<Vec<Arc<Sessio
             let rows = echo_rows.query_map(params![id.as_slice(), client_acked], |r| {
                 Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?))
             })?;
-            for row in rows {
-                let (seq, payload) = row?;
-                if state.echo.is_empty() {
-                    state.echo_first = seq;
-                } else if seq != state.echo_first + state.echo.len() as u64 {
-                    break; // a gap cannot be replayed in order; what follows counts as lost
+            'rows: for row in rows {
+                let (first_seq, messages) = row?;
+                for (i, payload) in split_messages(Bytes::from(messages)).into_iter().enumerate() {
+                    let seq = first_seq + i as u64;
+                    if seq <= client_acked as u64 {
+                        continue;
+                    }
+                    if state.echo.is_empty() {
+                        state.echo_first = seq;
+                    } else if seq != state.echo_first + state.echo.len() as u64 {
+                        break 'rows; // a gap cannot be replayed in order; what follows counts as lost
+                    }
+                    state.echo_bytes += payload.len();
+                    state.echo.push_back(payload);
                 }
-                state.echo_bytes += payload.len();
-                state.echo.push_back(Bytes::from(payload));
             }
         }
         sessions.push(Session::new(id, number as u64, name, state));
@@ -230,7 +240,7 @@ struct Writer {
 /// What a commit makes visible once it is durable.
 enum Effect {
     Lines { first: u64, author: u64, at: u64, lines: Vec<Bytes>, session: Option<Arc<Session>> },
-    Stored { session: Arc<Session>, count: u64, echo: Option<Vec<Bytes>> },
+    Stored { session: Arc<Session>, count: u64 },
 }
 
 impl Writer {
@@ -256,6 +266,7 @@ impl Writer {
     }
 
     fn commit(&mut self, group: Vec<Request>, first_kept: u64) -> rusqlite::Result<Vec<Effect>> {
+        let group = merge_inbound(group);
         let tx = self.db.transaction()?;
         let mut effects = Vec::with_capacity(group.len());
         let offset_before = self.next_offset;
@@ -274,6 +285,29 @@ impl Writer {
         tx.commit()?;
         Ok(effects)
     }
+}
+
+/// Joins the inbound requests of each session in a group into its first
+/// one, so a commit writes one row, one counter update and one trim per
+/// session however many reads it gathered. Each session's order is kept;
+/// everything else stays where it was.
+fn merge_inbound(group: Vec<Request>) -> Vec<Request> {
+    let mut merged: Vec<Request> = Vec::with_capacity(group.len());
+    for request in group {
+        if let Request::Inbound { session, messages } = request {
+            let earlier = merged.iter_mut().find_map(|r| match r {
+                Request::Inbound { session: s, messages: m, .. } if Arc::ptr_eq(s, &session) => Some(m),
+                _ => None,
+            });
+            match earlier {
+                Some(earlier) => earlier.extend(messages),
+                None => merged.push(Request::Inbound { session, messages }),
+            }
+        } else {
+            merged.push(request);
+        }
+    }
+    merged
 }
 
 fn apply(
@@ -298,22 +332,37 @@ fn apply(
             }
             Some(Effect::Lines { first, author, at, lines, session })
         }
-        Request::Inbound { session, messages, echo } => {
-            let first_seq = lock(&session.state).received_in_store_order();
-            let mut insert = tx.prepare_cached("INSERT OR REPLACE INTO inbound VALUES (?1, ?2, ?3, ?4)")?;
-            for (i, message) in messages.iter().enumerate() {
-                insert.execute(params![&session.id[..], (first_seq + 1 + i as u64) as i64, at as i64, &message[..]])?;
-            }
+        Request::Inbound { session, messages } => {
+            let first_seq = lock(&session.state).received_in_store_order() + 1;
+            let last_seq = first_seq + messages.len() as u64 - 1;
+            tx.prepare_cached("INSERT OR REPLACE INTO inbound (session, last_seq, first_seq, at, messages) VALUES (?1, ?2, ?3, ?4, ?5)")?.execute(params![
+                &session.id[..],
+                last_seq as i64,
+                first_seq as i64,
+                at as i64,
+                join_messages(&messages)
+            ])?;
             let client_acked = count_received(tx, &session, messages.len() as u64)?;
             let keep_after = match mode {
                 // The acknowledgement just stored with the session, so a restart replays from the rows kept.
                 Mode::Echo => client_acked,
-                _ => (first_seq + messages.len() as u64).saturating_sub(window.messages as u64),
+                _ => last_seq.saturating_sub(window.messages as u64),
             };
-            tx.prepare_cached("DELETE FROM inbound WHERE session = ?1 AND seq <= ?2")?
-                .execute(params![&session.id[..], keep_after as i64])?;
+            // Trimming walks the rows it frees: do it in steps of an eighth of the window.
+            let trim = {
+                let mut state = lock(&session.state);
+                let due = keep_after >= state.trimmed_to + (window.messages as u64 / 8).max(1);
+                if due {
+                    state.trimmed_to = keep_after;
+                }
+                due
+            };
+            if trim {
+                tx.prepare_cached("DELETE FROM inbound WHERE session = ?1 AND last_seq <= ?2")?
+                    .execute(params![&session.id[..], keep_after as i64])?;
+            }
             let count = messages.len() as u64;
-            Some(Effect::Stored { session, count, echo: echo.then_some(messages) })
+            Some(Effect::Stored { session, count })
         }
         Request::NewSession { session, next_client } => {
             let state = lock(&session.state);
@@ -341,6 +390,30 @@ fn apply(
             None
         }
     })
+}
+
+/// One row's messages: each a u32 BE length, then its bytes. A session's
+/// messages are stored one row per read the server made, not one row per
+/// message: storing costs a copy per message and a row per batch.
+fn join_messages(messages: &[Bytes]) -> Vec<u8> {
+    let mut row = Vec::with_capacity(messages.iter().map(|m| 4 + m.len()).sum());
+    for message in messages {
+        row.extend_from_slice(&(message.len() as u32).to_be_bytes());
+        row.extend_from_slice(message);
+    }
+    row
+}
+
+/// The messages of a row written by [`join_messages`]; a truncated tail is dropped.
+fn split_messages(row: Bytes) -> Vec<Bytes> {
+    let mut messages = Vec::new();
+    let mut at = 0;
+    while let Some(len) = row.get(at..at + 4).map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")) as usize) {
+        let Some(end) = (at + 4).checked_add(len).filter(|&end| end <= row.len()) else { break };
+        messages.push(row.slice(at + 4..end));
+        at = end;
+    }
+    messages
 }
 
 /// Adds `count` to a session's stored inbound messages, in the same
@@ -374,10 +447,10 @@ fn publish(effects: Vec<Effect>, room: &Room) {
                 drop(history);
                 lines_added = true;
                 if let Some(session) = session {
-                    session.stored(count, None);
+                    session.stored(count);
                 }
             }
-            Effect::Stored { session, count, echo } => session.stored(count, echo),
+            Effect::Stored { session, count } => session.stored(count),
         }
     }
     if lines_added {
@@ -399,5 +472,18 @@ pub fn default_location(mode: Mode, port: Option<u16>) -> Location {
     match state {
         Some(dir) => Location::File(dir.join("longconn-server").join(format!("{}-{port}.db", mode.name()))),
         None => Location::Memory,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_of_messages_split_back_into_the_messages() {
+        let messages = vec![Bytes::from_static(b"one"), Bytes::new(), Bytes::from_static(b"three")];
+        let row = join_messages(&messages);
+        assert_eq!(split_messages(Bytes::from(row.clone())), messages);
+        assert_eq!(split_messages(Bytes::from(row[..row.len() - 1].to_vec())), messages[..2].to_vec());
     }
 }

@@ -24,6 +24,9 @@ class Server:
 
     def __init__(self, mode: str, *flags: str, ports: Optional[dict[str, int]] = None) -> None:
         self.mode = mode
+        if "--data-dir" not in flags:
+            # Restarts on fixed ports would otherwise share a store under $HOME.
+            flags = (*flags, "--data-dir", "memory")
         self.flags = flags
         # Every listener on a free port (0), never a fixed one.
         ports = ports or {"longconn": 0, "length": 0, "line": 0, "ws": 0}

@@ -45,6 +45,11 @@ def test_send_and_receive_through_callbacks(echo_server):
         assert got.items[0].text == "text"
         assert threads and threading.get_ident() not in threads, "callbacks run on the library's thread"
         stats = client.stats()
+        # Echoed, then acknowledged within the server's coalescing delay.
+        deadline = time.monotonic() + WITHIN
+        while stats.queued_messages and time.monotonic() < deadline:
+            time.sleep(0.005)
+            stats = client.stats()
         assert (stats.messages_out, stats.messages_in, stats.queued_messages) == (4, 4, 0)
         assert client.state == longconn.State.CONNECTED
     assert client.closed
@@ -431,3 +436,32 @@ def test_receive_many_drains_in_order_and_skips_other_events(echo_server):
         assert [m.text for m in received] == [f"many {i}" for i in range(5000)]
         assert all(isinstance(m, longconn.Message) for m in received)
         assert client.receive_many(timeout=0.05) == []
+
+
+def test_acknowledged_delivery_resumes_across_a_server_kill(server_factory, tmp_path):
+    server = server_factory("echo", "--data-dir", str(tmp_path))
+    got = Collector()
+    connected = Collector()
+    client = longconn.Client(server.url(), reconnect=FAST, heartbeat=(0.2, 0.8))
+    client.on_message(got)
+    client.on_event(lambda e: connected(e) if e.kind is EventKind.CONNECTED else None)
+    client.connect()
+    assert connected.wait_for(lambda items: len(items) == 1)
+    first = connected.items[0]
+    assert first.acknowledged and not first.resumed and first.recovered
+    numbers = [client.send_seq(f"m{i}") for i in range(1, 501)]
+    assert numbers == list(range(1, 501))
+    assert got.wait_for(lambda items: len(items) >= 250)
+    server = server.restart()  # SIGKILL, then the same ports and data directory
+    for i in range(501, 1001):
+        client.send(f"m{i}")
+    assert got.wait_for(lambda items: len(items) >= 1000)
+    assert [m.text for m in got.items] == [f"m{i}" for i in range(1, 1001)], "each once, in order"
+    assert any(e.resumed and e.recovered for e in connected.items[1:])
+    deadline = time.monotonic() + WITHIN
+    while client.stats().acked_number < 1000 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    stats = client.stats()
+    client.close(timeout=5.0)
+    server.stop()
+    assert (stats.acked_number, stats.unacked_messages) == (1000, 0)

@@ -122,7 +122,7 @@ pub struct lc_event {
     /// LC_EVENT_CONNECTED: true under acknowledged delivery (protocol
     /// version 2: nothing lost, nothing twice, across reconnects and server
     /// restarts); false for best effort (a version 1 server, the plain
-    /// framings, WebSocket).
+    /// framings, a WebSocket server without the longconn.v2 subprotocol).
     pub acknowledged: bool,
     /// LC_EVENT_CONNECTED: the server found this client's session and both
     /// directions continue where they stopped.

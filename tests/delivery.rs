@@ -199,11 +199,16 @@ fn wait_count(count: &AtomicU64, target: u64) {
 /// of messages, so data is in flight both ways. At the end, each direction
 /// must hold every number exactly once, in order: an echo is sent for each
 /// stored message, so a loss or a duplicate on either way shows in the echoes.
-fn chaos(fault: Fault, tls: bool) {
+fn chaos(fault: Fault, transport: &str) {
     let dir = DataDir::new("chaos");
+    let tls = transport == "tls";
     let mut server = start("echo", &dir, tls, Ports::default());
     let ports = server.ports;
-    let url = if tls { format!("tls://127.0.0.1:{}", ports.tls) } else { server.url("longconn") };
+    let url = match transport {
+        "tls" => format!("tls://127.0.0.1:{}", ports.tls),
+        "ws" => format!("ws://127.0.0.1:{}/", ports.ws),
+        _ => server.url("longconn"),
+    };
     let rounds = restarts();
     let burst = 2_000u64;
     let client = Arc::new(Client::new(config(&url)).unwrap());
@@ -249,17 +254,22 @@ fn chaos(fault: Fault, tls: bool) {
 
 #[test]
 fn nothing_lost_or_doubled_across_server_kills_over_tcp() {
-    chaos(Fault::Kill, false);
+    chaos(Fault::Kill, "tcp");
 }
 
 #[test]
 fn nothing_lost_or_doubled_across_server_kills_over_tls() {
-    chaos(Fault::Kill, true);
+    chaos(Fault::Kill, "tls");
+}
+
+#[test]
+fn nothing_lost_or_doubled_across_server_kills_over_websocket() {
+    chaos(Fault::Kill, "ws");
 }
 
 #[test]
 fn nothing_lost_or_doubled_when_the_server_freezes_without_a_fin() {
-    chaos(Fault::Freeze, false);
+    chaos(Fault::Freeze, "tcp");
 }
 
 /// The room: one member streams numbered lines, another receives them,

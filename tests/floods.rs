@@ -242,7 +242,19 @@ fn serve_flood(listener: TcpListener, flood: Flood, stop: Instant) {
     let (mut stream, _) = listener.accept().unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     match flood {
-        Flood::WsEmpty => accept_websocket(&mut stream),
+        Flood::WsEmpty => {
+            accept_websocket(&mut stream);
+            // The client offers longconn.v2 first; this server chooses no
+            // subprotocol, so the client drops that connection and comes
+            // straight back without the offer: serve the second one.
+            let mut byte = [0u8; 1];
+            stream.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+            if matches!(stream.peek(&mut byte), Ok(0)) {
+                stream = listener.accept().unwrap().0;
+                stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                accept_websocket(&mut stream);
+            }
+        }
         _ => {
             let mut header = [0u8; 4];
             stream.read_exact(&mut header).unwrap();

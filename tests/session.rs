@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{is_connected, receive_messages, wait_for, Ports, Server};
+use common::{is_connected, receive_messages, wait_acknowledged, wait_for, Ports, Server};
 use longconn_core::policy::backoff::BackoffPolicy;
 use longconn_core::policy::heartbeat::HeartbeatPolicy;
 use longconn_core::policy::limits::OutboxLimits;
@@ -185,11 +185,7 @@ fn messages_sent_while_the_server_is_down_arrive_in_order_after_it_returns() {
     client.send(b"before").unwrap();
     assert_eq!(receive_messages(&client, 1, WITHIN), vec![b"before".to_vec()]);
     // Acknowledged delivery: until the server acknowledges it, "before" stays queued to be sent again.
-    let deadline = Instant::now() + WITHIN;
-    while client.stats().unacked_messages > 0 {
-        assert!(Instant::now() < deadline, "the server never acknowledged");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_acknowledged(&client, WITHIN);
 
     server.kill();
     wait_for(&client, WITHIN, |e| matches!(e, Event::Disconnected { .. }));
@@ -200,11 +196,7 @@ fn messages_sent_while_the_server_is_down_arrive_in_order_after_it_returns() {
     let _server = Server::start_on("echo", &["--quiet"], ports, "127.0.0.1");
     assert_eq!(receive_messages(&client, 500, WITHIN), (0..500).map(numbered).collect::<Vec<_>>());
     // Echoed, and then (within the server's acknowledgement delay) acknowledged.
-    let deadline = Instant::now() + WITHIN;
-    while client.stats().queued_messages > 0 {
-        assert!(Instant::now() < deadline, "still queued: {:?}", client.stats());
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_acknowledged(&client, WITHIN);
 }
 
 #[test]
@@ -463,13 +455,16 @@ fn websocket_clients_exchange_text_and_binary_and_reconnect() {
     let url = format!("ws://127.0.0.1:{}/echo?client=test", server.ports.ws);
     let client = Client::new(config(&url)).unwrap();
     client.connect().unwrap();
-    wait_for(&client, WITHIN, is_connected);
+    let connected = wait_for(&client, WITHIN, is_connected);
+    assert!(matches!(connected.last(), Some(Event::Connected { delivery, .. }) if delivery.acknowledged));
     client.send(b"\x00binary\xff").unwrap();
     client.send_text("text \u{263a}").unwrap();
     let events = wait_for(&client, WITHIN, |e| matches!(e, Event::Text(_)));
     assert!(events.iter().any(|e| matches!(e, Event::Message(m) if &m[..] == b"\x00binary\xff")));
     assert!(matches!(events.last(), Some(Event::Text(t)) if &t[..] == "text \u{263a}".as_bytes()));
     assert!(client.send_text_bytes(b"\xff not utf-8").is_err());
+    // Acknowledged delivery over WebSocket too: until acknowledged, they would be sent again.
+    wait_acknowledged(&client, WITHIN);
 
     // The WebSocket survives a server restart like any other transport.
     let ports = server.ports;

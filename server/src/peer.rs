@@ -135,26 +135,26 @@ async fn open(
         (true, None) => return Err("no TLS certificate configured".into()),
         (false, _) => ByteStream::Tcp(stream),
     };
-    match listener.framing() {
+    let (mut reader, writer, longconn_frames) = match listener.framing() {
         Some(framing) => {
-            let (mut reader, writer) = tcp::frame(stream, framing, args.max_frame);
-            let mut hello = None;
-            if framing == Framing::Longconn {
-                // Nothing may reach the client before our hello, so it joins the room only afterwards.
-                match reader.read_batch(&mut batch).await {
-                    Ok(true) => {}
-                    Ok(false) => return Err("closed before hello".into()),
-                    Err(e) => return Err(format!("bad hello: {e}")),
-                }
-                hello = Some(take_hello(&mut batch).map_err(|e| format!("bad hello: {e}"))?);
-            }
-            Ok(Some((reader, writer, batch, hello)))
+            let (reader, writer) = tcp::frame(stream, framing, args.max_frame);
+            (reader, writer, framing == Framing::Longconn)
         }
         None => {
-            let (reader, writer) = ws::accept(stream.boxed(), args.max_frame).await.map_err(|e| e.to_string())?;
-            Ok(Some((reader, writer, batch, None)))
+            ws::accept(stream.boxed(), args.max_frame, args.protocol >= PROTOCOL_V2).await.map_err(|e| e.to_string())?
         }
+    };
+    let mut hello = None;
+    if longconn_frames {
+        // Nothing may reach the client before our hello, so it joins the room only afterwards.
+        match reader.read_batch(&mut batch).await {
+            Ok(true) => {}
+            Ok(false) => return Err("closed before hello".into()),
+            Err(e) => return Err(format!("bad hello: {e}")),
+        }
+        hello = Some(take_hello(&mut batch).map_err(|e| format!("bad hello: {e}"))?);
     }
+    Ok(Some((reader, writer, batch, hello)))
 }
 
 /// A version 2 connection's hold on its session.
@@ -381,8 +381,8 @@ impl<'a> Peer<'a> {
                     self.replies.push(Frame::Data(self.args.plain_pong.clone()))
                 }
                 FrameType::Data | FrameType::Text => match (self.room.mode, self.attached.is_some()) {
-                    (Mode::Chat, _) => data.push(self.chat_line(payload)),
-                    (_, true) => data.push(batch.payload(range)),
+                    (Mode::Chat, _) => data.push(Frame::Text(self.chat_line(payload))),
+                    (_, true) => data.push(Frame::new(*kind, batch.payload(range))),
                     (Mode::Echo, false) => self.replies.push(Frame::new(*kind, batch.payload(range))),
                     (Mode::Sink, false) => {}
                 },
@@ -400,7 +400,10 @@ impl<'a> Peer<'a> {
             state.accepted += data.len() as u64;
         }
         match (self.room.mode, session) {
-            (Mode::Chat, session) => self.room.say(self.number, data, session),
+            (Mode::Chat, session) => {
+                let lines = data.iter().map(|line| line.parts().1.clone()).collect();
+                self.room.say(self.number, lines, session)
+            }
             (_, Some(session)) => self.room.store().send(Request::Inbound { session, messages: data }),
             (_, None) => {}
         }
@@ -461,7 +464,8 @@ impl<'a> Peer<'a> {
             (Mode::Echo, Some(session)) => {
                 let state = lock(&session.state);
                 let skip = (self.sent + 1).saturating_sub(state.echo_first) as usize;
-                frames.extend(state.echo.iter().skip(skip).take(FEED_CHUNK).cloned().map(as_frame));
+                // Each reply keeps its message's kind (text or binary).
+                frames.extend(state.echo.iter().skip(skip).take(FEED_CHUNK).cloned());
                 skip + FEED_CHUNK < state.echo.len()
             }
             _ => false,

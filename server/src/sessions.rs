@@ -6,8 +6,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use longconn_core::lock::lock;
+use longconn_core::protocol::Frame;
 use tokio::sync::Notify;
 
 /// A session id: random bytes chosen by the server.
@@ -63,7 +63,7 @@ pub struct SessionState {
     pub trimmed_to: u64,
     /// Echo: replies not yet acknowledged by the client; the front's
     /// sequence number is `echo_first`.
-    pub echo: VecDeque<Bytes>,
+    pub echo: VecDeque<Frame>,
     pub echo_first: u64,
     pub echo_bytes: usize,
     /// The highest server-to-client sequence number the client acknowledged.
@@ -82,14 +82,19 @@ impl SessionState {
     /// the server dies first, the client sends the messages again and their
     /// replies come out with the same numbers, which the client already has,
     /// so they are not sent twice.
-    pub fn add_echo(&mut self, replies: &[Bytes]) {
+    pub fn add_echo(&mut self, replies: &[Frame]) {
         if self.echo.is_empty() {
             self.echo_first = self.accepted + 1;
         }
         for reply in replies {
-            self.echo_bytes += reply.len();
-            self.echo.push_back(reply.clone());
+            self.push_echo(reply.clone());
         }
+    }
+
+    /// Appends one echo reply (the next sequence number).
+    pub fn push_echo(&mut self, reply: Frame) {
+        self.echo_bytes += reply.parts().1.len();
+        self.echo.push_back(reply);
     }
 
     /// The sequence number of the last inbound message the store has
@@ -103,7 +108,7 @@ impl SessionState {
         self.client_acked = self.client_acked.max(seq);
         while self.echo_first <= self.client_acked && !self.echo.is_empty() {
             if let Some(gone) = self.echo.pop_front() {
-                self.echo_bytes -= gone.len();
+                self.echo_bytes -= gone.parts().1.len();
             }
             self.echo_first += 1;
         }

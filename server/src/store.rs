@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use longconn_core::lock::lock;
+use longconn_core::protocol::{Frame, FrameType};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use crate::args::Mode;
@@ -47,7 +48,7 @@ pub enum Request {
     /// messages) or from a best-effort connection or the server itself.
     Room { author: u64, lines: Vec<Bytes>, session: Option<Arc<Session>> },
     /// Echo and sink: messages of a session's inbound stream, in order.
-    Inbound { session: Arc<Session>, messages: Vec<Bytes> },
+    Inbound { session: Arc<Session>, messages: Vec<Frame> },
     /// A new session.
     NewSession { session: Arc<Session>, next_client: u64 },
     /// A session's room base moved (its history was partly lost).
@@ -204,8 +205,7 @@ fn load_sessions(db: &Connection, mode: Mode) -> rusqlite::Result<Vec<Arc<Sessio
                     } else if seq != state.echo_first + state.echo.len() as u64 {
                         break 'rows; // a gap cannot be replayed in order; what follows counts as lost
                     }
-                    state.echo_bytes += payload.len();
-                    state.echo.push_back(payload);
+                    state.push_echo(payload);
                 }
             }
         }
@@ -392,25 +392,32 @@ fn apply(
     })
 }
 
-/// One row's messages: each a u32 BE length, then its bytes. A session's
-/// messages are stored one row per read the server made, not one row per
-/// message: storing costs a copy per message and a row per batch.
-fn join_messages(messages: &[Bytes]) -> Vec<u8> {
-    let mut row = Vec::with_capacity(messages.iter().map(|m| 4 + m.len()).sum());
+/// Marks a text message in a row's length word (messages are far below 2 GiB).
+const TEXT: u32 = 1 << 31;
+
+/// One row's messages: each a u32 BE length (its top bit set for text),
+/// then its bytes. A session's messages are stored one row per commit, not
+/// one row per message: storing costs a copy per message and a row per batch.
+fn join_messages(messages: &[Frame]) -> Vec<u8> {
+    let mut row = Vec::with_capacity(messages.iter().map(|m| 4 + m.parts().1.len()).sum());
     for message in messages {
-        row.extend_from_slice(&(message.len() as u32).to_be_bytes());
-        row.extend_from_slice(message);
+        let (kind, payload) = message.parts();
+        let text = if kind == FrameType::Text { TEXT } else { 0 };
+        row.extend_from_slice(&(payload.len() as u32 | text).to_be_bytes());
+        row.extend_from_slice(payload);
     }
     row
 }
 
 /// The messages of a row written by [`join_messages`]; a truncated tail is dropped.
-fn split_messages(row: Bytes) -> Vec<Bytes> {
+fn split_messages(row: Bytes) -> Vec<Frame> {
     let mut messages = Vec::new();
     let mut at = 0;
-    while let Some(len) = row.get(at..at + 4).map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")) as usize) {
+    while let Some(word) = row.get(at..at + 4).map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes"))) {
+        let len = (word & !TEXT) as usize;
         let Some(end) = (at + 4).checked_add(len).filter(|&end| end <= row.len()) else { break };
-        messages.push(row.slice(at + 4..end));
+        let payload = row.slice(at + 4..end);
+        messages.push(if word & TEXT != 0 { Frame::Text(payload) } else { Frame::Data(payload) });
         at = end;
     }
     messages
@@ -481,7 +488,11 @@ mod tests {
 
     #[test]
     fn rows_of_messages_split_back_into_the_messages() {
-        let messages = vec![Bytes::from_static(b"one"), Bytes::new(), Bytes::from_static(b"three")];
+        let messages = vec![
+            Frame::Data(Bytes::from_static(b"one")),
+            Frame::Text(Bytes::new()),
+            Frame::Text(Bytes::from_static(b"3")),
+        ];
         let row = join_messages(&messages);
         assert_eq!(split_messages(Bytes::from(row.clone())), messages);
         assert_eq!(split_messages(Bytes::from(row[..row.len() - 1].to_vec())), messages[..2].to_vec());

@@ -186,3 +186,13 @@ pub fn receive_messages(client: &Client, count: usize, within: Duration) -> Vec<
 pub fn is_connected(e: &Event) -> bool {
     matches!(e, Event::Connected { .. })
 }
+
+/// Waits until the server has acknowledged everything `client` wrote
+/// (protocol version 2; at once under best effort).
+pub fn wait_acknowledged(client: &Client, within: Duration) {
+    let deadline = Instant::now() + within;
+    while client.stats().queued_messages > 0 {
+        assert!(Instant::now() < deadline, "not acknowledged within {within:?}: {:?}", client.stats());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

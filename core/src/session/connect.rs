@@ -5,7 +5,7 @@ use crate::engine::Engine;
 use crate::event::ErrorKind;
 use crate::protocol::hello::{hello_payload, take_hello, HelloExt, PROTOCOL_V2, PROTOCOL_VERSION};
 use crate::protocol::Frame;
-use crate::protocol::{FrameBatch, Framing};
+use crate::protocol::FrameBatch;
 use crate::transport::{self, ConnectOptions, Connection};
 
 /// A failed connection attempt.
@@ -23,8 +23,9 @@ pub(super) struct Opened {
     pub server: Option<HelloExt>,
 }
 
-/// Connects, offering `ext` in the hello (version 2) or nothing (version 1).
-pub(super) async fn connect(engine: &Engine, ext: Option<HelloExt>) -> Result<Opened, AttemptFailed> {
+/// Connects, offering `ext` in the hello (version 2) or nothing (version
+/// 1); over WebSocket, offering the version 2 subprotocol if `ws_v2`.
+pub(super) async fn connect(engine: &Engine, ext: Option<HelloExt>, ws_v2: bool) -> Result<Opened, AttemptFailed> {
     let config = &engine.config;
     let timeout = config.connect_timeout;
     let attempt = async {
@@ -33,12 +34,13 @@ pub(super) async fn connect(engine: &Engine, ext: Option<HelloExt>) -> Result<Op
             headers: config.headers.clone(),
             subprotocols: config.subprotocols.clone(),
             tls: engine.tls.clone(),
+            offer_v2: ws_v2 && ext.is_some(),
         };
         let mut conn = transport::connect(&config.endpoint, &options).await.map_err(|e| AttemptFailed {
             kind: ErrorKind::ConnectFailed,
             detail: format!("cannot connect to {}: {e}", config.endpoint),
         })?;
-        let (leftovers, server) = if config.framing() == Some(Framing::Longconn) {
+        let (leftovers, server) = if conn.longconn_frames {
             handshake(&mut conn, &config.client_name, ext).await?
         } else {
             (FrameBatch::default(), None)

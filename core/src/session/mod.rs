@@ -36,11 +36,20 @@ pub(crate) async fn run(engine: Arc<Engine>) {
         set_state(State::Connecting);
         let offer = (engine.config.max_protocol >= PROTOCOL_V2).then(|| resume.hello_ext());
         let attempt = tokio::select! {
-            result = connect::connect(engine, offer) => result,
+            result = connect::connect(engine, offer, !resume.ws_v2_declined) => result,
             _ = engine.close.expired() => break,
         };
         match attempt {
             Ok(connect::Opened { conn, leftovers, server }) => {
+                if conn.declined_v2 {
+                    resume.ws_v2_declined = true;
+                    log_at!(
+                        Level::Info,
+                        "client {}: the WebSocket server does not speak {}; not offered again",
+                        engine.id,
+                        crate::transport::ws::V2_SUBPROTOCOL
+                    );
+                }
                 let accepted = resume.accept(server.as_ref(), engine.sending.acked());
                 let delivery = accepted.delivery;
                 if let Some(number) = accepted.acked_up_to {
@@ -105,9 +114,7 @@ fn log_connected(engine: &Engine, peer: &str, delivery: crate::event::Delivery) 
             Level::Info,
             "client {id}: connected to {peer}, acknowledged delivery (protocol 2), {session}{recovered}"
         );
-    } else if engine.config.framing() == Some(crate::protocol::Framing::Longconn)
-        && engine.config.max_protocol >= PROTOCOL_V2
-    {
+    } else if engine.config.max_protocol >= PROTOCOL_V2 && !engine.config.framing().is_some_and(|f| f.is_plain()) {
         log_at!(Level::Info, "client {id}: connected to {peer}; the server speaks protocol 1: best-effort delivery");
     } else {
         log_at!(Level::Info, "client {id}: connected to {peer}, best-effort delivery");

@@ -10,6 +10,7 @@ pub mod tls;
 pub mod ws;
 
 use std::io;
+use std::net::SocketAddr;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -34,6 +35,10 @@ pub struct ConnectOptions {
     pub subprotocols: Vec<String>,
     /// TLS, for `tls://` and `wss://` URLs.
     pub tls: Option<tls::Tls>,
+    /// WebSocket: offer [`ws::V2_SUBPROTOCOL`] (when no subprotocol of the
+    /// application's is configured), and connect again without it if the
+    /// server chooses none.
+    pub offer_v2: bool,
 }
 
 /// The receiving half of a connection.
@@ -53,21 +58,45 @@ pub struct Connection {
     pub reader: Reader,
     pub writer: Writer,
     pub peer: String,
+    /// It carries longconn frames: the longconn framing, or WebSocket with
+    /// [`ws::V2_SUBPROTOCOL`]; the hello exchange comes next.
+    pub longconn_frames: bool,
+    /// WebSocket: the server chose no subprotocol when offered
+    /// [`ws::V2_SUBPROTOCOL`] (this connection was made without offering it).
+    pub declined_v2: bool,
 }
 
 /// Opens a connection, resolving the host name anew.
 pub async fn connect(endpoint: &Endpoint, options: &ConnectOptions) -> io::Result<Connection> {
+    let (stream, peer) = open_stream(endpoint, options).await?;
+    let (reader, writer, longconn_frames, declined_v2) = match (endpoint.scheme, endpoint.framing) {
+        (Scheme::Tcp | Scheme::Tls, Some(framing)) => {
+            let (reader, writer) = tcp::frame(stream, framing, options.max_frame_size);
+            (reader, writer, framing == crate::protocol::Framing::Longconn, false)
+        }
+        (Scheme::Tcp | Scheme::Tls, None) => unreachable!("the URL parser gives every tcp URL a framing"),
+        (Scheme::Ws | Scheme::Wss, _) => match ws::handshake(stream.boxed(), endpoint, options, options.offer_v2).await
+        {
+            Ok((reader, writer, v2)) => (reader, writer, v2, false),
+            Err(e) if ws::declined_v2(&e) => {
+                let (stream, _) = open_stream(endpoint, options).await?;
+                let (reader, writer, _) = ws::handshake(stream.boxed(), endpoint, options, false).await?;
+                (reader, writer, false, true)
+            }
+            Err(e) => return Err(e),
+        },
+    };
+    Ok(Connection { reader, writer, peer: peer.to_string(), longconn_frames, declined_v2 })
+}
+
+/// The byte stream under a connection: TCP, and TLS over it if configured.
+async fn open_stream(endpoint: &Endpoint, options: &ConnectOptions) -> io::Result<(tcp::ByteStream, SocketAddr)> {
     let (stream, peer) = tcp::connect_stream(&endpoint.host, endpoint.port).await?;
     let stream = match &options.tls {
         Some(tls) => tcp::ByteStream::Other(Box::new(tls.connect(stream, &endpoint.host).await?)),
         None => tcp::ByteStream::Tcp(stream),
     };
-    let (reader, writer) = match (endpoint.scheme, endpoint.framing) {
-        (Scheme::Tcp | Scheme::Tls, Some(framing)) => tcp::frame(stream, framing, options.max_frame_size),
-        (Scheme::Tcp | Scheme::Tls, None) => unreachable!("the URL parser gives every tcp URL a framing"),
-        (Scheme::Ws | Scheme::Wss, _) => ws::handshake(stream.boxed(), endpoint, options).await?,
-    };
-    Ok(Connection { reader, writer, peer: peer.to_string() })
+    Ok((stream, peer))
 }
 
 impl Reader {

@@ -4,6 +4,12 @@
 //! ping, pong and close control frames to ours, so heartbeats, the close
 //! handshake (code and reason) and the outbox work as on the other transports.
 //! tungstenite answers pings itself, so our pongs are not sent twice.
+//!
+//! When both sides agree on the subprotocol [`V2_SUBPROTOCOL`], binary
+//! messages carry longconn frames instead (one frame each: its type byte,
+//! then its payload), so the hello exchange, acknowledgements and resume of
+//! protocol version 2 run over WebSocket too; pings, pongs and the close
+//! handshake stay WebSocket's own.
 
 use std::io;
 
@@ -12,11 +18,13 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::error::CapacityError;
+use tokio_tungstenite::tungstenite::error::{ProtocolError, SubProtocolError};
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::{accept_async_with_config, client_async_with_config, WebSocketStream};
+use tokio_tungstenite::{accept_hdr_async_with_config, client_async_with_config, WebSocketStream};
 
 use super::{ConnectOptions, Reader, Stream, Writer, WRITE_CHUNK};
 use crate::endpoint::Endpoint;
@@ -26,13 +34,23 @@ use crate::protocol::{Frame, FrameBatch, FrameError, FrameType};
 
 type Ws = WebSocketStream<Box<dyn Stream>>;
 
+/// The subprotocol under which binary messages carry longconn frames.
+pub const V2_SUBPROTOCOL: &str = "longconn.v2";
+
+/// The error [`handshake`] gives when it offered [`V2_SUBPROTOCOL`] and the
+/// server chose no subprotocol: connect again without offering it.
+pub fn declined_v2(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::Unsupported && e.to_string().contains(V2_SUBPROTOCOL)
+}
+
 /// Performs the client's WebSocket handshake on a connected stream, with
 /// the configured headers and subprotocols.
 pub async fn handshake(
     stream: Box<dyn Stream>,
     endpoint: &Endpoint,
     options: &ConnectOptions,
-) -> io::Result<(Reader, Writer)> {
+    offer_v2: bool,
+) -> io::Result<(Reader, Writer, bool)> {
     let host = if endpoint.host.contains(':') { format!("[{}]", endpoint.host) } else { endpoint.host.clone() };
     let url = format!("{}://{host}:{}{}", endpoint.scheme.name(), endpoint.port, endpoint.resource);
     let mut request = url.into_client_request().map_err(io_error)?;
@@ -41,24 +59,60 @@ pub async fn handshake(
         let value = HeaderValue::from_str(value).map_err(io::Error::other)?;
         request.headers_mut().append(name, value);
     }
-    if !options.subprotocols.is_empty() {
-        let offered = HeaderValue::from_str(&options.subprotocols.join(", ")).map_err(io::Error::other)?;
+    let mut offered = options.subprotocols.clone();
+    let offer_v2 = offer_v2 && offered.is_empty();
+    if offer_v2 {
+        offered.push(V2_SUBPROTOCOL.into());
+    }
+    if !offered.is_empty() {
+        let offered = HeaderValue::from_str(&offered.join(", ")).map_err(io::Error::other)?;
         request.headers_mut().insert("sec-websocket-protocol", offered);
     }
-    let (ws, _response) =
-        client_async_with_config(request, stream, Some(config(options.max_frame_size))).await.map_err(io_error)?;
-    Ok(halves(ws))
+    let (ws, response) =
+        client_async_with_config(request, stream, Some(config(options.max_frame_size))).await.map_err(|e| match e {
+            WsError::Protocol(ProtocolError::SecWebSocketSubProtocolError(SubProtocolError::NoSubProtocol))
+                if offer_v2 =>
+            {
+                io::Error::new(io::ErrorKind::Unsupported, format!("the server does not speak {V2_SUBPROTOCOL}"))
+            }
+            other => io_error(other),
+        })?;
+    let v2 = response.headers().get("sec-websocket-protocol").is_some_and(|v| v == V2_SUBPROTOCOL);
+    let (reader, writer) = halves(ws, v2);
+    Ok((reader, writer, v2))
 }
 
-/// Accepts a WebSocket handshake on a server's connection.
-pub async fn accept(stream: Box<dyn Stream>, max_frame_size: usize) -> io::Result<(Reader, Writer)> {
-    let ws = accept_async_with_config(stream, Some(config(max_frame_size))).await.map_err(io_error)?;
-    Ok(halves(ws))
+/// Accepts a WebSocket handshake on a server's connection; with
+/// `offer_v2`, chooses [`V2_SUBPROTOCOL`] when the client offers it.
+/// Returns whether it did.
+pub async fn accept(
+    stream: Box<dyn Stream>,
+    max_frame_size: usize,
+    offer_v2: bool,
+) -> io::Result<(Reader, Writer, bool)> {
+    let mut v2 = false;
+    // The callback's type is tungstenite's; its error is never returned here.
+    #[allow(clippy::result_large_err)]
+    let choose = |request: &Request, mut response: Response| -> Result<Response, ErrorResponse> {
+        let offered = request
+            .headers()
+            .get_all("sec-websocket-protocol")
+            .iter()
+            .any(|value| value.to_str().is_ok_and(|list| list.split(',').any(|p| p.trim() == V2_SUBPROTOCOL)));
+        if offer_v2 && offered {
+            response.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static(V2_SUBPROTOCOL));
+            v2 = true;
+        }
+        Ok(response)
+    };
+    let ws = accept_hdr_async_with_config(stream, choose, Some(config(max_frame_size))).await.map_err(io_error)?;
+    let (reader, writer) = halves(ws, v2);
+    Ok((reader, writer, v2))
 }
 
-fn halves(ws: Ws) -> (Reader, Writer) {
+fn halves(ws: Ws, v2: bool) -> (Reader, Writer) {
     let (sink, stream) = ws.split();
-    (Reader::Ws(WsReader { stream }), Writer::Ws(WsWriter { sink }))
+    (Reader::Ws(WsReader { stream, v2 }), Writer::Ws(WsWriter { sink, v2 }))
 }
 
 fn config(max_frame_size: usize) -> WebSocketConfig {
@@ -74,6 +128,8 @@ fn io_error(e: WsError) -> io::Error {
 
 pub struct WsReader {
     stream: SplitStream<Ws>,
+    /// Binary messages carry longconn frames ([`V2_SUBPROTOCOL`]).
+    v2: bool,
 }
 
 impl WsReader {
@@ -87,6 +143,20 @@ impl WsReader {
                 Some(Ok(message)) => message,
             };
             let (kind, payload): (FrameType, Bytes) = match message {
+                Message::Binary(data) if self.v2 => {
+                    let kind = match data.first() {
+                        Some(0x01) => FrameType::Data,
+                        Some(0x02) => FrameType::Ping,
+                        Some(0x03) => FrameType::Pong,
+                        Some(0x04) => FrameType::Hello,
+                        Some(0x05) => FrameType::Close,
+                        Some(0x06) => FrameType::Ack,
+                        Some(0x07) => FrameType::Text,
+                        Some(&other) => return Err(FrameError::UnknownFrameType(other)),
+                        None => return Err(FrameError::Malformed("an empty binary message under longconn.v2")),
+                    };
+                    (kind, data.slice(1..))
+                }
                 Message::Binary(data) => (FrameType::Data, data),
                 Message::Text(text) => (FrameType::Text, Bytes::from(text)),
                 Message::Ping(data) => (FrameType::Ping, data),
@@ -116,6 +186,16 @@ fn codec_error(e: WsError) -> FrameError {
 
 pub struct WsWriter {
     sink: SplitSink<Ws, Message>,
+    /// Binary messages carry longconn frames ([`V2_SUBPROTOCOL`]).
+    v2: bool,
+}
+
+/// A longconn frame as one binary message: its type byte, then its payload.
+fn framed(kind: FrameType, payload: &[u8]) -> Message {
+    let mut data = Vec::with_capacity(1 + payload.len());
+    data.push(kind as u8);
+    data.extend_from_slice(payload);
+    Message::binary(data)
 }
 
 impl WsWriter {
@@ -123,14 +203,16 @@ impl WsWriter {
     /// marking them as sent once flushed.
     pub async fn write(&mut self, control: &[Frame], batch: Option<&mut Batch>) -> io::Result<()> {
         for frame in control {
-            if let Some(message) = control_message(frame) {
+            if let Some(message) = control_message(frame, self.v2) {
                 self.sink.feed(message).await.map_err(io_error)?;
             }
         }
         if let Some(batch) = batch {
             let (mut count, mut bytes) = (0, 0);
             for (text, payload) in batch.iter_unsent_with_kind() {
-                let message = if text {
+                let message = if self.v2 {
+                    framed(if text { FrameType::Text } else { FrameType::Data }, payload)
+                } else if text {
                     // Checked to be UTF-8 when it was sent.
                     Message::text(String::from_utf8_lossy(payload).into_owned())
                 } else {
@@ -156,8 +238,12 @@ impl WsWriter {
 }
 
 /// Our control frame as a WebSocket message; `None` for what WebSocket does itself.
-fn control_message(frame: &Frame) -> Option<Message> {
+fn control_message(frame: &Frame, v2: bool) -> Option<Message> {
     Some(match frame {
+        Frame::Hello(p) | Frame::Ack(p) | Frame::Data(p) | Frame::Text(p) if v2 => {
+            let (kind, _) = frame.parts();
+            framed(kind, p)
+        }
         Frame::Ping(p) => Message::Ping(p.clone()),
         // tungstenite answers every ping itself.
         Frame::Pong(_) | Frame::Hello(_) | Frame::Ack(_) => return None,

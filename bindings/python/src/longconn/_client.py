@@ -88,7 +88,8 @@ class Client:
     reading until you catch up, and the server is slowed down by TCP.
 
     ``protocol_version=2`` (the default) offers acknowledged delivery on
-    ``tcp://`` and ``tls://`` with the longconn framing: against a server
+    ``tcp://`` and ``tls://`` with the longconn framing, and on ``ws://``
+    and ``wss://`` through the ``longconn.v2`` subprotocol: against a server
     that speaks it (the CONNECTED event says ``acknowledged``), messages are
     kept until the server acknowledges them and sessions resume across
     reconnects and server restarts, nothing lost and nothing twice. ``1``

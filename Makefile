@@ -19,7 +19,7 @@ LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 DESTDIR    ?=
 
-.PHONY: all demo test test-rust test-c test-python check-header header lint bench bench-instructions check-modules install uninstall test-install fuzz fuzz-short audit audit-if-available python clean
+.PHONY: all demo test test-rust test-c test-cpp test-python check-header header lint bench bench-instructions check-modules install uninstall test-install fuzz fuzz-short audit audit-if-available python clean
 
 all: $(BUILD)/chat
 
@@ -38,7 +38,7 @@ demo: $(BUILD)/chat
 # Every test: formatting, lints, Rust unit and integration tests, the header
 # check, the C tests under valgrind and the sanitizers, the Python binding's
 # tests, a short run of every fuzz target, and the dependency audit.
-test: lint test-rust check-header test-c test-python test-install fuzz-short audit-if-available
+test: lint test-rust check-header test-c test-cpp test-python test-install fuzz-short audit-if-available
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -65,6 +65,11 @@ test-c:
 	$(CARGO) build -p longconn -p longconn-server
 	tests/c/run.sh $(DEBUG)
 
+# The C++ wrapper (include/longconn.hpp) and the C++ chat example, under ASan and UBSan.
+test-cpp:
+	$(CARGO) build -p longconn -p longconn-server
+	CXX=$(CXX) tests/cpp/run.sh $(DEBUG)
+
 test-python:
 	$(CARGO) build -p longconn -p longconn-server
 	$(PYTHON) -m pytest --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet pytest
@@ -86,6 +91,7 @@ install: $(RELEASE)/liblongconn.so
 	ln -sf liblongconn.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/liblongconn.so
 	install -m 644 $(RELEASE)/liblongconn.a $(DESTDIR)$(LIBDIR)/liblongconn.a
 	install -m 644 include/longconn.h $(DESTDIR)$(INCLUDEDIR)/longconn.h
+	install -m 644 include/longconn.hpp $(DESTDIR)$(INCLUDEDIR)/longconn.hpp
 	sed -e 's|@PREFIX@|$(PREFIX)|; s|@LIBDIR@|$(LIBDIR)|; s|@INCLUDEDIR@|$(INCLUDEDIR)|; s|@VERSION@|$(VERSION)|' \
 	    packaging/longconn.pc.in >$(DESTDIR)$(LIBDIR)/pkgconfig/longconn.pc
 	libdir_rel=$$(realpath -m --relative-to=$(PREFIX) $(LIBDIR)); \
@@ -100,7 +106,7 @@ install: $(RELEASE)/liblongconn.so
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/liblongconn.so.$(VERSION) $(DESTDIR)$(LIBDIR)/liblongconn.so.$(MAJOR) \
 	    $(DESTDIR)$(LIBDIR)/liblongconn.so $(DESTDIR)$(LIBDIR)/liblongconn.a $(DESTDIR)$(INCLUDEDIR)/longconn.h \
-	    $(DESTDIR)$(LIBDIR)/pkgconfig/longconn.pc
+	    $(DESTDIR)$(INCLUDEDIR)/longconn.hpp $(DESTDIR)$(LIBDIR)/pkgconfig/longconn.pc
 	rm -rf $(DESTDIR)$(LIBDIR)/cmake/longconn
 
 # A staged install (DESTDIR), and programs built against it with pkg-config

@@ -41,7 +41,7 @@ const CLOSE_REPLACED: u16 = 4003;
 /// Frames written per turn of the loop, so reading never waits long.
 const FEED_CHUNK: usize = 512;
 /// Stored messages acknowledged at once past this count, else after `ACK_DELAY`.
-const ACK_EVERY: u64 = 1024;
+pub const ACK_EVERY: u64 = 1024;
 const ACK_DELAY: Duration = Duration::from_millis(10);
 /// A session stops reading while this many of its messages wait for the store.
 const MAX_UNSTORED: u64 = 200_000;
@@ -98,6 +98,7 @@ pub async fn serve(
     }
     let mut client = Peer::new(&room, &args, listener, (number, &name), attached, generation, joined_at);
     let why = client.run(reader, &mut writer, batch).await;
+    client.flush_store();
     client.detach();
     room.leave(number, &name);
     if !args.quiet {
@@ -261,8 +262,11 @@ struct Peer<'a> {
     sent: u64,
     /// Version 2: the `received` last acknowledged to the client.
     acked_to_client: u64,
-    /// Version 2: when stored messages not yet acknowledged must be.
+    /// Version 2: when received messages not yet acknowledged are (if stored by then).
     ack_due: Option<Instant>,
+    /// What this turn read, for the store once this turn's writes are out:
+    /// an echo reaches the wire before the store thread is woken.
+    to_store: Vec<Request>,
     /// Answers and (best-effort) echoes, written once per read.
     replies: Vec<Frame>,
 }
@@ -279,7 +283,9 @@ impl<'a> Peer<'a> {
     ) -> Peer<'a> {
         let (cursor, sent, acked_to_client) = match &attached {
             Some(a) => {
-                let state = lock(&a.session.state);
+                let mut state = lock(&a.session.state);
+                // The hello told the client `received`.
+                state.acked_to_client = state.received;
                 (state.base + a.client_received + 1, a.client_received, state.received)
             }
             None => (joined_at, 0, 0),
@@ -296,6 +302,7 @@ impl<'a> Peer<'a> {
             sent,
             acked_to_client,
             ack_due: None,
+            to_store: Vec::new(),
             replies: Vec::new(),
         }
     }
@@ -323,11 +330,14 @@ impl<'a> Peer<'a> {
             if !frames.is_empty() && writer.write(&frames, None).await.is_err() {
                 return "write failed".into();
             }
+            self.flush_store();
             let session = self.session().cloned();
             let paused = session.as_ref().is_some_and(|s| {
                 let state = lock(&s.state);
                 state.accepted - state.received >= MAX_UNSTORED
             });
+            // Paused, this loop waits for the store: ask it for a wake-up on every commit.
+            let _waiting = paused.then(|| session.as_deref().map(Session::wait_for_commits));
             let idle_deadline = last_heard + args.idle_timeout;
             tokio::select! {
                 // A connection whose session moved on must read nothing more.
@@ -399,13 +409,17 @@ impl<'a> Peer<'a> {
             }
             state.accepted += data.len() as u64;
         }
+        // Handed to the store after this turn's writes (see `flush_store`).
         match (self.room.mode, session) {
             (Mode::Chat, session) => {
                 let lines = data.iter().map(|line| line.parts().1.clone()).collect();
-                self.room.say(self.number, lines, session)
+                self.to_store.push(Request::Room { author: self.number, lines, session });
             }
-            (_, Some(session)) => self.room.store().send(Request::Inbound { session, messages: data }),
+            (_, Some(session)) => self.to_store.push(Request::Inbound { session, messages: data }),
             (_, None) => {}
+        }
+        if self.attached.is_some() && self.ack_due.is_none() {
+            self.ack_due = Some(Instant::now() + ACK_DELAY);
         }
         Ok(())
     }
@@ -423,20 +437,22 @@ impl<'a> Peer<'a> {
     /// messages, and the next chunk of the feed; and whether more feed waits.
     fn outgoing(&mut self) -> Result<(Vec<Frame>, bool), String> {
         let mut frames = std::mem::take(&mut self.replies);
-        if let Some(session) = self.session() {
-            // Coalesced like the client's: after ACK_EVERY messages, or ACK_DELAY
-            // after the first stored one, so one message at a time does not
-            // cost an ACK (and a wake-up on each side) per message.
-            let received = lock(&session.state).received;
-            if received > self.acked_to_client {
-                let now = Instant::now();
-                if received - self.acked_to_client >= ACK_EVERY || self.ack_due.is_some_and(|due| now >= due) {
-                    frames.push(Frame::Ack(ack_payload(received)));
-                    self.acked_to_client = received;
-                    self.ack_due = None;
-                } else if self.ack_due.is_none() {
-                    self.ack_due = Some(now + ACK_DELAY);
-                }
+        if let Some(session) = self.session().cloned() {
+            // Coalesced like the client's: once ACK_EVERY messages are stored
+            // (the store wakes this loop then), or ACK_DELAY after a read, so
+            // one message at a time does not cost an ACK and a wake-up on each
+            // side per message.
+            let mut state = lock(&session.state);
+            let now = Instant::now();
+            let due = self.ack_due.is_some_and(|due| now >= due);
+            if state.received > self.acked_to_client && (state.received - self.acked_to_client >= ACK_EVERY || due) {
+                frames.push(Frame::Ack(ack_payload(state.received)));
+                self.acked_to_client = state.received;
+                state.acked_to_client = state.received;
+            }
+            if due {
+                // Messages still in a commit are acknowledged on the next round.
+                self.ack_due = (state.accepted > state.received).then(|| now + ACK_DELAY);
             }
         }
         let as_frame = if self.listener.framing().is_none() { Frame::Text } else { Frame::Data };
@@ -474,6 +490,13 @@ impl<'a> Peer<'a> {
             self.sent += (frames.len() - before) as u64;
         }
         Ok((frames, more))
+    }
+
+    /// Hands what was read to the store.
+    fn flush_store(&mut self) {
+        for request in self.to_store.drain(..) {
+            self.room.store().send(request);
+        }
     }
 
     /// Lets go of the session, if this connection still holds it.

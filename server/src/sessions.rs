@@ -61,6 +61,10 @@ pub struct SessionState {
     pub stored_in_commit: u64,
     /// The store deleted this session's rows up to this sequence number.
     pub trimmed_to: u64,
+    /// The `received` last acknowledged to the client.
+    pub acked_to_client: u64,
+    /// Tasks waiting for every commit (see [`Session::wait_for_commits`]).
+    pub commit_waiters: u32,
     /// Echo: replies not yet acknowledged by the client; the front's
     /// sequence number is `echo_first`.
     pub echo: VecDeque<Frame>,
@@ -131,18 +135,30 @@ impl Session {
         })
     }
 
-    /// Records that `count` more inbound messages are stored: they may be acknowledged.
+    /// Records that `count` more inbound messages are stored: they may be
+    /// acknowledged. The connection is woken only when it waits for commits
+    /// or a full ACK's worth is stored; otherwise its ACK timer picks it up.
     pub fn stored(&self, count: u64) {
         let mut state = lock(&self.state);
         state.received += count;
         state.stored_in_commit -= count;
+        let wake = state.commit_waiters > 0 || state.received - state.acked_to_client >= crate::peer::ACK_EVERY;
         drop(state);
-        self.committed.notify_one();
+        if wake {
+            self.committed.notify_one();
+        }
+    }
+
+    /// Asks for a wake-up on every commit until the guard is dropped.
+    pub fn wait_for_commits(&self) -> CommitWaiter<'_> {
+        lock(&self.state).commit_waiters += 1;
+        CommitWaiter(self)
     }
 
     /// Waits until every accepted inbound message is stored, so `received`
     /// can be told to a reconnecting client (at most `limit`).
     pub async fn settled(&self, limit: Duration) {
+        let _waiting = self.wait_for_commits();
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let notified = self.committed.notified();
@@ -156,6 +172,15 @@ impl Session {
                 return;
             }
         }
+    }
+}
+
+/// Keeps commit wake-ups coming while alive.
+pub struct CommitWaiter<'a>(&'a Session);
+
+impl Drop for CommitWaiter<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.state).commit_waiters -= 1;
     }
 }
 

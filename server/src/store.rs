@@ -23,6 +23,8 @@ use crate::sessions::{random_u64, Session, SessionId, SessionState};
 
 /// Requests taken into one transaction at most.
 const GROUP_LIMIT: usize = 4096;
+/// How long the store gathers requests before a commit.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Where the store lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,9 +248,13 @@ enum Effect {
 impl Writer {
     fn run(&mut self, rx: Receiver<Request>, room: &Room) {
         while let Ok(first) = rx.recv() {
+            // Gather for up to LINGER: one message at a time then costs one
+            // commit per LINGER, not one per message (the acknowledgements
+            // wait 10 ms to be coalesced anyway).
             let mut group = vec![first];
+            let until = Instant::now() + LINGER;
             while group.len() < GROUP_LIMIT {
-                match rx.try_recv() {
+                match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
                     Ok(request) => group.push(request),
                     Err(_) => break,
                 }

@@ -38,6 +38,21 @@ else
     cat "$stage/pc.log"
     fail "pkg_config_consumer"
 fi
+# The C++ header installs beside the C one and builds with the same flags.
+cat >"$stage/consumer.cpp" <<'CPP'
+#include <longconn.hpp>
+int main() {
+    longconn::client client{longconn::config("tcp://127.0.0.1:9")};
+    return client.state() == LC_STATE_IDLE ? 0 : 1;
+}
+CPP
+if ${CXX:-c++} -std=c++17 -Wall -Wextra -Wpedantic -Werror "$stage/consumer.cpp" -o "$stage/consumer_cpp" \
+    $(pkg-config --cflags --libs longconn) 2>"$stage/cpp.log" && LD_LIBRARY_PATH="$lib" "$stage/consumer_cpp"; then
+    pass "cpp_header_consumer"
+else
+    cat "$stage/cpp.log"
+    fail "cpp_header_consumer"
+fi
 if cc -std=c99 "$here/consumer.c" -o "$stage/consumer_pc_static" $(pkg-config --cflags longconn) \
     "$lib/liblongconn.a" $(pkg-config --libs-only-other --static longconn) -lpthread -ldl -lm 2>"$stage/pcs.log" &&
     "$stage/consumer_pc_static"; then

@@ -80,6 +80,7 @@ test-python:
 	$(PYTHON) -m mypy --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet mypy
 	cd bindings/python && $(PYTHON) -m mypy --strict src/longconn
 	MYPYPATH=$(ROOT)/bindings/python/src $(PYTHON) -m mypy --strict examples/python/chat.py
+	PYTHON=$(PYTHON) bindings/python/tests/wheel.sh $(DEBUG)/longconn-server
 
 # Installs the C library: liblongconn.so.$(VERSION) with its SONAME link
 # liblongconn.so.$(MAJOR) and the link-time liblongconn.so, liblongconn.a,
@@ -117,10 +118,12 @@ test-install:
 	tests/install/run.sh
 
 # Installs the Python package with a copy of the release library inside it.
-python: $(RELEASE)/liblongconn.so
-	mkdir -p bindings/python/src/longconn/lib
-	cp $(RELEASE)/liblongconn.so bindings/python/src/longconn/lib/
-	$(PYTHON) -m pip install --quiet ./bindings/python
+# A virtual environment in .venv with the package installed: pip builds the
+# C library with cargo and puts it inside the package (a platform wheel).
+python:
+	$(PYTHON) -m venv .venv
+	.venv/bin/pip install --quiet ./bindings/python
+	@echo "installed into .venv: run . .venv/bin/activate, then python3 examples/python/chat.py tcp://127.0.0.1:7070"
 
 # Fuzzing with cargo-afl (installed on first use): every target for
 # FUZZ_SECONDS each; fails on any crash or hang. `make test` runs 15 s each.

@@ -135,10 +135,15 @@ def test_pip_install_works_and_says_where_it_looked(tmp_path):
         cwd=tmp_path,
     )
     assert (site / "longconn" / "py.typed").is_file()
+    shipped = site / "longconn" / "lib" / "liblongconn.so"
+    assert shipped.is_file(), "pip built the library and put it inside the package"
     probe = "import longconn; print(longconn.library_version())"
-    env = dict(os.environ, PYTHONPATH=str(site), LONGCONN_LIBRARY=str(TARGET / "liblongconn.so"))
+    env = {k: v for k, v in os.environ.items() if k != "LONGCONN_LIBRARY"}
+    env["PYTHONPATH"] = str(site)
     found = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True)
     assert found.returncode == 0 and found.stdout.strip() == longconn.library_version(), found.stderr
+    # Without the shipped copy and with a wrong LONGCONN_LIBRARY, the error lists where it looked.
+    shipped.unlink()
     env["LONGCONN_LIBRARY"] = str(tmp_path / "nowhere.so")
     missing = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True)
     assert missing.returncode != 0

@@ -79,7 +79,7 @@ test-python:
 	PYTHONPATH=$(ROOT)/bindings/python/src LONGCONN_TARGET_DIR=$(DEBUG) $(PYTHON) -m pytest -q bindings/python/tests
 	$(PYTHON) -m mypy --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet mypy
 	cd bindings/python && $(PYTHON) -m mypy --strict src/longconn
-	MYPYPATH=$(ROOT)/bindings/python/src $(PYTHON) -m mypy --strict examples/python/chat.py
+	MYPYPATH=$(ROOT)/bindings/python/src $(PYTHON) -m mypy --strict examples/python/chat.py examples/python/chat_async.py
 	PYTHON=$(PYTHON) bindings/python/tests/wheel.sh $(DEBUG)/longconn-server
 
 # Installs the C library: liblongconn.so.$(VERSION) with its SONAME link

@@ -132,6 +132,32 @@ def longconn_round_trips(url: str) -> list[float]:
 # -- websockets -------------------------------------------------------------------
 
 
+def longconn_send(url: str) -> float:
+    """Messages per second queued with the synchronous send()."""
+    client = longconn.Client(url, outbox=(1 << 20, 256 << 20))
+    client.connect()
+    payload = b"x" * 64
+    start = time.perf_counter()
+    for _ in range(MESSAGES):
+        client.send(payload)
+    rate = MESSAGES / (time.perf_counter() - start)
+    client.close(30)
+    return rate
+
+
+async def longconn_asend(url: str) -> float:
+    """Messages per second queued with the awaitable asend()."""
+    client = longconn.Client(url, outbox=(1 << 20, 256 << 20))
+    await client.aconnect()
+    payload = b"x" * 64
+    start = time.perf_counter()
+    for _ in range(MESSAGES):
+        await client.asend(payload)
+    rate = MESSAGES / (time.perf_counter() - start)
+    await client.aclose(30)
+    return rate
+
+
 async def ws_receive(url: str) -> float:
     async with websockets.connect(url, max_size=2**20) as ws:
         start = time.perf_counter()
@@ -183,6 +209,8 @@ def main() -> None:
             add("ws_p99", percentile(ws, 0.99) * 1e6)
             add("lc_p50", percentile(lc, 0.5) * 1e6)
             add("lc_p99", percentile(lc, 0.99) * 1e6)
+            add("lc_send", longconn_send(lc_url))
+            add("lc_asend", asyncio.run(longconn_asend(lc_url)))
     finally:
         lc_proc.kill()
         ws_proc.kill()
@@ -196,6 +224,9 @@ def main() -> None:
     print(f"{'receive, receive_many(), messages/s':<40} {m['ws_recv']:>12.0f} {m['lc_recv_batch']:>12.0f} {m['lc_recv_batch'] / m['ws_recv']:>7.2f}x")
     print(f"{'round trip p50, us':<40} {m['ws_p50']:>12.1f} {m['lc_p50']:>12.1f} {m['lc_p50'] - m['ws_p50']:>+8.1f}")
     print(f"{'round trip p99, us':<40} {m['ws_p99']:>12.1f} {m['lc_p99']:>12.1f} {m['lc_p99'] - m['ws_p99']:>+8.1f}")
+    print()
+    print(f"{'':<40} {'send()':>12} {'asend()':>12} {'ratio':>8}")
+    print(f"{'queue 64-byte messages, messages/s':<40} {m['lc_send']:>12.0f} {m['lc_asend']:>12.0f} {m['lc_asend'] / m['lc_send']:>7.2f}x")
 
 
 if __name__ == "__main__":

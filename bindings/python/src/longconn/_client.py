@@ -11,7 +11,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
+from typing import Any, AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 from . import _callbacks, _events, _ffi
 from ._errors import ClosedError, LongconnError, QueueFullError, check, error_for
@@ -124,6 +124,12 @@ class Client:
         self._guard = _HandleGuard()
         self._key = 0
         self._lock = threading.Lock()
+        #: asyncio waiters to wake when the client is closed, from any thread.
+        self._async_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        #: Events taken by aconnect() while waiting, handed to the async iterators first.
+        self._taken: list[_events.Event] = []
+        #: The asyncio waiter whose reader is registered on the event descriptor.
+        self._reader_owner: Optional[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = None
         config = ctypes.c_void_p()
         check(lib.lc_config_new(url.encode("utf-8"), ctypes.byref(config)))
         try:
@@ -221,6 +227,12 @@ class Client:
         if handle is not None:
             lib.lc_client_free(handle)  # no callback runs after this returns
             _callbacks.unregister(self._key)
+        # The event descriptor went with the handle: wake asyncio iterators so they end.
+        for loop, ready in list(self._async_waiters):
+            try:
+                loop.call_soon_threadsafe(ready.set)
+            except RuntimeError:  # that loop is already closed
+                pass
 
     def _free(self) -> None:
         with self._lock:
@@ -235,6 +247,59 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # -- asyncio -----------------------------------------------------------
+
+    async def __aenter__(self) -> "Client":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aconnect(self, timeout: float = 10.0) -> "Client":
+        """Connects and waits (without blocking the event loop) until the
+        connection is up; raises TimeoutError after ``timeout`` seconds and
+        ClosedError if the client closes first. Events that came on the way
+        (errors, reconnect schedules, the connected event) are still
+        delivered to ``events_async()`` afterwards."""
+        self._require_poll_mode("aconnect()")
+        self.connect()
+        deadline = time.monotonic() + timeout
+        events = self._wait_events(deadline)
+        try:
+            async for event in events:
+                self._taken.append(event)
+                if event.kind == _events.EventKind.CONNECTED:
+                    return self
+                if event.kind == _events.EventKind.CLOSED:
+                    raise ClosedError("the client closed before it connected", 201)
+        finally:
+            await events.aclose()
+        if self.closed:
+            raise ClosedError("the client is closed", 201)
+        raise TimeoutError(f"not connected within {timeout} s")
+
+    async def asend(self, data: Data, timeout: Optional[float] = None) -> None:
+        """Queues ``data`` like :meth:`send`; when the outbox is full, waits
+        for room (up to ``timeout`` seconds, or without limit) instead of
+        failing, in a worker thread so that the event loop keeps running.
+        With room it is one library call, like :meth:`send`."""
+        payload = _as_bytes(data)
+        try:
+            with self._use() as handle:
+                check(lib.lc_client_send(handle, _buf(payload), len(payload)))
+            return
+        except QueueFullError:
+            if timeout == 0:
+                raise
+        wait = math.inf if timeout is None else timeout
+        await asyncio.get_running_loop().run_in_executor(None, lambda: self.send(payload, wait=wait))
+
+    async def aclose(self, timeout: float = 5.0) -> Optional[int]:
+        """Like :meth:`close`, in a worker thread: the event loop keeps
+        running while queued messages are flushed. Tasks in ``async for``
+        over this client end as soon as it is closed."""
+        return await asyncio.get_running_loop().run_in_executor(None, self.close, timeout)
 
     def __del__(self) -> None:
         # At interpreter exit module globals may already be gone; never raise here.
@@ -450,24 +515,58 @@ class Client:
         return fd.value
 
     async def events_async(self) -> AsyncIterator[_events.Event]:
-        """Yields events under asyncio, woken by the event descriptor; ends after the closed event."""
+        """Yields events under asyncio, woken by the event descriptor; ends
+        after the closed event, or as soon as the client is closed and freed
+        (by :meth:`close` or :meth:`aclose`, from any task or thread)."""
         self._require_poll_mode("async iteration")
+        while self._taken:
+            yield self._taken.pop(0)
+        async for event in self._wait_events(None):
+            yield event
+            if event.kind == _events.EventKind.CLOSED:
+                return
+
+    async def _wait_events(self, deadline: Optional[float]) -> AsyncGenerator[_events.Event, None]:
+        """Events as they come, until ``deadline`` (time.monotonic) or the close."""
         loop = asyncio.get_running_loop()
-        fd = self.fileno()
+        try:
+            fd = self.fileno()
+        except ClosedError:
+            return
         ready = asyncio.Event()
+        waiter = (loop, ready)
+        self._async_waiters.add(waiter)
+        # One reader per descriptor: a newer iterator takes it over, and an
+        # older one that is finalized later must not remove the newer's.
+        self._reader_owner = waiter
         loop.add_reader(fd, ready.set)
         try:
             while True:
-                event = self.poll(0.0)
-                if event is None:
-                    ready.clear()
-                    await ready.wait()
-                    continue
-                yield event
-                if event.kind == _events.EventKind.CLOSED:
+                try:
+                    event = self.poll(0.0)
+                except ClosedError:
                     return
+                if event is not None:
+                    yield event
+                    continue
+                ready.clear()
+                if self.closed:
+                    return
+                if deadline is None:
+                    await ready.wait()
+                else:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return
+                    try:
+                        await asyncio.wait_for(ready.wait(), left)
+                    except asyncio.TimeoutError:
+                        return
         finally:
-            loop.remove_reader(fd)
+            self._async_waiters.discard(waiter)
+            if self._reader_owner is waiter:
+                self._reader_owner = None
+                loop.remove_reader(fd)
 
     async def _messages(self) -> AsyncIterator[_events.Message]:
         async for event in self.events_async():

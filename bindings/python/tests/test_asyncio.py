@@ -62,7 +62,8 @@ def test_async_for_ends_at_once_when_another_task_closes(echo_server):
 def test_async_for_ends_when_a_thread_closes(echo_server):
     async def main():
         client = longconn.Client(echo_server.url())
-        await client.aconnect()
+        assert await client.connect() is client  # connect() is awaitable too
+        assert client.state == longconn.State.CONNECTED
         closer = threading.Timer(0.2, client.close)
         closer.start()
         async for _ in client:

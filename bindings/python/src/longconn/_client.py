@@ -11,7 +11,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Any, AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
+from typing import Any, AsyncGenerator, AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 from . import _callbacks, _events, _ffi
 from ._errors import ClosedError, LongconnError, QueueFullError, check, error_for
@@ -264,6 +264,16 @@ class Client:
         delivered to ``events_async()`` afterwards."""
         self._require_poll_mode("aconnect()")
         self.connect()
+        return await self._connected(timeout)
+
+    def __await__(self) -> Generator[Any, None, "Client"]:
+        """``await client.connect()``: connect() starts connecting and
+        returns the client; awaiting it waits for the connection like
+        :meth:`aconnect` (10 s at most)."""
+        return self._connected(10.0).__await__()
+
+    async def _connected(self, timeout: float) -> "Client":
+        self._require_poll_mode("awaiting the connection")
         deadline = time.monotonic() + timeout
         events = self._wait_events(deadline)
         try:

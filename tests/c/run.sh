@@ -29,6 +29,8 @@ passed=0
 failed=0
 pass() { echo "PASS $1"; passed=$((passed + 1)); }
 fail() { echo "FAIL $1"; failed=$((failed + 1)); }
+# shellcheck source=../scripted_chat.sh
+. "$here/../scripted_chat.sh"
 
 "$target/longconn-server" --mode echo --longconn-port 0 --length-port off --line-port 0 --ws-port off --quiet >"$out/server.log" 2>&1 &
 server_pid=$!
@@ -69,42 +71,10 @@ done
 
 # The header also builds as C++, and the example builds with warnings as errors.
 if $CC "${cflags[@]}" "$root/examples/c/chat.c" -o "$out/chat" "${ldflags[@]}"; then
-    # A scripted session over line framing: type a line, wait for the echo
-    # server to return it, then /quit.
-    mkfifo "$out/chat.in"
-    timeout 60 "${valgrind[@]}" "$out/chat" "tcp://127.0.0.1:$line_port?framing=line" <"$out/chat.in" >"$out/chat.log" 2>&1 &
-    chat_pid=$!
-    exec 5>"$out/chat.in"
-    echo 'hello from the chat example' >&5
-    for _ in $(seq 1 400); do grep -q '^hello from the chat example$' "$out/chat.log" && break; sleep 0.05; done
-    echo '/quit' >&5
-    exec 5>&-
-    wait "$chat_pid"
-    chat_status=$?
-    if [ $chat_status -eq 0 ] && grep -q '^hello from the chat example$' "$out/chat.log" && grep -q '^\[closed\]$' "$out/chat.log"; then
-        pass "chat_example"
-    else
-        cat "$out/chat.log"
-        fail "chat_example"
-    fi
-    # Ctrl-C closes as /quit does: exit 0, after flushing, with no crash.
-    mkfifo "$out/chat_int.in"
-    timeout 60 "${valgrind[@]}" "$out/chat" "tcp://127.0.0.1:$line_port?framing=line" <"$out/chat_int.in" >"$out/chat_int.log" 2>&1 &
-    chat_pid=$!
-    exec 6>"$out/chat_int.in"
-    echo 'before ctrl-c' >&6
-    for _ in $(seq 1 400); do grep -q '^before ctrl-c$' "$out/chat_int.log" && break; sleep 0.05; done
-    kill -INT "$chat_pid"
-    wait "$chat_pid"
-    chat_status=$?
-    exec 6>&-
-    if [ $chat_status -eq 0 ] && grep -q '^\[interrupted\]$' "$out/chat_int.log" && grep -q '^\[closed\]$' "$out/chat_int.log"; then
-        pass "chat_example_ctrl_c"
-    else
-        echo "exit status $chat_status"
-        cat "$out/chat_int.log"
-        fail "chat_example_ctrl_c"
-    fi
+    # Scripted sessions over line framing: a line and /quit, then a line and Ctrl-C.
+    line_url="tcp://127.0.0.1:$line_port?framing=line"
+    chat_quits chat_example chat "$out" "${valgrind[@]}" "$out/chat" "$line_url"
+    chat_interrupted chat_example_ctrl_c chat_int "$out" "${valgrind[@]}" "$out/chat" "$line_url"
 else
     fail "chat_example (build)"
 fi

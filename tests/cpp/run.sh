@@ -23,6 +23,8 @@ passed=0
 failed=0
 pass() { echo "PASS $1"; passed=$((passed + 1)); }
 fail() { echo "FAIL $1"; failed=$((failed + 1)); }
+# shellcheck source=../scripted_chat.sh
+. "$here/../scripted_chat.sh"
 
 "$target/longconn-server" --mode echo --longconn-port 0 --length-port off --line-port off --ws-port off \
     --data-dir memory --quiet >"$out/server.log" 2>&1 &
@@ -43,39 +45,9 @@ else
 fi
 
 if $CXX "${flags[@]}" "${sanitize[@]}" "$root/examples/cpp/chat.cpp" -o "$out/chat" "${ldflags[@]}"; then
-    mkfifo "$out/chat.in"
-    timeout 60 "$out/chat" "$url" <"$out/chat.in" >"$out/chat.log" 2>&1 &
-    chat_pid=$!
-    exec 5>"$out/chat.in"
-    echo 'hello from the C++ chat' >&5
-    for _ in $(seq 1 400); do grep -q '^hello from the C++ chat$' "$out/chat.log" && break; sleep 0.05; done
-    echo '/quit' >&5
-    exec 5>&-
-    wait "$chat_pid"
-    status=$?
-    if [ $status -eq 0 ] && grep -q '^hello from the C++ chat$' "$out/chat.log" && grep -q '^\[closed\]$' "$out/chat.log" \
-        && grep -q 'acknowledged delivery, new session' "$out/chat.log"; then
-        pass "cpp_chat_example (asan+ubsan)"
-    else
-        echo "exit status $status"; cat "$out/chat.log"
-        fail "cpp_chat_example (asan+ubsan)"
-    fi
-    mkfifo "$out/chat_int.in"
-    timeout 60 "$out/chat" "$url" <"$out/chat_int.in" >"$out/chat_int.log" 2>&1 &
-    chat_pid=$!
-    exec 6>"$out/chat_int.in"
-    echo 'before ctrl-c' >&6
-    for _ in $(seq 1 400); do grep -q '^before ctrl-c$' "$out/chat_int.log" && break; sleep 0.05; done
-    kill -INT "$chat_pid"
-    wait "$chat_pid"
-    status=$?
-    exec 6>&-
-    if [ $status -eq 0 ] && grep -q '^\[interrupted\]$' "$out/chat_int.log" && grep -q '^\[closed\]$' "$out/chat_int.log"; then
-        pass "cpp_chat_example_ctrl_c"
-    else
-        echo "exit status $status"; cat "$out/chat_int.log"
-        fail "cpp_chat_example_ctrl_c"
-    fi
+    CHAT_EXPECT='acknowledged delivery, new session' \
+        chat_quits "cpp_chat_example (asan+ubsan)" chat "$out" "$out/chat" "$url"
+    chat_interrupted cpp_chat_example_ctrl_c chat_int "$out" "$out/chat" "$url"
 else
     fail "cpp_chat_example (build)"
 fi

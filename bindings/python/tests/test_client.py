@@ -439,29 +439,32 @@ def test_receive_many_drains_in_order_and_skips_other_events(echo_server):
 
 
 def test_acknowledged_delivery_resumes_across_a_server_kill(server_factory, tmp_path):
-    server = server_factory("echo", "--data-dir", str(tmp_path))
+    servers = [server_factory("echo", "--data-dir", str(tmp_path))]
     got = Collector()
     connected = Collector()
-    client = longconn.Client(server.url(), reconnect=FAST, heartbeat=(0.2, 0.8))
+    client = longconn.Client(servers[0].url(), reconnect=FAST, heartbeat=(0.2, 0.8))
     client.on_message(got)
     client.on_event(lambda e: connected(e) if e.kind is EventKind.CONNECTED else None)
-    client.connect()
-    assert connected.wait_for(lambda items: len(items) == 1)
-    first = connected.items[0]
-    assert first.acknowledged and not first.resumed and first.recovered
-    numbers = [client.send_seq(f"m{i}") for i in range(1, 501)]
-    assert numbers == list(range(1, 501))
-    assert got.wait_for(lambda items: len(items) >= 250)
-    server = server.restart()  # SIGKILL, then the same ports and data directory
-    for i in range(501, 1001):
-        client.send(f"m{i}")
-    assert got.wait_for(lambda items: len(items) >= 1000)
-    assert [m.text for m in got.items] == [f"m{i}" for i in range(1, 1001)], "each once, in order"
-    assert any(e.resumed and e.recovered for e in connected.items[1:])
-    deadline = time.monotonic() + WITHIN
-    while client.stats().acked_number < 1000 and time.monotonic() < deadline:
-        time.sleep(0.005)
-    stats = client.stats()
-    client.close(timeout=5.0)
-    server.stop()
-    assert (stats.acked_number, stats.unacked_messages) == (1000, 0)
+    try:
+        client.connect()
+        assert connected.wait_for(lambda items: len(items) == 1)
+        first = connected.items[0]
+        assert first.acknowledged and not first.resumed and first.recovered
+        numbers = [client.send_seq(f"m{i}") for i in range(1, 501)]
+        assert numbers == list(range(1, 501))
+        assert got.wait_for(lambda items: len(items) >= 250)
+        servers.append(servers[0].restart())  # SIGKILL, then the same ports and data directory
+        for i in range(501, 1001):
+            client.send(f"m{i}")
+        assert got.wait_for(lambda items: len(items) >= 1000)
+        assert [m.text for m in got.items] == [f"m{i}" for i in range(1, 1001)], "each once, in order"
+        assert any(e.resumed and e.recovered for e in connected.items[1:])
+        deadline = time.monotonic() + WITHIN
+        while client.stats().acked_number < 1000 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        stats = client.stats()
+        assert (stats.acked_number, stats.unacked_messages) == (1000, 0)
+    finally:
+        client.close(timeout=5.0)
+        for server in servers:
+            server.stop()

@@ -377,7 +377,8 @@ impl<'a> Peer<'a> {
     /// then act on data by mode.
     fn handle(&mut self, batch: &FrameBatch) -> Result<(), String> {
         let plain = self.listener.framing().is_some_and(Framing::is_plain);
-        let mut data = Vec::new();
+        // Chat lines for the room, or a session's messages (echo, sink).
+        let (mut lines, mut messages) = (Vec::new(), Vec::new());
         for (kind, range) in &batch.frames {
             let payload = &batch.chunk[range.clone()];
             match kind {
@@ -391,31 +392,28 @@ impl<'a> Peer<'a> {
                     self.replies.push(Frame::Data(self.args.plain_pong.clone()))
                 }
                 FrameType::Data | FrameType::Text => match (self.room.mode, self.attached.is_some()) {
-                    (Mode::Chat, _) => data.push(Frame::Text(self.chat_line(payload))),
-                    (_, true) => data.push(Frame::new(*kind, batch.payload(range))),
+                    (Mode::Chat, _) => lines.push(self.chat_line(payload)),
+                    (_, true) => messages.push(Frame::new(*kind, batch.payload(range))),
                     (Mode::Echo, false) => self.replies.push(Frame::new(*kind, batch.payload(range))),
                     (Mode::Sink, false) => {}
                 },
             }
         }
-        if data.is_empty() {
+        if lines.is_empty() && messages.is_empty() {
             return Ok(());
         }
         let session = self.session().cloned();
         if let Some(session) = &session {
             let mut state = lock(&session.state);
             if self.room.mode == Mode::Echo {
-                state.add_echo(&data);
+                state.add_echo(&messages);
             }
-            state.accepted += data.len() as u64;
+            state.accepted += (lines.len() + messages.len()) as u64;
         }
         // Handed to the store after this turn's writes (see `flush_store`).
         match (self.room.mode, session) {
-            (Mode::Chat, session) => {
-                let lines = data.iter().map(|line| line.parts().1.clone()).collect();
-                self.to_store.push(Request::Room { author: self.number, lines, session });
-            }
-            (_, Some(session)) => self.to_store.push(Request::Inbound { session, messages: data }),
+            (Mode::Chat, session) => self.to_store.push(Request::Room { author: self.number, lines, session }),
+            (_, Some(session)) => self.to_store.push(Request::Inbound { session, messages }),
             (_, None) => {}
         }
         if self.attached.is_some() && self.ack_due.is_none() {

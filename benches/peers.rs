@@ -563,6 +563,10 @@ fn header(title: &str) {
 }
 
 fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("peers benchmark: skipped (run it with `cargo bench --bench peers`)");
+        return;
+    }
     let rounds = env_count("ROUNDS", 3) as usize;
     let round_trips = env_count("ROUND_TRIPS", 5000);
     let echo_n = env_count("ECHO", 200_000);

@@ -475,3 +475,63 @@ fn websocket_clients_exchange_text_and_binary_and_reconnect() {
     wait_for(&client, WITHIN, is_connected);
     assert_eq!(receive_messages(&client, 1, WITHIN), vec![b"queued while down".to_vec()]);
 }
+
+/// A message of `len` bytes whose content says which it is: its first 8
+/// bytes are `tag`, the rest a pattern of it, so a message cut or spliced
+/// into another is caught.
+fn tagged(tag: u64, len: usize) -> Vec<u8> {
+    let mut m = tag.to_be_bytes().to_vec();
+    m.extend((0..len.saturating_sub(8)).map(|i| (tag as usize * 31 + i) as u8));
+    m
+}
+
+#[test]
+fn sends_written_from_the_callers_thread_stay_whole_and_in_order_when_the_socket_takes_part() {
+    // A 4 MiB message does not fit the socket's buffer at once, so a send
+    // that writes it directly stops inside it and leaves the rest to the
+    // writer; the small message right after must follow that rest, and a
+    // second thread's messages never land inside either.
+    const BIG: usize = 4 << 20;
+    let server = Server::start("echo", &["--max-frame", &(8 << 20).to_string()]);
+    for framing in ["length", "longconn"] {
+        let mut c = config(&server.url(framing));
+        c.max_frame_size = 8 << 20;
+        let client = std::sync::Arc::new(Client::new(c).unwrap());
+        client.connect().unwrap();
+        wait_for(&client, WITHIN, is_connected);
+        let other = {
+            let client = client.clone();
+            std::thread::spawn(move || {
+                for i in 0..2000u64 {
+                    client.send(&tagged(1_000_000 + i, 16)).unwrap();
+                    if i % 100 == 0 {
+                        std::thread::yield_now();
+                    }
+                }
+            })
+        };
+        let mut got = Vec::new();
+        for round in 0..8u64 {
+            client.send(&tagged(round * 2, BIG)).unwrap();
+            client.send(&tagged(round * 2 + 1, 64)).unwrap();
+            // Wait for the round's small echo, so the next big send finds
+            // the outbox empty and the writer parked again.
+            wait_for(&client, WITHIN * 3, |e| {
+                if let Event::Message(m) = e {
+                    got.push(m.to_vec());
+                    return m.len() == 64 && m[..8] == (round * 2 + 1).to_be_bytes();
+                }
+                false
+            });
+        }
+        other.join().unwrap();
+        let left = 16 + 2000 - got.len();
+        got.extend(receive_messages(&client, left, WITHIN));
+        let (mine, theirs): (Vec<_>, Vec<_>) =
+            got.iter().partition(|m| u64::from_be_bytes(m[..8].try_into().unwrap()) < 1_000_000);
+        let expected: Vec<_> = (0..16u64).map(|t| tagged(t, if t % 2 == 0 { BIG } else { 64 })).collect();
+        assert!(mine.iter().map(|m| m.as_slice()).eq(expected.iter().map(|m| m.as_slice())), "{framing}");
+        assert!(theirs.iter().map(|m| m.to_vec()).eq((0..2000).map(|i| tagged(1_000_000 + i, 16))), "{framing}");
+        assert_eq!(client.close(WITHIN).unwrap(), CloseOutcome::Flushed);
+    }
+}

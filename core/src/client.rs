@@ -100,7 +100,7 @@ impl Client {
     pub fn send_numbered(&self, payload: &[u8], text: bool) -> Result<u64, Error> {
         let engine = self.check_sendable()?;
         engine.config.check_payload(payload, text)?;
-        engine.sending.push(payload, text).map_err(queue_full)
+        engine.sending.push(payload, text, &engine.counters).map_err(queue_full)
     }
 
     /// Like [`Client::send`] (or [`Client::send_text_bytes`] with `text`),
@@ -113,7 +113,7 @@ impl Client {
         let engine = self.check_sendable()?;
         engine.config.check_payload(payload, text)?;
         let closed = || engine.close.requested();
-        match engine.sending.push_waiting(payload, text, timeout, || !on_callback_thread(), closed) {
+        match engine.sending.push_waiting(payload, text, timeout, || !on_callback_thread(), closed, &engine.counters) {
             Ok(number) => Ok(number),
             Err(NotQueued::Full(full)) => Err(queue_full(full)),
             Err(NotQueued::Closed) => Err(Error::Closed),

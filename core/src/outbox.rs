@@ -84,6 +84,9 @@ pub struct Batch {
     sent: usize,
     /// Bytes of `data` those messages occupy.
     sent_bytes: usize,
+    /// Bytes of the next message already handed over (a write that took
+    /// only part of it): they come first in the next chunk.
+    partial: usize,
     /// Messages already added to the client's counters.
     counted: usize,
     /// The framing the messages are encoded in, if any.
@@ -154,7 +157,8 @@ impl Batch {
     }
 
     /// The next unsent messages filling about `max_bytes` (at least one), as
-    /// one contiguous slice, and how many messages it holds.
+    /// one contiguous slice, and how many messages it holds (the part of a
+    /// message already handed over, [`Batch::record_written`], is left out).
     pub fn next_chunk(&self, max_bytes: usize) -> (usize, &[u8]) {
         let mut count = 0;
         let mut bytes = 0usize;
@@ -165,7 +169,13 @@ impl Batch {
             bytes += size(word);
             count += 1;
         }
-        (count, &self.data[self.sent_bytes..self.sent_bytes + bytes])
+        (count, &self.data[self.sent_bytes + self.partial..self.sent_bytes + bytes])
+    }
+
+    /// The rest of a message only partly handed over, if a write stopped inside one.
+    pub fn unfinished_message(&self) -> Option<&[u8]> {
+        let word = *self.lens.get(self.sent).filter(|_| self.partial > 0)?;
+        Some(&self.data[self.sent_bytes + self.partial..self.sent_bytes + size(word)])
     }
 
     /// Records that the next `messages` unsent messages were handed over.
@@ -174,6 +184,21 @@ impl Batch {
         let bytes: usize = self.lens[self.sent..end].iter().map(|&w| size(w)).sum();
         self.sent = end;
         self.sent_bytes += bytes;
+        self.partial = 0;
+    }
+
+    /// Records that `bytes` more bytes of the stored (framed) messages were
+    /// handed over, which may end inside a message.
+    pub fn record_written(&mut self, mut bytes: usize) {
+        while let Some(&word) = self.lens.get(self.sent) {
+            let rest = size(word) - self.partial;
+            if bytes < rest {
+                self.partial += bytes;
+                return;
+            }
+            bytes -= rest;
+            self.mark_sent(1);
+        }
     }
 
     /// Messages and payload bytes handed over since the last call, for counters.
@@ -281,6 +306,7 @@ impl Outbox {
         std::mem::swap(&mut batch.lens, &mut self.lens);
         batch.sent = 0;
         batch.sent_bytes = 0;
+        batch.partial = 0;
         batch.counted = 0;
         batch.framing = self.framing;
         batch.first = self.pushed + 1 - batch.len() as u64;
@@ -311,6 +337,7 @@ impl Outbox {
         self.in_flight = (0, 0);
         batch.sent = 0;
         batch.sent_bytes = 0;
+        batch.partial = 0;
         let counts = (batch.len(), batch.payload_of(0..batch.len()));
         self.retained_counts = (self.retained_counts.0 + counts.0, self.retained_counts.1 + counts.1);
         self.retained.push_back(batch);
@@ -496,6 +523,24 @@ mod tests {
         assert_eq!(o.queued(), (1, 3));
         assert_eq!(batch.next_chunk(1), (1, &b"\0\0\0\x03cde"[..]));
         assert_eq!(batch.take_newly_sent(), (2, 2));
+    }
+
+    #[test]
+    fn a_write_that_ends_inside_a_message_leaves_its_rest_first() {
+        let mut o = Outbox::new(OutboxLimits::default(), Some(Framing::Length));
+        o.push(b"abcdef").unwrap();
+        o.push(b"gh").unwrap();
+        let mut batch = o.take_batch().unwrap();
+        batch.record_written(7); // the first frame's header and "abc"
+        assert_eq!(batch.unfinished_message(), Some(&b"def"[..]));
+        assert_eq!(batch.next_chunk(100), (2, &b"def\0\0\0\x02gh"[..]));
+        assert_eq!(batch.take_newly_sent(), (0, 0), "a message counts once all of it is handed over");
+        batch.record_written(4);
+        assert_eq!((batch.unfinished_message(), batch.unsent()), (Some(&b"\0\0\x02gh"[..]), 1));
+        assert_eq!(batch.take_newly_sent(), (1, 6));
+        batch.record_written(5);
+        assert!(batch.is_done() && batch.unfinished_message().is_none());
+        assert_eq!(batch.take_newly_sent(), (1, 2));
     }
 
     #[test]

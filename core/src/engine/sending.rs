@@ -1,8 +1,15 @@
 //! The outbox side of a client: the handle pushes messages, the session's
 //! writer takes them in batches and reports progress, and senders that wait
 //! for room ([`Sending::push_waiting`]) are woken as room frees.
+//!
+//! On plain TCP, a send that finds the outbox empty and the connection's
+//! writer parked writes the message itself, from the application's thread,
+//! without waiting ([`DirectWriter::try_write`]): a message travelling
+//! alone costs no wake-up of an I/O thread. Whatever the socket does not
+//! take at once is handed to the writer. Who may write is one atomic
+//! ([`WriterTurn`]); the writer takes its turn back before every write.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -14,6 +21,28 @@ use crate::lock::{lock, wait_timeout};
 use crate::outbox::{Batch, Outbox, OutboxFull};
 use crate::policy::limits::OutboxLimits;
 use crate::protocol::Framing;
+use crate::transport::tcp::DirectWriter;
+use crate::transport::WRITE_CHUNK;
+
+/// Whose turn it is to write to the connection's socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum WriterTurn {
+    /// The session's writer (writing, about to, or no connection).
+    Writer = 0,
+    /// The writer waits for work with nothing in hand: a sender may write.
+    Parked = 1,
+    /// A sender is writing directly.
+    Direct = 2,
+}
+
+/// The socket direct writes go to, and what one of them left for the writer.
+#[derive(Debug, Default)]
+struct DirectSlot {
+    socket: Option<DirectWriter>,
+    /// A batch a direct write could not finish; the writer's next.
+    handoff: Option<Batch>,
+}
 
 /// Why [`Sending::push_waiting`] queued nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +62,9 @@ pub struct Sending {
     room_waiters: AtomicUsize,
     /// Wakes the writer: messages queued, a control frame, or a close request.
     writer_wake: Notify,
+    /// A [`WriterTurn`].
+    turn: AtomicU8,
+    direct: Mutex<DirectSlot>,
 }
 
 impl Sending {
@@ -43,36 +75,141 @@ impl Sending {
             room: Condvar::new(),
             room_waiters: AtomicUsize::new(0),
             writer_wake: Notify::new(),
+            turn: AtomicU8::new(WriterTurn::Writer as u8),
+            direct: Mutex::new(DirectSlot::default()),
         }
     }
 
-    /// Queues a copy of `payload`, waking the writer if the outbox was
-    /// empty; returns the message's number.
+    /// Queues a copy of `payload`; if the outbox was empty, writes it
+    /// directly or wakes the writer. Returns the message's number.
     #[inline]
-    pub fn push(&self, payload: &[u8], text: bool) -> Result<u64, OutboxFull> {
-        self.push_locked(lock(&self.outbox), payload, text).map_err(|(_, full)| full)
+    pub fn push(&self, payload: &[u8], text: bool, counters: &Counters) -> Result<u64, OutboxFull> {
+        self.push_locked(lock(&self.outbox), payload, text, counters).map_err(|(_, full)| full)
     }
 
-    /// Queues `payload` under the held lock, releases it, and wakes the
-    /// writer if the outbox was empty. When full, hands the lock back.
-    /// Always inlined: out of line it costs `send` a quarter more instructions.
+    /// Queues `payload` under the held lock, releases it, and, if the
+    /// outbox was empty, writes it directly or wakes the writer. When full,
+    /// hands the lock back. Always inlined: out of line it costs `send` a
+    /// quarter more instructions.
     #[inline(always)]
     fn push_locked<'a>(
         &self,
         mut outbox: MutexGuard<'a, Outbox>,
         payload: &[u8],
         text: bool,
+        counters: &Counters,
     ) -> Result<u64, (MutexGuard<'a, Outbox>, OutboxFull)> {
         let was_empty = outbox.is_empty();
         if let Err(full) = outbox.push_kind(payload, text) {
             return Err((outbox, full));
         }
         let number = outbox.last_number();
-        drop(outbox);
         if was_empty {
-            self.writer_wake.notify_one();
+            self.after_first_push(outbox, counters);
+        } else {
+            drop(outbox);
         }
         Ok(number)
+    }
+
+    /// The outbox just went from empty to not: write its content from this
+    /// thread if the writer is parked, else wake the writer.
+    #[inline]
+    fn after_first_push(&self, mut outbox: MutexGuard<'_, Outbox>, counters: &Counters) {
+        let claimed = self.turn.compare_exchange(
+            WriterTurn::Parked as u8,
+            WriterTurn::Direct as u8,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
+        if claimed.is_err() {
+            drop(outbox);
+            self.writer_wake.notify_one();
+            return;
+        }
+        let batch = outbox.take_batch();
+        drop(outbox);
+        if let Some(batch) = batch {
+            self.write_direct(batch, counters);
+        }
+    }
+
+    /// Hands `batch` to the socket without waiting, on this thread (our
+    /// turn is [`WriterTurn::Direct`]); what is left goes to the writer.
+    fn write_direct(&self, mut batch: Batch, counters: &Counters) {
+        let mut slot = lock(&self.direct);
+        if let Some(socket) = slot.socket.as_ref().filter(|_| batch.framing().is_some()) {
+            let (_, bytes) = batch.next_chunk(WRITE_CHUNK);
+            // An error is the writer's to find and report, on its own write.
+            if let Ok(written) = socket.try_write(bytes) {
+                batch.record_written(written);
+            }
+        }
+        // Bookkeeping before the turn is given back, so batches are
+        // finished (and kept for acknowledgement) in the order written.
+        let handed_off = !batch.is_done();
+        if handed_off {
+            count_sent(&mut batch, counters);
+            slot.handoff = Some(batch);
+            drop(slot);
+        } else {
+            drop(slot);
+            self.batch_written(batch, counters);
+        }
+        if handed_off {
+            // The writer's turn now: nothing may be written before the rest.
+            self.turn.store(WriterTurn::Writer as u8, Ordering::Release);
+            self.writer_wake.notify_one();
+        } else {
+            self.turn.store(WriterTurn::Parked as u8, Ordering::Release);
+        }
+    }
+
+    /// The writer's turn to write: waits out a direct write in progress
+    /// (one call that does not block).
+    pub async fn take_turn(&self) {
+        loop {
+            match self.turn.compare_exchange(
+                WriterTurn::Parked as u8,
+                WriterTurn::Writer as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return,
+                Err(turn) if turn == WriterTurn::Writer as u8 => return,
+                Err(_) => tokio::task::yield_now().await,
+            }
+        }
+    }
+
+    /// The writer has nothing to write and waits: senders may write
+    /// directly, if the connection allows it ([`Sending::attach_direct`]).
+    pub fn park_writer(&self) {
+        if lock(&self.direct).socket.is_some() {
+            self.turn.store(WriterTurn::Parked as u8, Ordering::Release);
+        }
+    }
+
+    /// A new connection's socket for direct writes (`None`: none allowed).
+    pub fn attach_direct(&self, socket: Option<DirectWriter>) {
+        lock(&self.direct).socket = socket;
+    }
+
+    /// The connection ended: no more direct writes, and the batch a direct
+    /// write left unfinished, if any, goes to `in_flight` (then empty) to be
+    /// requeued with it. Call after [`Sending::take_turn`].
+    pub fn detach_direct(&self, in_flight: &mut Option<Batch>) {
+        let mut slot = lock(&self.direct);
+        slot.socket = None;
+        if let Some(batch) = slot.handoff.take() {
+            debug_assert!(in_flight.is_none(), "the writer parks only with nothing in hand");
+            *in_flight = Some(batch);
+        }
+    }
+
+    /// What a direct write left for the writer to finish.
+    pub fn take_handoff(&self) -> Option<Batch> {
+        lock(&self.direct).handoff.take()
     }
 
     /// Like [`Sending::push`], but when the outbox is full waits up to
@@ -80,6 +217,7 @@ impl Sending {
     /// wait and after it. The clock is read, and `may_wait` asked, only once
     /// the outbox is full: with room, this costs what `push` does.
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     pub fn push_waiting(
         &self,
         payload: &[u8],
@@ -87,11 +225,14 @@ impl Sending {
         timeout: Duration,
         may_wait: impl Fn() -> bool,
         closed: impl Fn() -> bool,
+        counters: &Counters,
     ) -> Result<u64, NotQueued> {
         let outbox = lock(&self.outbox);
-        match self.push_locked(outbox, payload, text) {
+        match self.push_locked(outbox, payload, text, counters) {
             Ok(number) => Ok(number),
-            Err((outbox, full)) => self.wait_for_room(outbox, full, payload, text, timeout, may_wait(), closed),
+            Err((outbox, full)) => {
+                self.wait_for_room(outbox, full, (payload, text), timeout, may_wait(), closed, counters)
+            }
         }
     }
 
@@ -102,11 +243,11 @@ impl Sending {
         &self,
         mut outbox: MutexGuard<'_, Outbox>,
         mut full: OutboxFull,
-        payload: &[u8],
-        text: bool,
+        (payload, text): (&[u8], bool),
         timeout: Duration,
         may_wait: bool,
         closed: impl Fn() -> bool,
+        counters: &Counters,
     ) -> Result<u64, NotQueued> {
         let deadline = Instant::now().checked_add(timeout);
         loop {
@@ -123,7 +264,7 @@ impl Sending {
             if closed() {
                 return Err(NotQueued::Closed);
             }
-            match self.push_locked(outbox, payload, text) {
+            match self.push_locked(outbox, payload, text, counters) {
                 Ok(number) => return Ok(number),
                 Err((guard, still_full)) => (outbox, full) = (guard, still_full),
             }

@@ -223,6 +223,7 @@ pub(super) async fn run(
         link: &link,
         base: resume.base,
     };
+    engine.sending.attach_direct(writer.direct());
     let end = match inbound.handle(&leftovers) {
         Some(end) => end,
         None => tokio::select! {
@@ -236,6 +237,9 @@ pub(super) async fn run(
             }
         },
     };
+    // No direct write may start or still run once the connection is gone.
+    engine.sending.take_turn().await;
+    engine.sending.detach_direct(in_flight);
     resume.received = link.received.load(Ordering::Relaxed);
     end
 }
@@ -418,9 +422,10 @@ async fn write_loop(
     in_flight: &mut Option<Batch>,
 ) -> Ended {
     loop {
+        sending.take_turn().await;
         let control = link.take_control();
         if in_flight.is_none() {
-            *in_flight = sending.take_batch();
+            *in_flight = sending.take_handoff().or_else(|| sending.take_batch());
         }
         if control.is_empty() && in_flight.is_none() {
             // With acknowledged delivery, a close waits for the server's
@@ -433,7 +438,10 @@ async fn write_loop(
                 let _ = writer.shutdown().await;
                 return ended(DisconnectReason::ClosedByUser, "closed by the application");
             }
-            sending.writer_woken().await;
+            // Parked: a send may write directly until the writer is woken.
+            let woken = sending.writer_woken();
+            sending.park_writer();
+            woken.await;
             continue;
         }
         link.write_starting();

@@ -124,6 +124,15 @@ impl Writer {
         }
     }
 
+    /// A handle for writes from the application's thread that never wait,
+    /// where the transport allows them (plain TCP).
+    pub fn direct(&self) -> Option<tcp::DirectWriter> {
+        match self {
+            Writer::Tcp(w) => w.direct(),
+            Writer::Ws(_) => None,
+        }
+    }
+
     /// Finishes the sending direction (after a final close frame).
     pub async fn shutdown(&mut self) -> io::Result<()> {
         match self {

@@ -2,8 +2,10 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{lookup_host, TcpStream};
 
 use super::{Reader, Stream, Writer, WRITE_CHUNK};
@@ -47,15 +49,14 @@ impl ByteStream {
 /// Splits a connected stream into halves that speak `framing`; the client
 /// and the server both frame their connections here.
 pub fn frame(stream: ByteStream, framing: Framing, max_frame_size: usize) -> (Reader, Writer) {
-    let (read_half, write_half): (Box<dyn AsyncRead + Send + Unpin>, Box<dyn AsyncWrite + Send + Unpin>) = match stream
-    {
+    let (read_half, write_half): (Box<dyn AsyncRead + Send + Unpin>, WriteHalf) = match stream {
         ByteStream::Tcp(stream) => {
             let (read_half, write_half) = stream.into_split();
-            (Box::new(read_half), Box::new(write_half))
+            (Box::new(read_half), WriteHalf::Tcp(Arc::new(write_half)))
         }
         ByteStream::Other(stream) => {
             let (read_half, write_half) = tokio::io::split(stream);
-            (Box::new(read_half), Box::new(write_half))
+            (Box::new(read_half), WriteHalf::Other(Box::new(write_half)))
         }
     };
     let reader = TcpReader { stream: read_half, frames: ReadBuffer::new(framing, max_frame_size) };
@@ -87,9 +88,56 @@ impl TcpReader {
     }
 }
 
+/// The sending half of a connection's stream.
+enum WriteHalf {
+    /// A TCP socket, shared with [`DirectWriter`]s.
+    Tcp(Arc<OwnedWriteHalf>),
+    /// TLS or any other stream.
+    Other(Box<dyn AsyncWrite + Send + Unpin>),
+}
+
+impl WriteHalf {
+    async fn write_all(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        match self {
+            WriteHalf::Tcp(socket) => {
+                while !bytes.is_empty() {
+                    match socket.try_write(bytes) {
+                        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                        Ok(n) => bytes = &bytes[n..],
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => socket.writable().await?,
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            }
+            WriteHalf::Other(stream) => stream.write_all(bytes).await,
+        }
+    }
+}
+
+/// A plain TCP connection's socket, for writes from the application's
+/// thread that never wait: [`DirectWriter::try_write`] hands the kernel what
+/// fits now. Whoever holds one must take turns with the connection's writer
+/// (`engine/sending.rs` arbitrates).
+#[derive(Clone)]
+pub struct DirectWriter(Arc<OwnedWriteHalf>);
+
+impl DirectWriter {
+    /// Writes what the socket takes without waiting; `WouldBlock` if nothing fits.
+    pub fn try_write(&self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.try_write(bytes)
+    }
+}
+
+impl std::fmt::Debug for DirectWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DirectWriter")
+    }
+}
+
 pub struct TcpWriter {
     /// The sending half: plain TCP or TLS.
-    stream: Box<dyn AsyncWrite + Send + Unpin>,
+    stream: WriteHalf,
     framing: Framing,
     /// Encoded bytes waiting to be written; reused between writes.
     buf: Vec<u8>,
@@ -97,7 +145,14 @@ pub struct TcpWriter {
 
 impl TcpWriter {
     /// See [`super::Writer::write`].
-    pub async fn write(&mut self, control: &[Frame], batch: Option<&mut Batch>) -> io::Result<()> {
+    pub async fn write(&mut self, control: &[Frame], mut batch: Option<&mut Batch>) -> io::Result<()> {
+        // A direct write that stopped inside a message: its rest goes first.
+        if let Some(batch) = batch.as_deref_mut() {
+            if let Some(rest) = batch.unfinished_message() {
+                self.stream.write_all(rest).await?;
+                batch.mark_sent(1);
+            }
+        }
         self.buf.clear();
         for frame in control {
             let (kind, payload) = frame.parts();
@@ -137,7 +192,23 @@ impl TcpWriter {
     }
 
     pub async fn shutdown(&mut self) -> io::Result<()> {
-        self.stream.shutdown().await
+        match &mut self.stream {
+            // Shared with a direct writer still: the socket's write side
+            // shuts when the last handle goes.
+            WriteHalf::Tcp(socket) => match Arc::get_mut(socket) {
+                Some(socket) => socket.shutdown().await,
+                None => Ok(()),
+            },
+            WriteHalf::Other(stream) => stream.shutdown().await,
+        }
+    }
+
+    /// A handle for writes from other threads, on plain TCP only.
+    pub fn direct(&self) -> Option<DirectWriter> {
+        match &self.stream {
+            WriteHalf::Tcp(socket) => Some(DirectWriter(socket.clone())),
+            WriteHalf::Other(_) => None,
+        }
     }
 }
 

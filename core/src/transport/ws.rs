@@ -13,9 +13,9 @@
 
 use std::io;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::error::CapacityError;
 use tokio_tungstenite::tungstenite::error::{ProtocolError, SubProtocolError};
@@ -112,11 +112,20 @@ pub async fn accept(
 
 fn halves(ws: Ws, v2: bool) -> (Reader, Writer) {
     let (sink, stream) = ws.split();
-    (Reader::Ws(WsReader { stream, v2 }), Writer::Ws(WsWriter { sink, v2 }))
+    let reader = WsReader { stream, v2, deferred: None, gathered: BytesMut::new() };
+    (Reader::Ws(reader), Writer::Ws(WsWriter { sink, v2 }))
 }
 
+/// tungstenite reads the socket this much at a time into a buffer of this
+/// size made up front (its default is 128 KiB, which an idle connection
+/// would hold for its whole life); larger messages grow it as needed.
+const READ_BUFFER: usize = 8 * 1024;
+
 fn config(max_frame_size: usize) -> WebSocketConfig {
-    WebSocketConfig::default().max_message_size(Some(max_frame_size)).max_frame_size(Some(max_frame_size))
+    WebSocketConfig::default()
+        .max_message_size(Some(max_frame_size))
+        .max_frame_size(Some(max_frame_size))
+        .read_buffer_size(READ_BUFFER)
 }
 
 fn io_error(e: WsError) -> io::Error {
@@ -130,47 +139,106 @@ pub struct WsReader {
     stream: SplitStream<Ws>,
     /// Binary messages carry longconn frames ([`V2_SUBPROTOCOL`]).
     v2: bool,
+    /// An error or the end of the stream met after messages that were
+    /// handed on first; reported by the next read.
+    deferred: Option<Result<bool, FrameError>>,
+    /// Payloads gathered from one read, copied back to back.
+    gathered: BytesMut,
 }
 
+/// A read hands on at most this many messages at once...
+const GATHER_MESSAGES: usize = 1024;
+/// ...and copies at most this many bytes to put them in one buffer; a
+/// message at least this large is handed on alone, without a copy.
+const GATHER_BYTES: usize = 64 * 1024;
+
 impl WsReader {
-    /// Reads the next message; each read carries one. Cancel-safe.
+    /// Reads the next message and every one already buffered after it (up
+    /// to [`GATHER_MESSAGES`] and [`GATHER_BYTES`]), so a read that brought
+    /// many small messages becomes one batch sharing one buffer. Cancel-safe.
     pub async fn read_batch(&mut self, batch: &mut FrameBatch) -> Result<bool, FrameError> {
         batch.clear();
-        loop {
-            let message = match self.stream.next().await {
+        if let Some(deferred) = self.deferred.take() {
+            return deferred;
+        }
+        let first = loop {
+            match self.stream.next().await {
                 None | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => return Ok(false),
                 Some(Err(e)) => return Err(codec_error(e)),
-                Some(Ok(message)) => message,
-            };
-            let (kind, payload): (FrameType, Bytes) = match message {
-                Message::Binary(data) if self.v2 => {
-                    let kind = match data.first() {
-                        Some(0x01) => FrameType::Data,
-                        Some(0x02) => FrameType::Ping,
-                        Some(0x03) => FrameType::Pong,
-                        Some(0x04) => FrameType::Hello,
-                        Some(0x05) => FrameType::Close,
-                        Some(0x06) => FrameType::Ack,
-                        Some(0x07) => FrameType::Text,
-                        Some(&other) => return Err(FrameError::UnknownFrameType(other)),
-                        None => return Err(FrameError::Malformed("an empty binary message under longconn.v2")),
-                    };
-                    (kind, data.slice(1..))
+                Some(Ok(message)) => {
+                    if let Some(frame) = self.convert(message)? {
+                        break frame;
+                    }
                 }
-                Message::Binary(data) => (FrameType::Data, data),
-                Message::Text(text) => (FrameType::Text, Bytes::from(text)),
-                Message::Ping(data) => (FrameType::Ping, data),
-                Message::Pong(data) => (FrameType::Pong, data),
-                Message::Close(frame) => {
-                    let (code, reason) = frame.map_or((1005, String::new()), |f| (f.code.into(), f.reason.to_string()));
-                    (FrameType::Close, close_payload(code, &reason))
-                }
-                Message::Frame(_) => continue,
-            };
-            batch.frames.push((kind, 0..payload.len()));
-            batch.chunk = payload;
+            }
+        };
+        if first.0 == FrameType::Close || first.1.len() >= GATHER_BYTES {
+            batch.frames.push((first.0, 0..first.1.len()));
+            batch.chunk = first.1;
             return Ok(true);
         }
+        self.gathered.clear();
+        self.gathered.extend_from_slice(&first.1);
+        batch.frames.push((first.0, 0..first.1.len()));
+        while batch.frames.len() < GATHER_MESSAGES && self.gathered.len() < GATHER_BYTES {
+            // Only what needs no waiting: tungstenite's buffer, or a read the socket can answer now.
+            let Some(next) = self.stream.next().now_or_never() else { break };
+            let (kind, payload) = match next {
+                None | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => {
+                    self.deferred = Some(Ok(false));
+                    break;
+                }
+                Some(Err(e)) => {
+                    self.deferred = Some(Err(codec_error(e)));
+                    break;
+                }
+                Some(Ok(message)) => match self.convert(message) {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        self.deferred = Some(Err(e));
+                        break;
+                    }
+                },
+            };
+            let at = self.gathered.len();
+            self.gathered.extend_from_slice(&payload);
+            batch.frames.push((kind, at..at + payload.len()));
+            if kind == FrameType::Close {
+                break;
+            }
+        }
+        batch.chunk = self.gathered.split().freeze();
+        Ok(true)
+    }
+
+    /// A message as our frame type and payload; `None` for what carries none.
+    fn convert(&self, message: Message) -> Result<Option<(FrameType, Bytes)>, FrameError> {
+        Ok(Some(match message {
+            Message::Binary(data) if self.v2 => {
+                let kind = match data.first() {
+                    Some(0x01) => FrameType::Data,
+                    Some(0x02) => FrameType::Ping,
+                    Some(0x03) => FrameType::Pong,
+                    Some(0x04) => FrameType::Hello,
+                    Some(0x05) => FrameType::Close,
+                    Some(0x06) => FrameType::Ack,
+                    Some(0x07) => FrameType::Text,
+                    Some(&other) => return Err(FrameError::UnknownFrameType(other)),
+                    None => return Err(FrameError::Malformed("an empty binary message under longconn.v2")),
+                };
+                (kind, data.slice(1..))
+            }
+            Message::Binary(data) => (FrameType::Data, data),
+            Message::Text(text) => (FrameType::Text, Bytes::from(text)),
+            Message::Ping(data) => (FrameType::Ping, data),
+            Message::Pong(data) => (FrameType::Pong, data),
+            Message::Close(frame) => {
+                let (code, reason) = frame.map_or((1005, String::new()), |f| (f.code.into(), f.reason.to_string()));
+                (FrameType::Close, close_payload(code, &reason))
+            }
+            Message::Frame(_) => return Ok(None),
+        }))
     }
 }
 
@@ -254,4 +322,57 @@ fn control_message(frame: &Frame, v2: bool) -> Option<Message> {
         Frame::Data(p) => Message::binary(p.clone()),
         Frame::Text(p) => Message::text(String::from_utf8_lossy(p).into_owned()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> ConnectOptions {
+        ConnectOptions { max_frame_size: 1 << 20, headers: vec![], subprotocols: vec![], tls: None, offer_v2: false }
+    }
+
+    #[tokio::test]
+    async fn a_read_hands_on_every_buffered_message_as_one_batch_in_order_up_to_the_close() {
+        let (client_side, server_side) = tokio::io::duplex(1 << 20);
+        let endpoint = Endpoint::parse("ws://127.0.0.1:1/").unwrap();
+        let server = tokio::spawn(async move {
+            let (reader, mut writer, _) = accept(Box::new(server_side), 1 << 20, false).await.unwrap();
+            let mut outbox = crate::outbox::Outbox::new(Default::default(), None);
+            for i in 0..300u32 {
+                outbox.push(&i.to_be_bytes()).unwrap();
+            }
+            outbox.push(&[b'x'; GATHER_BYTES]).unwrap();
+            outbox.push(b"after").unwrap();
+            let mut batch = outbox.take_batch().unwrap();
+            while !batch.is_done() {
+                writer.write(&[Frame::Ping(Bytes::from_static(b"p"))], Some(&mut batch)).await.unwrap();
+            }
+            writer.shutdown().await.unwrap();
+            reader // kept open, so the client's answers to the pings and the close find a reader
+        });
+        let (mut reader, _writer, _) = handshake(Box::new(client_side), &endpoint, &options(), false).await.unwrap();
+        let _server_reader = server.await.unwrap();
+        let (mut batch, mut batches, mut data, mut pings, mut closed) = (FrameBatch::default(), 0, vec![], 0, false);
+        let within = std::time::Duration::from_secs(10);
+        while !closed {
+            assert!(tokio::time::timeout(within, reader.read_batch(&mut batch)).await.unwrap().unwrap());
+            batches += 1;
+            for (kind, payload) in batch.iter() {
+                assert!(!closed, "nothing after the close");
+                match kind {
+                    FrameType::Data => data.push(payload.to_vec()),
+                    FrameType::Ping => pings += 1,
+                    FrameType::Close => closed = true,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+        let mut expected: Vec<Vec<u8>> = (0..300u32).map(|i| i.to_be_bytes().to_vec()).collect();
+        expected.push(vec![b'x'; GATHER_BYTES]);
+        expected.push(b"after".to_vec());
+        assert_eq!(data, expected);
+        assert!(pings >= 1);
+        assert!(batches < 20, "{batches} reads for {} messages", data.len());
+    }
 }

@@ -1,21 +1,25 @@
 #!/usr/bin/env python3
-"""Python benchmark: the longconn binding next to the PyPI websockets package.
+"""Python benchmark: the longconn binding next to the PyPI websockets package
+(asyncio) and websocket-client (synchronous), the clients a Python
+programmer would otherwise reach for.
 
     python3 benches/python_bench.py        (MESSAGES=, ROUND_TRIPS=, RUNS= change sizes)
 
-Both clients run in this process against an echo server on 127.0.0.1 started
-for the run: longconn against longconn-server (longconn protocol), websockets
-against a websockets echo server in a subprocess (longconn-server has no
-WebSocket listener yet). Measured: messages per second received (64-byte
-messages pipelined through the echo server, until the last echo is in Python)
-and round-trip latency with one message in flight. Each measurement runs RUNS
-times, alternating; the table shows medians.
+Every client runs in this process against the same longconn-server echo
+process on 127.0.0.1: websockets and websocket-client on its WebSocket port,
+longconn on the same port (ws://, protocol 2 under the longconn.v2
+subprotocol) and on its longconn port (tcp://, protocol 2). Measured:
+messages per second received (64-byte messages pipelined through the echo
+server, until the last echo is in Python), with a per-message callback or
+receive_many(), and round-trip latency with one message in flight. Each
+round measures every client once; ratios are medians of per-round ratios.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +32,7 @@ sys.path.insert(0, str(REPO / "bindings/python/src"))
 os.environ.setdefault("LONGCONN_LIBRARY", str(REPO / "target/release/liblongconn.so"))
 
 import longconn  # noqa: E402
+import websocket  # noqa: E402  (websocket-client)
 import websockets  # noqa: E402
 
 MESSAGES = int(os.environ.get("MESSAGES", 200_000))
@@ -35,36 +40,21 @@ ROUND_TRIPS = int(os.environ.get("ROUND_TRIPS", 5_000))
 RUNS = int(os.environ.get("RUNS", 3))
 PAYLOAD = b"x" * 64
 
-WS_SERVER = """
-import asyncio, sys, websockets
-async def echo(ws):
-    async for message in ws:
-        await ws.send(message)
-async def main():
-    async with websockets.serve(echo, "127.0.0.1", 0, max_size=2**20) as server:
-        print(server.sockets[0].getsockname()[1], flush=True)
-        await asyncio.Future()
-asyncio.run(main())
-"""
-
-
-def start_longconn_server() -> tuple[subprocess.Popen, str]:
+def start_server() -> tuple[subprocess.Popen, str, str]:
+    """longconn-server in echo mode: its tcp:// (longconn protocol) and ws:// URLs."""
     proc = subprocess.Popen(
         [str(REPO / "target/release/longconn-server"), "--mode", "echo", "--quiet", "--threads", "1",
-         "--length-port", "off", "--line-port", "off", "--ws-port", "off", "--longconn-port", "0"],
+         "--length-port", "off", "--line-port", "off", "--ws-port", "0", "--longconn-port", "0",
+         "--data-dir", "memory"],
         stdout=subprocess.PIPE, text=True,
     )
+    ports = {}
     for line in proc.stdout:
-        if line.startswith("listening longconn"):
-            port = line.rsplit(":", 1)[1].strip()
+        if line.startswith("listening "):
+            ports[line.split()[1]] = line.rsplit(":", 1)[1].strip()
         if line.startswith("ready"):
-            return proc, f"tcp://127.0.0.1:{port}"
+            return proc, f"tcp://127.0.0.1:{ports['longconn']}", f"ws://127.0.0.1:{ports['ws']}/"
     raise RuntimeError("longconn-server did not start")
-
-
-def start_ws_server() -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-c", WS_SERVER], stdout=subprocess.PIPE, text=True)
-    return proc, f"ws://127.0.0.1:{proc.stdout.readline().strip()}"
 
 
 # -- longconn -------------------------------------------------------------------
@@ -185,48 +175,80 @@ async def ws_round_trips(url: str) -> list[float]:
         return samples
 
 
+def websocket_client_round_trips(url: str) -> list[float]:
+    ws = websocket.create_connection(url)
+    ws.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        samples = []
+        for i in range(ROUND_TRIPS + 500):
+            start = time.perf_counter()
+            ws.send_binary(PAYLOAD)
+            ws.recv()
+            if i >= 500:
+                samples.append(time.perf_counter() - start)
+        return samples
+    finally:
+        ws.close()
+
+
 def percentile(samples: list[float], p: float) -> float:
     ordered = sorted(samples)
     return ordered[int((len(ordered) - 1) * p)]
 
 
 def main() -> None:
-    lc_proc, lc_url = start_longconn_server()
-    ws_proc, ws_url = start_ws_server()
+    proc, tcp_url, ws_url = start_server()
     results: dict[str, list[float]] = {}
 
     def add(name: str, value: float) -> None:
         results.setdefault(name, []).append(value)
 
+    def p50_p99(name: str, samples: list[float]) -> None:
+        add(f"{name}_p50", percentile(samples, 0.5) * 1e6)
+        add(f"{name}_p99", percentile(samples, 0.99) * 1e6)
+
     try:
         for _ in range(RUNS):
             add("ws_recv", asyncio.run(ws_receive(ws_url)))
-            add("lc_recv_cb", longconn_receive_callbacks(lc_url))
-            add("lc_recv_batch", longconn_receive_batches(lc_url))
-            ws = asyncio.run(ws_round_trips(ws_url))
-            lc = longconn_round_trips(lc_url)
-            add("ws_p50", percentile(ws, 0.5) * 1e6)
-            add("ws_p99", percentile(ws, 0.99) * 1e6)
-            add("lc_p50", percentile(lc, 0.5) * 1e6)
-            add("lc_p99", percentile(lc, 0.99) * 1e6)
-            add("lc_send", longconn_send(lc_url))
-            add("lc_asend", asyncio.run(longconn_asend(lc_url)))
+            add("lc_ws_recv_cb", longconn_receive_callbacks(ws_url))
+            add("lc_tcp_recv_cb", longconn_receive_callbacks(tcp_url))
+            add("lc_ws_recv_batch", longconn_receive_batches(ws_url))
+            p50_p99("wsc", websocket_client_round_trips(ws_url))
+            p50_p99("ws", asyncio.run(ws_round_trips(ws_url)))
+            p50_p99("lc_ws", longconn_round_trips(ws_url))
+            p50_p99("lc_tcp", longconn_round_trips(tcp_url))
+            add("lc_send", longconn_send(tcp_url))
+            add("lc_asend", asyncio.run(longconn_asend(tcp_url)))
     finally:
-        lc_proc.kill()
-        ws_proc.kill()
+        proc.kill()
+        proc.wait()
+
+    def ratio(name: str, peer: str) -> float:
+        return statistics.median(l / p for l, p in zip(results[name], results[peer]))
 
     m = {k: statistics.median(v) for k, v in results.items()}
-    print(f"python benchmark: {MESSAGES} x 64-byte messages, {ROUND_TRIPS} round trips, {RUNS} runs; medians")
-    print(f"python {sys.version.split()[0]}, websockets {websockets.__version__}, longconn {longconn.library_version()}")
+    print(f"python benchmark: {MESSAGES} x 64-byte messages, {ROUND_TRIPS} round trips, {RUNS} rounds; medians")
+    print(f"python {sys.version.split()[0]}, websockets {websockets.__version__}, "
+          f"websocket-client {websocket.__version__}, longconn {longconn.library_version()}")
     print()
-    print(f"{'':<40} {'websockets':>12} {'longconn':>12} {'ratio':>8}")
-    print(f"{'receive, callbacks, messages/s':<40} {m['ws_recv']:>12.0f} {m['lc_recv_cb']:>12.0f} {m['lc_recv_cb'] / m['ws_recv']:>7.2f}x")
-    print(f"{'receive, receive_many(), messages/s':<40} {m['ws_recv']:>12.0f} {m['lc_recv_batch']:>12.0f} {m['lc_recv_batch'] / m['ws_recv']:>7.2f}x")
-    print(f"{'round trip p50, us':<40} {m['ws_p50']:>12.1f} {m['lc_p50']:>12.1f} {m['lc_p50'] - m['ws_p50']:>+8.1f}")
-    print(f"{'round trip p99, us':<40} {m['ws_p99']:>12.1f} {m['lc_p99']:>12.1f} {m['lc_p99'] - m['ws_p99']:>+8.1f}")
+    print(f"{'receive (pipelined echo), messages/s':<44} {'websockets':>12} {'longconn':>12} {'ratio':>8}  target")
+    for label, name, target in [
+        ("per-message callback, ws://", "lc_ws_recv_cb", ">= 1.50x"),
+        ("per-message callback, tcp://", "lc_tcp_recv_cb", ">= 1.50x"),
+        ("receive_many(), ws://", "lc_ws_recv_batch", ""),
+    ]:
+        print(f"{label:<44} {m['ws_recv']:>12.0f} {m[name]:>12.0f} {ratio(name, 'ws_recv'):>7.2f}x  {target}")
     print()
-    print(f"{'':<40} {'send()':>12} {'asend()':>12} {'ratio':>8}")
-    print(f"{'queue 64-byte messages, messages/s':<40} {m['lc_send']:>12.0f} {m['lc_asend']:>12.0f} {m['lc_asend'] / m['lc_send']:>7.2f}x")
+    print(f"{'round trip, us':<44} {'ws-client':>12} {'longconn':>12} {'ratio':>8}  target")
+    for label, name in [("ws://, poll()", "lc_ws"), ("tcp://, poll()", "lc_tcp"), ("websockets (asyncio)", "ws")]:
+        for p, target in [("p50", "<= 1.00x"), ("p99", "")]:
+            peer = f"wsc_{p}"
+            print(f"{label + ', ' + p:<44} {m[peer]:>12.1f} {m[f'{name}_{p}']:>12.1f} "
+                  f"{ratio(f'{name}_{p}', peer):>7.2f}x  {target if name != 'ws' else ''}")
+    print()
+    print(f"{'':<44} {'send()':>12} {'asend()':>12} {'ratio':>8}")
+    print(f"{'queue 64-byte messages, messages/s':<44} {m['lc_send']:>12.0f} {m['lc_asend']:>12.0f} "
+          f"{ratio('lc_asend', 'lc_send'):>7.2f}x")
 
 
 if __name__ == "__main__":

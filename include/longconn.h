@@ -297,6 +297,20 @@ typedef void (*lc_event_cb)(void *user_data, const lc_event *event);
 // the call. `is_text` is true for a WebSocket text message (valid UTF-8).
 typedef void (*lc_message_cb)(void *user_data, const uint8_t *data, size_t len, bool is_text);
 
+// One received message, as lc_messages_cb hands it over.
+typedef struct {
+  // The payload (NULL when `len` is 0), valid only during the call.
+  const uint8_t *data;
+  size_t len;
+  // A WebSocket text message (valid UTF-8).
+  bool is_text;
+} lc_message;
+
+// Receives the messages one read produced, oldest first: `count` (at
+// least 1) entries at `messages`, which and whose payloads are valid only
+// during the call.
+typedef void (*lc_messages_cb)(void *user_data, const lc_message *messages, size_t count);
+
 // Receives a log line. `level`: 1 error, 2 warning, 3 info, 4 debug.
 // `message` is borrowed for the duration of the call.
 typedef void (*lc_log_cb)(void *user_data, uint32_t level, const char *message);
@@ -497,6 +511,16 @@ lc_status lc_client_set_event_callback(const lc_client *client,
 lc_status lc_client_set_message_callback(const lc_client *client,
                                          lc_message_cb callback,
                                          void *user_data);
+
+// Registers a callback that takes received messages in batches, one call
+// for the messages one read produced (all text or all binary), instead of
+// a call per message: the cheap way to receive many small messages,
+// especially from another language. While set, messages reach neither the
+// message nor the event callback. NULL removes it. Pointers, threads and
+// statuses as lc_client_set_event_callback().
+lc_status lc_client_set_messages_callback(const lc_client *client,
+                                          lc_messages_cb callback,
+                                          void *user_data);
 
 // Takes the next event, in poll mode (no callback registered).
 //

@@ -12,7 +12,7 @@ use longconn_core::{Client, CloseOutcome, EventHandler};
 use crate::boundary::{self, bytes_arg, timeout_from_ms};
 use crate::config::{backoff_policy, heartbeat_policy, lc_config};
 use crate::event::{event_text, to_c_event, CHandler, CallbackSet, PolledEvent};
-use crate::event::{lc_event, lc_event_cb, lc_message_cb, lc_state};
+use crate::event::{lc_event, lc_event_cb, lc_message_cb, lc_messages_cb, lc_state};
 use crate::status::*;
 
 /// A client keeping one connection alive. Thread-safe: any thread may call
@@ -438,6 +438,21 @@ pub unsafe extern "C" fn lc_client_set_message_callback(
     user_data: *mut c_void,
 ) -> lc_status {
     with_client(client, |c| install(c, |set| set.set_message(callback, user_data)))
+}
+
+/// Registers a callback that takes received messages in batches, one call
+/// for the messages one read produced (all text or all binary), instead of
+/// a call per message: the cheap way to receive many small messages,
+/// especially from another language. While set, messages reach neither the
+/// message nor the event callback. NULL removes it. Pointers, threads and
+/// statuses as lc_client_set_event_callback().
+#[no_mangle]
+pub unsafe extern "C" fn lc_client_set_messages_callback(
+    client: *const lc_client,
+    callback: lc_messages_cb,
+    user_data: *mut c_void,
+) -> lc_status {
+    with_client(client, |c| install(c, |set| set.set_messages(callback, user_data)))
 }
 
 /// Takes the next event, in poll mode (no callback registered).

@@ -5,7 +5,7 @@
 
 use std::ffi::{c_char, c_void, CStr, CString};
 
-use longconn_core::event::{DisconnectReason, ErrorKind, Event};
+use longconn_core::event::{DisconnectReason, ErrorKind, Event, MessageBatch};
 use longconn_core::{EventHandler, State};
 
 /// Where a client is in its life.
@@ -146,6 +146,23 @@ pub type lc_event_cb = Option<unsafe extern "C" fn(user_data: *mut c_void, event
 pub type lc_message_cb =
     Option<unsafe extern "C" fn(user_data: *mut c_void, data: *const u8, len: usize, is_text: bool)>;
 
+/// One received message, as lc_messages_cb hands it over.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct lc_message {
+    /// The payload (NULL when `len` is 0), valid only during the call.
+    pub data: *const u8,
+    pub len: usize,
+    /// A WebSocket text message (valid UTF-8).
+    pub is_text: bool,
+}
+
+/// Receives the messages one read produced, oldest first: `count` (at
+/// least 1) entries at `messages`, which and whose payloads are valid only
+/// during the call.
+pub type lc_messages_cb =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, messages: *const lc_message, count: usize)>;
+
 /// The C callbacks of one client.
 #[derive(Clone, Copy)]
 pub(crate) struct CallbackSet {
@@ -153,11 +170,20 @@ pub(crate) struct CallbackSet {
     event_data: *mut c_void,
     message: lc_message_cb,
     message_data: *mut c_void,
+    messages: lc_messages_cb,
+    messages_data: *mut c_void,
 }
 
 impl Default for CallbackSet {
     fn default() -> Self {
-        CallbackSet { event: None, event_data: std::ptr::null_mut(), message: None, message_data: std::ptr::null_mut() }
+        CallbackSet {
+            event: None,
+            event_data: std::ptr::null_mut(),
+            message: None,
+            message_data: std::ptr::null_mut(),
+            messages: None,
+            messages_data: std::ptr::null_mut(),
+        }
     }
 }
 
@@ -170,7 +196,7 @@ unsafe impl Sync for CallbackSet {}
 impl CallbackSet {
     /// Whether any callback is registered.
     pub(crate) fn any(&self) -> bool {
-        self.event.is_some() || self.message.is_some()
+        self.event.is_some() || self.message.is_some() || self.messages.is_some()
     }
 
     pub(crate) fn set_event(&mut self, callback: lc_event_cb, user_data: *mut c_void) {
@@ -181,6 +207,11 @@ impl CallbackSet {
     pub(crate) fn set_message(&mut self, callback: lc_message_cb, user_data: *mut c_void) {
         self.message = callback;
         self.message_data = user_data;
+    }
+
+    pub(crate) fn set_messages(&mut self, callback: lc_messages_cb, user_data: *mut c_void) {
+        self.messages = callback;
+        self.messages_data = user_data;
     }
 }
 
@@ -201,6 +232,28 @@ impl EventHandler for CHandler {
             // `text` outlive the call.
             unsafe { on_event(self.0.event_data, &c_event) };
         }
+    }
+
+    fn takes_batches(&self) -> bool {
+        self.0.messages.is_some()
+    }
+
+    /// One call for the messages of one read, each pointing into the shared
+    /// read buffer; the list itself is the only allocation.
+    fn on_messages(&self, batch: &MessageBatch, _state: State) {
+        let Some(on_messages) = self.0.messages else { return };
+        let is_text = batch.is_text();
+        let list: Vec<lc_message> = batch
+            .iter()
+            .map(|m| lc_message {
+                data: if m.is_empty() { std::ptr::null() } else { m.as_ptr() },
+                len: m.len(),
+                is_text,
+            })
+            .collect();
+        // SAFETY: the application registered this callback; `list` and the
+        // payloads it points to outlive the call.
+        unsafe { on_messages(self.0.messages_data, list.as_ptr(), list.len()) };
     }
 
     /// Messages go to C straight from the shared read buffer, without a copy.

@@ -89,6 +89,36 @@ static void send_wait_on_connect(void *user_data, const lc_event *event) {
     pthread_mutex_unlock(&n->w.lock);
 }
 
+/* The batch callback: every message once, in order, in calls of one or more. */
+typedef struct {
+    waiter w;
+    volatile int messages, calls, out_of_order, single;
+} batches;
+
+static void on_messages(void *user_data, const lc_message *messages, size_t count) {
+    batches *b = user_data;
+    pthread_mutex_lock(&b->w.lock);
+    b->calls++;
+    for (size_t i = 0; i < count; i++) {
+        char expected[16];
+        int n = snprintf(expected, sizeof expected, "m%d", b->messages);
+        if (messages[i].len != (size_t)n || memcmp(messages[i].data, expected, (size_t)n) != 0) b->out_of_order++;
+        b->messages++;
+    }
+    pthread_cond_broadcast(&b->w.changed);
+    pthread_mutex_unlock(&b->w.lock);
+}
+
+static void on_single(void *user_data, const uint8_t *data, size_t len, bool is_text) {
+    (void)data;
+    (void)len;
+    (void)is_text;
+    batches *b = user_data;
+    pthread_mutex_lock(&b->w.lock);
+    b->single++;
+    pthread_mutex_unlock(&b->w.lock);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) return 2;
 
@@ -170,5 +200,25 @@ int main(int argc, char **argv) {
     lc_client_free(d);
     lc_client_free(n.full);
     waiter_destroy(&n.w);
+    /* 5. The batch callback takes the messages, ahead of a message callback. */
+    batches e;
+    memset(&e, 0, sizeof e);
+    waiter_init(&e.w);
+    lc_client *f = harness_client(argv[1]);
+    CHECK_STATUS(lc_client_set_message_callback(f, on_single, &e), LC_STATUS_OK);
+    CHECK_STATUS(lc_client_set_messages_callback(f, on_messages, &e), LC_STATUS_OK);
+    for (int i = 0; i < 5000; i++) {
+        char m[16];
+        int len = snprintf(m, sizeof m, "m%d", i);
+        CHECK_STATUS(lc_client_send(f, (const uint8_t *)m, (size_t)len), LC_STATUS_OK);
+    }
+    CHECK_STATUS(lc_client_connect(f), LC_STATUS_OK);
+    pthread_mutex_lock(&e.w.lock);
+    CHECK(wait_until_at_least(&e.w, &e.messages, 5000, 10000));
+    CHECK(e.messages == 5000 && e.out_of_order == 0 && e.single == 0);
+    CHECK(e.calls >= 1 && e.calls < 5000); /* several messages per call */
+    pthread_mutex_unlock(&e.w.lock);
+    lc_client_free(f);
+    waiter_destroy(&e.w);
     return harness_finish("callbacks");
 }

@@ -25,6 +25,7 @@ SCALARS = {
     "void *": ctypes.c_void_p,
     "lc_event_cb": _ffi.EVENT_CB,
     "lc_message_cb": _ffi.MESSAGE_CB,
+    "lc_messages_cb": _ffi.MESSAGES_CB,
     "lc_log_cb": _ffi.LOG_CB,
     "const uint8_t *": ctypes.POINTER(ctypes.c_uint8),
     "uint8_t *": ctypes.POINTER(ctypes.c_uint8),

@@ -31,6 +31,20 @@ pub trait EventHandler: Send + Sync {
         let payload = bytes::Bytes::copy_from_slice(payload);
         self.on_event(&if text { Event::Text(payload) } else { Event::Message(payload) }, state);
     }
+
+    /// Whether [`EventHandler::on_messages`] takes received messages, a
+    /// batch per call, instead of [`EventHandler::on_message`] one by one.
+    fn takes_batches(&self) -> bool {
+        false
+    }
+
+    /// The messages of one read (all text or all binary), borrowed for the
+    /// call; used when [`EventHandler::takes_batches`] says so.
+    fn on_messages(&self, messages: &MessageBatch, state: State) {
+        for message in messages.iter() {
+            self.on_message(message, messages.is_text(), state);
+        }
+    }
 }
 
 thread_local! {
@@ -164,6 +178,9 @@ impl Delivery {
                 let state = self.lifecycle.state();
                 let delivered = match entry {
                     Queued::Event(event) => self.deliver(|| handler.on_event(event, state)),
+                    Queued::Messages(messages) if handler.takes_batches() => {
+                        self.deliver(|| handler.on_messages(messages, state))
+                    }
                     Queued::Messages(messages) => {
                         let text = messages.is_text();
                         messages.iter().all(|m| self.deliver(|| handler.on_message(m, text, state)))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import itertools
 import logging
+import struct
 import threading
 import weakref
 from typing import Any, Callable, Optional
@@ -47,11 +48,15 @@ class Dispatcher:
         try:
             callback(value)
         except BaseException as exc:  # noqa: BLE001 - nothing may unwind into C
-            log.exception("longconn: exception in a callback")
-            if len(self.errors) < 100:
-                self.errors.append(exc)
+            self.record(exc)
         finally:
             _local.depth -= 1
+
+    def record(self, exc: BaseException) -> None:
+        """Logs and keeps an exception a callback raised."""
+        log.error("longconn: exception in a callback", exc_info=exc)
+        if len(self.errors) < 100:
+            self.errors.append(exc)
 
 
 def in_callback() -> bool:
@@ -92,16 +97,33 @@ def _event_trampoline(user_data: Optional[int], c_event: "ctypes._Pointer[_ffi.l
         dispatcher.call(dispatcher.on_event, event)
 
 
-def _message_trampoline(
-    user_data: Optional[int], data: "ctypes._Pointer[ctypes.c_uint8]", length: int, is_text: bool
-) -> None:
-    # Registered only while on_message is set; the cheap path, one copy per message.
+_LC_MESSAGE = struct.Struct(_ffi.LC_MESSAGE_FORMAT + "0P")  # padded to the C struct's size
+
+
+def _messages_trampoline(user_data: Optional[int], messages: Optional[int], count: int) -> None:
+    # One crossing into Python for all the messages of one read.
     dispatcher = _lookup(user_data)
-    if dispatcher is not None and dispatcher.on_message is not None:
-        dispatcher.call(dispatcher.on_message, _events.message_from(data, length, is_text))
+    if dispatcher is None or dispatcher.on_message is None or not messages:
+        return
+    entries = _LC_MESSAGE.iter_unpack(ctypes.string_at(messages, _LC_MESSAGE.size * count))
+    string_at, text_message, message = ctypes.string_at, _events.TextMessage, _events.Message
+    _local.depth = getattr(_local, "depth", 0) + 1
+    try:
+        for data, length, is_text in entries:
+            # Looked up per message: a callback may replace or remove itself.
+            on_message = dispatcher.on_message
+            if on_message is None:
+                break
+            payload = string_at(data, length) if length else b""
+            try:
+                on_message(text_message(payload) if is_text else message(payload))
+            except BaseException as exc:  # noqa: BLE001 - nothing may unwind into C
+                dispatcher.record(exc)
+    finally:
+        _local.depth -= 1
 
 
 #: The C function pointers the library gets; module globals, so they live as
 #: long as the library may call them.
 EVENT_TRAMPOLINE = _ffi.EVENT_CB(_event_trampoline)
-MESSAGE_TRAMPOLINE = _ffi.MESSAGE_CB(_message_trampoline)
+MESSAGES_TRAMPOLINE = _ffi.MESSAGES_CB(_messages_trampoline)

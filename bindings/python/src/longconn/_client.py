@@ -439,10 +439,11 @@ class Client:
         with self._use() as handle:
             # Messages take the message callback only while on_message is set, so
             # an on_event-only client still gets them as events, with their state.
+            # They come a read's worth per call: one crossing into Python per batch.
             if dispatcher.on_message is not None:
-                check(lib.lc_client_set_message_callback(handle, _callbacks.MESSAGE_TRAMPOLINE, self._key))
+                check(lib.lc_client_set_messages_callback(handle, _callbacks.MESSAGES_TRAMPOLINE, self._key))
             else:
-                check(lib.lc_client_set_message_callback(handle, _ffi.MESSAGE_CB(), None))
+                check(lib.lc_client_set_messages_callback(handle, _ffi.MESSAGES_CB(), None))
             check(lib.lc_client_set_event_callback(handle, callback, self._key if wanted else None))
 
     @property

@@ -64,6 +64,11 @@ EVENT_CB = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.POINTER(lc_event))
 MESSAGE_CB = ctypes.CFUNCTYPE(
     None, ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint8), ctypes.c_size_t, ctypes.c_bool
 )
+#: lc_messages_cb: the list of lc_message structs comes as a plain address,
+#: read with struct (see _callbacks), which is cheaper than ctypes fields.
+MESSAGES_CB = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
+#: struct lc_message { const uint8_t *data; size_t len; bool is_text; }
+LC_MESSAGE_FORMAT = "PN?"
 LOG_CB = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_char_p)
 
 _p = ctypes.c_void_p  # opaque handles: lc_config *, lc_client *
@@ -113,6 +118,7 @@ SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "lc_runtime_configure": (c_status, [ctypes.c_uint32, ctypes.c_uint32]),
     "lc_client_set_event_callback": (c_status, [_p, EVENT_CB, ctypes.c_void_p]),
     "lc_client_set_message_callback": (c_status, [_p, MESSAGE_CB, ctypes.c_void_p]),
+    "lc_client_set_messages_callback": (c_status, [_p, MESSAGES_CB, ctypes.c_void_p]),
     "lc_client_poll": (c_status, [_p, ctypes.c_int32, ctypes.POINTER(lc_event)]),
     "lc_client_poll_messages": (
         c_status,

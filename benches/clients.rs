@@ -6,6 +6,13 @@
 //! figures and ratios; asserts nothing.
 //!
 //!   cargo bench --bench clients      (CLIENTS= sets the count, default 10,000; RUNS= the repetitions)
+//!   TRANSPORT=ws cargo bench --bench clients   (WebSocket: longconn's ws:// next to tokio-tungstenite)
+//!
+//! After the echo, every connection stays idle for `IDLE_SECONDS` (default
+//! 10). Over WebSocket both sides ping every second in that window
+//! (longconn's heartbeat at a 1 s interval; on the tokio side a ping a
+//! second from each task), and the CPU time the process uses in it is
+//! reported per connection and second. (Length framing has no ping.)
 //!
 //! Each side runs in a fresh process (this program started again), so memory
 //! one side freed cannot hide what the other uses. Memory is the growth of
@@ -74,6 +81,25 @@ fn wait_for(counter: &AtomicU64, target: u64, what: &str) {
     }
 }
 
+/// CPU time (user and system) this process has used, in microseconds.
+fn cpu_us() -> u64 {
+    // SAFETY: getrusage writes into the zeroed struct we own.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to a rusage struct.
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) }, 0);
+    let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    us(usage.ru_utime) + us(usage.ru_stime)
+}
+
+fn idle_window() -> Duration {
+    Duration::from_secs(env_count("IDLE_SECONDS", 10))
+}
+
+/// Whether the connections are WebSocket ones (`TRANSPORT=ws`).
+fn websocket() -> bool {
+    std::env::var("TRANSPORT").is_ok_and(|t| t == "ws")
+}
+
 /// What one side measured.
 struct Figures {
     rss_kib: u64,
@@ -81,17 +107,20 @@ struct Figures {
     threads: u64,
     connect: Duration,
     round: Duration,
+    /// CPU time used over the idle window with heartbeats.
+    idle_cpu: Duration,
 }
 
 impl Figures {
     fn print(&self) {
         println!(
-            "figures {} {} {} {} {}",
+            "figures {} {} {} {} {} {}",
             self.rss_kib,
             self.fds,
             self.threads,
             self.connect.as_micros(),
-            self.round.as_micros()
+            self.round.as_micros(),
+            self.idle_cpu.as_micros()
         );
     }
 
@@ -103,6 +132,7 @@ impl Figures {
             threads: v[2],
             connect: Duration::from_micros(v[3]),
             round: Duration::from_micros(v[4]),
+            idle_cpu: Duration::from_micros(v[5]),
         }
     }
 }
@@ -130,10 +160,17 @@ fn longconn_side(port: u16, n: u64) -> Figures {
     let (rss0, fds0, threads0) = (rss_kib(), open_fds(), threads());
     let counts = Box::new(Counts::default());
     let user_data = &*counts as *const Counts as *mut c_void;
-    let url = format!("tcp://127.0.0.1:{port}?framing=length\0");
+    let url = if websocket() {
+        format!("ws://127.0.0.1:{port}/\0")
+    } else {
+        format!("tcp://127.0.0.1:{port}?framing=length\0")
+    };
     let mut config = ptr::null_mut();
     // SAFETY: NUL-terminated URL, valid out-pointer; freed below.
-    assert_eq!(unsafe { lc_config_new(url.as_ptr().cast(), &mut config) }, LC_STATUS_OK);
+    unsafe {
+        assert_eq!(lc_config_new(url.as_ptr().cast(), &mut config), LC_STATUS_OK);
+        assert_eq!(lc_config_set_heartbeat(config, 1000, 30_000), LC_STATUS_OK);
+    }
     let start = Instant::now();
     let clients: Vec<*mut lc_client> = (0..n)
         .map(|_| {
@@ -156,8 +193,11 @@ fn longconn_side(port: u16, n: u64) -> Figures {
     }
     wait_for(&counts.messages, n, "echoes");
     let round = start.elapsed();
-    let figures =
-        Figures { rss_kib: rss_kib() - rss0, fds: open_fds() - fds0, threads: threads() - threads0, connect, round };
+    let (rss, fds, threads) = (rss_kib() - rss0, open_fds() - fds0, threads() - threads0);
+    let cpu0 = cpu_us();
+    std::thread::sleep(idle_window()); // the window itself is the measurement
+    let idle_cpu = Duration::from_micros(cpu_us() - cpu0);
+    let figures = Figures { rss_kib: rss, fds, threads, connect, round, idle_cpu };
     for client in clients {
         // SAFETY: created above, freed once.
         unsafe { lc_client_free(client) };
@@ -187,6 +227,10 @@ fn tokio_side(port: u16, n: u64) -> Figures {
             rt.spawn(async move {
                 let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
                 stream.set_nodelay(true).unwrap();
+                if websocket() {
+                    ws_connection(stream, port, &connected, &echoed, &go, &stop).await;
+                    return;
+                }
                 let mut framed = Framed::new(stream, LengthDelimitedCodec::new());
                 connected.fetch_add(1, Ordering::Release);
                 go.notified().await;
@@ -209,13 +253,43 @@ fn tokio_side(port: u16, n: u64) -> Figures {
     }
     wait_for(&echoed, n, "echoes");
     let round = start.elapsed();
-    let figures =
-        Figures { rss_kib: rss_kib() - rss0, fds: open_fds() - fds0, threads: threads() - threads0, connect, round };
+    let (rss, fds, threads) = (rss_kib() - rss0, open_fds() - fds0, threads() - threads0);
+    let cpu0 = cpu_us();
+    std::thread::sleep(idle_window()); // the window itself is the measurement
+    let idle_cpu = Duration::from_micros(cpu_us() - cpu0);
+    let figures = Figures { rss_kib: rss, fds, threads, connect, round, idle_cpu };
     stop.notify_waiters();
     for task in tasks {
         rt.block_on(task).unwrap();
     }
     figures
+}
+
+/// The WebSocket side of one tokio connection: tokio-tungstenite with its
+/// defaults, one echo, then a WebSocket ping a second until told to stop.
+async fn ws_connection(
+    stream: TcpStream,
+    port: u16,
+    connected: &AtomicU64,
+    echoed: &AtomicU64,
+    go: &tokio::sync::Notify,
+    stop: &tokio::sync::Notify,
+) {
+    use tokio_tungstenite::tungstenite::Message;
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://127.0.0.1:{port}/"), stream).await.unwrap();
+    connected.fetch_add(1, Ordering::Release);
+    go.notified().await;
+    ws.send(Message::binary(Bytes::from_static(&PAYLOAD))).await.unwrap();
+    while !matches!(ws.next().await, Some(Ok(Message::Binary(_)))) {}
+    echoed.fetch_add(1, Ordering::Release);
+    let mut ping = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = ws.next() => {}
+            _ = ping.tick() => ws.send(Message::Ping(Bytes::new())).await.unwrap(),
+            _ = stop.notified() => return,
+        }
+    }
 }
 
 // ---- driver ----
@@ -226,14 +300,15 @@ impl Server {
     fn start() -> Server {
         let mut child = Command::new(server_binary::server_binary())
             .args(["--mode", "echo", "--quiet", "--threads", "1", "--idle-timeout", "0"])
-            .args(["--longconn-port", "off", "--line-port", "off", "--length-port", "0", "--ws-port", "off"])
+            .args(["--longconn-port", "off", "--line-port", "off", "--length-port", "0", "--ws-port", "0"])
             .stdout(Stdio::piped())
             .spawn()
             .expect("start longconn-server");
         let mut port = 0;
+        let listener = if websocket() { "listening ws " } else { "listening length " };
         for line in BufReader::new(child.stdout.take().unwrap()).lines() {
             let line = line.unwrap();
-            if let Some(addr) = line.strip_prefix("listening length ") {
+            if let Some(addr) = line.strip_prefix(listener) {
                 port = addr.rsplit(':').next().unwrap().parse().unwrap();
             }
             if line.starts_with("ready") {
@@ -286,8 +361,12 @@ fn main() {
     // Each process (this one's sides, and the server) holds a descriptor per connection.
     assert!(n + 200 <= limit, "CLIENTS={n} needs more descriptors than the limit of {limit}");
     let runs = env_count("RUNS", 3).max(1);
+    let (transport, peer) =
+        if websocket() { ("ws://", "tokio-tungstenite") } else { ("length framing", "tokio Framed") };
     println!(
-        "clients benchmark: {n} connections, one 64-byte echo each, length framing, {runs} runs each (alternating)"
+        "clients benchmark: {n} connections, one 64-byte echo each, {transport}, {runs} runs each (alternating), \
+         then {} s idle with a heartbeat a second",
+        idle_window().as_secs()
     );
     let (mut base, mut lc) = (vec![], vec![]);
     for _ in 0..runs {
@@ -299,7 +378,7 @@ fn main() {
     }
     let per = |v: &[Figures], f: &dyn Fn(&Figures) -> f64| median(v.iter().map(f).collect());
     println!();
-    println!("{:<34} {:>16} {:>16} {:>9}", "medians", "tokio Framed", "longconn", "ratio");
+    println!("{:<34} {:>16} {:>16} {:>9}", "medians", peer, "longconn", "ratio");
     let row = |label: &str, f: &dyn Fn(&Figures) -> f64| {
         let (b, l) = (per(&base, f), per(&lc, f));
         println!("{label:<34} {b:>16.1} {l:>16.1} {:>8.2}x", l / b);
@@ -309,4 +388,8 @@ fn main() {
     row("threads added", &|f| f.threads as f64);
     row("connect all, ms", &|f| f.connect.as_secs_f64() * 1e3);
     row("one echo on every connection, ms", &|f| f.round.as_secs_f64() * 1e3);
+    if websocket() {
+        let idle = idle_window().as_secs_f64();
+        row("heartbeat CPU per connection, us/s", &|f| f.idle_cpu.as_secs_f64() * 1e6 / n as f64 / idle);
+    }
 }

@@ -8,8 +8,13 @@
 //! alone costs no wake-up of an I/O thread. Whatever the socket does not
 //! take at once is handed to the writer. Who may write is one atomic
 //! ([`WriterTurn`]); the writer takes its turn back before every write.
+//!
+//! One direct write per read from the peer: a request answering a reply
+//! goes at once, while a stream of sends (one write call each would cost
+//! far more than the writer's batches) falls back to the writer after its
+//! first message.
 
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -64,6 +69,8 @@ pub struct Sending {
     writer_wake: Notify,
     /// A [`WriterTurn`].
     turn: AtomicU8,
+    /// The peer sent something since the last direct write.
+    direct_armed: AtomicBool,
     direct: Mutex<DirectSlot>,
 }
 
@@ -76,6 +83,7 @@ impl Sending {
             room_waiters: AtomicUsize::new(0),
             writer_wake: Notify::new(),
             turn: AtomicU8::new(WriterTurn::Writer as u8),
+            direct_armed: AtomicBool::new(true),
             direct: Mutex::new(DirectSlot::default()),
         }
     }
@@ -116,21 +124,35 @@ impl Sending {
     /// thread if the writer is parked, else wake the writer.
     #[inline]
     fn after_first_push(&self, mut outbox: MutexGuard<'_, Outbox>, counters: &Counters) {
-        let claimed = self.turn.compare_exchange(
-            WriterTurn::Parked as u8,
-            WriterTurn::Direct as u8,
-            Ordering::AcqRel,
-            Ordering::Relaxed,
-        );
-        if claimed.is_err() {
+        let claimed = self.direct_armed.load(Ordering::Relaxed)
+            && self
+                .turn
+                .compare_exchange(
+                    WriterTurn::Parked as u8,
+                    WriterTurn::Direct as u8,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok();
+        if !claimed {
             drop(outbox);
             self.writer_wake.notify_one();
             return;
         }
+        self.direct_armed.store(false, Ordering::Relaxed);
         let batch = outbox.take_batch();
         drop(outbox);
         if let Some(batch) = batch {
             self.write_direct(batch, counters);
+        }
+    }
+
+    /// The connection read something from the peer: the next send may
+    /// write directly again.
+    #[inline]
+    pub fn peer_spoke(&self) {
+        if !self.direct_armed.load(Ordering::Relaxed) {
+            self.direct_armed.store(true, Ordering::Relaxed);
         }
     }
 

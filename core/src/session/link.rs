@@ -401,6 +401,7 @@ async fn read_loop(reader: &mut Reader, inbound: &mut Inbound<'_>, client_id: u6
             }
         }
         link.heard_from_peer();
+        link.sending.peer_spoke();
         if let Some(end) = inbound.handle(&batch) {
             return end;
         }

@@ -119,7 +119,7 @@ fn halves(ws: Ws, v2: bool) -> (Reader, Writer) {
 /// tungstenite reads the socket this much at a time into a buffer of this
 /// size made up front (its default is 128 KiB, which an idle connection
 /// would hold for its whole life); larger messages grow it as needed.
-const READ_BUFFER: usize = 8 * 1024;
+const READ_BUFFER: usize = 4 * 1024;
 
 fn config(max_frame_size: usize) -> WebSocketConfig {
     WebSocketConfig::default()

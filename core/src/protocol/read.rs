@@ -150,6 +150,15 @@ impl ReadBuffer {
         }
     }
 
+    /// Lets go of the buffer if it holds nothing, so a connection waiting
+    /// for data holds no read buffer; the next [`ReadBuffer::read_space`]
+    /// makes one.
+    pub fn release_if_empty(&mut self) {
+        if self.buf.is_empty() && self.buf.capacity() > 0 {
+            self.buf = BytesMut::new();
+        }
+    }
+
     /// The buffer to read into, with room made for the next read; also
     /// returns that room, for [`ReadBuffer::record_read`].
     pub fn read_space(&mut self) -> (&mut BytesMut, usize) {

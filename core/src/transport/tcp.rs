@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{lookup_host, TcpStream};
 
 use super::{Reader, Stream, Writer, WRITE_CHUNK};
@@ -49,14 +49,14 @@ impl ByteStream {
 /// Splits a connected stream into halves that speak `framing`; the client
 /// and the server both frame their connections here.
 pub fn frame(stream: ByteStream, framing: Framing, max_frame_size: usize) -> (Reader, Writer) {
-    let (read_half, write_half): (Box<dyn AsyncRead + Send + Unpin>, WriteHalf) = match stream {
+    let (read_half, write_half) = match stream {
         ByteStream::Tcp(stream) => {
             let (read_half, write_half) = stream.into_split();
-            (Box::new(read_half), WriteHalf::Tcp(Arc::new(write_half)))
+            (ReadHalf::Tcp(read_half), WriteHalf::Tcp(Arc::new(write_half)))
         }
         ByteStream::Other(stream) => {
             let (read_half, write_half) = tokio::io::split(stream);
-            (Box::new(read_half), WriteHalf::Other(Box::new(write_half)))
+            (ReadHalf::Other(Box::new(read_half)), WriteHalf::Other(Box::new(write_half)))
         }
     };
     let reader = TcpReader { stream: read_half, frames: ReadBuffer::new(framing, max_frame_size) };
@@ -65,9 +65,18 @@ pub fn frame(stream: ByteStream, framing: Framing, max_frame_size: usize) -> (Re
     (Reader::Tcp(reader), Writer::Tcp(writer))
 }
 
+/// The receiving half of a connection's stream.
+enum ReadHalf {
+    /// A TCP socket: the reader waits for it to be readable before it makes
+    /// room to read into, so an idle connection holds no read buffer.
+    Tcp(OwnedReadHalf),
+    /// TLS or any other stream.
+    Other(Box<dyn AsyncRead + Send + Unpin>),
+}
+
 pub struct TcpReader {
     /// The receiving half: plain TCP or TLS.
-    stream: Box<dyn AsyncRead + Send + Unpin>,
+    stream: ReadHalf,
     frames: ReadBuffer,
 }
 
@@ -78,8 +87,23 @@ impl TcpReader {
             if self.frames.take_frames(batch)? {
                 return Ok(true);
             }
-            let (buf, room) = self.frames.read_space();
-            let read = self.stream.read_buf(buf).await?;
+            let read = match &mut self.stream {
+                ReadHalf::Tcp(socket) => {
+                    self.frames.release_if_empty();
+                    socket.readable().await?;
+                    let (buf, room) = self.frames.read_space();
+                    match socket.try_read_buf(buf) {
+                        Ok(read) => (read, room),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                ReadHalf::Other(stream) => {
+                    let (buf, room) = self.frames.read_space();
+                    (stream.read_buf(buf).await?, room)
+                }
+            };
+            let (read, room) = read;
             if read == 0 {
                 return self.frames.end_of_stream().map(|()| false);
             }

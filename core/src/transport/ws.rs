@@ -113,7 +113,7 @@ pub async fn accept(
 fn halves(ws: Ws, v2: bool) -> (Reader, Writer) {
     let (sink, stream) = ws.split();
     let reader = WsReader { stream, v2, deferred: None, gathered: BytesMut::new() };
-    (Reader::Ws(reader), Writer::Ws(WsWriter { sink, v2 }))
+    (Reader::Ws(reader), Writer::Ws(WsWriter { sink, v2, chunk: BytesMut::new() }))
 }
 
 /// tungstenite reads the socket this much at a time into a buffer of this
@@ -256,6 +256,8 @@ pub struct WsWriter {
     sink: SplitSink<Ws, Message>,
     /// Binary messages carry longconn frames ([`V2_SUBPROTOCOL`]).
     v2: bool,
+    /// The messages of the chunk being written, back to back.
+    chunk: BytesMut,
 }
 
 /// A longconn frame as one binary message: its type byte, then its payload.
@@ -276,22 +278,35 @@ impl WsWriter {
             }
         }
         if let Some(batch) = batch {
+            // The chunk's messages copied back to back into one buffer (under
+            // longconn.v2 each after its type byte) and handed to tungstenite
+            // as slices of it: one allocation per chunk, not one per message.
+            self.chunk.clear();
             let (mut count, mut bytes) = (0, 0);
             for (text, payload) in batch.iter_unsent_with_kind() {
-                let message = if self.v2 {
-                    framed(if text { FrameType::Text } else { FrameType::Data }, payload)
-                } else if text {
-                    // Checked to be UTF-8 when it was sent.
-                    Message::text(String::from_utf8_lossy(payload).into_owned())
-                } else {
-                    Message::binary(Bytes::copy_from_slice(payload))
-                };
-                self.sink.feed(message).await.map_err(io_error)?;
+                if self.v2 {
+                    self.chunk.extend_from_slice(&[if text { FrameType::Text } else { FrameType::Data } as u8]);
+                }
+                self.chunk.extend_from_slice(payload);
                 count += 1;
                 bytes += payload.len();
                 if bytes >= WRITE_CHUNK {
                     break;
                 }
+            }
+            let chunk = self.chunk.split().freeze();
+            let mut at = 0;
+            for (text, payload) in batch.iter_unsent_with_kind().take(count) {
+                let len = payload.len() + usize::from(self.v2);
+                let data = chunk.slice(at..at + len);
+                at += len;
+                let message = if text && !self.v2 {
+                    // Checked to be UTF-8 when it was sent.
+                    Message::Text(data.try_into().map_err(io::Error::other)?)
+                } else {
+                    Message::Binary(data)
+                };
+                self.sink.feed(message).await.map_err(io_error)?;
             }
             self.sink.flush().await.map_err(io_error)?;
             batch.mark_sent(count);

@@ -280,10 +280,16 @@ struct Lc(*mut lc_client);
 enum Api {
     Poll,
     Callback,
+    /// The message callback, run on the I/O thread (`lc_config_set_callbacks_on_io_thread`).
+    IoCallback,
 }
 
 impl Lc {
     fn new(url: &str, callback: lc_message_cb, user_data: *mut c_void) -> Lc {
+        Lc::with_api(url, callback, user_data, Api::Callback)
+    }
+
+    fn with_api(url: &str, callback: lc_message_cb, user_data: *mut c_void, api: Api) -> Lc {
         let url = format!("{url}\0");
         let mut config = ptr::null_mut();
         let mut client = ptr::null_mut();
@@ -292,6 +298,7 @@ impl Lc {
         unsafe {
             assert_eq!(lc_config_new(url.as_ptr().cast(), &mut config), LC_STATUS_OK);
             assert_eq!(lc_config_set_outbox_limits(config, 1 << 22, 1 << 30), LC_STATUS_OK);
+            assert_eq!(lc_config_set_callbacks_on_io_thread(config, api == Api::IoCallback), LC_STATUS_OK);
             assert_eq!(lc_client_new(config, &mut client), LC_STATUS_OK);
             lc_config_free(config);
             if callback.is_some() {
@@ -452,9 +459,9 @@ fn lc_round_trips(url: &str, n: u64, api: Api) -> Rtt {
             lc.close();
             rtt
         }
-        Api::Callback => {
+        Api::Callback | Api::IoCallback => {
             let run = Run::new(WARMUP + n, true);
-            let lc = Lc::new(url, Some(on_message), run.user_data());
+            let lc = Lc::with_api(url, Some(on_message), run.user_data(), api);
             run.client.store(lc.0 as u64, Ordering::Release);
             run.sent_at.store(run.now_ns(), Ordering::Relaxed);
             run.send();
@@ -488,9 +495,9 @@ fn lc_echo(url: &str, n: u64, api: Api) -> f64 {
             lc.close();
             rate
         }
-        Api::Callback => {
+        Api::Callback | Api::IoCallback => {
             let run = Run::new(n, false);
-            let lc = Lc::new(url, Some(on_message), run.user_data());
+            let lc = Lc::with_api(url, Some(on_message), run.user_data(), api);
             run.client.store(lc.0 as u64, Ordering::Release);
             let start = Instant::now();
             let first = IN_FLIGHT.min(n);
@@ -580,29 +587,27 @@ fn main() {
 
     let echo_server = || Server::start("echo");
     if wants("tcp-rtt") {
-        let (mut raw, mut poll, mut callback, mut v2_poll, mut v2_callback) = (vec![], vec![], vec![], vec![], vec![]);
+        let apis = [Api::Poll, Api::Callback, Api::IoCallback];
+        let (mut raw, mut length, mut v2) = (vec![], [vec![], vec![], vec![]], [vec![], vec![], vec![]]);
         for _ in 0..rounds {
             let s = echo_server();
             raw.push(raw_tcp::round_trips(s.port, round_trips));
-            poll.push(lc_round_trips(&format!("tcp://127.0.0.1:{}?framing=length", s.port), round_trips, Api::Poll));
-            callback.push(lc_round_trips(
-                &format!("tcp://127.0.0.1:{}?framing=length", s.port),
-                round_trips,
-                Api::Callback,
-            ));
-            let lc_url = format!("tcp://127.0.0.1:{}", s.lc_port);
-            v2_poll.push(lc_round_trips(&lc_url, round_trips, Api::Poll));
-            v2_callback.push(lc_round_trips(&lc_url, round_trips, Api::Callback));
+            for (i, api) in apis.into_iter().enumerate() {
+                let url = format!("tcp://127.0.0.1:{}?framing=length", s.port);
+                length[i].push(lc_round_trips(&url, round_trips, api));
+                v2[i].push(lc_round_trips(&format!("tcp://127.0.0.1:{}", s.lc_port), round_trips, api));
+            }
         }
         header("TCP round trip, one in flight (peer: raw tokio client, length framing)");
-        rtt_lines("length framing, lc_client_poll", &raw, &poll, "<= 1.15x");
-        rtt_lines("length framing, message callback", &raw, &callback, "<= 1.15x");
-        rtt_lines("protocol 2, lc_client_poll", &raw, &v2_poll, "<= 1.15x");
-        rtt_lines("protocol 2, message callback", &raw, &v2_callback, "<= 1.15x");
+        for (framing, runs) in [("length framing", &length), ("protocol 2", &v2)] {
+            rtt_lines(&format!("{framing}, lc_client_poll"), &raw, &runs[0], "<= 1.15x");
+            rtt_lines(&format!("{framing}, message callback"), &raw, &runs[1], "<= 1.15x");
+            rtt_lines(&format!("{framing}, message callback on the I/O thread"), &raw, &runs[2], "<= 1.15x");
+        }
     }
     if wants("ws-rtt") {
         let lws = build_lws();
-        let (mut lws_runs, mut raw, mut poll, mut callback) = (vec![], vec![], vec![], vec![]);
+        let (mut lws_runs, mut raw, mut lc) = (vec![], vec![], [vec![], vec![], vec![]]);
         for _ in 0..rounds {
             let s = echo_server();
             if let Some(program) = &lws {
@@ -610,43 +615,51 @@ fn main() {
             }
             raw.push(raw_ws::round_trips(s.ws_port, round_trips));
             let url = format!("ws://127.0.0.1:{}/", s.ws_port);
-            poll.push(lc_round_trips(&url, round_trips, Api::Poll));
-            callback.push(lc_round_trips(&url, round_trips, Api::Callback));
+            for (i, api) in [Api::Poll, Api::Callback, Api::IoCallback].into_iter().enumerate() {
+                lc[i].push(lc_round_trips(&url, round_trips, api));
+            }
         }
-        if lws.is_some() {
-            header("WebSocket round trip, one in flight (peer: libwebsockets C client)");
-            rtt_lines("protocol 2 (longconn.v2), lc_client_poll", &lws_runs, &poll, "<= 1.00x");
-            rtt_lines("protocol 2 (longconn.v2), message callback", &lws_runs, &callback, "<= 1.00x");
+        let peers: Vec<(&str, &[Rtt], &str)> = if lws.is_some() {
+            vec![("libwebsockets C client", &lws_runs, "<= 1.00x"), ("raw tokio-tungstenite", &raw, "")]
+        } else {
+            vec![("raw tokio-tungstenite", &raw, "")]
+        };
+        for (peer, peer_runs, target) in peers {
+            header(&format!("WebSocket round trip, one in flight (peer: {peer})"));
+            rtt_lines("protocol 2 (longconn.v2), lc_client_poll", peer_runs, &lc[0], target);
+            rtt_lines("protocol 2 (longconn.v2), message callback", peer_runs, &lc[1], target);
+            rtt_lines("protocol 2 (longconn.v2), message callback on the I/O thread", peer_runs, &lc[2], target);
         }
-        header("WebSocket round trip, one in flight (peer: raw tokio-tungstenite)");
-        rtt_lines("protocol 2 (longconn.v2), lc_client_poll", &raw, &poll, "");
-        rtt_lines("protocol 2 (longconn.v2), message callback", &raw, &callback, "");
     }
     if wants("tcp-echo") {
-        let (mut raw, mut poll, mut callback) = (vec![], vec![], vec![]);
+        let (mut raw, mut lc) = (vec![], [vec![], vec![], vec![]]);
         for _ in 0..rounds {
             let s = echo_server();
             let url = format!("tcp://127.0.0.1:{}?framing=length", s.port);
             raw.push(raw_tcp::echo(s.port, echo_n));
-            poll.push(lc_echo(&url, echo_n, Api::Poll));
-            callback.push(lc_echo(&url, echo_n, Api::Callback));
+            for (i, api) in [Api::Poll, Api::Callback, Api::IoCallback].into_iter().enumerate() {
+                lc[i].push(lc_echo(&url, echo_n, api));
+            }
         }
         header("TCP echo, 1,000 in flight, messages/s (peer: raw tokio client, length framing)");
-        line("lc_client_poll", &raw, &poll, "msg/s", ">= 0.90x");
-        line("message callback", &raw, &callback, "msg/s", ">= 0.90x");
+        line("lc_client_poll", &raw, &lc[0], "msg/s", ">= 0.90x");
+        line("message callback", &raw, &lc[1], "msg/s", ">= 0.90x");
+        line("message callback on the I/O thread", &raw, &lc[2], "msg/s", ">= 0.90x");
     }
     if wants("ws-echo") {
-        let (mut raw, mut poll, mut callback) = (vec![], vec![], vec![]);
+        let (mut raw, mut lc) = (vec![], [vec![], vec![], vec![]]);
         for _ in 0..rounds {
             let s = echo_server();
             let url = format!("ws://127.0.0.1:{}/", s.ws_port);
             raw.push(raw_ws::echo(s.ws_port, echo_n));
-            poll.push(lc_echo(&url, echo_n, Api::Poll));
-            callback.push(lc_echo(&url, echo_n, Api::Callback));
+            for (i, api) in [Api::Poll, Api::Callback, Api::IoCallback].into_iter().enumerate() {
+                lc[i].push(lc_echo(&url, echo_n, api));
+            }
         }
         header("WebSocket echo, 1,000 in flight, messages/s (peer: raw tokio-tungstenite)");
-        line("protocol 2 (longconn.v2), lc_client_poll", &raw, &poll, "msg/s", ">= 0.90x");
-        line("protocol 2 (longconn.v2), message callback", &raw, &callback, "msg/s", ">= 0.90x");
+        line("protocol 2 (longconn.v2), lc_client_poll", &raw, &lc[0], "msg/s", ">= 0.90x");
+        line("protocol 2 (longconn.v2), message callback", &raw, &lc[1], "msg/s", ">= 0.90x");
+        line("protocol 2 (longconn.v2), message callback on the I/O thread", &raw, &lc[2], "msg/s", ">= 0.90x");
     }
     if wants("send-wait") {
         let (mut send, mut send_wait) = (vec![], vec![]);

@@ -489,7 +489,8 @@ lc_status lc_client_set_reconnect(const lc_client *client,
 // wait for lc_client_poll(). Events without a matching callback (for
 // example errors when only a message callback is set) are discarded.
 // Callbacks run on a library thread (never the caller's, never an I/O
-// thread), one at a time per client, in order. Inside a callback you may
+// thread unless lc_config_set_callbacks_on_io_thread() asked for it), one
+// at a time per client, in order. Inside a callback you may
 // call any function of this client, including lc_client_send(),
 // lc_client_close() (returns LC_STATUS_IN_PROGRESS) and lc_client_free().
 // Callbacks must not unwind (C++ exceptions, longjmp) across the library.
@@ -725,6 +726,24 @@ lc_status lc_config_set_client_name(lc_config *config, const char *name);
 // best effort only. Returns LC_STATUS_INVALID_ARGUMENT for another value,
 // LC_STATUS_NULL_ARGUMENT, LC_STATUS_PANIC.
 lc_status lc_config_set_protocol_version(lc_config *config, uint32_t version);
+
+// Runs this client's callbacks on the library's I/O thread that received
+// the data, instead of on a callback thread (off by default). This saves
+// a thread hand-off (a wake-up and a context switch) per read, which is
+// most of a round trip's cost when one message travels at a time.
+//
+// The rules, which the application promises by turning this on: callbacks
+// return quickly and never block (no sleeping, locks held for long, disk
+// or network I/O, or waiting on another thread), since while one runs the
+// I/O thread serves no other connection. Inside them, as on a callback
+// thread, lc_client_send() may be called, lc_client_send_wait() does not
+// wait, lc_client_close() returns LC_STATUS_IN_PROGRESS, and
+// lc_client_poll() must not be called with a timeout. Callbacks of one
+// client still run one at a time and in order; an event that arises on
+// another thread, or while another thread is running this client's
+// callbacks, goes to the callback thread as usual. Fails only with
+// LC_STATUS_NULL_ARGUMENT or LC_STATUS_PANIC.
+lc_status lc_config_set_callbacks_on_io_thread(lc_config *config, bool enabled);
 
 // Turns LC_EVENT_ACKNOWLEDGED events on or off (off by default). When on,
 // each acknowledgement from the server that moves lc_stats.acked_number

@@ -407,7 +407,8 @@ fn install(client: &lc_client, update: impl FnOnce(&mut CallbackSet)) -> lc_stat
 /// wait for lc_client_poll(). Events without a matching callback (for
 /// example errors when only a message callback is set) are discarded.
 /// Callbacks run on a library thread (never the caller's, never an I/O
-/// thread), one at a time per client, in order. Inside a callback you may
+/// thread unless lc_config_set_callbacks_on_io_thread() asked for it), one
+/// at a time per client, in order. Inside a callback you may
 /// call any function of this client, including lc_client_send(),
 /// lc_client_close() (returns LC_STATUS_IN_PROGRESS) and lc_client_free().
 /// Callbacks must not unwind (C++ exceptions, longjmp) across the library.

@@ -408,6 +408,30 @@ pub unsafe extern "C" fn lc_config_set_protocol_version(config: *mut lc_config, 
     })
 }
 
+/// Runs this client's callbacks on the library's I/O thread that received
+/// the data, instead of on a callback thread (off by default). This saves
+/// a thread hand-off (a wake-up and a context switch) per read, which is
+/// most of a round trip's cost when one message travels at a time.
+///
+/// The rules, which the application promises by turning this on: callbacks
+/// return quickly and never block (no sleeping, locks held for long, disk
+/// or network I/O, or waiting on another thread), since while one runs the
+/// I/O thread serves no other connection. Inside them, as on a callback
+/// thread, lc_client_send() may be called, lc_client_send_wait() does not
+/// wait, lc_client_close() returns LC_STATUS_IN_PROGRESS, and
+/// lc_client_poll() must not be called with a timeout. Callbacks of one
+/// client still run one at a time and in order; an event that arises on
+/// another thread, or while another thread is running this client's
+/// callbacks, goes to the callback thread as usual. Fails only with
+/// LC_STATUS_NULL_ARGUMENT or LC_STATUS_PANIC.
+#[no_mangle]
+pub unsafe extern "C" fn lc_config_set_callbacks_on_io_thread(config: *mut lc_config, enabled: bool) -> lc_status {
+    with_config(config, |c| {
+        c.callbacks_on_io_thread = enabled;
+        Ok(())
+    })
+}
+
 /// Turns LC_EVENT_ACKNOWLEDGED events on or off (off by default). When on,
 /// each acknowledgement from the server that moves lc_stats.acked_number
 /// is also queued as an event (they arrive every few milliseconds while

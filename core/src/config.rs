@@ -53,6 +53,10 @@ pub struct ClientConfig {
     /// Report acknowledgements as [`crate::Event::Acknowledged`] events (off
     /// by default: the same news is in the statistics, without an event stream).
     pub ack_events: bool,
+    /// Run callbacks on the I/O thread that received the data instead of a
+    /// callback thread (off by default): one thread hand-off less per
+    /// message, for callbacks that return quickly and never block.
+    pub callbacks_on_io_thread: bool,
 }
 
 impl ClientConfig {
@@ -74,6 +78,7 @@ impl ClientConfig {
             tls: TlsSettings::default(),
             max_protocol: crate::protocol::hello::PROTOCOL_V2,
             ack_events: false,
+            callbacks_on_io_thread: false,
         })
     }
 

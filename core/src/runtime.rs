@@ -60,6 +60,16 @@ pub fn check_not_forked() -> Result<(), Error> {
     Ok(())
 }
 
+thread_local! {
+    /// Set on the runtime's own threads.
+    static ON_IO_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the calling thread is one of the I/O threads.
+pub fn on_io_thread() -> bool {
+    ON_IO_THREAD.with(|on| on.get())
+}
+
 /// The shared runtime, started on first use.
 pub fn get() -> Result<&'static Runtime, Error> {
     check_not_forked()?;
@@ -73,6 +83,7 @@ pub fn get() -> Result<&'static Runtime, Error> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(WORKER_THREADS.load(Ordering::Relaxed))
         .thread_name("longconn-io")
+        .on_thread_start(|| ON_IO_THREAD.with(|on| on.set(true)))
         .enable_all()
         .build()
         .map_err(|e| Error::Runtime(format!("cannot start the I/O threads: {e}")))?;

@@ -12,6 +12,7 @@ typedef struct {
     waiter w;
     lc_client *client;
     pthread_t main_thread;
+    const char *thread_prefix; /* where callbacks must run */
     volatile int connected, messages, closed, wrong_thread, after_free, freed, close_status;
 } chain;
 
@@ -21,7 +22,8 @@ static void on_event(void *user_data, const lc_event *event) {
     char name[32] = "";
     pthread_getname_np(pthread_self(), name, sizeof name);
     pthread_mutex_lock(&c->w.lock);
-    if (pthread_equal(pthread_self(), c->main_thread) || strncmp(name, "longconn-cb", 11) != 0) c->wrong_thread++;
+    if (pthread_equal(pthread_self(), c->main_thread) || strncmp(name, c->thread_prefix, strlen(c->thread_prefix)) != 0)
+        c->wrong_thread++;
     if (c->freed) c->after_free++;
     switch (event->kind) {
     case LC_EVENT_CONNECTED:
@@ -129,6 +131,7 @@ int main(int argc, char **argv) {
     a.main_thread = pthread_self();
     a.client = harness_client(argv[1]);
     a.close_status = -1;
+    a.thread_prefix = "longconn-cb";
     CHECK_STATUS(lc_client_set_event_callback(a.client, on_event, &a), LC_STATUS_OK);
     CHECK_STATUS(lc_client_connect(a.client), LC_STATUS_OK);
     pthread_mutex_lock(&a.w.lock);
@@ -159,6 +162,7 @@ int main(int argc, char **argv) {
     waiter_init(&c.w);
     c.main_thread = pthread_self();
     c.client = harness_client(argv[1]);
+    c.thread_prefix = "longconn-cb";
     CHECK_STATUS(lc_client_set_event_callback(c.client, on_event, &c), LC_STATUS_OK);
     CHECK_STATUS(lc_client_connect(c.client), LC_STATUS_OK);
     pthread_mutex_lock(&c.w.lock);
@@ -200,7 +204,31 @@ int main(int argc, char **argv) {
     lc_client_free(d);
     lc_client_free(n.full);
     waiter_destroy(&n.w);
-    /* 5. The batch callback takes the messages, ahead of a message callback. */
+    /* 5. Callbacks on the I/O thread: the same ping-pong, sends and a close from inside. */
+    chain g;
+    memset(&g, 0, sizeof g);
+    waiter_init(&g.w);
+    g.main_thread = pthread_self();
+    g.close_status = -1;
+    g.thread_prefix = "longconn-io";
+    lc_config *io_config = NULL;
+    CHECK_STATUS(lc_config_new(argv[1], &io_config), LC_STATUS_OK);
+    CHECK_STATUS(lc_config_set_callbacks_on_io_thread(io_config, true), LC_STATUS_OK);
+    CHECK_STATUS(lc_config_set_callbacks_on_io_thread(NULL, true), LC_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(lc_client_new(io_config, &g.client), LC_STATUS_OK);
+    lc_config_free(io_config);
+    CHECK_STATUS(lc_client_set_event_callback(g.client, on_event, &g), LC_STATUS_OK);
+    CHECK_STATUS(lc_client_connect(g.client), LC_STATUS_OK);
+    pthread_mutex_lock(&g.w.lock);
+    CHECK(wait_until_at_least(&g.w, &g.closed, 1, 10000));
+    CHECK(g.connected == 1 && g.messages == 50);
+    CHECK(g.close_status == (int)LC_STATUS_IN_PROGRESS);
+    CHECK(g.wrong_thread == 0);
+    pthread_mutex_unlock(&g.w.lock);
+    lc_client_free(g.client);
+    waiter_destroy(&g.w);
+
+    /* 6. The batch callback takes the messages, ahead of a message callback. */
     batches e;
     memset(&e, 0, sizeof e);
     waiter_init(&e.w);

@@ -1,16 +1,22 @@
 //! Delivery: how events reach the application, by callbacks on a callback
 //! thread or by polling the inbox.
 //!
-//! Callbacks never run on a tokio worker, so a slow or blocking callback
-//! cannot stall I/O. A small pool of threads named `longconn-cb` (1 by
-//! default) serves all clients; each client is pinned to one thread, which
+//! By default callbacks never run on a tokio worker, so a slow or blocking
+//! callback cannot stall I/O. A small pool of threads named `longconn-cb` (1
+//! by default) serves all clients; each client is pinned to one thread, which
 //! keeps its callbacks serialized and in order. The callback loop of a
 //! client is [`Delivery::dispatch`].
+//!
+//! A client configured with `callbacks_on_io_thread` runs them instead on
+//! the I/O thread that queued them, at once, when no other thread is running
+//! that client's callbacks (otherwise they go to its callback thread as
+//! usual): one thread hand-off less per read, for callbacks that return
+//! quickly and never block.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError};
 
 use super::inbox::{EventQueue, Queued};
 use super::lifecycle::{Lifecycle, State};
@@ -75,11 +81,14 @@ pub struct Delivery {
     detached: AtomicBool,
     /// Held while callbacks run, so a detach from another thread can wait them out.
     running: Mutex<()>,
+    /// Run callbacks on the I/O thread that queues them, when it can.
+    on_io_thread: bool,
 }
 
 impl Delivery {
-    pub fn new(id: u64, inbox: EventQueue, lifecycle: Arc<Lifecycle>) -> Delivery {
+    pub fn new(id: u64, inbox: EventQueue, lifecycle: Arc<Lifecycle>, on_io_thread: bool) -> Delivery {
         Delivery {
+            on_io_thread,
             id,
             inbox,
             lifecycle,
@@ -110,9 +119,22 @@ impl Delivery {
     }
 
     fn schedule_if(self: &Arc<Self>, to_callbacks: bool) {
-        if to_callbacks && !self.scheduled.swap(true, Ordering::AcqRel) {
-            schedule(self.id as usize, self.clone());
+        if !to_callbacks || self.scheduled.swap(true, Ordering::AcqRel) {
+            return;
         }
+        if self.on_io_thread && runtime::on_io_thread() {
+            let running = match self.running.try_lock() {
+                Ok(running) => Some(running),
+                Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+                // Another thread runs this client's callbacks: they go there, in order.
+                Err(TryLockError::WouldBlock) => None,
+            };
+            if let Some(running) = running {
+                self.scheduled.store(false, Ordering::Release);
+                return self.run_callbacks(running);
+            }
+        }
+        schedule(self.id as usize, self.clone());
     }
 
     /// Whether events go to a handler (else they wait for `poll`).
@@ -162,8 +184,14 @@ impl Delivery {
     /// empty, the handler is removed, or the handle is gone.
     fn dispatch(&self) {
         self.scheduled.store(false, Ordering::Release);
-        let _running = lock(&self.running);
-        DISPATCHING.with(|d| d.set(self.id));
+        self.run_callbacks(lock(&self.running));
+    }
+
+    /// The body of [`Delivery::dispatch`], holding `running`.
+    fn run_callbacks(&self, _running: MutexGuard<'_, ()>) {
+        // Saved and restored: a callback on an I/O thread may make another
+        // client's callbacks run on the same thread, inside it.
+        let outer = DISPATCHING.with(|d| d.replace(self.id));
         while !self.detached.load(Ordering::Acquire) {
             let Some(handler) = lock(&self.handler).clone() else {
                 // Switched to poll mode: leave the events for `poll`.
@@ -194,7 +222,7 @@ impl Delivery {
                 self.inbox.delivered(std::iter::once(entry));
             }
         }
-        DISPATCHING.with(|d| d.set(0));
+        DISPATCHING.with(|d| d.set(outer));
     }
 }
 

@@ -55,7 +55,7 @@ impl Engine {
             id,
             tls,
             sending: sending::Sending::new(config.outbox, config.framing()),
-            delivery: Arc::new(dispatch::Delivery::new(id, inbox, lifecycle.clone())),
+            delivery: Arc::new(dispatch::Delivery::new(id, inbox, lifecycle.clone(), config.callbacks_on_io_thread)),
             close: close::CloseSignal::default(),
             counters: counters::Counters::default(),
             settings: settings::Settings::new(settings::LiveSettings {

@@ -115,6 +115,9 @@ SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "lc_config_set_client_name": (c_status, [_p, ctypes.c_char_p]),
     "lc_config_set_protocol_version": (c_status, [_p, ctypes.c_uint32]),
     "lc_config_set_acknowledgement_events": (c_status, [_p, ctypes.c_bool]),
+    # Declared for completeness; the Client does not offer it: a Python
+    # callback needs the GIL, and waiting for it would stall an I/O thread.
+    "lc_config_set_callbacks_on_io_thread": (c_status, [_p, ctypes.c_bool]),
     "lc_runtime_configure": (c_status, [ctypes.c_uint32, ctypes.c_uint32]),
     "lc_client_set_event_callback": (c_status, [_p, EVENT_CB, ctypes.c_void_p]),
     "lc_client_set_message_callback": (c_status, [_p, MESSAGE_CB, ctypes.c_void_p]),

@@ -357,10 +357,10 @@ lc_status lc_client_connect(const lc_client *client);
 // Queues a copy of `len` bytes at `data` as one message and returns at once.
 //
 // Messages go out in the order they were sent, also across reconnects.
-// On plain TCP, a message sent while nothing else is queued and the
-// connection is idle is handed to the socket from the calling thread, with
-// a write that never waits; the rest of it, if the socket takes only part,
-// is written by the library's I/O thread.
+// On plain TCP and WebSocket, a message sent while nothing else is queued
+// and the connection is idle is handed to the socket from the calling
+// thread, with a write that never waits; the rest of it, if the socket
+// takes only part, is written by the library's I/O thread.
 // `client`: not NULL, borrowed. `data`: borrowed for the call; NULL only
 // when `len` is 0. Any thread, several at once; also from a callback.
 // Returns LC_STATUS_OK, or LC_STATUS_QUEUE_FULL when the outbox is at its

@@ -489,12 +489,17 @@ fn tagged(tag: u64, len: usize) -> Vec<u8> {
 fn sends_written_from_the_callers_thread_stay_whole_and_in_order_when_the_socket_takes_part() {
     // A 4 MiB message does not fit the socket's buffer at once, so a send
     // that writes it directly stops inside it and leaves the rest to the
-    // writer; the small message right after must follow that rest, and a
+    // writer (over WebSocket: tungstenite's buffer, for the writer to
+    // flush); the small message right after must follow that rest, and a
     // second thread's messages never land inside either.
     const BIG: usize = 4 << 20;
     let server = Server::start("echo", &["--max-frame", &(8 << 20).to_string()]);
-    for framing in ["length", "longconn"] {
-        let mut c = config(&server.url(framing));
+    for framing in ["length", "longconn", "ws"] {
+        let url = match framing {
+            "ws" => format!("ws://127.0.0.1:{}/", server.ports.ws),
+            other => server.url(other),
+        };
+        let mut c = config(&url);
         c.max_frame_size = 8 << 20;
         let client = std::sync::Arc::new(Client::new(c).unwrap());
         client.connect().unwrap();

@@ -4,9 +4,10 @@
 //!
 //! On plain TCP, a send that finds the outbox empty and the connection's
 //! writer parked writes the message itself, from the application's thread,
-//! without waiting ([`DirectWriter::try_write`]): a message travelling
+//! without waiting ([`Direct::write`]): a message travelling
 //! alone costs no wake-up of an I/O thread. Whatever the socket does not
-//! take at once is handed to the writer. Who may write is one atomic
+//! take at once is handed to the writer. WebSocket does the same through
+//! tungstenite's sink ([`crate::transport::ws::WsDirect`]). Who may write is one atomic
 //! ([`WriterTurn`]); the writer takes its turn back before every write.
 //!
 //! One direct write per read from the peer: a request answering a reply
@@ -26,8 +27,7 @@ use crate::lock::{lock, wait_timeout};
 use crate::outbox::{Batch, Outbox, OutboxFull};
 use crate::policy::limits::OutboxLimits;
 use crate::protocol::Framing;
-use crate::transport::tcp::DirectWriter;
-use crate::transport::WRITE_CHUNK;
+use crate::transport::Direct;
 
 /// Whose turn it is to write to the connection's socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,9 +44,11 @@ enum WriterTurn {
 /// The socket direct writes go to, and what one of them left for the writer.
 #[derive(Debug, Default)]
 struct DirectSlot {
-    socket: Option<DirectWriter>,
+    socket: Option<Direct>,
     /// A batch a direct write could not finish; the writer's next.
     handoff: Option<Batch>,
+    /// A direct write left bytes in the transport's buffer for the writer to flush.
+    flush_owed: bool,
 }
 
 /// Why [`Sending::push_waiting`] queued nothing.
@@ -160,13 +162,8 @@ impl Sending {
     /// turn is [`WriterTurn::Direct`]); what is left goes to the writer.
     fn write_direct(&self, mut batch: Batch, counters: &Counters) {
         let mut slot = lock(&self.direct);
-        if let Some(socket) = slot.socket.as_ref().filter(|_| batch.framing().is_some()) {
-            let (_, bytes) = batch.next_chunk(WRITE_CHUNK);
-            // An error is the writer's to find and report, on its own write.
-            if let Ok(written) = socket.try_write(bytes) {
-                batch.record_written(written);
-            }
-        }
+        let flush_owed = slot.socket.as_ref().is_some_and(|direct| direct.write(&mut batch).flush_owed);
+        slot.flush_owed |= flush_owed;
         // Bookkeeping before the turn is given back, so batches are
         // finished (and kept for acknowledgement) in the order written.
         let handed_off = !batch.is_done();
@@ -178,13 +175,18 @@ impl Sending {
             drop(slot);
             self.batch_written(batch, counters);
         }
-        if handed_off {
+        if handed_off || flush_owed {
             // The writer's turn now: nothing may be written before the rest.
             self.turn.store(WriterTurn::Writer as u8, Ordering::Release);
             self.writer_wake.notify_one();
         } else {
             self.turn.store(WriterTurn::Parked as u8, Ordering::Release);
         }
+    }
+
+    /// Whether a direct write left something for the writer to flush (once).
+    pub fn take_flush_owed(&self) -> bool {
+        std::mem::take(&mut lock(&self.direct).flush_owed)
     }
 
     /// The writer's turn to write: waits out a direct write in progress
@@ -213,7 +215,7 @@ impl Sending {
     }
 
     /// A new connection's socket for direct writes (`None`: none allowed).
-    pub fn attach_direct(&self, socket: Option<DirectWriter>) {
+    pub fn attach_direct(&self, socket: Option<Direct>) {
         lock(&self.direct).socket = socket;
     }
 
@@ -223,6 +225,7 @@ impl Sending {
     pub fn detach_direct(&self, in_flight: &mut Option<Batch>) {
         let mut slot = lock(&self.direct);
         slot.socket = None;
+        slot.flush_owed = false;
         if let Some(batch) = slot.handoff.take() {
             debug_assert!(in_flight.is_none(), "the writer parks only with nothing in hand");
             *in_flight = Some(batch);

@@ -424,6 +424,11 @@ async fn write_loop(
 ) -> Ended {
     loop {
         sending.take_turn().await;
+        if sending.take_flush_owed() {
+            if let Err(e) = writer.flush().await {
+                return ended(DisconnectReason::Io, format!("write failed: {e}"));
+            }
+        }
         let control = link.take_control();
         if in_flight.is_none() {
             *in_flight = sending.take_handoff().or_else(|| sending.take_batch());

@@ -53,6 +53,43 @@ pub enum Writer {
     Ws(ws::WsWriter),
 }
 
+/// Writes from another thread than the connection's writer, which never
+/// wait: they hand over what the transport takes at once. Whoever holds
+/// one must take turns with the writer (`engine/sending.rs` arbitrates).
+#[derive(Clone, Debug)]
+pub enum Direct {
+    Tcp(tcp::DirectWriter),
+    Ws(ws::WsDirect),
+}
+
+/// What a [`Direct::write`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirectWrite {
+    /// Something was handed over but not yet flushed to the socket: the
+    /// writer must flush before anything else is written.
+    pub flush_owed: bool,
+}
+
+impl Direct {
+    /// Hands as much of `batch` as goes at once to the transport, marking
+    /// in the batch what was handed over. Errors are left for the writer
+    /// to meet on its own next write.
+    pub fn write(&self, batch: &mut Batch) -> DirectWrite {
+        match self {
+            Direct::Tcp(socket) => {
+                if batch.framing().is_some() {
+                    let (_, bytes) = batch.next_chunk(WRITE_CHUNK);
+                    if let Ok(written) = socket.try_write(bytes) {
+                        batch.record_written(written);
+                    }
+                }
+                DirectWrite { flush_owed: false }
+            }
+            Direct::Ws(ws) => ws.try_write(batch),
+        }
+    }
+}
+
 /// An open connection and a description of the peer for events and logs.
 pub struct Connection {
     pub reader: Reader,
@@ -125,11 +162,19 @@ impl Writer {
     }
 
     /// A handle for writes from the application's thread that never wait,
-    /// where the transport allows them (plain TCP).
-    pub fn direct(&self) -> Option<tcp::DirectWriter> {
+    /// where the transport allows them (plain TCP, WebSocket).
+    pub fn direct(&self) -> Option<Direct> {
         match self {
-            Writer::Tcp(w) => w.direct(),
-            Writer::Ws(_) => None,
+            Writer::Tcp(w) => w.direct().map(Direct::Tcp),
+            Writer::Ws(w) => Some(Direct::Ws(w.direct())),
+        }
+    }
+
+    /// Finishes a write a [`Direct`] write left unflushed.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Writer::Tcp(_) => Ok(()),
+            Writer::Ws(w) => w.flush().await,
         }
     }
 

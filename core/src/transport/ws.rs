@@ -12,9 +12,12 @@
 //! handshake stay WebSocket's own.
 
 use std::io;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::task::noop_waker_ref;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::error::CapacityError;
@@ -113,6 +116,7 @@ pub async fn accept(
 fn halves(ws: Ws, v2: bool) -> (Reader, Writer) {
     let (sink, stream) = ws.split();
     let reader = WsReader { stream, v2, deferred: None, gathered: BytesMut::new() };
+    let sink = Arc::new(tokio::sync::Mutex::new(sink));
     (Reader::Ws(reader), Writer::Ws(WsWriter { sink, v2, chunk: BytesMut::new() }))
 }
 
@@ -252,12 +256,71 @@ fn codec_error(e: WsError) -> FrameError {
     }
 }
 
+/// The sending half, shared with [`WsDirect`]. The lock is never
+/// contended: the writer and direct writes take turns (`engine/sending.rs`).
+type SharedSink = Arc<tokio::sync::Mutex<SplitSink<Ws, Message>>>;
+
 pub struct WsWriter {
-    sink: SplitSink<Ws, Message>,
+    sink: SharedSink,
     /// Binary messages carry longconn frames ([`V2_SUBPROTOCOL`]).
     v2: bool,
     /// The messages of the chunk being written, back to back.
     chunk: BytesMut,
+}
+
+/// Writes a message into tungstenite from another thread without waiting:
+/// through the same sink as the writer, so tungstenite still sees every
+/// frame it sends (its own pongs and close replies included) in order.
+#[derive(Clone)]
+pub struct WsDirect {
+    sink: SharedSink,
+    v2: bool,
+}
+
+impl std::fmt::Debug for WsDirect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WsDirect")
+    }
+}
+
+impl WsDirect {
+    /// Hands the batch's messages to tungstenite while it takes them at
+    /// once, then flushes what it can. Never waits: when the reader half is
+    /// busy inside tungstenite, or its buffer is full, the rest stays for
+    /// the writer.
+    pub fn try_write(&self, batch: &mut Batch) -> super::DirectWrite {
+        let Ok(mut sink) = self.sink.try_lock() else {
+            return super::DirectWrite { flush_owed: false };
+        };
+        let mut cx = Context::from_waker(noop_waker_ref());
+        let mut handed = 0;
+        for (text, payload) in batch.iter_unsent_with_kind() {
+            if !matches!(sink.poll_ready_unpin(&mut cx), Poll::Ready(Ok(()))) {
+                break;
+            }
+            let Ok(message) = message_of(text, payload, self.v2) else { break };
+            if sink.start_send_unpin(message).is_err() {
+                break;
+            }
+            handed += 1;
+        }
+        batch.mark_sent(handed);
+        let flushed = matches!(sink.poll_flush_unpin(&mut cx), Poll::Ready(Ok(())));
+        super::DirectWrite { flush_owed: handed > 0 && !flushed }
+    }
+}
+
+/// One queued message as a WebSocket message: under longconn.v2 a binary
+/// message with its frame type first, else binary or text as sent.
+fn message_of(text: bool, payload: &[u8], v2: bool) -> io::Result<Message> {
+    Ok(if v2 {
+        framed(if text { FrameType::Text } else { FrameType::Data }, payload)
+    } else if text {
+        // Checked to be UTF-8 when it was sent.
+        Message::Text(Bytes::copy_from_slice(payload).try_into().map_err(io::Error::other)?)
+    } else {
+        Message::Binary(Bytes::copy_from_slice(payload))
+    })
 }
 
 /// A longconn frame as one binary message: its type byte, then its payload.
@@ -272,9 +335,10 @@ impl WsWriter {
     /// Sends control frames, then the next chunk of the batch's messages,
     /// marking them as sent once flushed.
     pub async fn write(&mut self, control: &[Frame], batch: Option<&mut Batch>) -> io::Result<()> {
+        let mut sink = self.sink.lock().await;
         for frame in control {
             if let Some(message) = control_message(frame, self.v2) {
-                self.sink.feed(message).await.map_err(io_error)?;
+                sink.feed(message).await.map_err(io_error)?;
             }
         }
         if let Some(batch) = batch {
@@ -306,17 +370,27 @@ impl WsWriter {
                 } else {
                     Message::Binary(data)
                 };
-                self.sink.feed(message).await.map_err(io_error)?;
+                sink.feed(message).await.map_err(io_error)?;
             }
-            self.sink.flush().await.map_err(io_error)?;
+            sink.flush().await.map_err(io_error)?;
             batch.mark_sent(count);
             return Ok(());
         }
-        self.sink.flush().await.map_err(io_error)
+        sink.flush().await.map_err(io_error)
+    }
+
+    /// Flushes what a direct write left in tungstenite's buffer.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        self.sink.lock().await.flush().await.map_err(io_error)
     }
 
     pub async fn shutdown(&mut self) -> io::Result<()> {
-        self.sink.close().await.map_err(io_error)
+        self.sink.lock().await.close().await.map_err(io_error)
+    }
+
+    /// A handle for direct writes into this connection.
+    pub fn direct(&self) -> WsDirect {
+        WsDirect { sink: self.sink.clone(), v2: self.v2 }
     }
 }
 

@@ -19,7 +19,7 @@ LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 DESTDIR    ?=
 
-.PHONY: all demo test test-rust test-c test-cpp test-python check-header header lint bench bench-instructions check-modules install uninstall test-install fuzz fuzz-short audit audit-if-available python clean
+.PHONY: all demo test test-rust test-c test-cpp test-python check-header header lint bench bench-peers bench-instructions check-modules install uninstall test-install fuzz fuzz-short audit audit-if-available python clean
 
 all: $(BUILD)/chat
 
@@ -149,6 +149,16 @@ audit-if-available:
 bench:
 	$(CARGO) build --release -p longconn-server
 	$(CARGO) bench --bench loopback
+
+# longconn against the peers of issue 11 (docs/BENCHMARKS.md): raw tokio,
+# tokio-tungstenite, the libwebsockets C client, Python's websockets and
+# websocket-client; installs the C library and the Python packages if missing.
+bench-peers:
+	pkg-config --exists libwebsockets || (apt-get update -qq && apt-get install -y -qq libwebsockets-dev)
+	$(PYTHON) -c "import websockets, websocket" 2>/dev/null || $(PYTHON) -m pip install --quiet websockets websocket-client
+	$(CARGO) build --release -p longconn -p longconn-server
+	$(CARGO) bench --bench peers
+	$(PYTHON) benches/python_bench.py
 
 clean:
 	$(CARGO) clean

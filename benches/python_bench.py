@@ -40,10 +40,10 @@ ROUND_TRIPS = int(os.environ.get("ROUND_TRIPS", 5_000))
 RUNS = int(os.environ.get("RUNS", 3))
 PAYLOAD = b"x" * 64
 
-def start_server() -> tuple[subprocess.Popen, str, str]:
-    """longconn-server in echo mode: its tcp:// (longconn protocol) and ws:// URLs."""
+def start_server(mode: str = "echo") -> tuple[subprocess.Popen, str, str]:
+    """longconn-server in `mode`: its tcp:// (longconn protocol) and ws:// URLs."""
     proc = subprocess.Popen(
-        [str(REPO / "target/release/longconn-server"), "--mode", "echo", "--quiet", "--threads", "1",
+        [str(REPO / "target/release/longconn-server"), "--mode", mode, "--quiet", "--threads", "1",
          "--length-port", "off", "--line-port", "off", "--ws-port", "0", "--longconn-port", "0",
          "--data-dir", "memory"],
         stdout=subprocess.PIPE, text=True,
@@ -198,6 +198,8 @@ def percentile(samples: list[float], p: float) -> float:
 
 def main() -> None:
     proc, tcp_url, ws_url = start_server()
+    # Sends go to a sink: echoes nobody reads would fill the inbox and stall the connection.
+    sink, sink_url, _ = start_server("sink")
     results: dict[str, list[float]] = {}
 
     def add(name: str, value: float) -> None:
@@ -217,11 +219,12 @@ def main() -> None:
             p50_p99("ws", asyncio.run(ws_round_trips(ws_url)))
             p50_p99("lc_ws", longconn_round_trips(ws_url))
             p50_p99("lc_tcp", longconn_round_trips(tcp_url))
-            add("lc_send", longconn_send(tcp_url))
-            add("lc_asend", asyncio.run(longconn_asend(tcp_url)))
+            add("lc_send", longconn_send(sink_url))
+            add("lc_asend", asyncio.run(longconn_asend(sink_url)))
     finally:
-        proc.kill()
-        proc.wait()
+        for p in (proc, sink):
+            p.kill()
+            p.wait()
 
     def ratio(name: str, peer: str) -> float:
         return statistics.median(l / p for l, p in zip(results[name], results[peer]))

@@ -483,8 +483,9 @@ pub unsafe extern "C" fn lc_client_poll(
             Ok(None) => return LC_STATUS_TIMEOUT,
             Err(e) => return fail_with(e),
         };
-        let text = event_text(&event);
-        let c_event = to_c_event(&event, &text, c.client.state().into());
+        // A message has no text: no allocation for it on the busiest path.
+        let text = event.as_message().is_none().then(|| event_text(&event));
+        let c_event = to_c_event(&event, text.as_deref().unwrap_or(c""), c.client.state().into());
         // Payload bytes and text live in the heap, so moving them keeps the pointers valid.
         *lock(&c.polled) = Some(PolledEvent { _event: event, _text: text });
         write_out!(out_event, c_event);

@@ -371,5 +371,5 @@ pub(crate) fn to_c_event(event: &Event, text: &CStr, state: lc_state) -> lc_even
 /// An event returned by lc_client_poll(), kept until the next poll.
 pub(crate) struct PolledEvent {
     pub(crate) _event: Event,
-    pub(crate) _text: CString,
+    pub(crate) _text: Option<CString>,
 }

@@ -163,6 +163,12 @@ public:
         detail::check(lc_config_set_protocol_version(raw_, version));
         return *this;
     }
+    /* Callbacks on the I/O thread (see lc_config_set_callbacks_on_io_thread()
+     * for the rules: they must return quickly and never block). */
+    config &callbacks_on_io_thread(bool enabled) {
+        detail::check(lc_config_set_callbacks_on_io_thread(raw_, enabled));
+        return *this;
+    }
 
     const lc_config *get() const noexcept { return raw_; }
 
@@ -242,14 +248,17 @@ public:
     }
 
     /* Runs `handler` for every message on the callback thread; an empty
-     * function removes it. `message::data` is valid only during the call. */
+     * function removes it. `message::data` is valid only during the call.
+     * Messages come from the library a read's worth per call
+     * (lc_client_set_messages_callback()), so the handler is looked up once
+     * per batch, not per message. */
     void on_message(message_handler handler) {
         {
             std::lock_guard<std::mutex> lock(callbacks_->mutex);
             callbacks_->on_message = std::move(handler);
         }
-        detail::check(lc_client_set_message_callback(raw_, callbacks_->on_message ? &message_trampoline : nullptr,
-                                                     callbacks_.get()));
+        detail::check(lc_client_set_messages_callback(raw_, callbacks_->on_message ? &messages_trampoline : nullptr,
+                                                      callbacks_.get()));
     }
     /* Runs `handler` for every event (messages too, without on_message). */
     void on_event(event_handler handler) {
@@ -298,19 +307,26 @@ private:
 
     static const uint8_t *bytes(std::string_view data) { return reinterpret_cast<const uint8_t *>(data.data()); }
 
-    static void message_trampoline(void *user_data, const uint8_t *data, size_t len, bool is_text) {
+    static void messages_trampoline(void *user_data, const lc_message *messages, size_t count) {
         auto *self = static_cast<callbacks *>(user_data);
+        message_handler handler;
         try {
-            message_handler handler;
-            {
-                std::lock_guard<std::mutex> lock(self->mutex);
-                handler = self->on_message;
-            }
-            if (handler) handler(message{std::string_view(reinterpret_cast<const char *>(data), len), is_text});
-        } catch (const std::exception &e) {
-            self->failed(e.what());
+            std::lock_guard<std::mutex> lock(self->mutex);
+            handler = self->on_message;
         } catch (...) {
-            self->failed("a non-standard exception");
+            self->failed("could not copy the message handler");
+            return;
+        }
+        if (!handler) return;
+        for (size_t i = 0; i < count; i++) {
+            const lc_message &m = messages[i];
+            try {
+                handler(message{std::string_view(reinterpret_cast<const char *>(m.data), m.len), m.is_text});
+            } catch (const std::exception &e) {
+                self->failed(e.what());
+            } catch (...) {
+                self->failed("a non-standard exception");
+            }
         }
     }
 

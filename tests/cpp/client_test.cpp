@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -125,6 +126,28 @@ int main(int argc, char **argv) {
     CHECK(echo && echo->data == "polled");
     CHECK(polled.close(5s) == 0);
     CHECK(!longconn::version().empty());
+
+    // Callbacks on the I/O thread: a burst echoes back whole and in order,
+    // and a handler that throws is counted without losing the rest.
+    {
+        longconn::config cfg(url);
+        cfg.callbacks_on_io_thread(true);
+        longconn::client io(cfg);
+        inbox got;
+        io.on_message([&](const longconn::message &m) {
+            if (m.data == "throw") throw std::runtime_error("thrown on the I/O thread");
+            got.add(m);
+        });
+        io.connect();
+        io.send("throw");
+        for (int i = 0; i < 1000; i++) io.send(std::to_string(i));
+        CHECK(got.wait_for(1000));
+        std::lock_guard<std::mutex> lock(got.mutex);
+        bool in_order = got.messages.size() == 1000;
+        for (size_t i = 0; in_order && i < got.messages.size(); i++) in_order = got.messages[i] == std::to_string(i);
+        CHECK(in_order);
+        CHECK(io.callback_errors() == 1);
+    }
 
     if (failures) {
         std::fprintf(stderr, "client_test: %d checks failed\n", failures);

@@ -490,9 +490,14 @@ fn sends_written_from_the_callers_thread_stay_whole_and_in_order_when_the_socket
     // A 4 MiB message does not fit the socket's buffer at once, so a send
     // that writes it directly stops inside it and leaves the rest to the
     // writer (over WebSocket: tungstenite's buffer, for the writer to
-    // flush); the small message right after must follow that rest, and a
-    // second thread's messages never land inside either.
+    // flush). Meanwhile a second thread sends small messages one by one,
+    // each after its previous echo came back, so its sends are direct
+    // writes too whenever they may be: none may land inside the big one,
+    // and everything must come back whole and in each sender's order. A
+    // third thread takes the echoes as they come, so nothing waits in the inbox.
     const BIG: usize = 4 << 20;
+    const ROUNDS: u64 = 8;
+    const SMALL: u64 = 3000;
     let server = Server::start("echo", &["--max-frame", &(8 << 20).to_string()]);
     for framing in ["length", "longconn", "ws"] {
         let url = match framing {
@@ -504,39 +509,55 @@ fn sends_written_from_the_callers_thread_stay_whole_and_in_order_when_the_socket
         let client = std::sync::Arc::new(Client::new(c).unwrap());
         client.connect().unwrap();
         wait_for(&client, WITHIN, is_connected);
-        let other = {
-            let client = client.clone();
+        let got = std::sync::Arc::new((std::sync::Mutex::new(Vec::<Vec<u8>>::new()), std::sync::Condvar::new()));
+        let total = (2 * ROUNDS + SMALL) as usize;
+        let consumer = {
+            let (client, got) = (client.clone(), got.clone());
             std::thread::spawn(move || {
-                for i in 0..2000u64 {
-                    client.send(&tagged(1_000_000 + i, 16)).unwrap();
-                    if i % 100 == 0 {
-                        std::thread::yield_now();
+                let deadline = Instant::now() + WITHIN * 6;
+                while got.0.lock().unwrap().len() < total && Instant::now() < deadline {
+                    if let Ok(Some(Event::Message(m))) = client.poll(Duration::from_millis(100)) {
+                        got.0.lock().unwrap().push(m.to_vec());
+                        got.1.notify_all();
                     }
                 }
             })
         };
-        let mut got = Vec::new();
-        for round in 0..8u64 {
+        // Waits until `tag` has come back.
+        let echoed = {
+            let got = got.clone();
+            move |tag: u64| {
+                let (list, changed) = &*got;
+                let list = list.lock().unwrap();
+                let seen = |l: &Vec<Vec<u8>>| l.iter().any(|m| m[..8] == tag.to_be_bytes());
+                let (_list, timeout) = changed.wait_timeout_while(list, WITHIN * 3, |l| !seen(l)).unwrap();
+                assert!(!timeout.timed_out(), "{framing}: message {tag} did not come back");
+            }
+        };
+        let other = {
+            let client = client.clone();
+            let echoed = echoed.clone();
+            std::thread::spawn(move || {
+                for i in 0..SMALL {
+                    client.send(&tagged(1_000_000 + i, 16)).unwrap();
+                    echoed(1_000_000 + i);
+                }
+            })
+        };
+        for round in 0..ROUNDS {
             client.send(&tagged(round * 2, BIG)).unwrap();
             client.send(&tagged(round * 2 + 1, 64)).unwrap();
-            // Wait for the round's small echo, so the next big send finds
-            // the outbox empty and the writer parked again.
-            wait_for(&client, WITHIN * 3, |e| {
-                if let Event::Message(m) = e {
-                    got.push(m.to_vec());
-                    return m.len() == 64 && m[..8] == (round * 2 + 1).to_be_bytes();
-                }
-                false
-            });
+            echoed(round * 2 + 1);
         }
         other.join().unwrap();
-        let left = 16 + 2000 - got.len();
-        got.extend(receive_messages(&client, left, WITHIN));
+        consumer.join().unwrap();
+        let got = std::mem::take(&mut *got.0.lock().unwrap());
+        assert_eq!(got.len(), total, "{framing}");
         let (mine, theirs): (Vec<_>, Vec<_>) =
             got.iter().partition(|m| u64::from_be_bytes(m[..8].try_into().unwrap()) < 1_000_000);
-        let expected: Vec<_> = (0..16u64).map(|t| tagged(t, if t % 2 == 0 { BIG } else { 64 })).collect();
+        let expected: Vec<_> = (0..2 * ROUNDS).map(|t| tagged(t, if t % 2 == 0 { BIG } else { 64 })).collect();
         assert!(mine.iter().map(|m| m.as_slice()).eq(expected.iter().map(|m| m.as_slice())), "{framing}");
-        assert!(theirs.iter().map(|m| m.to_vec()).eq((0..2000).map(|i| tagged(1_000_000 + i, 16))), "{framing}");
+        assert!(theirs.iter().map(|m| m.to_vec()).eq((0..SMALL).map(|i| tagged(1_000_000 + i, 16))), "{framing}");
         assert_eq!(client.close(WITHIN).unwrap(), CloseOutcome::Flushed);
     }
 }

@@ -100,7 +100,10 @@ impl Client {
     pub fn send_numbered(&self, payload: &[u8], text: bool) -> Result<u64, Error> {
         let engine = self.check_sendable()?;
         engine.config.check_payload(payload, text)?;
-        engine.sending.push(payload, text, &engine.counters).map_err(queue_full)
+        // At most the message being handled waits for the application: this send
+        // likely answers it, rather than one of many replies to come.
+        let alone = || engine.delivery.inbox.undelivered() <= 1;
+        engine.sending.push(payload, text, &engine.counters, alone).map_err(queue_full)
     }
 
     /// Like [`Client::send`] (or [`Client::send_text_bytes`] with `text`),

@@ -16,6 +16,7 @@ use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -71,6 +72,8 @@ pub struct EventQueue {
     /// Wakes a connection paused by the inbox limit.
     drained: tokio::sync::Notify,
     limits: InboxLimits,
+    /// `Pending::messages`, readable without the lock.
+    undelivered: AtomicUsize,
 }
 
 /// Messages in `entry` not yet delivered, and their payload bytes.
@@ -94,6 +97,7 @@ impl EventQueue {
             arrived: Condvar::new(),
             drained: tokio::sync::Notify::new(),
             limits,
+            undelivered: AtomicUsize::new(0),
         }
     }
 
@@ -117,6 +121,7 @@ impl EventQueue {
         for entry in entries {
             let (messages, bytes) = messages_in(&entry);
             p.messages += messages;
+            self.undelivered.store(p.messages, Ordering::Relaxed);
             p.weight += InboxLimits::weight(messages, bytes);
             p.events.push_back(entry);
         }
@@ -146,6 +151,12 @@ impl EventQueue {
         p.ended && p.events.is_empty()
     }
 
+    /// Messages received and not yet delivered to the application (those
+    /// the callback thread holds included); read without the lock.
+    pub fn undelivered(&self) -> usize {
+        self.undelivered.load(Ordering::Relaxed)
+    }
+
     /// Whether the connection should stop reading until the application catches up.
     pub fn inbox_full(&self) -> bool {
         self.lock().is_full(&self.limits)
@@ -166,6 +177,7 @@ impl EventQueue {
     fn uncount(&self, p: &mut Pending, messages: usize, bytes: usize) {
         let was_full = p.is_full(&self.limits);
         p.messages -= messages;
+        self.undelivered.store(p.messages, Ordering::Relaxed);
         p.weight -= InboxLimits::weight(messages, bytes);
         if was_full && !p.is_full(&self.limits) {
             self.drained.notify_waiters();

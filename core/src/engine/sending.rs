@@ -13,7 +13,9 @@
 //! One direct write per read from the peer: a request answering a reply
 //! goes at once, while a stream of sends (one write call each would cost
 //! far more than the writer's batches) falls back to the writer after its
-//! first message.
+//! first message; and only while at most the message being handled waits
+//! for the application (a send then likely answers it, rather than being
+//! one of many replies to come, better written together).
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -93,8 +95,14 @@ impl Sending {
     /// Queues a copy of `payload`; if the outbox was empty, writes it
     /// directly or wakes the writer. Returns the message's number.
     #[inline]
-    pub fn push(&self, payload: &[u8], text: bool, counters: &Counters) -> Result<u64, OutboxFull> {
-        self.push_locked(lock(&self.outbox), payload, text, counters).map_err(|(_, full)| full)
+    pub fn push(
+        &self,
+        payload: &[u8],
+        text: bool,
+        counters: &Counters,
+        alone: impl Fn() -> bool,
+    ) -> Result<u64, OutboxFull> {
+        self.push_locked(lock(&self.outbox), payload, text, counters, &alone).map_err(|(_, full)| full)
     }
 
     /// Queues `payload` under the held lock, releases it, and, if the
@@ -108,6 +116,7 @@ impl Sending {
         payload: &[u8],
         text: bool,
         counters: &Counters,
+        alone: &dyn Fn() -> bool,
     ) -> Result<u64, (MutexGuard<'a, Outbox>, OutboxFull)> {
         let was_empty = outbox.is_empty();
         if let Err(full) = outbox.push_kind(payload, text) {
@@ -115,7 +124,7 @@ impl Sending {
         }
         let number = outbox.last_number();
         if was_empty {
-            self.after_first_push(outbox, counters);
+            self.after_first_push(outbox, counters, alone);
         } else {
             drop(outbox);
         }
@@ -125,8 +134,9 @@ impl Sending {
     /// The outbox just went from empty to not: write its content from this
     /// thread if the writer is parked, else wake the writer.
     #[inline]
-    fn after_first_push(&self, mut outbox: MutexGuard<'_, Outbox>, counters: &Counters) {
+    fn after_first_push(&self, mut outbox: MutexGuard<'_, Outbox>, counters: &Counters, alone: &dyn Fn() -> bool) {
         let claimed = self.direct_armed.load(Ordering::Relaxed)
+            && alone()
             && self
                 .turn
                 .compare_exchange(
@@ -253,7 +263,7 @@ impl Sending {
         counters: &Counters,
     ) -> Result<u64, NotQueued> {
         let outbox = lock(&self.outbox);
-        match self.push_locked(outbox, payload, text, counters) {
+        match self.push_locked(outbox, payload, text, counters, &|| true) {
             Ok(number) => Ok(number),
             Err((outbox, full)) => {
                 self.wait_for_room(outbox, full, (payload, text), timeout, may_wait(), closed, counters)
@@ -289,7 +299,7 @@ impl Sending {
             if closed() {
                 return Err(NotQueued::Closed);
             }
-            match self.push_locked(outbox, payload, text, counters) {
+            match self.push_locked(outbox, payload, text, counters, &|| true) {
                 Ok(number) => return Ok(number),
                 Err((guard, still_full)) => (outbox, full) = (guard, still_full),
             }

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use longconn_core::protocol::{Framing, DEFAULT_MAX_FRAME_SIZE};
 
 use crate::history::Window;
+pub use crate::mode::Mode;
 use crate::store::Location;
 
 pub const USAGE: &str = "usage: longconn-server [--mode chat|echo|sink] [--host ADDR]
@@ -52,23 +53,6 @@ const KNOWN_FLAGS: [&str; 23] = [
     "--plain-pong",
     "--threads",
 ];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Chat,
-    Echo,
-    Sink,
-}
-
-impl Mode {
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::Chat => "chat",
-            Mode::Echo => "echo",
-            Mode::Sink => "sink",
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct Args {

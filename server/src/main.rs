@@ -14,6 +14,7 @@
 
 mod args;
 mod history;
+mod mode;
 mod page;
 mod peer;
 mod room;

@@ -8,10 +8,10 @@ use bytes::Bytes;
 use longconn_core::lock::lock;
 use tokio::sync::watch;
 
-use crate::args::Mode;
 use crate::history::History;
+use crate::mode::Mode;
 use crate::sessions::{Session, Sessions};
-use crate::store::{Request, Store};
+use crate::store::{Published, Request, Store};
 
 pub struct Room {
     pub mode: Mode,
@@ -89,5 +89,15 @@ impl Room {
         if self.mode == Mode::Chat {
             self.say(number, vec![Bytes::from(format!("* {name} left ({online} online)"))], None);
         }
+    }
+}
+
+impl Published for Room {
+    fn history(&self) -> &Mutex<History> {
+        &self.history
+    }
+
+    fn lines_added(&self) {
+        Room::lines_added(self)
     }
 }

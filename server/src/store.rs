@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -16,9 +16,8 @@ use longconn_core::lock::lock;
 use longconn_core::protocol::{Frame, FrameType};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use crate::args::Mode;
 use crate::history::{unix_now, Entry, History, Window};
-use crate::room::Room;
+use crate::mode::Mode;
 use crate::sessions::{random_u64, Session, SessionId, SessionState};
 
 /// Requests taken into one transaction at most.
@@ -217,14 +216,14 @@ fn load_sessions(db: &Connection, mode: Mode) -> rusqlite::Result<Vec<Arc<Sessio
 }
 
 /// Starts the store thread; returns its handle.
-pub fn start(loaded: Loaded, room: Arc<Room>) -> Store {
+pub fn start(loaded: Loaded, room: Arc<dyn Published>) -> Store {
     let (tx, rx) = mpsc::channel();
     let Loaded { db, next_offset, window, mode, .. } = loaded;
     std::thread::Builder::new()
         .name("longconn-store".into())
         .spawn(move || {
             let mut writer = Writer { db, next_offset, trimmed_below: 0, window, mode };
-            writer.run(rx, &room)
+            writer.run(rx, &*room)
         })
         .expect("start the store thread");
     Store { tx }
@@ -246,7 +245,7 @@ enum Effect {
 }
 
 impl Writer {
-    fn run(&mut self, rx: Receiver<Request>, room: &Room) {
+    fn run(&mut self, rx: Receiver<Request>, room: &dyn Published) {
         while let Ok(first) = rx.recv() {
             // Gather for up to LINGER: one message at a time then costs one
             // commit per LINGER, not one per message (the acknowledgements
@@ -259,7 +258,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let first_kept = lock(&room.history).first_offset();
+            let first_kept = lock(room.history()).first_offset();
             match self.commit(group, first_kept) {
                 Ok(effects) => publish(effects, room),
                 Err(e) => {
@@ -446,14 +445,22 @@ fn count_received(tx: &Transaction<'_>, session: &Session, count: u64) -> rusqli
     Ok(client_acked)
 }
 
+/// Where committed chat lines become visible: the room (`room.rs`), seen
+/// by the store thread only through this.
+pub trait Published: Send + Sync {
+    fn history(&self) -> &Mutex<History>;
+    /// New lines are in the history: wake the members.
+    fn lines_added(&self);
+}
+
 /// After a commit: the room sees the new lines, senders get their acknowledgements.
-fn publish(effects: Vec<Effect>, room: &Room) {
+fn publish(effects: Vec<Effect>, room: &dyn Published) {
     let mut lines_added = false;
     for effect in effects {
         match effect {
             Effect::Lines { first, author, at, lines, session } => {
                 let count = lines.len() as u64;
-                let mut history = lock(&room.history);
+                let mut history = lock(room.history());
                 for (i, line) in lines.into_iter().enumerate() {
                     history.push(first + i as u64, Entry { author, at, line });
                 }

@@ -564,6 +564,35 @@ fn rtt_lines(label: &str, peer: &[Rtt], lc: &[Rtt], p50_target: &str) {
     );
 }
 
+/// One echo table: per round, a fresh echo server, the peer, then longconn
+/// through each API; `lc` gives longconn's URL and message count.
+fn echo_table(
+    title: &str,
+    prefix: &str,
+    rounds: usize,
+    peer: impl Fn(&Server) -> f64,
+    lc: impl Fn(&Server) -> (String, u64),
+) {
+    let apis = [
+        (Api::Poll, "lc_client_poll"),
+        (Api::Callback, "message callback"),
+        (Api::IoCallback, "message callback on the I/O thread"),
+    ];
+    let (mut peer_runs, mut lc_runs) = (vec![], [vec![], vec![], vec![]]);
+    for _ in 0..rounds {
+        let s = Server::start("echo");
+        peer_runs.push(peer(&s));
+        let (url, n) = lc(&s);
+        for (runs, (api, _)) in lc_runs.iter_mut().zip(apis) {
+            runs.push(lc_echo(&url, n, api));
+        }
+    }
+    header(title);
+    for (runs, (_, name)) in lc_runs.iter().zip(apis) {
+        line(&format!("{prefix}{name}"), &peer_runs, runs, "msg/s", ">= 0.90x");
+    }
+}
+
 fn header(title: &str) {
     println!("\n{title}");
     println!("{:<64} {:>12} {:>12} {:<6} {:>8}   target", "", "peer", "longconn", "", "ratio");
@@ -632,34 +661,22 @@ fn main() {
         }
     }
     if wants("tcp-echo") {
-        let (mut raw, mut lc) = (vec![], [vec![], vec![], vec![]]);
-        for _ in 0..rounds {
-            let s = echo_server();
-            let url = format!("tcp://127.0.0.1:{}?framing=length", s.port);
-            raw.push(raw_tcp::echo(s.port, echo_n));
-            for (i, api) in [Api::Poll, Api::Callback, Api::IoCallback].into_iter().enumerate() {
-                lc[i].push(lc_echo(&url, echo_n, api));
-            }
-        }
-        header("TCP echo, 1,000 in flight, messages/s (peer: raw tokio client, length framing)");
-        line("lc_client_poll", &raw, &lc[0], "msg/s", ">= 0.90x");
-        line("message callback", &raw, &lc[1], "msg/s", ">= 0.90x");
-        line("message callback on the I/O thread", &raw, &lc[2], "msg/s", ">= 0.90x");
+        echo_table(
+            "TCP echo, 1,000 in flight, messages/s (peer: raw tokio client, length framing)",
+            "",
+            rounds,
+            |s| raw_tcp::echo(s.port, echo_n),
+            |s| (format!("tcp://127.0.0.1:{}?framing=length", s.port), echo_n),
+        );
     }
     if wants("ws-echo") {
-        let (mut raw, mut lc) = (vec![], [vec![], vec![], vec![]]);
-        for _ in 0..rounds {
-            let s = echo_server();
-            let url = format!("ws://127.0.0.1:{}/", s.ws_port);
-            raw.push(raw_ws::echo(s.ws_port, echo_n));
-            for (i, api) in [Api::Poll, Api::Callback, Api::IoCallback].into_iter().enumerate() {
-                lc[i].push(lc_echo(&url, echo_n, api));
-            }
-        }
-        header("WebSocket echo, 1,000 in flight, messages/s (peer: raw tokio-tungstenite)");
-        line("protocol 2 (longconn.v2), lc_client_poll", &raw, &lc[0], "msg/s", ">= 0.90x");
-        line("protocol 2 (longconn.v2), message callback", &raw, &lc[1], "msg/s", ">= 0.90x");
-        line("protocol 2 (longconn.v2), message callback on the I/O thread", &raw, &lc[2], "msg/s", ">= 0.90x");
+        echo_table(
+            "WebSocket echo, 1,000 in flight, messages/s (peer: raw tokio-tungstenite)",
+            "protocol 2 (longconn.v2), ",
+            rounds,
+            |s| raw_ws::echo(s.ws_port, echo_n),
+            |s| (format!("ws://127.0.0.1:{}/", s.ws_port), echo_n),
+        );
     }
     if wants("send-wait") {
         let (mut send, mut send_wait) = (vec![], vec![]);

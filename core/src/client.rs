@@ -38,6 +38,13 @@ fn queue_full(full: OutboxFull) -> Error {
     Error::QueueFull { queued_messages: full.queued_messages, queued_bytes: full.queued_bytes }
 }
 
+/// Whether at most the message being handled waits for the application:
+/// a send now likely answers it, rather than being one of many replies to
+/// come (see `engine/sending.rs` on direct writes).
+fn answers_alone(engine: &Engine) -> bool {
+    engine.delivery.inbox.undelivered() <= 1
+}
+
 /// A long-lived connection to one server, kept up in the background.
 pub struct Client {
     engine: Arc<Engine>,
@@ -100,10 +107,7 @@ impl Client {
     pub fn send_numbered(&self, payload: &[u8], text: bool) -> Result<u64, Error> {
         let engine = self.check_sendable()?;
         engine.config.check_payload(payload, text)?;
-        // At most the message being handled waits for the application: this send
-        // likely answers it, rather than one of many replies to come.
-        let alone = || engine.delivery.inbox.undelivered() <= 1;
-        engine.sending.push(payload, text, &engine.counters, alone).map_err(queue_full)
+        engine.sending.push(payload, text, &engine.counters, || answers_alone(engine)).map_err(queue_full)
     }
 
     /// Like [`Client::send`] (or [`Client::send_text_bytes`] with `text`),
@@ -116,7 +120,11 @@ impl Client {
         let engine = self.check_sendable()?;
         engine.config.check_payload(payload, text)?;
         let closed = || engine.close.requested();
-        match engine.sending.push_waiting(payload, text, timeout, || !on_callback_thread(), closed, &engine.counters) {
+        let may_wait = || !on_callback_thread();
+        match engine
+            .sending
+            .push_waiting(payload, text, timeout, may_wait, closed, &engine.counters, || answers_alone(engine))
+        {
             Ok(number) => Ok(number),
             Err(NotQueued::Full(full)) => Err(queue_full(full)),
             Err(NotQueued::Closed) => Err(Error::Closed),

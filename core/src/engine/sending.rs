@@ -261,12 +261,13 @@ impl Sending {
         may_wait: impl Fn() -> bool,
         closed: impl Fn() -> bool,
         counters: &Counters,
+        alone: impl Fn() -> bool,
     ) -> Result<u64, NotQueued> {
         let outbox = lock(&self.outbox);
-        match self.push_locked(outbox, payload, text, counters, &|| true) {
+        match self.push_locked(outbox, payload, text, counters, &alone) {
             Ok(number) => Ok(number),
             Err((outbox, full)) => {
-                self.wait_for_room(outbox, full, (payload, text), timeout, may_wait(), closed, counters)
+                self.wait_for_room(outbox, full, (payload, text), timeout, may_wait(), closed, (counters, &alone))
             }
         }
     }
@@ -282,7 +283,7 @@ impl Sending {
         timeout: Duration,
         may_wait: bool,
         closed: impl Fn() -> bool,
-        counters: &Counters,
+        (counters, alone): (&Counters, &dyn Fn() -> bool),
     ) -> Result<u64, NotQueued> {
         let deadline = Instant::now().checked_add(timeout);
         loop {
@@ -299,7 +300,7 @@ impl Sending {
             if closed() {
                 return Err(NotQueued::Closed);
             }
-            match self.push_locked(outbox, payload, text, counters, &|| true) {
+            match self.push_locked(outbox, payload, text, counters, alone) {
                 Ok(number) => return Ok(number),
                 Err((guard, still_full)) => (outbox, full) = (guard, still_full),
             }

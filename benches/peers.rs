@@ -77,6 +77,38 @@ impl Rtt {
     }
 }
 
+/// The timed part of a round-trip run: a sample per round trip after
+/// [`WARMUP`], and the context switches over those.
+struct Timing {
+    samples: Vec<Duration>,
+    switches_at_warmup: u64,
+}
+
+impl Timing {
+    fn new(n: u64) -> Timing {
+        Timing { samples: Vec::with_capacity(n as usize), switches_at_warmup: 0 }
+    }
+
+    /// At the start of round trip `i`: its start time.
+    fn begin(&mut self, i: u64) -> Instant {
+        if i == WARMUP {
+            self.switches_at_warmup = context_switches();
+        }
+        Instant::now()
+    }
+
+    /// Round trip `i`, begun at `start`, is done.
+    fn end(&mut self, i: u64, start: Instant) {
+        if i >= WARMUP {
+            self.samples.push(start.elapsed());
+        }
+    }
+
+    fn finish(self) -> Rtt {
+        Rtt::from_samples(self.samples, context_switches() - self.switches_at_warmup)
+    }
+}
+
 fn current_thread() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
@@ -105,20 +137,14 @@ mod raw_tcp {
             let mut stream = connect(port).await;
             let frame = frame();
             let mut reply = vec![0u8; frame.len()];
-            let mut samples = Vec::with_capacity(n as usize);
-            let mut switches = 0;
+            let mut timing = Timing::new(n);
             for i in 0..WARMUP + n {
-                if i == WARMUP {
-                    switches = context_switches();
-                }
-                let start = Instant::now();
+                let start = timing.begin(i);
                 stream.write_all(&frame).await.unwrap();
                 stream.read_exact(&mut reply).await.unwrap();
-                if i >= WARMUP {
-                    samples.push(start.elapsed());
-                }
+                timing.end(i, start);
             }
-            Rtt::from_samples(samples, context_switches() - switches)
+            timing.finish()
         })
     }
 
@@ -194,20 +220,14 @@ mod raw_ws {
     pub fn round_trips(port: u16, n: u64) -> Rtt {
         current_thread().block_on(async {
             let mut ws = connect(port).await;
-            let mut samples = Vec::with_capacity(n as usize);
-            let mut switches = 0;
+            let mut timing = Timing::new(n);
             for i in 0..WARMUP + n {
-                if i == WARMUP {
-                    switches = context_switches();
-                }
-                let start = Instant::now();
+                let start = timing.begin(i);
                 ws.send(Message::binary(Bytes::from_static(&PAYLOAD))).await.unwrap();
                 next_binary(&mut ws).await;
-                if i >= WARMUP {
-                    samples.push(start.elapsed());
-                }
+                timing.end(i, start);
             }
-            Rtt::from_samples(samples, context_switches() - switches)
+            timing.finish()
         })
     }
 
@@ -442,20 +462,14 @@ fn lc_round_trips(url: &str, n: u64, api: Api) -> Rtt {
     match api {
         Api::Poll => {
             let lc = Lc::new(url, None, ptr::null_mut());
-            let mut samples = Vec::with_capacity(n as usize);
-            let mut switches = 0;
+            let mut timing = Timing::new(n);
             for i in 0..WARMUP + n {
-                if i == WARMUP {
-                    switches = context_switches();
-                }
-                let start = Instant::now();
+                let start = timing.begin(i);
                 lc.send();
                 lc.poll_message();
-                if i >= WARMUP {
-                    samples.push(start.elapsed());
-                }
+                timing.end(i, start);
             }
-            let rtt = Rtt::from_samples(samples, context_switches() - switches);
+            let rtt = timing.finish();
             lc.close();
             rtt
         }

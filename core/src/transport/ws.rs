@@ -182,7 +182,6 @@ impl WsReader {
             return Ok(true);
         }
         self.gathered.clear();
-        self.gathered.extend_from_slice(&first.1);
         batch.frames.push((first.0, 0..first.1.len()));
         while batch.frames.len() < GATHER_MESSAGES && self.gathered.len() < GATHER_BYTES {
             // Only what needs no waiting: tungstenite's buffer, or a read the socket can answer now.
@@ -205,6 +204,10 @@ impl WsReader {
                     }
                 },
             };
+            if self.gathered.is_empty() {
+                // A second message: now the first is copied too.
+                self.gathered.extend_from_slice(&first.1);
+            }
             let at = self.gathered.len();
             self.gathered.extend_from_slice(&payload);
             batch.frames.push((kind, at..at + payload.len()));
@@ -212,7 +215,8 @@ impl WsReader {
                 break;
             }
         }
-        batch.chunk = self.gathered.split().freeze();
+        // One message alone keeps its own buffer, uncopied.
+        batch.chunk = if batch.frames.len() == 1 { first.1 } else { self.gathered.split().freeze() };
         Ok(true)
     }
 

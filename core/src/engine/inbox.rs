@@ -46,6 +46,9 @@ struct Pending {
     /// The client has stopped for good: once the queue is empty, nothing
     /// more will arrive, and waiting returns at once.
     ended: bool,
+    /// Threads blocked in [`EventQueue::wait_for_any`]: with none, pushing
+    /// skips the condition variable (whose notify is a system call each time).
+    waiters: usize,
 }
 
 /// A readable-when-pending file descriptor: one end of a socket pair.
@@ -132,8 +135,9 @@ impl EventQueue {
                 p.fd_signalled = true;
             }
         }
+        let wake = was_empty && p.waiters > 0;
         drop(p);
-        if was_empty {
+        if wake {
             self.arrived.notify_all();
         }
     }
@@ -268,21 +272,26 @@ impl EventQueue {
     }
 
     /// Waits up to `timeout` until something is queued; the lock, held.
+    /// The clock is read only once the queue is found empty, so taking an
+    /// entry that is already waiting costs no clock read.
     fn wait_for_any(&self, timeout: Duration) -> Option<MutexGuard<'_, Pending>> {
-        let deadline = Instant::now().checked_add(timeout);
         let mut p = self.lock();
+        let mut deadline = None;
         loop {
             if !p.events.is_empty() {
                 return Some(p);
             }
-            if p.ended {
+            if p.ended || timeout.is_zero() {
                 return None;
             }
+            let deadline = *deadline.get_or_insert_with(|| Instant::now().checked_add(timeout));
             let wait = match deadline {
                 Some(d) => d.checked_duration_since(Instant::now()).filter(|w| !w.is_zero())?,
                 None => Duration::from_secs(3600),
             };
+            p.waiters += 1;
             p = wait_timeout(&self.arrived, p, wait);
+            p.waiters -= 1;
         }
     }
 

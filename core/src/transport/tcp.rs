@@ -91,12 +91,11 @@ impl TcpReader {
                 ReadHalf::Tcp(socket) => {
                     self.frames.release_if_empty();
                     socket.readable().await?;
+                    // `read_buf` rather than `try_read_buf`: a read that does
+                    // not fill the buffer tells tokio the socket is drained,
+                    // which saves the next read its `EAGAIN`.
                     let (buf, room) = self.frames.read_space();
-                    match socket.try_read_buf(buf) {
-                        Ok(read) => (read, room),
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                        Err(e) => return Err(e.into()),
-                    }
+                    (socket.read_buf(buf).await?, room)
                 }
                 ReadHalf::Other(stream) => {
                     let (buf, room) = self.frames.read_space();

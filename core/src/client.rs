@@ -68,13 +68,12 @@ impl Client {
         if self.engine.close.requested() {
             return Err(Error::Closed);
         }
-        let rt = runtime::get()?;
+        runtime::start()?;
         if self.started.swap(true, Ordering::AcqRel) {
             return Err(Error::AlreadyStarted("connect was already called on this client"));
         }
         self.engine.lifecycle.set_state(State::Connecting);
-        rt.spawn(session::run(self.engine.clone()));
-        Ok(())
+        runtime::spawn(session::run(self.engine.clone()))
     }
 
     /// Queues a copy of `payload`; it is written in order once connected.

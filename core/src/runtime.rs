@@ -1,15 +1,24 @@
-//! The one tokio runtime shared by every client in the process.
+//! The I/O threads shared by every client in the process.
 //!
-//! Built lazily on first use with 2 worker threads by default (named
-//! `longconn-io`), so ten thousand clients do not mean ten thousand threads.
-//! It is never shut down: the library cannot be unloaded once started.
-//! After `fork()` the child has none of these threads, so every entry point
-//! reports [`Error::Forked`] there instead of hanging.
+//! Started lazily on first use: 2 threads by default (named `longconn-io`),
+//! so ten thousand clients do not mean ten thousand threads. Each thread
+//! runs its own single-threaded tokio runtime, and a client's connection
+//! lives on one of them for its whole life (the one holding the fewest
+//! clients when it connects). Nothing moves a task between threads, so a
+//! socket becoming readable, the connection's writer being woken by a send
+//! and its timers firing never wake a second I/O thread: with tokio's
+//! work-stealing scheduler each of those could (measured: 2.8 against 1.0
+//! context switches per 1,000 echoed messages, docs/BENCHMARKS.md).
+//! The threads are never stopped: the library cannot be unloaded once
+//! started. After `fork()` the child has none of these threads, so every
+//! entry point reports [`Error::Forked`] there instead of hanging.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use tokio::runtime::Runtime;
+use std::future::Future;
+
+use tokio::runtime::Handle;
 
 use crate::error::Error;
 use crate::lock::lock;
@@ -18,8 +27,8 @@ pub const DEFAULT_WORKER_THREADS: usize = 2;
 pub const DEFAULT_CALLBACK_THREADS: usize = 1;
 const MAX_THREADS: usize = 64;
 
-static RUNTIME: OnceLock<Runtime> = OnceLock::new();
-/// Serializes building the runtime, so a failed build can be retried.
+static IO_THREADS: OnceLock<Box<[IoThread]>> = OnceLock::new();
+/// Serializes starting the threads, so a failed start can be retried.
 static BUILD: Mutex<()> = Mutex::new(());
 static WORKER_THREADS: AtomicUsize = AtomicUsize::new(DEFAULT_WORKER_THREADS);
 static CALLBACK_THREADS: AtomicUsize = AtomicUsize::new(DEFAULT_CALLBACK_THREADS);
@@ -70,23 +79,67 @@ pub fn on_io_thread() -> bool {
     ON_IO_THREAD.with(|on| on.get())
 }
 
-/// The shared runtime, started on first use.
-pub fn get() -> Result<&'static Runtime, Error> {
+/// One I/O thread: its runtime's handle and how many connections it runs.
+struct IoThread {
+    handle: Handle,
+    connections: AtomicUsize,
+}
+
+/// Counts a connection on its thread until the connection's task ends.
+struct Placed(&'static IoThread);
+
+impl Drop for Placed {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Starts the I/O threads on first use.
+fn io_threads() -> Result<&'static [IoThread], Error> {
     check_not_forked()?;
-    if let Some(rt) = RUNTIME.get() {
-        return Ok(rt);
+    if let Some(threads) = IO_THREADS.get() {
+        return Ok(threads);
     }
     let _guard = lock(&BUILD);
-    if let Some(rt) = RUNTIME.get() {
-        return Ok(rt);
+    if let Some(threads) = IO_THREADS.get() {
+        return Ok(threads);
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(WORKER_THREADS.load(Ordering::Relaxed))
-        .thread_name("longconn-io")
-        .on_thread_start(|| ON_IO_THREAD.with(|on| on.set(true)))
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Runtime(format!("cannot start the I/O threads: {e}")))?;
+    let count = WORKER_THREADS.load(Ordering::Relaxed);
+    let mut threads = Vec::with_capacity(count);
+    for _ in 0..count {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Runtime(format!("cannot start the I/O threads: {e}")))?;
+        let handle = rt.handle().clone();
+        std::thread::Builder::new()
+            .name("longconn-io".into())
+            .spawn(move || {
+                ON_IO_THREAD.with(|on| on.set(true));
+                rt.block_on(std::future::pending::<()>())
+            })
+            .map_err(|e| Error::Runtime(format!("cannot start the I/O threads: {e}")))?;
+        threads.push(IoThread { handle, connections: AtomicUsize::new(0) });
+    }
     STARTED.store(true, Ordering::Release);
-    Ok(RUNTIME.get_or_init(|| rt))
+    Ok(IO_THREADS.get_or_init(|| threads.into_boxed_slice()))
+}
+
+/// Starts the I/O threads if they are not running yet.
+pub fn start() -> Result<(), Error> {
+    io_threads().map(drop)
+}
+
+/// Runs a connection's task on the I/O thread with the fewest connections,
+/// for the task's whole life.
+pub fn spawn(task: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+    let threads = io_threads()?;
+    let thread = threads.iter().min_by_key(|t| t.connections.load(Ordering::Relaxed)).expect("at least one I/O thread");
+    thread.connections.fetch_add(1, Ordering::Relaxed);
+    let placed = Placed(thread);
+    thread.handle.spawn(async move {
+        let _placed = placed;
+        task.await
+    });
+    Ok(())
 }

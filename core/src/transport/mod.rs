@@ -5,6 +5,7 @@
 //! The session sees only [`Reader`] and [`Writer`]; each transport adds a
 //! variant, so new transports do not touch session, heartbeat or outbox logic.
 
+mod read_ahead;
 pub mod tcp;
 pub mod tls;
 pub mod ws;

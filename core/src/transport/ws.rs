@@ -29,6 +29,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{accept_hdr_async_with_config, client_async_with_config, WebSocketStream};
 
+use super::read_ahead::ReadAhead;
 use super::{ConnectOptions, Reader, Stream, Writer, WRITE_CHUNK};
 use crate::endpoint::Endpoint;
 use crate::outbox::Batch;
@@ -71,6 +72,7 @@ pub async fn handshake(
         let offered = HeaderValue::from_str(&offered.join(", ")).map_err(io::Error::other)?;
         request.headers_mut().insert("sec-websocket-protocol", offered);
     }
+    let stream: Box<dyn Stream> = Box::new(ReadAhead::new(stream));
     let (ws, response) =
         client_async_with_config(request, stream, Some(config(options.max_frame_size))).await.map_err(|e| match e {
             WsError::Protocol(ProtocolError::SecWebSocketSubProtocolError(SubProtocolError::NoSubProtocol))
@@ -108,6 +110,7 @@ pub async fn accept(
         }
         Ok(response)
     };
+    let stream: Box<dyn Stream> = Box::new(ReadAhead::new(stream));
     let ws = accept_hdr_async_with_config(stream, choose, Some(config(max_frame_size))).await.map_err(io_error)?;
     let (reader, writer) = halves(ws, v2);
     Ok((reader, writer, v2))
@@ -123,6 +126,8 @@ fn halves(ws: Ws, v2: bool) -> (Reader, Writer) {
 /// tungstenite reads the socket this much at a time into a buffer of this
 /// size made up front (its default is 128 KiB, which an idle connection
 /// would hold for its whole life); larger messages grow it as needed.
+/// Underneath, [`ReadAhead`] reads the socket 64 KiB at a time while data
+/// keeps coming, so a burst does not cost a system call per 4 KiB.
 const READ_BUFFER: usize = 4 * 1024;
 
 fn config(max_frame_size: usize) -> WebSocketConfig {

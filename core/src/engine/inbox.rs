@@ -11,6 +11,12 @@
 //! either limit the connection stops reading from the socket until the
 //! application catches up, so a slow consumer gets TCP backpressure instead
 //! of unbounded memory.
+//!
+//! `poll` takes a batch of messages at the front of the queue whole and
+//! hands out the rest of it from a slot of its own, one per call, so a busy
+//! poller does not take the lock the connection's thread needs for every
+//! read. The slot's messages count as undelivered but not against the
+//! limits: the limits can be passed by at most one read's worth.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -46,7 +52,7 @@ struct Pending {
     /// The client has stopped for good: once the queue is empty, nothing
     /// more will arrive, and waiting returns at once.
     ended: bool,
-    /// Threads blocked in [`EventQueue::wait_for_any`]: with none, pushing
+    /// Threads blocked in [`EventQueue::wait_for_any_or_taken`]: with none, pushing
     /// skips the condition variable (whose notify is a system call each time).
     waiters: usize,
 }
@@ -77,6 +83,14 @@ pub struct EventQueue {
     limits: InboxLimits,
     /// `Pending::messages`, readable without the lock.
     undelivered: AtomicUsize,
+    /// The rest of a batch that [`EventQueue::pop`] took from the front of
+    /// the queue whole, handed out one message per call without the queue's
+    /// lock (which the connection's thread takes for every read). Its
+    /// messages no longer count in `Pending` but in `taken_count`. Locked
+    /// after `pending` when both are needed, never before.
+    taken: Mutex<Option<MessageBatch>>,
+    /// Messages in `taken`.
+    taken_count: AtomicUsize,
 }
 
 /// Messages in `entry` not yet delivered, and their payload bytes.
@@ -101,6 +115,8 @@ impl EventQueue {
             drained: tokio::sync::Notify::new(),
             limits,
             undelivered: AtomicUsize::new(0),
+            taken: Mutex::new(None),
+            taken_count: AtomicUsize::new(0),
         }
     }
 
@@ -152,13 +168,13 @@ impl EventQueue {
     /// Whether [`EventQueue::end`] was called and everything has been taken.
     pub fn is_drained_and_ended(&self) -> bool {
         let p = self.lock();
-        p.ended && p.events.is_empty()
+        p.ended && p.events.is_empty() && self.taken_count.load(Ordering::Acquire) == 0
     }
 
     /// Messages received and not yet delivered to the application (those
     /// the callback thread holds included); read without the lock.
     pub fn undelivered(&self) -> usize {
-        self.undelivered.load(Ordering::Relaxed)
+        self.undelivered.load(Ordering::Relaxed) + self.taken_count.load(Ordering::Relaxed)
     }
 
     /// Whether the connection should stop reading until the application catches up.
@@ -190,7 +206,12 @@ impl EventQueue {
 
     fn after_taking(&self, p: &mut Pending, messages: usize, bytes: usize) {
         self.uncount(p, messages, bytes);
-        if p.events.is_empty() && p.fd_signalled {
+        self.reset_fd_if_drained(p);
+    }
+
+    /// Empties the descriptor once nothing waits, in the queue or taken.
+    fn reset_fd_if_drained(&self, p: &mut Pending) {
+        if p.events.is_empty() && p.fd_signalled && self.taken_count.load(Ordering::Acquire) == 0 {
             if let Some(signal) = &p.signal {
                 let mut sink = [0u8; 64];
                 while matches!((&signal.reader).read(&mut sink), Ok(n) if n > 0) {}
@@ -203,9 +224,23 @@ impl EventQueue {
     /// stay counted until [`EventQueue::delivered`] is called for each entry.
     pub fn take_all(&self) -> VecDeque<Queued> {
         let mut p = self.lock();
-        let events = std::mem::take(&mut p.events);
+        let mut events = std::mem::take(&mut p.events);
+        // What a poll took whole goes first, counted again as queued.
+        if let Some(batch) = self.take_taken() {
+            p.messages += batch.len();
+            p.weight += InboxLimits::weight(batch.len(), batch.bytes());
+            self.undelivered.store(p.messages, Ordering::Relaxed);
+            events.push_front(Queued::Messages(batch));
+        }
         self.after_taking(&mut p, 0, 0);
         events
+    }
+
+    /// Empties the taken slot; call with `pending` locked.
+    fn take_taken(&self) -> Option<MessageBatch> {
+        let mut taken = lock(&self.taken);
+        self.taken_count.store(0, Ordering::Release);
+        taken.take().filter(|b| !b.is_empty())
     }
 
     /// The messages of `entries`, taken with [`EventQueue::take_all`], have
@@ -218,12 +253,68 @@ impl EventQueue {
     }
 
     /// Takes the oldest event, waiting up to `timeout` for one.
+    ///
+    /// A batch of messages at the front leaves the queue whole: its first
+    /// message is returned and the rest go to the taken slot, from which
+    /// the next calls take one each without the queue's lock.
     pub fn pop(&self, timeout: Duration) -> Option<Event> {
-        let mut p = self.wait_for_any(timeout)?;
+        if let Some(event) = self.pop_taken() {
+            return Some(event);
+        }
+        let mut p = self.wait_for_any_or_taken(timeout)?;
+        let mut taken = lock(&self.taken);
+        if let Some(event) = Self::next_taken(&mut taken, &self.taken_count) {
+            // Another poll filled the slot meanwhile: its messages come first.
+            drop(taken);
+            self.reset_fd_if_drained(&mut p);
+            return Some(event);
+        }
+        if let Some(Queued::Messages(batch)) = p.events.front() {
+            if batch.len() > 1 {
+                let Some(Queued::Messages(mut batch)) = p.events.pop_front() else { unreachable!("front checked") };
+                let (messages, bytes) = (batch.len(), batch.bytes());
+                let text = batch.is_text();
+                let first = batch.pop_front();
+                self.taken_count.store(batch.len(), Ordering::Release);
+                *taken = Some(batch);
+                drop(taken);
+                self.uncount(&mut p, messages, bytes);
+                return first.map(|m| if text { Event::Text(m) } else { Event::Message(m) });
+            }
+        }
+        drop(taken);
         let event = Self::pop_event(&mut p.events)?;
         let (messages, bytes) = event.as_message().map_or((0, 0), |(m, _)| (1, m.len()));
         self.after_taking(&mut p, messages, bytes);
         Some(event)
+    }
+
+    /// The next message of the taken slot, if it holds one; without the
+    /// queue's lock unless it was the last (then the descriptor may reset).
+    fn pop_taken(&self) -> Option<Event> {
+        if self.taken_count.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let mut taken = lock(&self.taken);
+        let event = Self::next_taken(&mut taken, &self.taken_count)?;
+        let emptied = taken.is_none();
+        drop(taken);
+        if emptied {
+            self.reset_fd_if_drained(&mut self.lock());
+        }
+        Some(event)
+    }
+
+    /// Takes one message from the slot; empties the slot with its last.
+    fn next_taken(taken: &mut Option<MessageBatch>, count: &AtomicUsize) -> Option<Event> {
+        let batch = taken.as_mut()?;
+        let text = batch.is_text();
+        let message = batch.pop_front();
+        count.store(batch.len(), Ordering::Release);
+        if batch.is_empty() {
+            *taken = None;
+        }
+        message.map(|m| if text { Event::Text(m) } else { Event::Message(m) })
     }
 
     /// Hands waiting messages to `take` in order, with whether each is a
@@ -233,7 +324,27 @@ impl EventQueue {
     /// message stays too). Returns how many were taken, or `None` if nothing
     /// arrived within `timeout`.
     pub fn take_messages(&self, timeout: Duration, mut take: impl FnMut(&[u8], bool) -> bool) -> Option<usize> {
-        let mut p = self.wait_for_any(timeout)?;
+        let mut p = self.wait_for_any_or_taken(timeout)?;
+        // What a poll took whole comes first; it no longer counts in `p`.
+        let mut from_taken = 0;
+        {
+            let mut taken = lock(&self.taken);
+            if let Some(batch) = taken.as_mut() {
+                let text = batch.is_text();
+                while let Some(message) = batch.front() {
+                    if !take(message, text) {
+                        break;
+                    }
+                    from_taken += 1;
+                    batch.advance();
+                }
+                self.taken_count.store(batch.len(), Ordering::Release);
+                if !batch.is_empty() {
+                    return Some(from_taken);
+                }
+                *taken = None;
+            }
+        }
         let (mut count, mut bytes) = (0, 0);
         while let Some(front) = p.events.front_mut() {
             match front {
@@ -268,17 +379,17 @@ impl EventQueue {
             }
         }
         self.after_taking(&mut p, count, bytes);
-        Some(count)
+        Some(from_taken + count)
     }
 
-    /// Waits up to `timeout` until something is queued; the lock, held.
+    /// Waits up to `timeout` until something is queued or taken; the lock, held.
     /// The clock is read only once the queue is found empty, so taking an
     /// entry that is already waiting costs no clock read.
-    fn wait_for_any(&self, timeout: Duration) -> Option<MutexGuard<'_, Pending>> {
+    fn wait_for_any_or_taken(&self, timeout: Duration) -> Option<MutexGuard<'_, Pending>> {
         let mut p = self.lock();
         let mut deadline = None;
         loop {
-            if !p.events.is_empty() {
+            if !p.events.is_empty() || self.taken_count.load(Ordering::Acquire) > 0 {
                 return Some(p);
             }
             if p.ended || timeout.is_zero() {
@@ -295,20 +406,25 @@ impl EventQueue {
         }
     }
 
-    /// Takes the oldest event, splitting a message batch one message at a time.
-    /// A batch leaves the queue with its last message, so an empty queue is
-    /// seen as empty (and the fd reset) at once.
+    /// Takes the oldest event, splitting a message batch one message at a time
+    /// in place. A batch leaves the queue with its last message, so an empty
+    /// queue is seen as empty (and the fd reset) at once.
     fn pop_event(entries: &mut VecDeque<Queued>) -> Option<Event> {
         loop {
-            match entries.pop_front()? {
-                Queued::Event(event) => return Some(event),
-                Queued::Messages(mut batch) => {
-                    if let Some(message) = batch.pop_front() {
-                        let text = batch.is_text();
-                        if !batch.is_empty() {
-                            entries.push_front(Queued::Messages(batch));
-                        }
+            match entries.front_mut()? {
+                Queued::Messages(batch) => {
+                    let text = batch.is_text();
+                    let message = batch.pop_front();
+                    if batch.is_empty() {
+                        entries.pop_front();
+                    }
+                    if let Some(message) = message {
                         return Some(if text { Event::Text(message) } else { Event::Message(message) });
+                    }
+                }
+                Queued::Event(_) => {
+                    if let Some(Queued::Event(event)) = entries.pop_front() {
+                        return Some(event);
                     }
                 }
             }
@@ -507,5 +623,74 @@ mod tests {
         let t = std::thread::spawn(move || q2.pop(Duration::from_secs(10)));
         q.push([Event::Closed { unsent: 3 }], false);
         assert_eq!(t.join().unwrap(), Some(Event::Closed { unsent: 3 }));
+    }
+
+    /// Four messages in one batch, then a closed event.
+    fn queue_with_batch() -> EventQueue {
+        let q = queue_with_fd();
+        q.push_messages(MessageBatch::new(Bytes::from_static(b"abcd"), vec![0..1, 1..2, 2..3, 3..4]), true);
+        q.push([Event::Closed { unsent: 0 }], true);
+        q
+    }
+
+    fn message(m: &'static [u8]) -> Option<Event> {
+        Some(Event::Message(Bytes::from_static(m)))
+    }
+
+    #[test]
+    fn a_batch_taken_whole_by_pop_is_handed_out_in_order_and_keeps_the_fd_readable() {
+        let q = queue_with_batch();
+        assert_eq!(q.pop(Duration::ZERO), message(b"a"));
+        assert!(q.lock().events.len() == 1, "the batch left the queue whole");
+        assert_eq!(q.undelivered(), 3, "the rest still counts as undelivered");
+        assert!(readable(&q), "messages still wait");
+        assert_eq!(q.pop(Duration::ZERO), message(b"b"));
+        assert_eq!(q.pop(Duration::ZERO), message(b"c"));
+        assert_eq!(q.pop(Duration::ZERO), message(b"d"));
+        assert!(readable(&q), "the closed event waits");
+        assert_eq!(q.undelivered(), 0);
+        assert_eq!(q.pop(Duration::ZERO), Some(Event::Closed { unsent: 0 }));
+        assert!(!readable(&q));
+        q.end();
+        assert!(q.is_drained_and_ended());
+    }
+
+    #[test]
+    fn what_pop_took_comes_first_for_take_messages_and_for_the_callback_thread() {
+        let q = queue_with_batch();
+        assert_eq!(q.pop(Duration::ZERO), message(b"a"));
+        let mut got = Vec::new();
+        let taken = q.take_messages(Duration::ZERO, |m, _| {
+            got.push(m.to_vec());
+            got.len() < 2
+        });
+        assert_eq!((taken, got.len()), (Some(1), 2), "one taken, the second refused");
+        assert_eq!(q.undelivered(), 2);
+
+        // Switching to callbacks: the rest of the taken batch goes first, counted again.
+        let all = q.take_all();
+        assert_eq!(q.undelivered(), 2, "held by the callback thread, still counted");
+        let messages: Vec<Vec<u8>> = match &all[0] {
+            Queued::Messages(batch) => batch.iter().map(<[u8]>::to_vec).collect(),
+            other => panic!("expected the taken batch, got {other:?}"),
+        };
+        assert_eq!(messages, [b"c".to_vec(), b"d".to_vec()]);
+        assert!(matches!(all[1], Queued::Event(Event::Closed { .. })));
+        q.delivered(all.iter());
+        assert_eq!(q.undelivered(), 0);
+        assert!(!q.inbox_full());
+    }
+
+    #[test]
+    fn a_poll_waiting_on_an_empty_queue_is_not_blocked_by_the_taken_slot() {
+        let q = std::sync::Arc::new(queue_with_batch());
+        assert_eq!(q.pop(Duration::ZERO), message(b"a"));
+        for expected in [b"b", b"c", b"d"] {
+            let q2 = q.clone();
+            let got = std::thread::spawn(move || q2.pop(Duration::from_secs(10))).join().unwrap();
+            assert_eq!(got, message(expected), "any thread takes from the slot");
+        }
+        assert_eq!(q.pop(Duration::ZERO), Some(Event::Closed { unsent: 0 }));
+        assert_eq!(q.pop(Duration::from_millis(1)), None, "empty: times out");
     }
 }

@@ -332,6 +332,9 @@ impl Lc {
             assert_eq!(lc_config_new(url.as_ptr().cast(), &mut config), LC_STATUS_OK);
             assert_eq!(lc_config_set_outbox_limits(config, 1 << 22, 1 << 30), LC_STATUS_OK);
             assert_eq!(lc_config_set_callbacks_on_io_thread(config, api == Api::IoCallback), LC_STATUS_OK);
+            if let Some(version) = std::env::var("PROTOCOL").ok().and_then(|v| v.parse().ok()) {
+                assert_eq!(lc_config_set_protocol_version(config, version), LC_STATUS_OK);
+            }
             assert_eq!(lc_client_new(config, &mut client), LC_STATUS_OK);
             lc_config_free(config);
             if callback.is_some() {
@@ -608,38 +611,72 @@ fn echo_table(
         (Api::Callback, "message callback"),
         (Api::IoCallback, "message callback on the I/O thread"),
     ];
-    // Each run's rate, and this process's context switches per 1,000 messages.
-    let counted = |n: u64, run: &dyn Fn() -> f64| {
-        let before = context_switches();
+    // Each run's rate, this process's context switches per 1,000 messages,
+    // and CPU time per message (this process's, and the server's).
+    let counted = |s: &Server, n: u64, run: &dyn Fn() -> f64| {
+        let (switches, cpu, server_cpu) = (context_switches(), cpu_time(), s.cpu_time());
         let rate = run();
-        (rate, (context_switches() - before) as f64 * 1000.0 / n as f64)
+        let per_message = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
+        EchoRun {
+            rate,
+            switches: (context_switches() - switches) as f64 * 1000.0 / n as f64,
+            cpu_us: per_message(cpu_time() - cpu),
+            server_cpu_us: per_message(s.cpu_time() - server_cpu),
+        }
     };
     let (mut peer_runs, mut lc_runs) = (vec![], [vec![], vec![], vec![]]);
     for _ in 0..rounds {
         let s = Server::start("echo");
         let (url, n) = lc(&s);
-        peer_runs.push(counted(n, &|| peer(&s)));
+        peer_runs.push(counted(&s, n, &|| peer(&s)));
         for (runs, (api, _)) in lc_runs.iter_mut().zip(apis) {
-            if !api.wanted() {
-                runs.push((f64::NAN, f64::NAN));
-                continue;
+            if api.wanted() {
+                runs.push(counted(&s, n, &|| lc_echo(&url, n, api)));
             }
-            runs.push(counted(n, &|| lc_echo(&url, n, api)));
         }
     }
     header(title);
-    let rates = |runs: &[(f64, f64)]| runs.iter().map(|r| r.0).collect::<Vec<_>>();
-    let switches = |runs: &[(f64, f64)]| median(runs.iter().map(|r| r.1).collect());
-    for (runs, (_, name)) in lc_runs.iter().zip(apis) {
-        line(&format!("{prefix}{name}"), &rates(&peer_runs), &rates(runs), "msg/s", ">= 0.90x");
-        println!(
-            "{:<64} {:>12.1} {:>12.1} {:<6}",
-            format!("{prefix}{name}, context switches per 1,000 messages"),
-            switches(&peer_runs),
-            switches(runs),
-            "/1000"
-        );
+    let pick = |runs: &[EchoRun], f: fn(&EchoRun) -> f64| runs.iter().map(f).collect::<Vec<_>>();
+    for (runs, (api, name)) in lc_runs.iter().zip(apis) {
+        if !api.wanted() {
+            continue;
+        }
+        line(&format!("{prefix}{name}"), &pick(&peer_runs, |r| r.rate), &pick(runs, |r| r.rate), "msg/s", ">= 0.90x");
+        let figures: [(&str, EchoFigure, &str); 3] = [
+            ("context switches per 1,000 messages", |r| r.switches, "/1000"),
+            ("client CPU per message", |r| r.cpu_us, "us"),
+            ("server CPU per message", |r| r.server_cpu_us, "us"),
+        ];
+        for (what, f, unit) in figures {
+            println!(
+                "{:<64} {:>12.2} {:>12.2} {unit:<6}",
+                format!("  {what}"),
+                median(pick(&peer_runs, f)),
+                median(pick(runs, f)),
+            );
+        }
     }
+}
+
+/// Reads one figure of an [`EchoRun`].
+type EchoFigure = fn(&EchoRun) -> f64;
+
+/// One echo run's figures.
+struct EchoRun {
+    rate: f64,
+    switches: f64,
+    cpu_us: f64,
+    server_cpu_us: f64,
+}
+
+/// CPU time this process has used so far (user + system, all threads).
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage writes into the zeroed struct we own.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to a rusage struct.
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) }, 0);
+    let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
 }
 
 fn header(title: &str) {

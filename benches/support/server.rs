@@ -58,6 +58,18 @@ impl Server {
         Server { child, port, ws_port, lc_port, data_dir }
     }
 
+    /// CPU time the server process has used so far (user + system), from /proc.
+    pub fn cpu_time(&self) -> std::time::Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // After the command name in parentheses: the state, ..., utime (12th), stime (13th).
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+        // SAFETY: sysconf only reads a configuration value.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        std::time::Duration::from_secs_f64((field(11) + field(12)) as f64 / hz)
+    }
+
     pub fn lc_url(&self) -> String {
         format!("tcp://127.0.0.1:{}\0", self.lc_port)
     }

@@ -26,7 +26,16 @@ class Program:
 
     def __init__(self, argv: list[str], env: dict | None = None) -> None:
         self.proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            # A test run started in the background ignores SIGINT, and so would
+            # the program (Python then installs no KeyboardInterrupt handler):
+            # give it the default, as a terminal would.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         self.lines: "queue.Queue[str]" = queue.Queue()
         self.seen: list[str] = []

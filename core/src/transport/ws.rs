@@ -26,7 +26,7 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::{accept_hdr_async_with_config, client_async_with_config, WebSocketStream};
 
 use super::read_ahead::ReadAhead;
@@ -345,8 +345,28 @@ impl WsWriter {
     /// marking them as sent once flushed.
     pub async fn write(&mut self, control: &[Frame], batch: Option<&mut Batch>) -> io::Result<()> {
         let mut sink = self.sink.lock().await;
+        // Under longconn.v2 the frames (a server's replies among them) are
+        // encoded back to back into one buffer and handed on as slices of it.
+        self.chunk.clear();
+        let mut ends = Vec::with_capacity(control.len());
         for frame in control {
-            if let Some(message) = control_message(frame, self.v2) {
+            if self.v2 && carries_v2_frame(frame) {
+                let (kind, payload) = frame.parts();
+                self.chunk.extend_from_slice(&[kind as u8]);
+                self.chunk.extend_from_slice(payload);
+            }
+            ends.push(self.chunk.len());
+        }
+        let encoded = self.chunk.split().freeze();
+        let mut start = 0;
+        for (frame, end) in control.iter().zip(ends) {
+            let message = if end > start {
+                Some(Message::Binary(encoded.slice(start..end)))
+            } else {
+                control_message(frame, self.v2)
+            };
+            start = end;
+            if let Some(message) = message {
                 sink.feed(message).await.map_err(io_error)?;
             }
         }
@@ -404,6 +424,11 @@ impl WsWriter {
 }
 
 /// Our control frame as a WebSocket message; `None` for what WebSocket does itself.
+/// Whether `frame` travels as a longconn frame in a binary message under longconn.v2.
+fn carries_v2_frame(frame: &Frame) -> bool {
+    matches!(frame, Frame::Hello(_) | Frame::Ack(_) | Frame::Data(_) | Frame::Text(_))
+}
+
 fn control_message(frame: &Frame, v2: bool) -> Option<Message> {
     Some(match frame {
         Frame::Hello(p) | Frame::Ack(p) | Frame::Data(p) | Frame::Text(p) if v2 => {
@@ -418,7 +443,11 @@ fn control_message(frame: &Frame, v2: bool) -> Option<Message> {
             Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.into() }))
         }
         Frame::Data(p) => Message::binary(p.clone()),
-        Frame::Text(p) => Message::text(String::from_utf8_lossy(p).into_owned()),
+        // Valid UTF-8 is handed on without a copy.
+        Frame::Text(p) => match Utf8Bytes::try_from(p.clone()) {
+            Ok(text) => Message::Text(text),
+            Err(_) => Message::text(String::from_utf8_lossy(p).into_owned()),
+        },
     })
 }
 

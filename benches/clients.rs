@@ -7,6 +7,7 @@
 //!
 //!   cargo bench --bench clients      (CLIENTS= sets the count, default 10,000; RUNS= the repetitions)
 //!   TRANSPORT=ws cargo bench --bench clients   (WebSocket: longconn's ws:// next to tokio-tungstenite)
+//!   IO_THREADS=N cargo bench --bench clients   (longconn with N I/O threads instead of 2)
 //!
 //! After the echo, every connection stays idle for `IDLE_SECONDS` (default
 //! 10). Over WebSocket both sides ping every second in that window
@@ -157,6 +158,10 @@ unsafe extern "C" fn on_event(user_data: *mut c_void, event: *const lc_event) {
 }
 
 fn longconn_side(port: u16, n: u64) -> Figures {
+    if let Some(threads) = std::env::var("IO_THREADS").ok().and_then(|v| v.parse().ok()) {
+        // Before the first client: the I/O thread count (profiling aid).
+        assert_eq!(longconn::runtime::lc_runtime_configure(threads, 1), LC_STATUS_OK);
+    }
     let (rss0, fds0, threads0) = (rss_kib(), open_fds(), threads());
     let counts = Box::new(Counts::default());
     let user_data = &*counts as *const Counts as *mut c_void;

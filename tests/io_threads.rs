@@ -62,8 +62,12 @@ fn each_connection_stays_on_one_io_thread_and_they_spread_over_the_threads() {
         let threads = Arc::new(Threads::default());
         client.set_handler(Some(threads.clone())).unwrap();
         client.connect().unwrap();
+        // One at a time: each echo is a read of its own, whose callbacks run
+        // where it was read unless the callback thread is busy with this
+        // client just then (it is, briefly, once the handler is registered).
         for i in 0..MESSAGES {
             client.send(format!("message {i}").as_bytes()).unwrap();
+            threads.wait_messages(i + 1);
         }
         let seen = threads.wait_messages(MESSAGES);
         // A callback finds the callback thread busy with this client now and

@@ -249,24 +249,14 @@ impl Writer {
         while let Ok(first) = rx.recv() {
             // Gather for up to LINGER: one message at a time then costs one
             // commit per LINGER, not one per message (the acknowledgements
-            // wait 10 ms to be coalesced anyway). The thread sleeps out the
-            // window instead of waiting on the channel: a request sent while
-            // it sleeps wakes nobody, so a connection sending one message at
-            // a time does not wake this thread once per message.
+            // wait 10 ms to be coalesced anyway).
             let mut group = vec![first];
             let until = Instant::now() + LINGER;
-            loop {
-                while group.len() < GROUP_LIMIT {
-                    match rx.try_recv() {
-                        Ok(request) => group.push(request),
-                        Err(_) => break,
-                    }
+            while group.len() < GROUP_LIMIT {
+                match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                    Ok(request) => group.push(request),
+                    Err(_) => break,
                 }
-                let now = Instant::now();
-                if group.len() >= GROUP_LIMIT || now >= until {
-                    break;
-                }
-                std::thread::sleep(until - now);
             }
             let first_kept = lock(room.history()).first_offset();
             match self.commit(group, first_kept) {

@@ -8,9 +8,10 @@
 //! way (one message per `feed()`/`next()`), and a hand-batched client that
 //! encodes into its own buffer and writes 256 KiB at a time.
 //! `PART=lc-send|lc-send-batch|lc-ws-send|lc-receive|base-send|framed-send|v1-send|v2-send|
-//! v2m-send|v1-receive|v2-receive|v2m-receive` runs one measurement alone, RUNS times, for
-//! profiling and A/B comparisons (v1/v2: the longconn protocol at version 1 or 2 against a
-//! server whose store is on disk; v2m: version 2, the store in memory).
+//! v2m-send|v1-receive|v2-receive|v2m-receive|v1-rtt|v2-rtt|v2m-rtt|lc-ws-rtt-p99` runs one
+//! measurement alone, RUNS times, for profiling and A/B comparisons (v1/v2: the longconn
+//! protocol at version 1 or 2 against a server whose store is on disk; v2m: version 2, the
+//! store in memory; the round trips print their p50, `lc-ws-rtt-p99` longconn's WebSocket p99).
 //!
 //! Measured: messages per second sent through `lc_client_send` (64-byte
 //! messages to a sink, until the last one is written), messages per second
@@ -446,6 +447,11 @@ fn main() {
                     percentile(&mut samples, 0.5).as_secs_f64() * 1e6
                 })
             }
+            "lc-ws-rtt-p99" => Box::new(move || {
+                let server = Server::start("echo");
+                let mut samples = lc_round_trips(&server.ws_url(), round_trips);
+                percentile(&mut samples, 0.99).as_secs_f64() * 1e6
+            }),
             other => panic!("unknown PART {other:?}"),
         };
         for _ in 0..runs {

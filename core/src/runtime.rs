@@ -24,6 +24,7 @@ use tokio::runtime::Handle;
 
 use crate::error::Error;
 use crate::lock::lock;
+use crate::log::{log_at, Level};
 
 pub const DEFAULT_WORKER_THREADS: usize = 2;
 pub const DEFAULT_CALLBACK_THREADS: usize = 1;
@@ -122,22 +123,33 @@ fn io_threads() -> Result<&'static [IoThread], Error> {
     let count = WORKER_THREADS.load(Ordering::Relaxed);
     let mut threads = Vec::with_capacity(count);
     for _ in 0..count {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::Runtime(format!("cannot start the I/O threads: {e}")))?;
-        let handle = rt.handle().clone();
-        std::thread::Builder::new()
-            .name("longconn-io".into())
-            .spawn(move || {
-                ON_IO_THREAD.with(|on| on.set(true));
-                rt.block_on(std::future::pending::<()>())
-            })
-            .map_err(|e| Error::Runtime(format!("cannot start the I/O threads: {e}")))?;
-        threads.push(IoThread { handle, connections: AtomicUsize::new(0) });
+        match start_io_thread() {
+            Ok(thread) => threads.push(thread),
+            // Threads already running stay in use: they could not be stopped anyway.
+            Err(e) if threads.is_empty() => return Err(e),
+            Err(e) => {
+                log_at!(Level::Warn, "{e}: running {} of {count} I/O threads", threads.len());
+                break;
+            }
+        }
     }
     STARTED.store(true, Ordering::Release);
     Ok(IO_THREADS.get_or_init(|| threads.into_boxed_slice()))
+}
+
+/// One I/O thread running its own runtime until the process ends.
+fn start_io_thread() -> Result<IoThread, Error> {
+    let failed = |e: std::io::Error| Error::Runtime(format!("cannot start the I/O threads: {e}"));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(failed)?;
+    let handle = rt.handle().clone();
+    std::thread::Builder::new()
+        .name("longconn-io".into())
+        .spawn(move || {
+            ON_IO_THREAD.with(|on| on.set(true));
+            rt.block_on(std::future::pending::<()>())
+        })
+        .map_err(failed)?;
+    Ok(IoThread { handle, connections: AtomicUsize::new(0) })
 }
 
 /// Starts the I/O threads if they are not running yet.

@@ -144,7 +144,8 @@ impl EventQueue {
             p.weight += InboxLimits::weight(messages, bytes);
             p.events.push_back(entry);
         }
-        if signal_fd && !p.fd_signalled && !p.events.is_empty() {
+        let waiting = !p.events.is_empty() || self.taken_count.load(Ordering::Acquire) > 0;
+        if signal_fd && !p.fd_signalled && waiting {
             if let Some(signal) = &p.signal {
                 // A full socket buffer already means "readable"; nothing to do then.
                 let _ = (&signal.writer).write(&[1]);
@@ -692,5 +693,17 @@ mod tests {
         }
         assert_eq!(q.pop(Duration::ZERO), Some(Event::Closed { unsent: 0 }));
         assert_eq!(q.pop(Duration::from_millis(1)), None, "empty: times out");
+    }
+
+    #[test]
+    fn a_descriptor_made_after_a_poll_took_a_batch_shows_the_rest() {
+        let q = EventQueue::new(InboxLimits::default());
+        q.push_messages(MessageBatch::new(Bytes::from_static(b"ab"), vec![0..1, 1..2]), true);
+        assert_eq!(q.pop(Duration::ZERO), message(b"a"));
+        q.fd().unwrap();
+        q.resignal();
+        assert!(readable(&q), "one message waits in the taken slot");
+        assert_eq!(q.pop(Duration::ZERO), message(b"b"));
+        assert!(!readable(&q));
     }
 }

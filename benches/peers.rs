@@ -762,7 +762,7 @@ fn main() {
     if wants("ws-echo") {
         echo_table(
             "WebSocket echo, 1,000 in flight, messages/s (peer: raw tokio-tungstenite)",
-            "protocol 2 (longconn.v2), ",
+            if std::env::var("PROTOCOL").as_deref() == Ok("1") { "protocol 1, " } else { "protocol 2 (longconn.v2), " },
             rounds,
             |s| raw_ws::echo(s.ws_port, echo_n),
             |s| (format!("ws://127.0.0.1:{}/", s.ws_port), echo_n),

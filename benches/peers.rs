@@ -17,7 +17,11 @@
 //!   ROUNDS=5 ROUND_TRIPS=5000 ECHO=300000 SENDS=2000000 cargo bench --bench peers
 //!   PART=tcp-rtt|ws-rtt|tcp-echo|ws-echo|send-wait cargo bench --bench peers
 //!   PART=tcp-echo API=poll|callback|io-callback cargo bench --bench peers
+//!   PART=ws-echo PROTOCOL=1 cargo bench --bench peers   (longconn at protocol 1, like the peer)
+//!   IO_THREADS=1 ... (longconn with one I/O thread)
 //!
+//! `API`, `PROTOCOL` and `IO_THREADS` are for profiling and A/B runs; the
+//! figures recorded in docs/BENCHMARKS.md use none of them.
 //! Each round measures every client once, in turn, each against a fresh
 //! server; the ratio is the median of the per-round ratios. Prints figures;
 //! asserts nothing but that every message came back.

@@ -16,7 +16,7 @@
 //!   cargo bench --bench peers                 (about 3 min)
 //!   ROUNDS=5 ROUND_TRIPS=5000 ECHO=300000 SENDS=2000000 cargo bench --bench peers
 //!   PART=tcp-rtt|ws-rtt|tcp-echo|ws-echo|send-wait cargo bench --bench peers
-//!   PART=tcp-echo API=poll|callback|io-callback cargo bench --bench peers
+//!   PART=tcp-echo API=poll|callback|io-callback|poll-io cargo bench --bench peers
 //!   PART=ws-echo PROTOCOL=1 cargo bench --bench peers   (longconn at protocol 1, like the peer)
 //!   IO_THREADS=1 ... (longconn with one I/O thread)
 //!
@@ -307,13 +307,24 @@ enum Api {
     Callback,
     /// The message callback, run on the I/O thread (`lc_config_set_callbacks_on_io_thread`).
     IoCallback,
+    /// `lc_client_poll` on a client that does its I/O in poll (`lc_config_set_io_in_poll`).
+    PollIo,
 }
 
+/// Every API, with its name in the tables.
+const APIS: [(Api, &str); 4] = [
+    (Api::Poll, "lc_client_poll"),
+    (Api::Callback, "message callback"),
+    (Api::IoCallback, "message callback on the I/O thread"),
+    (Api::PollIo, "lc_client_poll, I/O in poll"),
+];
+
 impl Api {
-    /// `API=poll|callback|io-callback` runs only that API's echo (to profile it).
+    /// `API=poll|callback|io-callback|poll-io` runs only that API's echo (to profile it).
     fn wanted(self) -> bool {
         let name = match self {
             Api::Poll => "poll",
+            Api::PollIo => "poll-io",
             Api::Callback => "callback",
             Api::IoCallback => "io-callback",
         };
@@ -336,6 +347,7 @@ impl Lc {
             assert_eq!(lc_config_new(url.as_ptr().cast(), &mut config), LC_STATUS_OK);
             assert_eq!(lc_config_set_outbox_limits(config, 1 << 22, 1 << 30), LC_STATUS_OK);
             assert_eq!(lc_config_set_callbacks_on_io_thread(config, api == Api::IoCallback), LC_STATUS_OK);
+            assert_eq!(lc_config_set_io_in_poll(config, api == Api::PollIo), LC_STATUS_OK);
             if let Some(version) = std::env::var("PROTOCOL").ok().and_then(|v| v.parse().ok()) {
                 assert_eq!(lc_config_set_protocol_version(config, version), LC_STATUS_OK);
             }
@@ -483,8 +495,8 @@ unsafe extern "C" fn on_message(user_data: *mut c_void, _data: *const u8, _len: 
 
 fn lc_round_trips(url: &str, n: u64, api: Api) -> Rtt {
     match api {
-        Api::Poll => {
-            let lc = Lc::new(url, None, ptr::null_mut());
+        Api::Poll | Api::PollIo => {
+            let lc = Lc::with_api(url, None, ptr::null_mut(), api);
             let mut timing = Timing::new(n);
             for i in 0..WARMUP + n {
                 let start = timing.begin(i);
@@ -514,8 +526,8 @@ fn lc_round_trips(url: &str, n: u64, api: Api) -> Rtt {
 
 fn lc_echo(url: &str, n: u64, api: Api) -> f64 {
     match api {
-        Api::Poll => {
-            let lc = Lc::new(url, None, ptr::null_mut());
+        Api::Poll | Api::PollIo => {
+            let lc = Lc::with_api(url, None, ptr::null_mut(), api);
             let start = Instant::now();
             let mut sent = IN_FLIGHT.min(n);
             for _ in 0..sent {
@@ -610,11 +622,7 @@ fn echo_table(
     peer: impl Fn(&Server) -> f64,
     lc: impl Fn(&Server) -> (String, u64),
 ) {
-    let apis = [
-        (Api::Poll, "lc_client_poll"),
-        (Api::Callback, "message callback"),
-        (Api::IoCallback, "message callback on the I/O thread"),
-    ];
+    let apis = APIS;
     // Each run's rate, this process's context switches per 1,000 messages,
     // and CPU time per message (this process's, and the server's).
     let counted = |s: &Server, n: u64, run: &dyn Fn() -> f64| {
@@ -628,7 +636,7 @@ fn echo_table(
             server_cpu_us: per_message(s.cpu_time() - server_cpu),
         }
     };
-    let (mut peer_runs, mut lc_runs) = (vec![], [vec![], vec![], vec![]]);
+    let (mut peer_runs, mut lc_runs) = (vec![], [vec![], vec![], vec![], vec![]]);
     for _ in 0..rounds {
         let s = Server::start("echo");
         let (url, n) = lc(&s);
@@ -710,8 +718,8 @@ fn main() {
 
     let echo_server = || Server::start("echo");
     if wants("tcp-rtt") {
-        let apis = [Api::Poll, Api::Callback, Api::IoCallback];
-        let (mut raw, mut length, mut v2) = (vec![], [vec![], vec![], vec![]], [vec![], vec![], vec![]]);
+        let apis = APIS.map(|(api, _)| api);
+        let (mut raw, mut length, mut v2) = (vec![], [(); 4].map(|_| vec![]), [(); 4].map(|_| vec![]));
         for _ in 0..rounds {
             let s = echo_server();
             raw.push(raw_tcp::round_trips(s.port, round_trips));
@@ -723,14 +731,14 @@ fn main() {
         }
         header("TCP round trip, one in flight (peer: raw tokio client, length framing)");
         for (framing, runs) in [("length framing", &length), ("protocol 2", &v2)] {
-            rtt_lines(&format!("{framing}, lc_client_poll"), &raw, &runs[0], "<= 1.15x");
-            rtt_lines(&format!("{framing}, message callback"), &raw, &runs[1], "<= 1.15x");
-            rtt_lines(&format!("{framing}, message callback on the I/O thread"), &raw, &runs[2], "<= 1.15x");
+            for ((_, name), runs) in APIS.iter().zip(runs.iter()) {
+                rtt_lines(&format!("{framing}, {name}"), &raw, runs, "<= 1.15x");
+            }
         }
     }
     if wants("ws-rtt") {
         let lws = build_lws();
-        let (mut lws_runs, mut raw, mut lc) = (vec![], vec![], [vec![], vec![], vec![]]);
+        let (mut lws_runs, mut raw, mut lc) = (vec![], vec![], [(); 4].map(|_| vec![]));
         for _ in 0..rounds {
             let s = echo_server();
             if let Some(program) = &lws {
@@ -738,7 +746,7 @@ fn main() {
             }
             raw.push(raw_ws::round_trips(s.ws_port, round_trips));
             let url = format!("ws://127.0.0.1:{}/", s.ws_port);
-            for (i, api) in [Api::Poll, Api::Callback, Api::IoCallback].into_iter().enumerate() {
+            for (i, (api, _)) in APIS.into_iter().enumerate() {
                 lc[i].push(lc_round_trips(&url, round_trips, api));
             }
         }
@@ -749,9 +757,9 @@ fn main() {
         };
         for (peer, peer_runs, target) in peers {
             header(&format!("WebSocket round trip, one in flight (peer: {peer})"));
-            rtt_lines("protocol 2 (longconn.v2), lc_client_poll", peer_runs, &lc[0], target);
-            rtt_lines("protocol 2 (longconn.v2), message callback", peer_runs, &lc[1], target);
-            rtt_lines("protocol 2 (longconn.v2), message callback on the I/O thread", peer_runs, &lc[2], target);
+            for ((_, name), runs) in APIS.iter().zip(lc.iter()) {
+                rtt_lines(&format!("protocol 2 (longconn.v2), {name}"), peer_runs, runs, target);
+            }
         }
     }
     if wants("tcp-echo") {

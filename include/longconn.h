@@ -745,6 +745,27 @@ lc_status lc_config_set_protocol_version(lc_config *config, uint32_t version);
 // LC_STATUS_NULL_ARGUMENT or LC_STATUS_PANIC.
 lc_status lc_config_set_callbacks_on_io_thread(lc_config *config, bool enabled);
 
+// Does this client's I/O on the thread that polls it, instead of on the
+// library's I/O threads (off by default), in the way of an event loop's
+// "service" call: the connection is read, written, kept alive with
+// heartbeats and reconnected only while some thread is inside
+// lc_client_poll(), lc_client_poll_messages() or lc_client_close() for
+// this client. A busy poller then pays no thread hand-off at all: the
+// reply that lc_client_poll() waits for is read by that same call, and
+// what the application sends in between is written the next time it
+// polls (or at once from the calling thread when the connection is idle,
+// as always).
+//
+// The rules, which the application accepts by turning this on: poll at
+// least once per heartbeat interval while connected (else the server may
+// judge the connection dead); lc_client_connect() only starts the
+// connection, which the first poll carries out; no callbacks (setting an
+// event or message callback on such a client fails with
+// LC_STATUS_INVALID_ARGUMENT); lc_client_send_wait() never waits (room in
+// a full outbox only comes while polling). Fails only with
+// LC_STATUS_NULL_ARGUMENT or LC_STATUS_PANIC.
+lc_status lc_config_set_io_in_poll(lc_config *config, bool enabled);
+
 // Turns LC_EVENT_ACKNOWLEDGED events on or off (off by default). When on,
 // each acknowledgement from the server that moves lc_stats.acked_number
 // is also queued as an event (they arrive every few milliseconds while

@@ -49,13 +49,66 @@ fn answers_alone(engine: &Engine) -> bool {
 pub struct Client {
     engine: Arc<Engine>,
     started: AtomicBool,
+    /// With `io_in_poll`: the client's own runtime, driven by its pollers.
+    driver: Option<Driver>,
+}
+
+/// A client's own single-threaded runtime, run only by the threads that
+/// poll or close that client (`ClientConfig::io_in_poll`).
+struct Driver(Option<tokio::runtime::Runtime>);
+
+impl Driver {
+    fn new() -> Result<Driver, Error> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Runtime(format!("cannot make the client's runtime: {e}")))?;
+        Ok(Driver(Some(rt)))
+    }
+
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.0.as_ref().expect("present until dropped")
+    }
+
+    /// Runs the client's I/O on this thread until `done` says so or `until` passes.
+    fn run_until<F: std::future::Future<Output = ()>>(
+        &self,
+        until: Option<Instant>,
+        mut done: impl FnMut() -> bool,
+        woken: impl Fn() -> F,
+    ) {
+        if done() {
+            return;
+        }
+        self.runtime().block_on(async {
+            while !done() {
+                match until {
+                    Some(until) => tokio::select! {
+                        _ = woken() => {}
+                        _ = tokio::time::sleep_until(until.into()) => return,
+                    },
+                    None => woken().await,
+                }
+            }
+        })
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // Drops the session's task without waiting; fine on any thread.
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 impl Client {
     pub fn new(config: ClientConfig) -> Result<Client, Error> {
         runtime::check_not_forked()?;
         config.validate()?;
-        Ok(Client { engine: Arc::new(Engine::new(config)?), started: AtomicBool::new(false) })
+        let driver = if config.io_in_poll { Some(Driver::new()?) } else { None };
+        Ok(Client { engine: Arc::new(Engine::new(config)?), started: AtomicBool::new(false), driver })
     }
 
     pub fn config(&self) -> &ClientConfig {
@@ -68,12 +121,19 @@ impl Client {
         if self.engine.close.requested() {
             return Err(Error::Closed);
         }
-        runtime::start()?;
+        if self.driver.is_none() {
+            runtime::start()?;
+        }
         if self.started.swap(true, Ordering::AcqRel) {
             return Err(Error::AlreadyStarted("connect was already called on this client"));
         }
         self.engine.lifecycle.set_state(State::Connecting);
-        runtime::spawn(session::run(self.engine.clone()))
+        match &self.driver {
+            // Runs from the first poll on.
+            Some(driver) => drop(driver.runtime().spawn(session::run(self.engine.clone()))),
+            None => runtime::spawn(session::run(self.engine.clone()))?,
+        }
+        Ok(())
     }
 
     /// Queues a copy of `payload`; it is written in order once connected.
@@ -119,7 +179,8 @@ impl Client {
         let engine = self.check_sendable()?;
         engine.config.check_payload(payload, text)?;
         let closed = || engine.close.requested();
-        let may_wait = || !on_callback_thread();
+        // With `io_in_poll` room comes only while the application polls.
+        let may_wait = || self.driver.is_none() && !on_callback_thread();
         match engine
             .sending
             .push_waiting(payload, text, timeout, may_wait, closed, &engine.counters, || answers_alone(engine))
@@ -176,6 +237,10 @@ impl Client {
         if on_callback_thread() {
             return Ok(CloseOutcome::InProgress);
         }
+        if let Some(driver) = &self.driver {
+            let lifecycle = &engine.lifecycle;
+            driver.run_until(Some(deadline + CLOSE_GRACE), || lifecycle.finished().is_some(), || lifecycle.finishing());
+        }
         match engine.lifecycle.wait_finished(deadline + CLOSE_GRACE) {
             Some(0) => Ok(CloseOutcome::Flushed),
             Some(unsent) => Ok(CloseOutcome::Unsent(unsent)),
@@ -213,6 +278,11 @@ impl Client {
 
     /// Delivers events to `handler` on a callback thread; `None` returns to poll mode.
     pub fn set_handler(&self, handler: Option<Arc<dyn EventHandler>>) -> Result<(), Error> {
+        if self.driver.is_some() && handler.is_some() {
+            return Err(Error::InvalidArgument(
+                "this client does its I/O in poll (io_in_poll), so it takes no callbacks".into(),
+            ));
+        }
         self.engine.delivery.set_handler(handler)
     }
 
@@ -222,6 +292,7 @@ impl Client {
     pub fn poll(&self, timeout: Duration) -> Result<Option<Event>, Error> {
         runtime::check_not_forked()?;
         let inbox = &self.engine.delivery.inbox;
+        let timeout = self.drive(timeout);
         match inbox.pop(timeout) {
             None if inbox.is_drained_and_ended() => Err(Error::Closed),
             polled => Ok(polled),
@@ -239,10 +310,25 @@ impl Client {
     ) -> Result<Option<usize>, Error> {
         runtime::check_not_forked()?;
         let inbox = &self.engine.delivery.inbox;
+        let timeout = self.drive(timeout);
         match inbox.take_messages(timeout, take) {
             None if inbox.is_drained_and_ended() => Err(Error::Closed),
             taken => Ok(taken),
         }
+    }
+
+    /// With `io_in_poll`, runs the client's I/O on this thread until an
+    /// event waits or `timeout` passes, and returns how long taking the
+    /// event may still wait (none: it waits already, or never will); else
+    /// returns `timeout` as it is.
+    fn drive(&self, timeout: Duration) -> Duration {
+        let Some(driver) = &self.driver else {
+            return timeout;
+        };
+        let inbox = &self.engine.delivery.inbox;
+        let until = Instant::now().checked_add(timeout);
+        driver.run_until(until, || inbox.has_waiting() || inbox.is_drained_and_ended(), || inbox.arrival());
+        Duration::ZERO
     }
 
     /// Readable while events wait in poll mode; owned by the client. Made

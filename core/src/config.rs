@@ -57,6 +57,10 @@ pub struct ClientConfig {
     /// callback thread (off by default): one thread hand-off less per
     /// message, for callbacks that return quickly and never block.
     pub callbacks_on_io_thread: bool,
+    /// Do this client's I/O on the thread that polls it, inside `poll`,
+    /// `poll_messages` and `close`, instead of on the library's I/O threads
+    /// (off by default). See [`crate::Client::poll`].
+    pub io_in_poll: bool,
 }
 
 impl ClientConfig {
@@ -79,6 +83,7 @@ impl ClientConfig {
             max_protocol: crate::protocol::hello::PROTOCOL_V2,
             ack_events: false,
             callbacks_on_io_thread: false,
+            io_in_poll: false,
         })
     }
 

@@ -8,6 +8,13 @@
 
 #define COUNT 200
 
+static void ignore_message(void *user_data, const uint8_t *data, size_t len, bool is_text) {
+    (void)user_data;
+    (void)data;
+    (void)len;
+    (void)is_text;
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) return 2;
     lc_client *client = harness_client(argv[1]);
@@ -118,5 +125,34 @@ int main(int argc, char **argv) {
     }
     CHECK(saw_closed);
     lc_client_free(client);
+
+    /* A client that does its I/O in lc_client_poll: the same echo, in order,
+     * on this thread; it takes no callbacks. */
+    lc_config *config = NULL;
+    CHECK_STATUS(lc_config_new(argv[1], &config), LC_STATUS_OK);
+    CHECK_STATUS(lc_config_set_io_in_poll(NULL, true), LC_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(lc_config_set_io_in_poll(config, true), LC_STATUS_OK);
+    lc_client *polled = NULL;
+    CHECK_STATUS(lc_client_new(config, &polled), LC_STATUS_OK);
+    lc_config_free(config);
+    CHECK_STATUS(lc_client_set_message_callback(polled, ignore_message, NULL), LC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(lc_client_connect(polled), LC_STATUS_OK);
+    for (int i = 0; i < 50; i++) {
+        int n = snprintf(texts[i], sizeof texts[i], "echo %d", i);
+        CHECK_STATUS(lc_client_send(polled, (const uint8_t *)texts[i], (size_t)n), LC_STATUS_OK);
+    }
+    int echoed = 0, echoed_in_order = 1;
+    for (int rounds = 0; echoed < 50 && rounds < 1000; rounds++) {
+        if (lc_client_poll(polled, 10000, &event) != LC_STATUS_OK) break;
+        if (event.kind != LC_EVENT_MESSAGE) continue;
+        char expected[32];
+        int n = snprintf(expected, sizeof expected, "echo %d", echoed);
+        if ((size_t)n != event.len || memcmp(expected, event.data, event.len) != 0) echoed_in_order = 0;
+        echoed++;
+    }
+    CHECK(echoed == 50 && echoed_in_order);
+    CHECK_STATUS(lc_client_close(polled, 5000, &unsent), LC_STATUS_OK);
+    CHECK(unsent == 0);
+    lc_client_free(polled);
     return harness_finish("echo_poll");
 }

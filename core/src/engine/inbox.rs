@@ -91,6 +91,8 @@ pub struct EventQueue {
     taken: Mutex<Option<MessageBatch>>,
     /// Messages in `taken`.
     taken_count: AtomicUsize,
+    /// Wakes a `poll` that drives the client's I/O itself (`io_in_poll`).
+    arrived_async: tokio::sync::Notify,
 }
 
 /// Messages in `entry` not yet delivered, and their payload bytes.
@@ -117,6 +119,7 @@ impl EventQueue {
             undelivered: AtomicUsize::new(0),
             taken: Mutex::new(None),
             taken_count: AtomicUsize::new(0),
+            arrived_async: tokio::sync::Notify::new(),
         }
     }
 
@@ -157,6 +160,20 @@ impl EventQueue {
         if wake {
             self.arrived.notify_all();
         }
+        if was_empty {
+            self.arrived_async.notify_one();
+        }
+    }
+
+    /// Completes once something was queued since the last completion (or
+    /// at once if that happened already); for a poll that drives the I/O.
+    pub async fn arrival(&self) {
+        self.arrived_async.notified().await
+    }
+
+    /// Whether an event waits (in the queue or taken by a poll).
+    pub fn has_waiting(&self) -> bool {
+        self.taken_count.load(Ordering::Acquire) > 0 || !self.lock().events.is_empty()
     }
 
     /// Marks the end of the stream (after the closed event was pushed):
@@ -164,6 +181,7 @@ impl EventQueue {
     pub fn end(&self) {
         self.lock().ended = true;
         self.arrived.notify_all();
+        self.arrived_async.notify_one();
     }
 
     /// Whether [`EventQueue::end`] was called and everything has been taken.

@@ -40,11 +40,18 @@ pub struct Lifecycle {
     /// Messages discarded at close, once the session has finished.
     finished: Mutex<Option<u64>>,
     finished_cv: Condvar,
+    /// The same news for a close that drives the I/O itself.
+    finished_async: tokio::sync::Notify,
 }
 
 impl Default for Lifecycle {
     fn default() -> Self {
-        Lifecycle { state: AtomicU8::new(State::Idle as u8), finished: Mutex::new(None), finished_cv: Condvar::new() }
+        Lifecycle {
+            state: AtomicU8::new(State::Idle as u8),
+            finished: Mutex::new(None),
+            finished_cv: Condvar::new(),
+            finished_async: tokio::sync::Notify::new(),
+        }
     }
 }
 
@@ -62,6 +69,17 @@ impl Lifecycle {
     pub fn finish(&self, unsent: u64) {
         *lock(&self.finished) = Some(unsent);
         self.finished_cv.notify_all();
+        self.finished_async.notify_one();
+    }
+
+    /// The session's end, if it has ended: how many messages were unsent.
+    pub fn finished(&self) -> Option<u64> {
+        *lock(&self.finished)
+    }
+
+    /// Completes once [`Lifecycle::finish`] was called (possibly before).
+    pub async fn finishing(&self) {
+        self.finished_async.notified().await
     }
 
     /// Waits for [`Lifecycle::finish`] until `deadline`; the messages discarded,

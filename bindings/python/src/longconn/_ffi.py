@@ -118,6 +118,7 @@ SIGNATURES: dict[str, tuple[object, list[object]]] = {
     # Declared for completeness; the Client does not offer it: a Python
     # callback needs the GIL, and waiting for it would stall an I/O thread.
     "lc_config_set_callbacks_on_io_thread": (c_status, [_p, ctypes.c_bool]),
+    "lc_config_set_io_in_poll": (c_status, [_p, ctypes.c_bool]),
     "lc_runtime_configure": (c_status, [ctypes.c_uint32, ctypes.c_uint32]),
     "lc_client_set_event_callback": (c_status, [_p, EVENT_CB, ctypes.c_void_p]),
     "lc_client_set_message_callback": (c_status, [_p, MESSAGE_CB, ctypes.c_void_p]),

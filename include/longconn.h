@@ -576,7 +576,9 @@ lc_status lc_client_poll_messages(const lc_client *client,
 // closed by lc_client_free(). Made on the first call (a client that never
 // asks uses no descriptor for it); later calls return the same one. Any
 // thread; also from a callback. Returns LC_STATUS_OK, or LC_STATUS_RUNTIME
-// if the process is out of descriptors, LC_STATUS_NULL_ARGUMENT, LC_STATUS_PANIC.
+// if the process is out of descriptors, LC_STATUS_INVALID_ARGUMENT for a
+// client that does its I/O in poll (lc_config_set_io_in_poll()),
+// LC_STATUS_NULL_ARGUMENT, LC_STATUS_PANIC.
 lc_status lc_client_event_fd(const lc_client *client, int *out_fd);
 
 // Creates a config for the server at `url`.
@@ -761,8 +763,10 @@ lc_status lc_config_set_callbacks_on_io_thread(lc_config *config, bool enabled);
 // judge the connection dead); lc_client_connect() only starts the
 // connection, which the first poll carries out; no callbacks (setting an
 // event or message callback on such a client fails with
-// LC_STATUS_INVALID_ARGUMENT); lc_client_send_wait() never waits (room in
-// a full outbox only comes while polling). Fails only with
+// LC_STATUS_INVALID_ARGUMENT, and so does lc_client_event_fd(), since
+// nothing arrives while a program waits on a descriptor);
+// lc_client_send_wait() never waits (room in a full outbox only comes
+// while polling). Fails only with
 // LC_STATUS_NULL_ARGUMENT or LC_STATUS_PANIC.
 lc_status lc_config_set_io_in_poll(lc_config *config, bool enabled);
 

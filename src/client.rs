@@ -586,7 +586,9 @@ pub unsafe extern "C" fn lc_client_poll_messages(
 /// closed by lc_client_free(). Made on the first call (a client that never
 /// asks uses no descriptor for it); later calls return the same one. Any
 /// thread; also from a callback. Returns LC_STATUS_OK, or LC_STATUS_RUNTIME
-/// if the process is out of descriptors, LC_STATUS_NULL_ARGUMENT, LC_STATUS_PANIC.
+/// if the process is out of descriptors, LC_STATUS_INVALID_ARGUMENT for a
+/// client that does its I/O in poll (lc_config_set_io_in_poll()),
+/// LC_STATUS_NULL_ARGUMENT, LC_STATUS_PANIC.
 #[no_mangle]
 pub unsafe extern "C" fn lc_client_event_fd(client: *const lc_client, out_fd: *mut c_int) -> lc_status {
     with_client(client, |c| {

@@ -448,8 +448,10 @@ pub unsafe extern "C" fn lc_config_set_callbacks_on_io_thread(config: *mut lc_co
 /// judge the connection dead); lc_client_connect() only starts the
 /// connection, which the first poll carries out; no callbacks (setting an
 /// event or message callback on such a client fails with
-/// LC_STATUS_INVALID_ARGUMENT); lc_client_send_wait() never waits (room in
-/// a full outbox only comes while polling). Fails only with
+/// LC_STATUS_INVALID_ARGUMENT, and so does lc_client_event_fd(), since
+/// nothing arrives while a program waits on a descriptor);
+/// lc_client_send_wait() never waits (room in a full outbox only comes
+/// while polling). Fails only with
 /// LC_STATUS_NULL_ARGUMENT or LC_STATUS_PANIC.
 #[no_mangle]
 pub unsafe extern "C" fn lc_config_set_io_in_poll(config: *mut lc_config, enabled: bool) -> lc_status {

@@ -79,6 +79,7 @@ fn such_a_client_takes_no_callbacks_and_send_wait_does_not_wait() {
         fn on_event(&self, _: &Event, _: State) {}
     }
     assert!(matches!(client.set_handler(Some(std::sync::Arc::new(Ignore))), Err(Error::InvalidArgument(_))));
+    assert!(matches!(client.event_fd(), Err(Error::InvalidArgument(_))), "no descriptor to wait on");
     client.connect().unwrap();
     // Not polled: nothing is written, so the outbox fills.
     for _ in 0..4 {

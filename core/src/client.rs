@@ -334,6 +334,12 @@ impl Client {
     /// Readable while events wait in poll mode; owned by the client. Made
     /// on the first call, so clients that never ask hold no extra descriptors.
     pub fn event_fd(&self) -> Result<RawFd, Error> {
+        if self.driver.is_some() {
+            // Nothing would arrive while the program waits on it.
+            return Err(Error::InvalidArgument(
+                "this client does its I/O in poll (io_in_poll): its events arrive only inside poll".into(),
+            ));
+        }
         let delivery = &self.engine.delivery;
         let fd = delivery.inbox.fd().map_err(|e| Error::Runtime(format!("cannot create the event descriptor: {e}")))?;
         if !delivery.has_handler() {

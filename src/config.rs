@@ -443,9 +443,13 @@ pub unsafe extern "C" fn lc_config_set_callbacks_on_io_thread(config: *mut lc_co
 /// polls (or at once from the calling thread when the connection is idle,
 /// as always).
 ///
+/// A poll with a timeout of 0 takes one turn that never waits: what is
+/// ready is read and written, then it returns.
+///
 /// The rules, which the application accepts by turning this on: poll at
 /// least once per heartbeat interval while connected (else the server may
-/// judge the connection dead); lc_client_connect() only starts the
+/// judge the connection dead); never from a callback running on an I/O
+/// thread (LC_STATUS_INVALID_ARGUMENT); lc_client_connect() only starts the
 /// connection, which the first poll carries out; no callbacks (setting an
 /// event or message callback on such a client fails with
 /// LC_STATUS_INVALID_ARGUMENT, and so does lc_client_event_fd(), since

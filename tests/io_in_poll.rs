@@ -104,3 +104,29 @@ fn a_client_dropped_without_close_while_connected_goes_away() {
     // And a new one on the same thread works.
     echoes_every_message_in_order(&server.url("longconn"));
 }
+
+#[test]
+fn polls_that_never_wait_still_carry_the_connection() {
+    let server = Server::start("echo", &[]);
+    let client = Client::new(io_in_poll(&server.url("longconn"))).unwrap();
+    client.connect().unwrap();
+    // A loop of polls with no timeout, as in a game loop, bounded by a deadline.
+    let deadline = Instant::now() + WITHIN;
+    let mut sent = false;
+    let mut echoed = false;
+    while !echoed {
+        assert!(Instant::now() < deadline, "no echo through polls without a timeout");
+        match client.poll(Duration::ZERO).unwrap() {
+            Some(event) if is_connected(&event) => {
+                client.send(b"spin").unwrap();
+                sent = true;
+            }
+            Some(Event::Message(m)) => {
+                assert!(sent);
+                assert_eq!(&m[..], b"spin");
+                echoed = true;
+            }
+            _ => std::thread::yield_now(),
+        }
+    }
+}

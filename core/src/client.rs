@@ -70,6 +70,17 @@ impl Driver {
         self.0.as_ref().expect("present until dropped")
     }
 
+    /// One turn that never waits: what is ready runs, the sockets are
+    /// looked at once, and what that woke runs too (a poll with no timeout).
+    fn run_once(&self) {
+        self.runtime().block_on(async {
+            // The first yield lets the runtime poll its sockets without
+            // waiting; the second lets what they woke run.
+            tokio::task::yield_now().await;
+            tokio::task::yield_now().await;
+        })
+    }
+
     /// Runs the client's I/O on this thread until `done` says so or `until` passes.
     fn run_until<F: std::future::Future<Output = ()>>(
         &self,
@@ -292,7 +303,7 @@ impl Client {
     pub fn poll(&self, timeout: Duration) -> Result<Option<Event>, Error> {
         runtime::check_not_forked()?;
         let inbox = &self.engine.delivery.inbox;
-        let timeout = self.drive(timeout);
+        let timeout = self.drive(timeout)?;
         match inbox.pop(timeout) {
             None if inbox.is_drained_and_ended() => Err(Error::Closed),
             polled => Ok(polled),
@@ -310,7 +321,7 @@ impl Client {
     ) -> Result<Option<usize>, Error> {
         runtime::check_not_forked()?;
         let inbox = &self.engine.delivery.inbox;
-        let timeout = self.drive(timeout);
+        let timeout = self.drive(timeout)?;
         match inbox.take_messages(timeout, take) {
             None if inbox.is_drained_and_ended() => Err(Error::Closed),
             taken => Ok(taken),
@@ -321,14 +332,23 @@ impl Client {
     /// event waits or `timeout` passes, and returns how long taking the
     /// event may still wait (none: it waits already, or never will); else
     /// returns `timeout` as it is.
-    fn drive(&self, timeout: Duration) -> Duration {
+    fn drive(&self, timeout: Duration) -> Result<Duration, Error> {
         let Some(driver) = &self.driver else {
-            return timeout;
+            return Ok(timeout);
         };
+        if runtime::on_io_thread() {
+            return Err(Error::InvalidArgument(
+                "a client that does its I/O in poll cannot be polled from a callback on an I/O thread".into(),
+            ));
+        }
         let inbox = &self.engine.delivery.inbox;
-        let until = Instant::now().checked_add(timeout);
-        driver.run_until(until, || inbox.has_waiting() || inbox.is_drained_and_ended(), || inbox.arrival());
-        Duration::ZERO
+        if timeout.is_zero() {
+            driver.run_once();
+        } else {
+            let until = Instant::now().checked_add(timeout);
+            driver.run_until(until, || inbox.has_waiting() || inbox.is_drained_and_ended(), || inbox.arrival());
+        }
+        Ok(Duration::ZERO)
     }
 
     /// Readable while events wait in poll mode; owned by the client. Made

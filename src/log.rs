@@ -36,7 +36,9 @@ impl LogSink for CLogSink {
 /// are discarded. `max_level` is the most verbose level delivered (1 error
 /// to 4 debug). The callback runs on library threads, possibly on several at
 /// once: it must be thread-safe, return quickly, and must not call longconn
-/// functions. `user_data` is passed through untouched.
+/// functions. `user_data` is passed through untouched. Replacing or removing
+/// the callback waits for calls of the old one in progress: once this
+/// returns, the old callback is not running on any thread.
 ///
 /// `callback`: may be NULL. `user_data`: passed through untouched, never
 /// dereferenced by the library; it must stay usable from any thread until

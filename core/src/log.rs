@@ -36,9 +36,14 @@ pub fn enabled(level: Level) -> bool {
     level as u8 <= MAX_LEVEL.load(Ordering::Relaxed)
 }
 
+/// Hands `message` to the sink. The sink is called with the read lock held,
+/// so removing it ([`set_sink`] with `None`) waits for calls in progress:
+/// once that returns, no thread is inside the old sink (a Python binding
+/// relies on it at interpreter exit, when a thread still entering Python
+/// would be stopped in the middle of the call).
 pub fn write(level: Level, message: &str) {
-    let sink = SINK.read().unwrap_or_else(|e| e.into_inner()).clone();
-    if let Some(sink) = sink {
+    let sink = SINK.read().unwrap_or_else(|e| e.into_inner());
+    if let Some(sink) = sink.as_ref() {
         sink.log(level, message);
     }
 }

@@ -300,6 +300,11 @@ impl Client {
     /// Takes the next event in poll mode, waiting up to `timeout`;
     /// [`Error::Closed`] at once when the client has stopped and its last
     /// event (the closed event) has been taken.
+    ///
+    /// With `ClientConfig::io_in_poll` the connection's I/O runs here, on
+    /// the calling thread, while it waits (a `timeout` of zero takes one
+    /// turn that never waits); from a callback on an I/O thread that is
+    /// refused with [`Error::InvalidArgument`].
     pub fn poll(&self, timeout: Duration) -> Result<Option<Event>, Error> {
         runtime::check_not_forked()?;
         let inbox = &self.engine.delivery.inbox;

@@ -86,12 +86,12 @@ impl SessionState {
     /// the server dies first, the client sends the messages again and their
     /// replies come out with the same numbers, which the client already has,
     /// so they are not sent twice.
-    pub fn add_echo(&mut self, replies: &[Frame]) {
+    pub fn add_echo(&mut self, replies: Vec<Frame>) {
         if self.echo.is_empty() {
             self.echo_first = self.accepted + 1;
         }
         for reply in replies {
-            self.push_echo(reply.clone());
+            self.push_echo(reply);
         }
     }
 

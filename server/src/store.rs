@@ -14,7 +14,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use longconn_core::lock::lock;
 use longconn_core::protocol::{Frame, FrameType};
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Transaction, MAIN_DB};
 
 use crate::history::{unix_now, Entry, History, Window};
 use crate::mode::Mode;
@@ -48,8 +48,9 @@ pub enum Request {
     /// Chat lines for the room, from a session (counted as its inbound
     /// messages) or from a best-effort connection or the server itself.
     Room { author: u64, lines: Vec<Bytes>, session: Option<Arc<Session>> },
-    /// Echo and sink: messages of a session's inbound stream, in order.
-    Inbound { session: Arc<Session>, messages: Vec<Frame> },
+    /// Echo and sink: messages of a session's inbound stream, in order, as
+    /// written by the connection that read them (one row per read).
+    Inbound { session: Arc<Session>, rows: Vec<Row> },
     /// A new session.
     NewSession { session: Arc<Session>, next_client: u64 },
     /// A session's room base moved (its history was partly lost).
@@ -299,14 +300,14 @@ impl Writer {
 fn merge_inbound(group: Vec<Request>) -> Vec<Request> {
     let mut merged: Vec<Request> = Vec::with_capacity(group.len());
     for request in group {
-        if let Request::Inbound { session, messages } = request {
+        if let Request::Inbound { session, rows } = request {
             let earlier = merged.iter_mut().find_map(|r| match r {
-                Request::Inbound { session: s, messages: m, .. } if Arc::ptr_eq(s, &session) => Some(m),
+                Request::Inbound { session: s, rows: r } if Arc::ptr_eq(s, &session) => Some(r),
                 _ => None,
             });
             match earlier {
-                Some(earlier) => earlier.extend(messages),
-                None => merged.push(Request::Inbound { session, messages }),
+                Some(earlier) => earlier.extend(rows),
+                None => merged.push(Request::Inbound { session, rows }),
             }
         } else {
             merged.push(request);
@@ -337,17 +338,33 @@ fn apply(
             }
             Some(Effect::Lines { first, author, at, lines, session })
         }
-        Request::Inbound { session, messages } => {
+        Request::Inbound { session, rows } => {
+            let count: u64 = rows.iter().map(|r| r.count).sum();
+            if count == 0 {
+                return Ok(None);
+            }
             let first_seq = lock(&session.state).received_in_store_order() + 1;
-            let last_seq = first_seq + messages.len() as u64 - 1;
-            tx.prepare_cached("INSERT OR REPLACE INTO inbound (session, last_seq, first_seq, at, messages) VALUES (?1, ?2, ?3, ?4, ?5)")?.execute(params![
+            let last_seq = first_seq + count - 1;
+            // One row per session and commit. It goes in as a zeroblob and the
+            // reads' rows are written into it in place: binding it would have
+            // SQLite copy it twice more (the bound value, then the record)
+            // through buffers of its size, after a copy of ours to join them.
+            let len: usize = rows.iter().map(|r| r.bytes.len()).sum();
+            tx.prepare_cached("INSERT OR REPLACE INTO inbound (session, last_seq, first_seq, at, messages) VALUES (?1, ?2, ?3, ?4, zeroblob(?5))")?.execute(params![
                 &session.id[..],
                 last_seq as i64,
                 first_seq as i64,
                 at as i64,
-                join_messages(&messages)
+                len as i64
             ])?;
-            let client_acked = count_received(tx, &session, messages.len() as u64)?;
+            let mut blob = tx.blob_open(MAIN_DB, c"inbound", c"messages", tx.last_insert_rowid(), false)?;
+            let mut at = 0;
+            for row in &rows {
+                blob.write_at(&row.bytes, at)?;
+                at += row.bytes.len();
+            }
+            drop(blob);
+            let client_acked = count_received(tx, &session, count)?;
             let keep_after = match mode {
                 // The acknowledgement just stored with the session, so a restart replays from the rows kept.
                 Mode::Echo => client_acked,
@@ -366,7 +383,6 @@ fn apply(
                 tx.prepare_cached("DELETE FROM inbound WHERE session = ?1 AND last_seq <= ?2")?
                     .execute(params![&session.id[..], keep_after as i64])?;
             }
-            let count = messages.len() as u64;
             Some(Effect::Stored { session, count })
         }
         Request::NewSession { session, next_client } => {
@@ -400,21 +416,37 @@ fn apply(
 /// Marks a text message in a row's length word (messages are far below 2 GiB).
 const TEXT: u32 = 1 << 31;
 
-/// One row's messages: each a u32 BE length (its top bit set for text),
-/// then its bytes. A session's messages are stored one row per commit, not
-/// one row per message: storing costs a copy per message and a row per batch.
-fn join_messages(messages: &[Frame]) -> Vec<u8> {
-    let mut row = Vec::with_capacity(messages.iter().map(|m| 4 + m.parts().1.len()).sum());
-    for message in messages {
-        let (kind, payload) = message.parts();
-        let text = if kind == FrameType::Text { TEXT } else { 0 };
-        row.extend_from_slice(&(payload.len() as u32 | text).to_be_bytes());
-        row.extend_from_slice(payload);
-    }
-    row
+/// Messages of a session's inbound stream as the store keeps them: each a
+/// u32 BE length (its top bit set for text), then its bytes. A session's
+/// messages are stored one row per commit, not one row per message: storing
+/// costs a copy per message (made by the connection as it reads) and a row
+/// per batch.
+#[derive(Debug, Default)]
+pub struct Row {
+    bytes: Vec<u8>,
+    count: u64,
 }
 
-/// The messages of a row written by [`join_messages`]; a truncated tail is dropped.
+impl Row {
+    /// A row with room for `bytes` of messages.
+    pub fn with_capacity(bytes: usize) -> Row {
+        Row { bytes: Vec::with_capacity(bytes), count: 0 }
+    }
+
+    pub fn push(&mut self, kind: FrameType, payload: &[u8]) {
+        let text = if kind == FrameType::Text { TEXT } else { 0 };
+        self.bytes.extend_from_slice(&(payload.len() as u32 | text).to_be_bytes());
+        self.bytes.extend_from_slice(payload);
+        self.count += 1;
+    }
+
+    /// How many messages it holds.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+}
+
+/// The messages of a stored row (see [`Row`]); a truncated tail is dropped.
 fn split_messages(row: Bytes) -> Vec<Frame> {
     let mut messages = Vec::new();
     let mut at = 0;
@@ -506,8 +538,14 @@ mod tests {
             Frame::Text(Bytes::new()),
             Frame::Text(Bytes::from_static(b"3")),
         ];
-        let row = join_messages(&messages);
-        assert_eq!(split_messages(Bytes::from(row.clone())), messages);
-        assert_eq!(split_messages(Bytes::from(row[..row.len() - 1].to_vec())), messages[..2].to_vec());
+        let mut row = Row::default();
+        for message in &messages {
+            let (kind, payload) = message.parts();
+            row.push(kind, payload);
+        }
+        assert_eq!(row.count(), 3);
+        let bytes = Bytes::from(row.bytes);
+        assert_eq!(split_messages(bytes.clone()), messages);
+        assert_eq!(split_messages(bytes.slice(..bytes.len() - 1)), messages[..2].to_vec());
     }
 }

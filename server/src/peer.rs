@@ -402,7 +402,7 @@ impl<'a> Peer<'a> {
                     (Mode::Chat, _) => lines.push(self.chat_line(payload)),
                     (_, true) => {
                         if row.count() == 0 {
-                            row = Row::with_capacity(batch.chunk.len());
+                            row = self.room.store().new_row(batch.chunk.len());
                         }
                         row.push(*kind, payload);
                         if echo {

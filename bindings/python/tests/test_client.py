@@ -475,3 +475,38 @@ def test_acknowledged_delivery_resumes_across_a_server_kill(server_factory, tmp_
         client.close(timeout=5.0)
         for server in servers:
             server.stop()
+
+
+def test_io_in_poll_carries_the_connection_inside_polls_only(echo_server):
+    with longconn.Client(echo_server.url(), io_in_poll=True) as client:
+        with pytest.raises(longconn.InvalidArgumentError, match="io_in_poll"):
+            client.on_message(lambda m: None)
+        with pytest.raises(longconn.InvalidArgumentError, match="io_in_poll"):
+            client.on_event(lambda e: None)
+        client.connect()
+        assert _next(client, EventKind.CONNECTED).kind == EventKind.CONNECTED
+        # One at a time: each reply is read by the poll that waits for it.
+        for i in range(200):
+            client.send(f"one {i}")
+            assert _messages(client, 1)[0].text == f"one {i}"
+        # Many in flight: written and read by the polls that take them.
+        client.send_many([f"many {i}" for i in range(3000)])
+        received = []
+        while len(received) < 3000:
+            batch = client.receive_many(max_count=500, timeout=WITHIN)
+            assert batch, "messages keep coming while polling"
+            received += batch
+        assert [m.text for m in received] == [f"many {i}" for i in range(3000)]
+        assert client.stats().messages_in == 3200
+
+
+def test_io_in_poll_has_no_asyncio_interface(echo_server):
+    async def main() -> None:
+        with longconn.Client(echo_server.url(), io_in_poll=True) as client:
+            with pytest.raises(longconn.InvalidArgumentError, match="io_in_poll"):
+                await client.aconnect(timeout=WITHIN)
+            # The connection still works through the ordinary polls.
+            client.send("after")
+            assert _messages(client, 1)[0].text == "after"
+
+    asyncio.run(main())

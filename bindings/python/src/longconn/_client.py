@@ -96,6 +96,16 @@ class Client:
     asks for best effort. ``acknowledgement_events=True`` adds an
     ACKNOWLEDGED event whenever the server acknowledges more messages
     (``stats().acked_number`` tells the same without events).
+
+    ``io_in_poll=True`` does the connection's I/O on the thread that polls
+    instead of the library's I/O threads, in the way of an event loop's
+    service call: reading, writing, heartbeats and reconnects happen only
+    while a thread is inside :meth:`poll`, :meth:`events`,
+    :meth:`receive_many` or :meth:`close`, and a reply that a poll waits for
+    is read by that same poll (no hand-off between threads). Poll at least
+    once per heartbeat interval; such a client takes no callbacks and has
+    no asyncio interface (both raise :class:`InvalidArgumentError`), and a
+    send with a timeout does not wait for room.
     """
 
     def __init__(
@@ -119,6 +129,7 @@ class Client:
         tls_dangerous_skip_verification: bool = False,
         protocol_version: int = 2,
         acknowledgement_events: bool = False,
+        io_in_poll: bool = False,
     ) -> None:
         #: The handle, and the calls in progress on it.
         self._guard = _HandleGuard()
@@ -148,6 +159,7 @@ class Client:
                 check(lib.lc_config_set_client_name(config, client_name.encode("utf-8")))
             check(lib.lc_config_set_protocol_version(config, int(protocol_version)))
             check(lib.lc_config_set_acknowledgement_events(config, bool(acknowledgement_events)))
+            check(lib.lc_config_set_io_in_poll(config, bool(io_in_poll)))
             for name, value in (headers or {}).items():
                 check(lib.lc_config_add_header(config, name.encode("utf-8"), value.encode("utf-8")))
             for protocol in subprotocols:
@@ -422,15 +434,26 @@ class Client:
         """Calls ``callback(message)`` for every message, on the library's
         callback thread. ``None`` removes it. Inside it you may call
         :meth:`send` and :meth:`close`. Exceptions are logged and kept in
-        :attr:`callback_errors`; they never stop the client."""
+        :attr:`callback_errors`; they never stop the client. A client made
+        with ``io_in_poll=True`` takes none (InvalidArgumentError)."""
+        previous = self._dispatcher.on_message
         self._dispatcher.on_message = callback
-        self._install()
+        try:
+            self._install()
+        except BaseException:
+            self._dispatcher.on_message = previous
+            raise
 
     def on_event(self, callback: Optional[Callable[[_events.Event], Any]]) -> None:
         """Calls ``callback(event)`` for every event (messages too, unless
         :meth:`on_message` is set). Same rules as :meth:`on_message`."""
+        previous = self._dispatcher.on_event
         self._dispatcher.on_event = callback
-        self._install()
+        try:
+            self._install()
+        except BaseException:
+            self._dispatcher.on_event = previous
+            raise
 
     def _install(self) -> None:
         dispatcher = self._dispatcher

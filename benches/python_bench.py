@@ -103,8 +103,8 @@ def _send_all(client: longconn.Client, messages: list) -> None:
             time.sleep(0.0005)
 
 
-def longconn_round_trips(url: str) -> list[float]:
-    with longconn.Client(url) as client:
+def longconn_round_trips(url: str, io_in_poll: bool = False) -> list[float]:
+    with longconn.Client(url, io_in_poll=io_in_poll) as client:
         client.connect()
         samples = []
         for i in range(ROUND_TRIPS + 500):
@@ -219,6 +219,8 @@ def main() -> None:
             p50_p99("ws", asyncio.run(ws_round_trips(ws_url)))
             p50_p99("lc_ws", longconn_round_trips(ws_url))
             p50_p99("lc_tcp", longconn_round_trips(tcp_url))
+            p50_p99("lc_ws_iop", longconn_round_trips(ws_url, io_in_poll=True))
+            p50_p99("lc_tcp_iop", longconn_round_trips(tcp_url, io_in_poll=True))
             add("lc_send", longconn_send(sink_url))
             add("lc_asend", asyncio.run(longconn_asend(sink_url)))
     finally:
@@ -243,7 +245,13 @@ def main() -> None:
         print(f"{label:<44} {m['ws_recv']:>12.0f} {m[name]:>12.0f} {ratio(name, 'ws_recv'):>7.2f}x  {target}")
     print()
     print(f"{'round trip, us':<44} {'ws-client':>12} {'longconn':>12} {'ratio':>8}  target")
-    for label, name in [("ws://, poll()", "lc_ws"), ("tcp://, poll()", "lc_tcp"), ("websockets (asyncio)", "ws")]:
+    for label, name in [
+        ("ws://, poll()", "lc_ws"),
+        ("tcp://, poll()", "lc_tcp"),
+        ("ws://, poll(), io_in_poll=True", "lc_ws_iop"),
+        ("tcp://, poll(), io_in_poll=True", "lc_tcp_iop"),
+        ("websockets (asyncio)", "ws"),
+    ]:
         for p, target in [("p50", "<= 1.00x"), ("p99", "")]:
             peer = f"wsc_{p}"
             print(f"{label + ', ' + p:<44} {m[peer]:>12.1f} {m[f'{name}_{p}']:>12.1f} "

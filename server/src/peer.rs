@@ -50,14 +50,6 @@ pub const ACK_EVERY: u64 = 1024;
 const ACK_DELAY: Duration = Duration::from_millis(10);
 /// A session stops reading while this many of its messages wait for the store.
 const MAX_UNSTORED: u64 = 200_000;
-/// Echo and sink messages go to the store once this many (or
-/// `STORE_BYTES`) gathered, else `STORE_DELAY` after the first: one message
-/// at a time then wakes the store thread once per `STORE_DELAY`, not once per
-/// message. Their acknowledgement waits `ACK_DELAY` anyway; chat lines,
-/// which the room shows only once stored, go at once.
-const STORE_EVERY: u64 = 256;
-const STORE_BYTES: usize = 64 * 1024;
-const STORE_DELAY: Duration = Duration::from_millis(1);
 
 /// Serves one accepted connection until it ends.
 pub async fn serve(
@@ -277,13 +269,9 @@ struct Peer<'a> {
     acked_to_client: u64,
     /// Version 2: when received messages not yet acknowledged are (if stored by then).
     ack_due: Option<Instant>,
-    /// What was read, for the store once this turn's writes are out (an
-    /// echo reaches the wire before the store thread is woken), and when it
-    /// is due there (see `STORE_EVERY`).
+    /// What this turn read, for the store once this turn's writes are out:
+    /// an echo reaches the wire before the store thread is woken.
     to_store: Vec<Request>,
-    store_due: Option<Instant>,
-    /// Messages and bytes in `to_store`.
-    unstored: (u64, usize),
     /// Answers and (best-effort) echoes, written once per read.
     replies: Vec<Frame>,
 }
@@ -320,8 +308,6 @@ impl<'a> Peer<'a> {
             acked_to_client,
             ack_due: None,
             to_store: Vec::new(),
-            store_due: None,
-            unstored: (0, 0),
             replies: Vec::new(),
         }
     }
@@ -349,16 +335,12 @@ impl<'a> Peer<'a> {
             if !frames.is_empty() && writer.write(&frames, None).await.is_err() {
                 return "write failed".into();
             }
-            self.flush_store_if_due();
+            self.flush_store();
             let session = self.session().cloned();
             let paused = session.as_ref().is_some_and(|s| {
                 let state = lock(&s.state);
                 state.accepted - state.received >= MAX_UNSTORED
             });
-            if paused {
-                // Waiting for the store: it must have everything.
-                self.flush_store();
-            }
             // Paused, this loop waits for the store: ask it for a wake-up on every commit.
             let _waiting = paused.then(|| session.as_deref().map(Session::wait_for_commits));
             let idle_deadline = last_heard + args.idle_timeout;
@@ -386,7 +368,6 @@ impl<'a> Peer<'a> {
                 },
                 _ = wait_committed(session.as_deref()) => {}
                 _ = sleep_until_due(self.ack_due) => {}
-                _ = sleep_until_due(self.store_due) => {}
                 _ = room_changes.changed(), if self.room.mode == Mode::Chat => {}
                 _ = std::future::ready(()), if more => {}
                 _ = tokio::time::sleep_until(idle_deadline.into()), if !args.idle_timeout.is_zero() => {
@@ -420,7 +401,7 @@ impl<'a> Peer<'a> {
                 FrameType::Data | FrameType::Text => match (self.room.mode, self.attached.is_some()) {
                     (Mode::Chat, _) => lines.push(self.chat_line(payload)),
                     (_, true) => {
-                        if row.is_empty() {
+                        if row.count() == 0 {
                             row = self.room.store().new_row(batch.chunk.len());
                         }
                         row.push(*kind, payload);
@@ -433,7 +414,7 @@ impl<'a> Peer<'a> {
                 },
             }
         }
-        if lines.is_empty() && row.is_empty() {
+        if lines.is_empty() && row.count() == 0 {
             return Ok(());
         }
         let session = self.session().cloned();
@@ -444,20 +425,10 @@ impl<'a> Peer<'a> {
             }
             state.accepted += lines.len() as u64 + row.count();
         }
-        // Handed to the store after this turn's writes (see `flush_store_if_due`).
+        // Handed to the store after this turn's writes (see `flush_store`).
         match (self.room.mode, session) {
-            (Mode::Chat, session) => {
-                self.to_store.push(Request::Room { author: self.number, lines, session });
-                self.store_due = Some(Instant::now());
-            }
-            (_, Some(session)) => {
-                self.unstored = (self.unstored.0 + row.count(), self.unstored.1 + row.len());
-                match self.to_store.last_mut() {
-                    Some(Request::Inbound { session: s, rows }) if Arc::ptr_eq(s, &session) => rows.push(row),
-                    _ => self.to_store.push(Request::Inbound { session, rows: vec![row] }),
-                }
-                self.store_due.get_or_insert_with(|| Instant::now() + STORE_DELAY);
-            }
+            (Mode::Chat, session) => self.to_store.push(Request::Room { author: self.number, lines, session }),
+            (_, Some(session)) => self.to_store.push(Request::Inbound { session, rows: vec![row] }),
             (_, None) => {}
         }
         if self.attached.is_some() && self.ack_due.is_none() {
@@ -540,22 +511,11 @@ impl<'a> Peer<'a> {
         Ok((frames, more))
     }
 
-    /// Hands what was read to the store if it is due there.
-    fn flush_store_if_due(&mut self) {
-        let (messages, bytes) = self.unstored;
-        let due = self.store_due.is_some_and(|due| Instant::now() >= due);
-        if due || messages >= STORE_EVERY || bytes >= STORE_BYTES {
-            self.flush_store();
-        }
-    }
-
     /// Hands what was read to the store.
     fn flush_store(&mut self) {
         for request in self.to_store.drain(..) {
             self.room.store().send(request);
         }
-        self.store_due = None;
-        self.unstored = (0, 0);
     }
 
     /// Lets go of the session, if this connection still holds it.

@@ -476,15 +476,6 @@ impl Row {
     pub fn count(&self) -> u64 {
         self.count
     }
-
-    /// Its size in bytes.
-    pub fn len(&self) -> usize {
-        self.bytes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
 }
 
 /// The messages of a stored row (see [`Row`]); a truncated tail is dropped.

@@ -454,8 +454,9 @@ fn main() {
             }),
             other => panic!("unknown PART {other:?}"),
         };
+        let unit = if part.ends_with("rtt") || part.ends_with("rtt-p99") { "us" } else { "messages/s" };
         for _ in 0..runs {
-            println!("{:.0} messages/s", measure());
+            println!("{:.0} {unit}", measure());
         }
         return;
     }

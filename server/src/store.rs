@@ -394,10 +394,10 @@ fn apply(
                 len as i64
             ])?;
             let mut blob = tx.blob_open(MAIN_DB, c"inbound", c"messages", tx.last_insert_rowid(), false)?;
-            let mut at = 0;
+            let mut offset = 0;
             for row in &rows {
-                blob.write_at(&row.bytes, at)?;
-                at += row.bytes.len();
+                blob.write_at(&row.bytes, offset)?;
+                offset += row.bytes.len();
             }
             drop(blob);
             pool.give_back(rows);

@@ -484,7 +484,7 @@ def test_io_in_poll_carries_the_connection_inside_polls_only(echo_server):
         with pytest.raises(longconn.InvalidArgumentError, match="io_in_poll"):
             client.on_event(lambda e: None)
         client.connect()
-        assert _next(client, EventKind.CONNECTED).kind == EventKind.CONNECTED
+        _next(client, EventKind.CONNECTED)  # fails the test if it does not come
         # One at a time: each reply is read by the poll that waits for it.
         for i in range(200):
             client.send(f"one {i}")

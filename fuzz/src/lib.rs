@@ -1,15 +1,15 @@
 //! What the fuzz targets share: running the read path over arbitrary bytes
 //! cut into arbitrary reads.
 
-use longconn_core::protocol::{FrameBatch, Framing, ReadBuffer};
+use longconn_core::protocol::{Decoder, FrameBatch, ReadBuffer};
 
-/// Feeds `data` to a [`ReadBuffer`] of `framing` in reads whose sizes come
+/// Feeds `data` to a [`ReadBuffer`] with `decoder` in reads whose sizes come
 /// from `sizes` (cycled), taking frames after each read and once the stream
 /// ends, and checks what the read path promises: every frame lies inside its
 /// read's buffer and within the maximum size, and after an error no more
 /// frames are asked for.
-pub fn read_frames(framing: Framing, max_frame_size: usize, sizes: &[u8], data: &[u8]) {
-    let mut reader = ReadBuffer::new(framing, max_frame_size);
+pub fn read_frames(decoder: Decoder, max_frame_size: usize, sizes: &[u8], data: &[u8]) {
+    let mut reader = ReadBuffer::with_decoder(decoder);
     let mut batch = FrameBatch::default();
     let mut rest = data;
     let mut turn = 0;

@@ -146,9 +146,7 @@ async fn open(
             let (reader, writer) = tcp::frame(stream, framing, args.max_frame);
             (reader, writer, framing == Framing::Longconn)
         }
-        None => {
-            ws::accept(stream.boxed(), args.max_frame, args.protocol >= PROTOCOL_V2).await.map_err(|e| e.to_string())?
-        }
+        None => ws::accept(stream, args.max_frame, args.protocol >= PROTOCOL_V2).await.map_err(|e| e.to_string())?,
     };
     let mut hello = None;
     if longconn_frames {
@@ -274,6 +272,8 @@ struct Peer<'a> {
     to_store: Vec<Request>,
     /// Answers and (best-effort) echoes, written once per read.
     replies: Vec<Frame>,
+    /// WebSocket: the status code of the client's close frame, to answer it.
+    client_close: Option<Bytes>,
 }
 
 impl<'a> Peer<'a> {
@@ -309,6 +309,7 @@ impl<'a> Peer<'a> {
             ack_due: None,
             to_store: Vec::new(),
             replies: Vec::new(),
+            client_close: None,
         }
     }
 
@@ -358,6 +359,12 @@ impl<'a> Peer<'a> {
                             say_goodbye(writer, self.listener, CLOSE_PROTOCOL, &why).await;
                             return format!("protocol error: {why}");
                         }
+                        if let Some(code) = self.client_close.take() {
+                            self.flush_store();
+                            let _ = writer.write(&[Frame::Close(code)], None).await;
+                            let _ = writer.shutdown().await;
+                            return "closed by client".into();
+                        }
                     }
                     Ok(false) => return "closed by client".into(),
                     Err(FrameError::Io(e)) => return format!("read failed: {e}"),
@@ -390,6 +397,10 @@ impl<'a> Peer<'a> {
             let payload = &batch.chunk[range.clone()];
             match kind {
                 FrameType::Ping => self.replies.push(Frame::Pong(batch.payload(range))),
+                FrameType::Close if self.listener.framing().is_none() => {
+                    // WebSocket's closing handshake: answered once this read is handled.
+                    self.client_close = Some(batch.payload(&(range.start..range.end.min(range.start + 2))));
+                }
                 FrameType::Hello | FrameType::Pong | FrameType::Close => {}
                 FrameType::Ack => match (self.session(), parse_ack(payload)) {
                     (Some(session), Some(seq)) => lock(&session.state).client_acknowledged(seq),

@@ -215,10 +215,14 @@ pub fn close_payload(code: u16, reason: &str) -> Bytes {
     b.freeze()
 }
 
-/// Splits a close payload into code and reason; a short payload reads as code 0.
+/// Close code for a close frame that carries none (RFC 6455, 7.4.1).
+pub const CLOSE_NO_STATUS: u16 = 1005;
+
+/// Splits a close payload into code and reason; a payload too short for a
+/// code reads as [`CLOSE_NO_STATUS`].
 pub fn parse_close_payload(payload: &[u8]) -> (u16, String) {
     if payload.len() < 2 {
-        return (0, String::new());
+        return (CLOSE_NO_STATUS, String::new());
     }
     let code = u16::from_be_bytes([payload[0], payload[1]]);
     (code, String::from_utf8_lossy(&payload[2..]).into_owned())
@@ -286,6 +290,6 @@ mod tests {
         let mut v9 = batch_of(&[(FrameType::Hello, b"\x09name")]);
         assert_eq!(take_hello(&mut v9), Err(HelloError::Version(Some(9))));
         assert_eq!(parse_hello(b""), Err(HelloError::Version(None)));
-        assert_eq!(parse_close_payload(b"x"), (0, String::new()));
+        assert_eq!(parse_close_payload(b"x"), (CLOSE_NO_STATUS, String::new()));
     }
 }

@@ -9,12 +9,16 @@
 //! * [`Framing::Longconn`]: the longconn protocol, typed frames (see `docs/PROTOCOL.md`).
 //! * [`Framing::Length`]: plain 4-byte big-endian length prefix, then the payload.
 //! * [`Framing::Line`]: newline-delimited messages (a trailing `\r` is stripped).
+//!
+//! After its opening handshake a WebSocket connection runs on the same read
+//! path and writers, with [`websocket`]'s frames in place of a framing.
 
 pub mod hello;
 mod length;
 mod line;
 mod longconn;
 pub mod read;
+pub mod websocket;
 
 use std::fmt;
 use std::io;
@@ -186,6 +190,42 @@ impl Framing {
             return Err(FrameError::Malformed("a line-framed message cannot contain a newline"));
         }
         Ok(())
+    }
+}
+
+/// How a connection's writer puts frames on the wire: in one of the
+/// framings, or as WebSocket frames.
+#[derive(Debug, Clone, Copy)]
+pub enum Encoder {
+    Framed(Framing),
+    WebSocket(websocket::WsEncoder),
+}
+
+impl Encoder {
+    /// Appends a frame of `kind` carrying `payload` to `dst`.
+    #[inline]
+    pub fn encode(&self, kind: FrameType, payload: &[u8], dst: &mut Vec<u8>) {
+        match self {
+            Encoder::Framed(framing) => framing.encode(kind, payload, dst),
+            Encoder::WebSocket(ws) => ws.encode(kind, payload, dst),
+        }
+    }
+
+    /// Appends one message the application sent (a text one already checked to be UTF-8).
+    #[inline]
+    pub fn encode_message(&self, text: bool, payload: &[u8], dst: &mut Vec<u8>) {
+        match self {
+            Encoder::Framed(framing) => framing.encode_data(payload, dst),
+            Encoder::WebSocket(ws) => ws.encode_message(text, payload, dst),
+        }
+    }
+
+    /// The framing, if this is one (not WebSocket).
+    pub fn framing(&self) -> Option<Framing> {
+        match self {
+            Encoder::Framed(framing) => Some(*framing),
+            Encoder::WebSocket(_) => None,
+        }
     }
 }
 

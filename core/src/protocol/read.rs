@@ -13,6 +13,7 @@ use bytes::{Bytes, BytesMut};
 use super::length::LengthDecoder;
 use super::line::LineDecoder;
 use super::longconn::LongconnDecoder;
+use super::websocket::{Role, WsDecoder};
 use super::{FrameError, FrameType, Framing, Peeked};
 
 /// Largest read asked of the socket at once; frames larger than this grow
@@ -31,6 +32,7 @@ pub enum Decoder {
     Longconn(LongconnDecoder),
     Length(LengthDecoder),
     Line(LineDecoder),
+    WebSocket(WsDecoder),
 }
 
 impl Decoder {
@@ -42,14 +44,23 @@ impl Decoder {
         }
     }
 
+    /// WebSocket frames as `role` receives them; under longconn.v2 (`v2`)
+    /// binary messages carry longconn frames.
+    pub fn websocket(role: Role, v2: bool, max_frame_size: usize) -> Decoder {
+        Decoder::WebSocket(WsDecoder::new(role, v2, max_frame_size))
+    }
+
     /// Finds the next frame at the start of `src` without consuming it.
     /// Rejects a frame above the maximum size from its header alone.
+    /// WebSocket unmasks (and joins fragments) in place once a frame is
+    /// complete, so a complete frame must be consumed before the next call.
     #[inline]
-    pub fn peek(&mut self, src: &[u8]) -> Result<Peeked, FrameError> {
+    pub fn peek(&mut self, src: &mut [u8]) -> Result<Peeked, FrameError> {
         match self {
             Decoder::Longconn(d) => d.peek(src),
             Decoder::Length(d) => d.peek(src),
             Decoder::Line(d) => d.peek(src),
+            Decoder::WebSocket(d) => d.peek(src),
         }
     }
 }
@@ -102,13 +113,11 @@ pub struct ReadBuffer {
 
 impl ReadBuffer {
     pub fn new(framing: Framing, max_frame_size: usize) -> ReadBuffer {
-        ReadBuffer {
-            decoder: Decoder::new(framing, max_frame_size),
-            buf: BytesMut::new(),
-            needed: 0,
-            read_size: READ_MIN,
-            deferred_error: None,
-        }
+        ReadBuffer::with_decoder(Decoder::new(framing, max_frame_size))
+    }
+
+    pub fn with_decoder(decoder: Decoder) -> ReadBuffer {
+        ReadBuffer { decoder, buf: BytesMut::new(), needed: 0, read_size: READ_MIN, deferred_error: None }
     }
 
     /// Replaces `batch` with the complete frames buffered, up to 1024;
@@ -123,7 +132,7 @@ impl ReadBuffer {
         let mut error = None;
         self.needed = 0;
         while batch.frames.len() < MAX_FRAMES_PER_READ {
-            match self.decoder.peek(&self.buf[offset..]) {
+            match self.decoder.peek(&mut self.buf[offset..]) {
                 Ok(Peeked::Complete(head)) => {
                     batch.frames.push((head.kind, offset + head.payload.start..offset + head.payload.end));
                     offset += head.len;

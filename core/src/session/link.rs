@@ -28,6 +28,8 @@ use crate::protocol::hello::{ack_payload, close_payload, parse_ack, parse_close_
 use crate::protocol::{Frame, FrameBatch, FrameError, FrameType};
 use crate::transport::{Connection, Reader, Writer};
 
+/// How long the answer to the peer's close frame may take to write.
+const CLOSE_ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
 /// Close code sent when the application closes the client.
 const CLOSE_NORMAL: u16 = 1000;
 /// `writing_since_us` when no write is in progress.
@@ -222,6 +224,7 @@ pub(super) async fn run(
         config: &engine.config,
         link: &link,
         base: resume.base,
+        peer_close: None,
     };
     engine.sending.attach_direct(writer.direct());
     let end = match inbound.handle(&leftovers) {
@@ -239,6 +242,14 @@ pub(super) async fn run(
     };
     // No direct write may start or still run once the connection is gone.
     engine.sending.take_turn().await;
+    if let Some(code) = inbound.peer_close.take().filter(|_| writer.answers_close()) {
+        // WebSocket's closing handshake: a close frame is answered with one.
+        let answer = async {
+            let _ = writer.write(&[Frame::Close(code)], None).await;
+            let _ = writer.shutdown().await;
+        };
+        let _ = tokio::time::timeout(CLOSE_ANSWER_TIMEOUT, answer).await;
+    }
     engine.sending.detach_direct(in_flight);
     resume.received = link.received.load(Ordering::Relaxed);
     end
@@ -266,6 +277,8 @@ struct Inbound<'a> {
     link: &'a Link<'a>,
     /// Outbound wire sequence number + `base` = message number.
     base: u64,
+    /// The status code of the peer's close frame, to answer it (WebSocket).
+    peer_close: Option<Bytes>,
 }
 
 impl Inbound<'_> {
@@ -324,6 +337,7 @@ impl Inbound<'_> {
                 FrameType::Pong => self.record_rtt(payload),
                 FrameType::Hello => {}
                 FrameType::Close => {
+                    self.peer_close = Some(Bytes::copy_from_slice(&payload[..payload.len().min(2)]));
                     let (code, reason) = parse_close_payload(payload);
                     end = Some(ended(
                         DisconnectReason::PeerClosed,

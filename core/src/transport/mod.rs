@@ -3,9 +3,10 @@
 //! ([`tcp::frame`], [`ws::accept`]).
 //!
 //! The session sees only [`Reader`] and [`Writer`]; each transport adds a
-//! variant, so new transports do not touch session, heartbeat or outbox logic.
+//! variant, so new transports do not touch session, heartbeat or outbox
+//! logic. WebSocket needs none of its own: after the handshake (`ws.rs`) its
+//! frames run through the stream reader and writer of `tcp.rs`.
 
-mod read_ahead;
 pub mod tcp;
 pub mod tls;
 pub mod ws;
@@ -44,14 +45,14 @@ pub struct ConnectOptions {
 
 /// The receiving half of a connection.
 pub enum Reader {
+    /// A byte stream (TCP or TLS) in a framing or with WebSocket frames.
     Tcp(tcp::TcpReader),
-    Ws(ws::WsReader),
 }
 
 /// The sending half of a connection.
 pub enum Writer {
+    /// A byte stream (TCP or TLS) in a framing or with WebSocket frames.
     Tcp(tcp::TcpWriter),
-    Ws(ws::WsWriter),
 }
 
 /// Writes from another thread than the connection's writer, which never
@@ -60,7 +61,7 @@ pub enum Writer {
 #[derive(Clone, Debug)]
 pub enum Direct {
     Tcp(tcp::DirectWriter),
-    Ws(ws::WsDirect),
+    Ws(tcp::WsDirect),
 }
 
 /// What a [`Direct::write`] did.
@@ -113,12 +114,11 @@ pub async fn connect(endpoint: &Endpoint, options: &ConnectOptions) -> io::Resul
             (reader, writer, framing == crate::protocol::Framing::Longconn, false)
         }
         (Scheme::Tcp | Scheme::Tls, None) => unreachable!("the URL parser gives every tcp URL a framing"),
-        (Scheme::Ws | Scheme::Wss, _) => match ws::handshake(stream.boxed(), endpoint, options, options.offer_v2).await
-        {
+        (Scheme::Ws | Scheme::Wss, _) => match ws::handshake(stream, endpoint, options, options.offer_v2).await {
             Ok((reader, writer, v2)) => (reader, writer, v2, false),
             Err(e) if ws::declined_v2(&e) => {
                 let (stream, _) = open_stream(endpoint, options).await?;
-                let (reader, writer, _) = ws::handshake(stream.boxed(), endpoint, options, false).await?;
+                let (reader, writer, _) = ws::handshake(stream, endpoint, options, false).await?;
                 (reader, writer, false, true)
             }
             Err(e) => return Err(e),
@@ -143,7 +143,6 @@ impl Reader {
     pub async fn read_batch(&mut self, batch: &mut FrameBatch) -> Result<bool, FrameError> {
         match self {
             Reader::Tcp(r) => r.read_batch(batch).await,
-            Reader::Ws(r) => r.read_batch(batch).await,
         }
     }
 }
@@ -158,24 +157,29 @@ impl Writer {
     pub async fn write(&mut self, control: &[Frame], batch: Option<&mut Batch>) -> io::Result<()> {
         match self {
             Writer::Tcp(w) => w.write(control, batch).await,
-            Writer::Ws(w) => w.write(control, batch).await,
         }
     }
 
     /// A handle for writes from the application's thread that never wait,
-    /// where the transport allows them (plain TCP, WebSocket).
+    /// where the transport allows them (plain TCP, and WebSocket over it).
     pub fn direct(&self) -> Option<Direct> {
         match self {
-            Writer::Tcp(w) => w.direct().map(Direct::Tcp),
-            Writer::Ws(w) => Some(Direct::Ws(w.direct())),
+            Writer::Tcp(w) => w.direct(),
         }
     }
 
     /// Finishes a write a [`Direct`] write left unflushed.
     pub async fn flush(&mut self) -> io::Result<()> {
         match self {
-            Writer::Tcp(_) => Ok(()),
-            Writer::Ws(w) => w.flush().await,
+            Writer::Tcp(w) => w.flush_owed().await,
+        }
+    }
+
+    /// Whether the peer's close frame is answered with one before the
+    /// connection ends (WebSocket's closing handshake).
+    pub fn answers_close(&self) -> bool {
+        match self {
+            Writer::Tcp(w) => w.answers_close(),
         }
     }
 
@@ -183,7 +187,6 @@ impl Writer {
     pub async fn shutdown(&mut self) -> io::Result<()> {
         match self {
             Writer::Tcp(w) => w.shutdown().await,
-            Writer::Ws(w) => w.shutdown().await,
         }
     }
 }

@@ -1,16 +1,20 @@
-//! TCP (or TLS over it) with one of the three framings.
+//! TCP (or TLS over it) with one of the three framings, or with WebSocket
+//! frames once `ws.rs` has made the opening handshake: one reader and one
+//! writer for every stream transport.
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{lookup_host, TcpStream};
 
-use super::{Reader, Stream, Writer, WRITE_CHUNK};
+use super::{Direct, Reader, Stream, Writer, WRITE_CHUNK};
+use crate::lock::lock;
 use crate::outbox::Batch;
-use crate::protocol::{Frame, FrameBatch, FrameError, Framing, ReadBuffer};
+use crate::protocol::websocket::WsEncoder;
+use crate::protocol::{Encoder, Frame, FrameBatch, FrameError, Framing, ReadBuffer};
 
 /// Resolves the host (on every call) and tries each address in turn.
 pub async fn connect_stream(host: &str, port: u16) -> io::Result<(TcpStream, SocketAddr)> {
@@ -49,6 +53,23 @@ impl ByteStream {
 /// Splits a connected stream into halves that speak `framing`; the client
 /// and the server both frame their connections here.
 pub fn frame(stream: ByteStream, framing: Framing, max_frame_size: usize) -> (Reader, Writer) {
+    frame_with(stream, ReadBuffer::new(framing, max_frame_size), Encoder::Framed(framing), &[])
+}
+
+/// Splits a connected stream into halves that read with `frames` and write
+/// with `encoder`; `already_read` is what came in before (after a
+/// WebSocket handshake) and is read first.
+pub fn frame_with(
+    stream: ByteStream,
+    mut frames: ReadBuffer,
+    encoder: Encoder,
+    already_read: &[u8],
+) -> (Reader, Writer) {
+    if !already_read.is_empty() {
+        let (buf, room) = frames.read_space();
+        buf.extend_from_slice(already_read);
+        frames.record_read(already_read.len(), room);
+    }
     let (read_half, write_half) = match stream {
         ByteStream::Tcp(stream) => {
             let (read_half, write_half) = stream.into_split();
@@ -59,9 +80,10 @@ pub fn frame(stream: ByteStream, framing: Framing, max_frame_size: usize) -> (Re
             (ReadHalf::Other(Box::new(read_half)), WriteHalf::Other(Box::new(write_half)))
         }
     };
-    let reader = TcpReader { stream: read_half, frames: ReadBuffer::new(framing, max_frame_size) };
+    let reader = TcpReader { stream: read_half, frames };
     // The buffer grows only for control frames and payloads not framed by the outbox.
-    let writer = TcpWriter { stream: write_half, framing, buf: Vec::new() };
+    let owed = matches!(encoder, Encoder::WebSocket(_)).then(Owed::default);
+    let writer = TcpWriter { stream: write_half, encoder, buf: Vec::new(), owed };
     (Reader::Tcp(reader), Writer::Tcp(writer))
 }
 
@@ -158,17 +180,29 @@ impl std::fmt::Debug for DirectWriter {
     }
 }
 
+/// Bytes a direct write encoded but the socket did not take at once: the
+/// writer writes them before anything else (WebSocket, whose frames the
+/// outbox does not hold encoded).
+pub type Owed = Arc<Mutex<Vec<u8>>>;
+
+/// Encoded bytes a writer keeps for reuse between writes; a larger buffer
+/// is let go once written, so an idle connection holds little.
+const KEEP_BUF: usize = 16 * 1024;
+
 pub struct TcpWriter {
     /// The sending half: plain TCP or TLS.
     stream: WriteHalf,
-    framing: Framing,
+    encoder: Encoder,
     /// Encoded bytes waiting to be written; reused between writes.
     buf: Vec<u8>,
+    /// WebSocket: what direct writes left for this writer.
+    owed: Option<Owed>,
 }
 
 impl TcpWriter {
     /// See [`super::Writer::write`].
     pub async fn write(&mut self, control: &[Frame], mut batch: Option<&mut Batch>) -> io::Result<()> {
+        self.flush_owed().await?;
         // A direct write that stopped inside a message: its rest goes first.
         if let Some(batch) = batch.as_deref_mut() {
             if let Some(rest) = batch.unfinished_message() {
@@ -179,7 +213,7 @@ impl TcpWriter {
         self.buf.clear();
         for frame in control {
             let (kind, payload) = frame.parts();
-            self.framing.encode(kind, payload, &mut self.buf);
+            self.encoder.encode(kind, payload, &mut self.buf);
         }
         self.flush().await?;
         let Some(batch) = batch.filter(|b| !b.is_done()) else {
@@ -187,14 +221,14 @@ impl TcpWriter {
         };
         if let Some(framing) = batch.framing() {
             // Already framed by the outbox: hand a stretch of it to the socket as it is.
-            debug_assert_eq!(framing, self.framing, "the outbox frames for this connection");
+            debug_assert_eq!(Some(framing), self.encoder.framing(), "the outbox frames for this connection");
             let (count, bytes) = batch.next_chunk(WRITE_CHUNK);
             self.stream.write_all(bytes).await?;
             batch.mark_sent(count);
         } else {
             let mut encoded = 0;
-            for payload in batch.iter_unsent() {
-                self.framing.encode_data(payload, &mut self.buf);
+            for (text, payload) in batch.iter_unsent_with_kind() {
+                self.encoder.encode_message(text, payload, &mut self.buf);
                 encoded += 1;
                 if self.buf.len() >= WRITE_CHUNK {
                     break;
@@ -211,7 +245,33 @@ impl TcpWriter {
             self.stream.write_all(&self.buf).await?;
             self.buf.clear();
         }
+        if self.buf.capacity() > KEEP_BUF {
+            self.buf = Vec::new();
+        }
         Ok(())
+    }
+
+    /// Writes what direct writes left unwritten (see [`Owed`]).
+    pub async fn flush_owed(&mut self) -> io::Result<()> {
+        let Some(owed) = &self.owed else { return Ok(()) };
+        let mut pending = std::mem::take(&mut *lock(owed));
+        if pending.is_empty() {
+            return Ok(());
+        }
+        self.stream.write_all(&pending).await?;
+        pending.clear();
+        if pending.capacity() <= KEEP_BUF {
+            let mut owed = lock(owed);
+            if owed.is_empty() {
+                *owed = pending;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the peer's close frame is to be answered with one (WebSocket).
+    pub fn answers_close(&self) -> bool {
+        matches!(self.encoder, Encoder::WebSocket(_))
     }
 
     pub async fn shutdown(&mut self) -> io::Result<()> {
@@ -227,11 +287,56 @@ impl TcpWriter {
     }
 
     /// A handle for writes from other threads, on plain TCP only.
-    pub fn direct(&self) -> Option<DirectWriter> {
-        match &self.stream {
-            WriteHalf::Tcp(socket) => Some(DirectWriter(socket.clone())),
-            WriteHalf::Other(_) => None,
+    pub fn direct(&self) -> Option<Direct> {
+        let WriteHalf::Tcp(socket) = &self.stream else { return None };
+        let socket = DirectWriter(socket.clone());
+        Some(match (self.encoder, &self.owed) {
+            (Encoder::WebSocket(encoder), Some(owed)) => Direct::Ws(WsDirect { socket, encoder, owed: owed.clone() }),
+            _ => Direct::Tcp(socket),
+        })
+    }
+}
+
+/// Direct writes on a WebSocket connection: the application's messages
+/// encoded as frames (masked with fresh keys on a client), handed to the
+/// socket at once, and what it does not take left for the writer.
+#[derive(Clone)]
+pub struct WsDirect {
+    socket: DirectWriter,
+    encoder: WsEncoder,
+    owed: Owed,
+}
+
+impl std::fmt::Debug for WsDirect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WsDirect")
+    }
+}
+
+impl WsDirect {
+    /// Encodes the batch's unsent messages (about [`WRITE_CHUNK`] at most),
+    /// marks them sent, and writes what the socket takes now; never waits.
+    pub fn try_write(&self, batch: &mut Batch) -> super::DirectWrite {
+        let mut owed = lock(&self.owed);
+        let behind = !owed.is_empty();
+        let mut encoded = 0;
+        for (text, payload) in batch.iter_unsent_with_kind() {
+            self.encoder.encode_message(text, payload, &mut owed);
+            encoded += 1;
+            if owed.len() >= WRITE_CHUNK {
+                break;
+            }
         }
+        batch.mark_sent(encoded);
+        // Behind earlier bytes still owed, nothing may overtake them.
+        if !behind {
+            match self.socket.try_write(&owed) {
+                Ok(n) if n == owed.len() => owed.clear(),
+                Ok(n) => drop(owed.drain(..n)),
+                Err(_) => {}
+            }
+        }
+        super::DirectWrite { flush_owed: !owed.is_empty() }
     }
 }
 

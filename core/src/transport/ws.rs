@@ -1,9 +1,19 @@
-//! WebSocket over TCP (`ws://`), through tokio-tungstenite.
+//! WebSocket over TCP or TLS (`ws://`, `wss://`): the opening handshake
+//! through tungstenite, then frames of our own (`protocol/websocket.rs`) on
+//! the stream reader and writer every transport shares (`tcp.rs`).
+//!
+//! tungstenite does the HTTP part, the client's request with its headers
+//! and subprotocols and the checks of the server's answer, or the server's
+//! side of it, over [`HeadersOnly`], which hands it the bytes up to the end
+//! of the HTTP head and keeps whatever came after (a server may send its
+//! first frames in the same packet) for the frame reader. From then on a
+//! read cuts every frame it brought out of one buffer, as on TCP, and a
+//! write encodes a chunk of the outbox's messages into one buffer.
 //!
 //! Messages map to frames: binary to data, text to text, and the WebSocket
 //! ping, pong and close control frames to ours, so heartbeats, the close
-//! handshake (code and reason) and the outbox work as on the other transports.
-//! tungstenite answers pings itself, so our pongs are not sent twice.
+//! handshake (code and reason) and the outbox work as on the other
+//! transports; pings are answered by the session like longconn pings.
 //!
 //! When both sides agree on the subprotocol [`V2_SUBPROTOCOL`], binary
 //! messages carry longconn frames instead (one frame each: its type byte,
@@ -12,31 +22,23 @@
 //! handshake stay WebSocket's own.
 
 use std::io;
-use std::sync::Arc;
+use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::task::noop_waker_ref;
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::error::CapacityError;
 use tokio_tungstenite::tungstenite::error::{ProtocolError, SubProtocolError};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
-use tokio_tungstenite::{accept_hdr_async_with_config, client_async_with_config, WebSocketStream};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Error as WsError;
+use tokio_tungstenite::{accept_hdr_async_with_config, client_async_with_config};
 
-use super::read_ahead::ReadAhead;
-use super::{ConnectOptions, Reader, Stream, Writer, WRITE_CHUNK};
+use super::tcp::{self, ByteStream};
+use super::{ConnectOptions, Reader, Writer};
 use crate::endpoint::Endpoint;
-use crate::outbox::Batch;
-use crate::protocol::hello::{close_payload, parse_close_payload};
-use crate::protocol::{Frame, FrameBatch, FrameError, FrameType};
-
-type Ws = WebSocketStream<Box<dyn Stream>>;
+use crate::protocol::websocket::{Role, WsEncoder};
+use crate::protocol::{Decoder, Encoder, ReadBuffer};
 
 /// The subprotocol under which binary messages carry longconn frames.
 pub const V2_SUBPROTOCOL: &str = "longconn.v2";
@@ -48,9 +50,10 @@ pub fn declined_v2(e: &io::Error) -> bool {
 }
 
 /// Performs the client's WebSocket handshake on a connected stream, with
-/// the configured headers and subprotocols.
+/// the configured headers and subprotocols; returns the connection's
+/// halves and whether it runs [`V2_SUBPROTOCOL`].
 pub async fn handshake(
-    stream: Box<dyn Stream>,
+    mut stream: ByteStream,
     endpoint: &Endpoint,
     options: &ConnectOptions,
     offer_v2: bool,
@@ -72,18 +75,26 @@ pub async fn handshake(
         let offered = HeaderValue::from_str(&offered.join(", ")).map_err(io::Error::other)?;
         request.headers_mut().insert("sec-websocket-protocol", offered);
     }
-    let stream: Box<dyn Stream> = Box::new(ReadAhead::new(stream));
-    let (ws, response) =
-        client_async_with_config(request, stream, Some(config(options.max_frame_size))).await.map_err(|e| match e {
-            WsError::Protocol(ProtocolError::SecWebSocketSubProtocolError(SubProtocolError::NoSubProtocol))
-                if offer_v2 =>
-            {
-                io::Error::new(io::ErrorKind::Unsupported, format!("the server does not speak {V2_SUBPROTOCOL}"))
-            }
-            other => io_error(other),
-        })?;
+    let refused = |e| match e {
+        WsError::Protocol(ProtocolError::SecWebSocketSubProtocolError(SubProtocolError::NoSubProtocol)) if offer_v2 => {
+            io::Error::new(io::ErrorKind::Unsupported, format!("the server does not speak {V2_SUBPROTOCOL}"))
+        }
+        other => io_error(other),
+    };
+    let (after_head, response) = match &mut stream {
+        ByteStream::Tcp(socket) => {
+            let (ws, response) =
+                client_async_with_config(request, HeadersOnly::new(socket), Some(config())).await.map_err(refused)?;
+            (ws.into_inner().after_head, response)
+        }
+        ByteStream::Other(other) => {
+            let (ws, response) =
+                client_async_with_config(request, HeadersOnly::new(other), Some(config())).await.map_err(refused)?;
+            (ws.into_inner().after_head, response)
+        }
+    };
     let v2 = response.headers().get("sec-websocket-protocol").is_some_and(|v| v == V2_SUBPROTOCOL);
-    let (reader, writer) = halves(ws, v2);
+    let (reader, writer) = frames(stream, Role::Client, v2, options.max_frame_size, &after_head);
     Ok((reader, writer, v2))
 }
 
@@ -91,7 +102,7 @@ pub async fn handshake(
 /// `offer_v2`, chooses [`V2_SUBPROTOCOL`] when the client offers it.
 /// Returns whether it did.
 pub async fn accept(
-    stream: Box<dyn Stream>,
+    mut stream: ByteStream,
     max_frame_size: usize,
     offer_v2: bool,
 ) -> io::Result<(Reader, Writer, bool)> {
@@ -110,31 +121,33 @@ pub async fn accept(
         }
         Ok(response)
     };
-    let stream: Box<dyn Stream> = Box::new(ReadAhead::new(stream));
-    let ws = accept_hdr_async_with_config(stream, choose, Some(config(max_frame_size))).await.map_err(io_error)?;
-    let (reader, writer) = halves(ws, v2);
+    let after_head = match &mut stream {
+        ByteStream::Tcp(socket) => {
+            let ws = accept_hdr_async_with_config(HeadersOnly::new(socket), choose, Some(config()))
+                .await
+                .map_err(io_error)?;
+            ws.into_inner().after_head
+        }
+        ByteStream::Other(other) => {
+            let ws = accept_hdr_async_with_config(HeadersOnly::new(other), choose, Some(config()))
+                .await
+                .map_err(io_error)?;
+            ws.into_inner().after_head
+        }
+    };
+    let (reader, writer) = frames(stream, Role::Server, v2, max_frame_size, &after_head);
     Ok((reader, writer, v2))
 }
 
-fn halves(ws: Ws, v2: bool) -> (Reader, Writer) {
-    let (sink, stream) = ws.split();
-    let reader = WsReader { stream, v2, deferred: None, gathered: BytesMut::new() };
-    let sink = Arc::new(tokio::sync::Mutex::new(sink));
-    (Reader::Ws(reader), Writer::Ws(WsWriter { sink, v2, chunk: BytesMut::new() }))
+/// The connection's halves once the handshake is done.
+fn frames(stream: ByteStream, role: Role, v2: bool, max_frame_size: usize, after_head: &[u8]) -> (Reader, Writer) {
+    let decoder = ReadBuffer::with_decoder(Decoder::websocket(role, v2, max_frame_size));
+    tcp::frame_with(stream, decoder, Encoder::WebSocket(WsEncoder::new(role, v2)), after_head)
 }
 
-/// tungstenite reads the socket this much at a time into a buffer of this
-/// size made up front (its default is 128 KiB, which an idle connection
-/// would hold for its whole life); larger messages grow it as needed.
-/// Underneath, [`ReadAhead`] reads the socket 64 KiB at a time while data
-/// keeps coming, so a burst does not cost a system call per 4 KiB.
-const READ_BUFFER: usize = 4 * 1024;
-
-fn config(max_frame_size: usize) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .max_message_size(Some(max_frame_size))
-        .max_frame_size(Some(max_frame_size))
-        .read_buffer_size(READ_BUFFER)
+/// tungstenite's buffers, used for the handshake only.
+fn config() -> WebSocketConfig {
+    WebSocketConfig::default().read_buffer_size(4 * 1024)
 }
 
 fn io_error(e: WsError) -> io::Error {
@@ -144,342 +157,85 @@ fn io_error(e: WsError) -> io::Error {
     }
 }
 
-pub struct WsReader {
-    stream: SplitStream<Ws>,
-    /// Binary messages carry longconn frames ([`V2_SUBPROTOCOL`]).
-    v2: bool,
-    /// An error or the end of the stream met after messages that were
-    /// handed on first; reported by the next read.
-    deferred: Option<Result<bool, FrameError>>,
-    /// Payloads gathered from one read, copied back to back.
-    gathered: BytesMut,
+/// The end of an HTTP head.
+const END_OF_HEAD: &[u8; 4] = b"\r\n\r\n";
+
+/// A stream as tungstenite's handshake sees it: reads end with the HTTP
+/// head (at the first empty line), and what the socket brought after it
+/// stays in `after_head`, for the frame reader; writes pass through.
+struct HeadersOnly<'a, S> {
+    inner: &'a mut S,
+    /// Read from `inner`, not yet handed out (after the head: kept).
+    after_head: Vec<u8>,
+    /// Bytes of [`END_OF_HEAD`] matched by what was handed out.
+    matched: usize,
 }
 
-/// A read hands on at most this many messages at once...
-const GATHER_MESSAGES: usize = 1024;
-/// ...and copies at most this many bytes to put them in one buffer; a
-/// message at least this large is handed on alone, without a copy.
-const GATHER_BYTES: usize = 64 * 1024;
-
-impl WsReader {
-    /// Reads the next message and every one already buffered after it (up
-    /// to [`GATHER_MESSAGES`] and [`GATHER_BYTES`]), so a read that brought
-    /// many small messages becomes one batch sharing one buffer. Cancel-safe.
-    pub async fn read_batch(&mut self, batch: &mut FrameBatch) -> Result<bool, FrameError> {
-        batch.clear();
-        if let Some(deferred) = self.deferred.take() {
-            return deferred;
-        }
-        let first = loop {
-            match self.stream.next().await {
-                None | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => return Ok(false),
-                Some(Err(e)) => return Err(codec_error(e)),
-                Some(Ok(message)) => {
-                    if let Some(frame) = self.convert(message)? {
-                        break frame;
-                    }
-                }
-            }
-        };
-        if first.0 == FrameType::Close || first.1.len() >= GATHER_BYTES {
-            batch.frames.push((first.0, 0..first.1.len()));
-            batch.chunk = first.1;
-            return Ok(true);
-        }
-        self.gathered.clear();
-        batch.frames.push((first.0, 0..first.1.len()));
-        while batch.frames.len() < GATHER_MESSAGES && self.gathered.len() < GATHER_BYTES {
-            // Only what needs no waiting: tungstenite's buffer, or a read the socket can answer now.
-            let Some(next) = self.stream.next().now_or_never() else { break };
-            let (kind, payload) = match next {
-                None | Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) => {
-                    self.deferred = Some(Ok(false));
-                    break;
-                }
-                Some(Err(e)) => {
-                    self.deferred = Some(Err(codec_error(e)));
-                    break;
-                }
-                Some(Ok(message)) => match self.convert(message) {
-                    Ok(Some(frame)) => frame,
-                    Ok(None) => continue,
-                    Err(e) => {
-                        self.deferred = Some(Err(e));
-                        break;
-                    }
-                },
-            };
-            if self.gathered.is_empty() {
-                // A second message: now the first is copied too.
-                self.gathered.extend_from_slice(&first.1);
-            }
-            let at = self.gathered.len();
-            self.gathered.extend_from_slice(&payload);
-            batch.frames.push((kind, at..at + payload.len()));
-            if kind == FrameType::Close {
-                break;
-            }
-        }
-        // One message alone keeps its own buffer, uncopied.
-        batch.chunk = if batch.frames.len() == 1 { first.1 } else { self.gathered.split().freeze() };
-        Ok(true)
-    }
-
-    /// A message as our frame type and payload; `None` for what carries none.
-    fn convert(&self, message: Message) -> Result<Option<(FrameType, Bytes)>, FrameError> {
-        Ok(Some(match message {
-            Message::Binary(data) if self.v2 => {
-                let kind = match data.first() {
-                    Some(0x01) => FrameType::Data,
-                    Some(0x02) => FrameType::Ping,
-                    Some(0x03) => FrameType::Pong,
-                    Some(0x04) => FrameType::Hello,
-                    Some(0x05) => FrameType::Close,
-                    Some(0x06) => FrameType::Ack,
-                    Some(0x07) => FrameType::Text,
-                    Some(&other) => return Err(FrameError::UnknownFrameType(other)),
-                    None => return Err(FrameError::Malformed("an empty binary message under longconn.v2")),
-                };
-                (kind, data.slice(1..))
-            }
-            Message::Binary(data) => (FrameType::Data, data),
-            Message::Text(text) => (FrameType::Text, Bytes::from(text)),
-            Message::Ping(data) => (FrameType::Ping, data),
-            Message::Pong(data) => (FrameType::Pong, data),
-            Message::Close(frame) => {
-                let (code, reason) = frame.map_or((1005, String::new()), |f| (f.code.into(), f.reason.to_string()));
-                (FrameType::Close, close_payload(code, &reason))
-            }
-            Message::Frame(_) => return Ok(None),
-        }))
+impl<'a, S> HeadersOnly<'a, S> {
+    fn new(inner: &'a mut S) -> Self {
+        HeadersOnly { inner, after_head: Vec::new(), matched: 0 }
     }
 }
 
-fn codec_error(e: WsError) -> FrameError {
-    match e {
-        WsError::Io(e) => FrameError::Io(e),
-        WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => {
-            FrameError::FrameTooLarge { len: size, max: max_size }
+impl<S: AsyncRead + Unpin> AsyncRead for HeadersOnly<'_, S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.matched == END_OF_HEAD.len() {
+            // The head is complete: the handshake reads no further.
+            return Poll::Ready(Ok(()));
         }
-        other => FrameError::Protocol(other.to_string()),
-    }
-}
-
-/// The sending half, shared with [`WsDirect`]. The lock is never
-/// contended: the writer and direct writes take turns (`engine/sending.rs`).
-type SharedSink = Arc<tokio::sync::Mutex<SplitSink<Ws, Message>>>;
-
-pub struct WsWriter {
-    sink: SharedSink,
-    /// Binary messages carry longconn frames ([`V2_SUBPROTOCOL`]).
-    v2: bool,
-    /// The messages of the chunk being written, back to back.
-    chunk: BytesMut,
-}
-
-/// Writes a message into tungstenite from another thread without waiting:
-/// through the same sink as the writer, so tungstenite still sees every
-/// frame it sends (its own pongs and close replies included) in order.
-#[derive(Clone)]
-pub struct WsDirect {
-    sink: SharedSink,
-    v2: bool,
-}
-
-impl std::fmt::Debug for WsDirect {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("WsDirect")
-    }
-}
-
-impl WsDirect {
-    /// Hands the batch's messages to tungstenite while it takes them at
-    /// once, then flushes what it can. Never waits: when the reader half is
-    /// busy inside tungstenite, or its buffer is full, the rest stays for
-    /// the writer.
-    pub fn try_write(&self, batch: &mut Batch) -> super::DirectWrite {
-        let Ok(mut sink) = self.sink.try_lock() else {
-            return super::DirectWrite { flush_owed: false };
-        };
-        let mut cx = Context::from_waker(noop_waker_ref());
+        if this.after_head.is_empty() {
+            let mut chunk = [0u8; 4096];
+            let mut read = ReadBuf::new(&mut chunk);
+            match Pin::new(&mut *this.inner).poll_read(cx, &mut read) {
+                Poll::Ready(Ok(())) => this.after_head.extend_from_slice(read.filled()),
+                other => return other,
+            }
+            if this.after_head.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+        }
         let mut handed = 0;
-        for (text, payload) in batch.iter_unsent_with_kind() {
-            if !matches!(sink.poll_ready_unpin(&mut cx), Poll::Ready(Ok(()))) {
-                break;
-            }
-            let Ok(message) = message_of(text, payload, self.v2) else { break };
-            if sink.start_send_unpin(message).is_err() {
-                break;
-            }
+        while handed < this.after_head.len() && handed < out.remaining() && this.matched < END_OF_HEAD.len() {
+            let byte = this.after_head[handed];
             handed += 1;
+            this.matched =
+                if byte == END_OF_HEAD[this.matched] { this.matched + 1 } else { usize::from(byte == b'\r') };
         }
-        batch.mark_sent(handed);
-        let flushed = matches!(sink.poll_flush_unpin(&mut cx), Poll::Ready(Ok(())));
-        super::DirectWrite { flush_owed: handed > 0 && !flushed }
+        out.put_slice(&this.after_head[..handed]);
+        this.after_head.drain(..handed);
+        Poll::Ready(Ok(()))
     }
 }
 
-/// One queued message as a WebSocket message: under longconn.v2 a binary
-/// message with its frame type first, else binary or text as sent.
-fn message_of(text: bool, payload: &[u8], v2: bool) -> io::Result<Message> {
-    Ok(if v2 {
-        framed(if text { FrameType::Text } else { FrameType::Data }, payload)
-    } else if text {
-        // Checked to be UTF-8 when it was sent.
-        Message::Text(Bytes::copy_from_slice(payload).try_into().map_err(io::Error::other)?)
-    } else {
-        Message::Binary(Bytes::copy_from_slice(payload))
-    })
-}
-
-/// A longconn frame as one binary message: its type byte, then its payload.
-fn framed(kind: FrameType, payload: &[u8]) -> Message {
-    let mut data = Vec::with_capacity(1 + payload.len());
-    data.push(kind as u8);
-    data.extend_from_slice(payload);
-    Message::binary(data)
-}
-
-impl WsWriter {
-    /// Sends control frames, then the next chunk of the batch's messages,
-    /// marking them as sent once flushed.
-    pub async fn write(&mut self, control: &[Frame], batch: Option<&mut Batch>) -> io::Result<()> {
-        let mut sink = self.sink.lock().await;
-        // Under longconn.v2 the frames (a server's replies among them) are
-        // encoded back to back into one buffer and handed on as slices of it.
-        self.chunk.clear();
-        let mut ends = Vec::with_capacity(control.len());
-        for frame in control {
-            if self.v2 && carries_v2_frame(frame) {
-                let (kind, payload) = frame.parts();
-                self.chunk.extend_from_slice(&[kind as u8]);
-                self.chunk.extend_from_slice(payload);
-            }
-            ends.push(self.chunk.len());
-        }
-        let encoded = self.chunk.split().freeze();
-        let mut start = 0;
-        for (frame, end) in control.iter().zip(ends) {
-            let message = if end > start {
-                Some(Message::Binary(encoded.slice(start..end)))
-            } else {
-                control_message(frame, self.v2)
-            };
-            start = end;
-            if let Some(message) = message {
-                sink.feed(message).await.map_err(io_error)?;
-            }
-        }
-        if let Some(batch) = batch {
-            // The chunk's messages copied back to back into one buffer (under
-            // longconn.v2 each after its type byte) and handed to tungstenite
-            // as slices of it: one allocation per chunk, not one per message.
-            self.chunk.clear();
-            let (mut count, mut bytes) = (0, 0);
-            for (text, payload) in batch.iter_unsent_with_kind() {
-                if self.v2 {
-                    self.chunk.extend_from_slice(&[if text { FrameType::Text } else { FrameType::Data } as u8]);
-                }
-                self.chunk.extend_from_slice(payload);
-                count += 1;
-                bytes += payload.len();
-                if bytes >= WRITE_CHUNK {
-                    break;
-                }
-            }
-            let chunk = self.chunk.split().freeze();
-            let mut at = 0;
-            for (text, payload) in batch.iter_unsent_with_kind().take(count) {
-                let len = payload.len() + usize::from(self.v2);
-                let data = chunk.slice(at..at + len);
-                at += len;
-                let message = if text && !self.v2 {
-                    // Checked to be UTF-8 when it was sent.
-                    Message::Text(data.try_into().map_err(io::Error::other)?)
-                } else {
-                    Message::Binary(data)
-                };
-                sink.feed(message).await.map_err(io_error)?;
-            }
-            sink.flush().await.map_err(io_error)?;
-            batch.mark_sent(count);
-            return Ok(());
-        }
-        sink.flush().await.map_err(io_error)
+impl<S: AsyncWrite + Unpin> AsyncWrite for HeadersOnly<'_, S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.get_mut().inner).poll_write(cx, data)
     }
 
-    /// Flushes what a direct write left in tungstenite's buffer.
-    pub async fn flush(&mut self) -> io::Result<()> {
-        self.sink.lock().await.flush().await.map_err(io_error)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.get_mut().inner).poll_flush(cx)
     }
 
-    pub async fn shutdown(&mut self) -> io::Result<()> {
-        self.sink.lock().await.close().await.map_err(io_error)
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.get_mut().inner).poll_shutdown(cx)
     }
-
-    /// A handle for direct writes into this connection.
-    pub fn direct(&self) -> WsDirect {
-        WsDirect { sink: self.sink.clone(), v2: self.v2 }
-    }
-}
-
-/// Our control frame as a WebSocket message; `None` for what WebSocket does itself.
-/// Whether `frame` travels as a longconn frame in a binary message under longconn.v2.
-fn carries_v2_frame(frame: &Frame) -> bool {
-    matches!(frame, Frame::Hello(_) | Frame::Ack(_) | Frame::Data(_) | Frame::Text(_))
-}
-
-fn control_message(frame: &Frame, v2: bool) -> Option<Message> {
-    Some(match frame {
-        Frame::Hello(p) | Frame::Ack(p) | Frame::Data(p) | Frame::Text(p) if v2 => {
-            let (kind, _) = frame.parts();
-            framed(kind, p)
-        }
-        Frame::Ping(p) => Message::Ping(p.clone()),
-        // tungstenite answers every ping itself.
-        Frame::Pong(_) | Frame::Hello(_) | Frame::Ack(_) => return None,
-        Frame::Close(p) => {
-            let (code, reason) = parse_close_payload(p);
-            Message::Close(Some(CloseFrame { code: CloseCode::from(code), reason: reason.into() }))
-        }
-        Frame::Data(p) => Message::binary(p.clone()),
-        // Valid UTF-8 is handed on without a copy.
-        Frame::Text(p) => match Utf8Bytes::try_from(p.clone()) {
-            Ok(text) => Message::Text(text),
-            Err(_) => Message::text(String::from_utf8_lossy(p).into_owned()),
-        },
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::{Frame, FrameBatch, FrameType};
+    use bytes::Bytes;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
     fn options() -> ConnectOptions {
         ConnectOptions { max_frame_size: 1 << 20, headers: vec![], subprotocols: vec![], tls: None, offer_v2: false }
     }
 
-    #[tokio::test]
-    async fn a_read_hands_on_every_buffered_message_as_one_batch_in_order_up_to_the_close() {
-        let (client_side, server_side) = tokio::io::duplex(1 << 20);
-        let endpoint = Endpoint::parse("ws://127.0.0.1:1/").unwrap();
-        let server = tokio::spawn(async move {
-            let (reader, mut writer, _) = accept(Box::new(server_side), 1 << 20, false).await.unwrap();
-            let mut outbox = crate::outbox::Outbox::new(Default::default(), None);
-            for i in 0..300u32 {
-                outbox.push(&i.to_be_bytes()).unwrap();
-            }
-            outbox.push(&[b'x'; GATHER_BYTES]).unwrap();
-            outbox.push(b"after").unwrap();
-            let mut batch = outbox.take_batch().unwrap();
-            while !batch.is_done() {
-                writer.write(&[Frame::Ping(Bytes::from_static(b"p"))], Some(&mut batch)).await.unwrap();
-            }
-            writer.shutdown().await.unwrap();
-            reader // kept open, so the client's answers to the pings and the close find a reader
-        });
-        let (mut reader, _writer, _) = handshake(Box::new(client_side), &endpoint, &options(), false).await.unwrap();
-        let _server_reader = server.await.unwrap();
+    /// Reads until a close frame: every data payload, and the number of reads and pings.
+    async fn read_until_close(reader: &mut Reader) -> (Vec<Vec<u8>>, usize, usize) {
         let (mut batch, mut batches, mut data, mut pings, mut closed) = (FrameBatch::default(), 0, vec![], 0, false);
         let within = std::time::Duration::from_secs(10);
         while !closed {
@@ -488,18 +244,88 @@ mod tests {
             for (kind, payload) in batch.iter() {
                 assert!(!closed, "nothing after the close");
                 match kind {
-                    FrameType::Data => data.push(payload.to_vec()),
+                    FrameType::Data | FrameType::Text => data.push(payload.to_vec()),
                     FrameType::Ping => pings += 1,
                     FrameType::Close => closed = true,
                     other => panic!("unexpected {other:?}"),
                 }
             }
         }
+        (data, batches, pings)
+    }
+
+    #[tokio::test]
+    async fn a_read_hands_on_every_buffered_message_as_one_batch_in_order_up_to_the_close() {
+        let (client_side, server_side) = tokio::io::duplex(1 << 20);
+        let endpoint = Endpoint::parse("ws://127.0.0.1:1/").unwrap();
+        let server = tokio::spawn(async move {
+            let (reader, mut writer, _) =
+                accept(ByteStream::Other(Box::new(server_side)), 1 << 20, false).await.unwrap();
+            let mut outbox = crate::outbox::Outbox::new(Default::default(), None);
+            for i in 0..300u32 {
+                outbox.push(&i.to_be_bytes()).unwrap();
+            }
+            outbox.push(&[b'x'; 70_000]).unwrap();
+            outbox.push(b"after").unwrap();
+            let mut batch = outbox.take_batch().unwrap();
+            while !batch.is_done() {
+                writer.write(&[Frame::Ping(Bytes::from_static(b"p"))], Some(&mut batch)).await.unwrap();
+            }
+            writer.write(&[Frame::Close(Bytes::from_static(b"\x03\xe8"))], None).await.unwrap();
+            reader // kept open, so the client's answers find a reader
+        });
+        let stream = ByteStream::Other(Box::new(client_side));
+        let (mut reader, _writer, _) = handshake(stream, &endpoint, &options(), false).await.unwrap();
+        let _server_reader = server.await.unwrap();
+        let (data, batches, pings) = read_until_close(&mut reader).await;
         let mut expected: Vec<Vec<u8>> = (0..300u32).map(|i| i.to_be_bytes().to_vec()).collect();
-        expected.push(vec![b'x'; GATHER_BYTES]);
+        expected.push(vec![b'x'; 70_000]);
         expected.push(b"after".to_vec());
         assert_eq!(data, expected);
         assert!(pings >= 1);
         assert!(batches < 20, "{batches} reads for {} messages", data.len());
+    }
+
+    #[tokio::test]
+    async fn frames_sent_with_the_handshake_answer_are_read_and_client_frames_are_masked() {
+        let (client_side, mut server_side) = tokio::io::duplex(1 << 16);
+        let endpoint = Endpoint::parse("ws://127.0.0.1:1/chat").unwrap();
+        let server = tokio::spawn(async move {
+            let mut request = Vec::new();
+            while !request.ends_with(END_OF_HEAD) {
+                request.push(server_side.read_u8().await.unwrap());
+            }
+            let request = String::from_utf8(request).unwrap();
+            let key = request
+                .lines()
+                .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: ").or_else(|| l.strip_prefix("sec-websocket-key: ")))
+                .unwrap()
+                .trim()
+                .to_owned();
+            // The answer and two messages in one write.
+            let mut answer = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Accept: {}\r\n\r\n",
+                derive_accept_key(key.as_bytes())
+            )
+            .into_bytes();
+            WsEncoder::new(Role::Server, false).encode(FrameType::Text, b"welcome", &mut answer);
+            WsEncoder::new(Role::Server, false).encode(FrameType::Close, b"\x03\xe8", &mut answer);
+            server_side.write_all(&answer).await.unwrap();
+            let mut frame = [0u8; 2 + 4 + 5];
+            server_side.read_exact(&mut frame).await.unwrap();
+            frame
+        });
+        let stream = ByteStream::Other(Box::new(client_side));
+        let (mut reader, mut writer, v2) = handshake(stream, &endpoint, &options(), false).await.unwrap();
+        assert!(!v2);
+        let (data, _, _) = read_until_close(&mut reader).await;
+        assert_eq!(data, vec![b"welcome".to_vec()]);
+        writer.write(&[Frame::Data(Bytes::from_static(b"hello"))], None).await.unwrap();
+        let frame = server.await.unwrap();
+        assert_eq!(frame[..2], [0x82, 0x85], "a masked binary frame of 5 bytes");
+        let mut payload = frame[6..].to_vec();
+        crate::protocol::websocket::apply_mask(&mut payload, frame[2..6].try_into().unwrap());
+        assert_eq!(payload, b"hello");
     }
 }

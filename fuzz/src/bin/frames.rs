@@ -1,12 +1,19 @@
-//! The read path of the three framings: the first byte picks the framing
-//! and the maximum frame size, the next eight the sizes of the reads.
+//! The read path of the three framings and of WebSocket frames (as client
+//! and as server, with and without longconn.v2): the first byte picks the
+//! decoder and the maximum frame size, the next eight the sizes of the reads.
+
+use longconn_core::protocol::websocket::Role;
+use longconn_core::protocol::{Decoder, Framing};
 
 fn main() {
     afl::fuzz!(|data: &[u8]| {
         let Some((&head, rest)) = data.split_first() else { return };
-        let framing = longconn_core::protocol::Framing::ALL[(head % 3) as usize];
-        let max = [0usize, 1, 5, 64, 1024][(head as usize / 3) % 5].max(1);
+        let max = [0usize, 1, 5, 64, 1024][(head as usize / 7) % 5].max(1);
+        let decoder = match head % 7 {
+            pick @ 0..=2 => Decoder::new(Framing::ALL[pick as usize], max),
+            pick => Decoder::websocket(if pick % 2 == 0 { Role::Client } else { Role::Server }, pick >= 5, max),
+        };
         let (sizes, stream) = rest.split_at(rest.len().min(8));
-        longconn_fuzz::read_frames(framing, max, sizes, stream);
+        longconn_fuzz::read_frames(decoder, max, sizes, stream);
     });
 }

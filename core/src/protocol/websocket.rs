@@ -1,0 +1,582 @@
+//! WebSocket framing (RFC 6455, section 5), after the opening handshake:
+//! the frames of a WebSocket connection cut out of the same [`ReadBuffer`]
+//! as the other framings, and written by the same writers.
+//!
+//! ```text
+//! +-+-+-+-+-------+-+-------------+-------------------------------+
+//! |F|R|R|R| opcode|M| length (7)  | length (16 or 64 bits, if 126 |
+//! |I|S|S|S|  (4)  |A|             | or 127)                       |
+//! |N|V|V|V|       |S|             | masking key (32 bits, if MASK)|
+//! +-+-+-+-+-------+-+-------------+-------------------------------+
+//! | payload (masked with the key, byte i with key[i % 4])         |
+//! +---------------------------------------------------------------+
+//! ```
+//!
+//! A client masks every frame it sends and a server none; each side refuses
+//! frames masked the other way. No extension is ever negotiated, so the
+//! reserved bits must be 0. A message may come in fragments (a first frame
+//! without FIN, continuation frames, the last with FIN), with control
+//! frames between them: the decoder leaves a fragmented message in the
+//! buffer until its last fragment has arrived, moves each control frame
+//! found inside it in front of it (so pings are answered while a large
+//! message arrives), and then joins the fragments in place into one payload.
+//!
+//! Under the subprotocol `longconn.v2` (`v2`) a binary message carries one
+//! longconn frame: its type byte, then its payload; text messages stay text
+//! messages, and pings, pongs and the close handshake stay WebSocket's own.
+//!
+//! [`ReadBuffer`]: super::ReadBuffer
+
+use super::{FrameError, FrameHead, FrameType, Peeked};
+
+/// Which end of the connection this is: it decides who masks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Client,
+    Server,
+}
+
+const OP_CONTINUATION: u8 = 0x0;
+const OP_TEXT: u8 = 0x1;
+const OP_BINARY: u8 = 0x2;
+const OP_CLOSE: u8 = 0x8;
+const OP_PING: u8 = 0x9;
+const OP_PONG: u8 = 0xa;
+
+/// The largest payload of a control frame.
+pub const MAX_CONTROL_PAYLOAD: usize = 125;
+
+/// A frame header, read without touching the payload.
+#[derive(Debug, Clone, Copy)]
+struct Header {
+    fin: bool,
+    opcode: u8,
+    mask: Option<[u8; 4]>,
+    /// Bytes of the header, masking key included.
+    len: usize,
+    payload_len: usize,
+}
+
+impl Header {
+    /// Bytes the whole frame occupies.
+    fn frame_len(&self) -> usize {
+        self.len + self.payload_len
+    }
+
+    fn is_control(&self) -> bool {
+        self.opcode >= OP_CLOSE
+    }
+}
+
+/// Finds WebSocket frames at the front of a buffer (see the module's text).
+#[derive(Debug)]
+pub struct WsDecoder {
+    role: Role,
+    v2: bool,
+    /// Largest message accepted, excluding a longconn.v2 type byte.
+    max_payload: usize,
+    /// Control frames moved in front of the fragmented message now arriving.
+    controls_inside: usize,
+}
+
+/// Control frames one fragmented message may carry: each costs a move of
+/// the fragments before it, so a flood of them is refused.
+const MAX_CONTROLS_INSIDE: usize = 1024;
+
+impl WsDecoder {
+    pub fn new(role: Role, v2: bool, max_payload: usize) -> WsDecoder {
+        WsDecoder { role, v2, max_payload, controls_inside: 0 }
+    }
+
+    /// The next frame (or whole message) at the start of `src`, without
+    /// consuming it; a complete one is unmasked in place (and a fragmented
+    /// message joined), so it must be consumed before `src` is looked at again.
+    pub fn peek(&mut self, src: &mut [u8]) -> Result<Peeked, FrameError> {
+        let Some(first) = self.header(src)? else { return Ok(Peeked::Partial { needed: 0 }) };
+        if first.opcode == OP_CONTINUATION {
+            return Err(protocol("a continuation frame with no message to continue"));
+        }
+        if src.len() < first.frame_len() && (first.fin || first.is_control()) {
+            return Ok(Peeked::Partial { needed: first.frame_len() });
+        }
+        if first.fin || first.is_control() {
+            let frame = &mut src[..first.frame_len()];
+            if let Some(key) = first.mask {
+                apply_mask(&mut frame[first.len..], key);
+            }
+            return self.complete(first.opcode, frame, first.len);
+        }
+        self.fragmented(src, first)
+    }
+
+    /// A message sent in fragments, starting with `first` at the front of
+    /// `src`: a control frame inside it is moved in front of it and
+    /// returned; once the last fragment is in, the fragments are joined.
+    fn fragmented(&mut self, src: &mut [u8], first: Header) -> Result<Peeked, FrameError> {
+        if src.len() < first.frame_len() {
+            return Ok(Peeked::Partial { needed: first.frame_len() });
+        }
+        let mut total = first.payload_len;
+        let mut at = first.frame_len();
+        // Bytes a fragmented message may occupy with its headers: small
+        // fragments must not make a message much larger than its payload.
+        let region_limit = self.max_payload.saturating_mul(2).saturating_add(64 * 1024);
+        let last = loop {
+            if at > region_limit {
+                return Err(FrameError::FrameTooLarge { len: at, max: self.max_payload });
+            }
+            let Some(next) = self.header(&src[at.min(src.len())..])? else {
+                return Ok(Peeked::Partial { needed: 0 });
+            };
+            let end = at + next.frame_len();
+            if next.is_control() {
+                if src.len() < end {
+                    return Ok(Peeked::Partial { needed: end });
+                }
+                self.controls_inside += 1;
+                if self.controls_inside > MAX_CONTROLS_INSIDE {
+                    return Err(protocol("too many control frames inside one fragmented message"));
+                }
+                // The control frame goes first: the fragments before it move behind it.
+                src[..end].rotate_right(next.frame_len());
+                let frame = &mut src[..next.frame_len()];
+                if let Some(key) = next.mask {
+                    apply_mask(&mut frame[next.len..], key);
+                }
+                return self.complete(next.opcode, frame, next.len);
+            }
+            if next.opcode != OP_CONTINUATION {
+                return Err(protocol("a new message began inside a fragmented one"));
+            }
+            total += next.payload_len;
+            if total > self.max_payload + usize::from(self.v2 && first.opcode == OP_BINARY) {
+                return Err(FrameError::FrameTooLarge { len: total, max: self.max_payload });
+            }
+            if src.len() < end {
+                return Ok(Peeked::Partial { needed: end });
+            }
+            at = end;
+            if next.fin {
+                break at;
+            }
+        };
+        // Every fragment is in: unmask each and move its payload up behind the previous one.
+        let mut read = 0;
+        let mut write = first.len;
+        while read < last {
+            let h = self.header(&src[read..])?.expect("a fragment already parsed");
+            let payload = read + h.len..read + h.frame_len();
+            if let Some(key) = h.mask {
+                apply_mask(&mut src[payload.clone()], key);
+            }
+            src.copy_within(payload.clone(), write);
+            write += payload.len();
+            read += h.frame_len();
+        }
+        self.controls_inside = 0;
+        let head = self.complete(first.opcode, &mut src[..write], first.len)?;
+        Ok(match head {
+            Peeked::Complete(head) => Peeked::Complete(FrameHead { len: last, ..head }),
+            partial => partial,
+        })
+    }
+
+    /// A frame's header at the front of `src` if all of it is there, checked
+    /// against the rules that need no payload.
+    fn header(&self, src: &[u8]) -> Result<Option<Header>, FrameError> {
+        let [b0, b1, ..] = *src else { return Ok(None) };
+        if b0 & 0x70 != 0 {
+            return Err(protocol("reserved bits set with no extension negotiated"));
+        }
+        let opcode = b0 & 0x0f;
+        if !matches!(opcode, OP_CONTINUATION | OP_TEXT | OP_BINARY | OP_CLOSE | OP_PING | OP_PONG) {
+            return Err(protocol("a reserved opcode"));
+        }
+        let fin = b0 & 0x80 != 0;
+        let masked = b1 & 0x80 != 0;
+        match (self.role, masked) {
+            (Role::Client, true) => return Err(protocol("a masked frame from the server")),
+            (Role::Server, false) => return Err(protocol("an unmasked frame from the client")),
+            _ => {}
+        }
+        let (extended, short) = match b1 & 0x7f {
+            126 => (2, None),
+            127 => (8, None),
+            short => (0, Some(short as usize)),
+        };
+        let len = 2 + extended + if masked { 4 } else { 0 };
+        if src.len() < len {
+            return Ok(None);
+        }
+        let payload_len = match short {
+            Some(short) => short,
+            None if extended == 2 => u16::from_be_bytes([src[2], src[3]]) as usize,
+            None => {
+                let long = u64::from_be_bytes(src[2..10].try_into().expect("8 bytes"));
+                if long >> 63 != 0 {
+                    return Err(protocol("a 64-bit length with its top bit set"));
+                }
+                usize::try_from(long).unwrap_or(usize::MAX)
+            }
+        };
+        if opcode >= OP_CLOSE && (!fin || payload_len > MAX_CONTROL_PAYLOAD) {
+            return Err(protocol("a fragmented or oversize control frame"));
+        }
+        let allowed = self.max_payload + usize::from(self.v2 && opcode == OP_BINARY);
+        if payload_len > allowed {
+            return Err(FrameError::FrameTooLarge { len: payload_len, max: self.max_payload });
+        }
+        let mask = masked.then(|| src[len - 4..len].try_into().expect("4 bytes"));
+        Ok(Some(Header { fin, opcode, mask, len, payload_len }))
+    }
+
+    /// What a whole unmasked message or control frame in `frame` (its
+    /// payload from `start`) is, checked as its kind requires.
+    fn complete(&self, opcode: u8, frame: &mut [u8], start: usize) -> Result<Peeked, FrameError> {
+        let payload = &frame[start..];
+        let (kind, skip) = match opcode {
+            OP_BINARY if self.v2 => {
+                let kind = match payload.first() {
+                    Some(0x01) => FrameType::Data,
+                    Some(0x02) => FrameType::Ping,
+                    Some(0x03) => FrameType::Pong,
+                    Some(0x04) => FrameType::Hello,
+                    Some(0x05) => FrameType::Close,
+                    Some(0x06) => FrameType::Ack,
+                    Some(0x07) => FrameType::Text,
+                    Some(&other) => return Err(FrameError::UnknownFrameType(other)),
+                    None => return Err(FrameError::Malformed("an empty binary message under longconn.v2")),
+                };
+                (kind, 1)
+            }
+            OP_BINARY => (FrameType::Data, 0),
+            OP_TEXT => {
+                if std::str::from_utf8(payload).is_err() {
+                    return Err(protocol("a text message that is not UTF-8"));
+                }
+                (FrameType::Text, 0)
+            }
+            OP_PING => (FrameType::Ping, 0),
+            OP_PONG => (FrameType::Pong, 0),
+            _ => {
+                if payload.len() == 1 || std::str::from_utf8(payload.get(2..).unwrap_or_default()).is_err() {
+                    return Err(protocol("a close frame with a one-byte or non-UTF-8 payload"));
+                }
+                (FrameType::Close, 0)
+            }
+        };
+        Ok(Peeked::Complete(FrameHead { len: frame.len(), payload: start + skip..frame.len(), kind }))
+    }
+}
+
+fn protocol(why: &str) -> FrameError {
+    FrameError::Protocol(format!("WebSocket: {why}"))
+}
+
+/// XORs `data` with the masking key, byte `i` with `key[i % 4]`; masking
+/// and unmasking are the same operation. Eight bytes at a time.
+pub fn apply_mask(data: &mut [u8], key: [u8; 4]) {
+    let wide = u64::from_ne_bytes([key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3]]);
+    let mut chunks = data.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        let word = u64::from_ne_bytes((&*chunk).try_into().expect("8 bytes")) ^ wide;
+        chunk.copy_from_slice(&word.to_ne_bytes());
+    }
+    for (byte, k) in chunks.into_remainder().iter_mut().zip(key.iter().cycle()) {
+        *byte ^= k;
+    }
+}
+
+/// Writes WebSocket frames: one per frame handed to it.
+#[derive(Debug, Clone, Copy)]
+pub struct WsEncoder {
+    role: Role,
+    v2: bool,
+}
+
+impl WsEncoder {
+    pub fn new(role: Role, v2: bool) -> WsEncoder {
+        WsEncoder { role, v2 }
+    }
+
+    /// Appends `payload` as a frame of `kind` to `dst`. Under longconn.v2,
+    /// data, text, hello and ack frames are binary messages led by their
+    /// type byte; without it hello and ack have no WebSocket form and are
+    /// skipped, and text that is not UTF-8 is sent with its bad bytes
+    /// replaced. Control payloads are cut to 125 bytes (a close reason at a
+    /// character boundary).
+    pub fn encode(&self, kind: FrameType, payload: &[u8], dst: &mut Vec<u8>) {
+        match kind {
+            FrameType::Data | FrameType::Text | FrameType::Hello | FrameType::Ack if self.v2 => {
+                self.frame(OP_BINARY, Some(kind as u8), payload, dst)
+            }
+            FrameType::Hello | FrameType::Ack => {}
+            FrameType::Data => self.frame(OP_BINARY, None, payload, dst),
+            FrameType::Text => match std::str::from_utf8(payload) {
+                Ok(_) => self.frame(OP_TEXT, None, payload, dst),
+                Err(_) => self.frame(OP_TEXT, None, String::from_utf8_lossy(payload).as_bytes(), dst),
+            },
+            FrameType::Ping => self.frame(OP_PING, None, &payload[..payload.len().min(MAX_CONTROL_PAYLOAD)], dst),
+            FrameType::Pong => self.frame(OP_PONG, None, &payload[..payload.len().min(MAX_CONTROL_PAYLOAD)], dst),
+            FrameType::Close => self.frame(OP_CLOSE, None, close_cut(payload), dst),
+        }
+    }
+
+    /// Appends one message the application sent (text already checked to be UTF-8).
+    #[inline]
+    pub fn encode_message(&self, text: bool, payload: &[u8], dst: &mut Vec<u8>) {
+        match (self.v2, text) {
+            (true, _) => {
+                let kind = if text { FrameType::Text } else { FrameType::Data };
+                self.frame(OP_BINARY, Some(kind as u8), payload, dst)
+            }
+            (false, true) => self.frame(OP_TEXT, None, payload, dst),
+            (false, false) => self.frame(OP_BINARY, None, payload, dst),
+        }
+    }
+
+    /// One unfragmented frame: the header, then `lead` and `payload`, masked if a client sends it.
+    #[inline]
+    fn frame(&self, opcode: u8, lead: Option<u8>, payload: &[u8], dst: &mut Vec<u8>) {
+        let len = payload.len() + usize::from(lead.is_some());
+        let mask_bit = if self.role == Role::Client { 0x80 } else { 0 };
+        dst.reserve(14 + len);
+        dst.push(0x80 | opcode);
+        if len < 126 {
+            dst.push(mask_bit | len as u8);
+        } else if let Ok(short) = u16::try_from(len) {
+            dst.push(mask_bit | 126);
+            dst.extend_from_slice(&short.to_be_bytes());
+        } else {
+            dst.push(mask_bit | 127);
+            dst.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+        let key = (self.role == Role::Client).then(rand::random::<[u8; 4]>);
+        if let Some(key) = key {
+            dst.extend_from_slice(&key);
+        }
+        let start = dst.len();
+        dst.extend(lead);
+        dst.extend_from_slice(payload);
+        if let Some(key) = key {
+            apply_mask(&mut dst[start..], key);
+        }
+    }
+}
+
+/// A close payload cut to what a control frame holds, the reason at a character boundary.
+fn close_cut(payload: &[u8]) -> &[u8] {
+    if payload.len() <= MAX_CONTROL_PAYLOAD {
+        return payload;
+    }
+    let mut end = MAX_CONTROL_PAYLOAD;
+    while end > 2 && std::str::from_utf8(&payload[2..end]).is_err() {
+        end -= 1;
+    }
+    &payload[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A frame as a peer would write it: `fin`, `opcode`, masked with `key` if given.
+    fn raw(fin: bool, opcode: u8, payload: &[u8], key: Option<[u8; 4]>) -> Vec<u8> {
+        let mut out = vec![(u8::from(fin) << 7) | opcode];
+        let mask_bit = if key.is_some() { 0x80 } else { 0 };
+        match payload.len() {
+            n if n < 126 => out.push(mask_bit | n as u8),
+            n if n <= 0xffff => {
+                out.push(mask_bit | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(mask_bit | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        let mut body = payload.to_vec();
+        if let Some(key) = key {
+            out.extend_from_slice(&key);
+            apply_mask(&mut body, key);
+        }
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Every frame `decoder` takes from the front of `wire`, in order.
+    fn decode_all(decoder: &mut WsDecoder, wire: &mut [u8]) -> Result<Vec<(FrameType, Vec<u8>)>, FrameError> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < wire.len() {
+            match decoder.peek(&mut wire[at..])? {
+                Peeked::Complete(head) => {
+                    out.push((head.kind, wire[at + head.payload.start..at + head.payload.end].to_vec()));
+                    at += head.len;
+                }
+                Peeked::Partial { .. } => break,
+            }
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn masking_twice_gives_the_bytes_back_at_every_length_and_offset() {
+        let key = [0x37, 0xfa, 0x21, 0x3d];
+        for len in 0..40 {
+            let data: Vec<u8> = (0..len as u8).collect();
+            let mut masked = data.clone();
+            apply_mask(&mut masked, key);
+            for (i, (m, d)) in masked.iter().zip(&data).enumerate() {
+                assert_eq!(*m, d ^ key[i % 4], "byte {i} of {len}");
+            }
+            apply_mask(&mut masked, key);
+            assert_eq!(masked, data);
+        }
+    }
+
+    #[test]
+    fn what_one_side_encodes_the_other_decodes_at_every_length_class() {
+        for v2 in [false, true] {
+            for (writer, reader) in [(Role::Client, Role::Server), (Role::Server, Role::Client)] {
+                let encoder = WsEncoder::new(writer, v2);
+                let mut wire = Vec::new();
+                let sizes = [0usize, 1, 125, 126, 65_535, 65_536, 70_000];
+                for &n in &sizes {
+                    encoder.encode(FrameType::Data, &vec![n as u8; n], &mut wire);
+                }
+                encoder.encode_message(true, "text é".as_bytes(), &mut wire);
+                encoder.encode(FrameType::Ping, b"12345678", &mut wire);
+                encoder.encode(FrameType::Close, &[0x03, 0xe8, b'b', b'y', b'e'], &mut wire);
+                let got = decode_all(&mut WsDecoder::new(reader, v2, 1 << 20), &mut wire).unwrap();
+                let mut expected: Vec<(FrameType, Vec<u8>)> =
+                    sizes.iter().map(|&n| (FrameType::Data, vec![n as u8; n])).collect();
+                expected.push((FrameType::Text, "text é".as_bytes().to_vec()));
+                expected.push((FrameType::Ping, b"12345678".to_vec()));
+                expected.push((FrameType::Close, vec![0x03, 0xe8, b'b', b'y', b'e']));
+                assert_eq!(got, expected, "{writer:?} to {reader:?}, v2 {v2}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_rfc_examples_decode() {
+        // RFC 6455, 5.7: "Hello" unmasked from a server, and masked from a client.
+        let mut from_server = vec![0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f];
+        let mut from_client = vec![0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+        let hello = vec![(FrameType::Text, b"Hello".to_vec())];
+        assert_eq!(decode_all(&mut WsDecoder::new(Role::Client, false, 64), &mut from_server).unwrap(), hello);
+        assert_eq!(decode_all(&mut WsDecoder::new(Role::Server, false, 64), &mut from_client).unwrap(), hello);
+        // A fragmented text message: "Hel", then "lo".
+        let mut fragments = vec![0x01, 0x03, 0x48, 0x65, 0x6c, 0x80, 0x02, 0x6c, 0x6f];
+        assert_eq!(decode_all(&mut WsDecoder::new(Role::Client, false, 64), &mut fragments).unwrap(), hello);
+    }
+
+    #[test]
+    fn fragments_are_joined_and_a_ping_inside_them_comes_first() {
+        let key = Some([1, 2, 3, 4]);
+        let mut wire = raw(false, OP_BINARY, b"one ", key);
+        wire.extend(raw(false, OP_CONTINUATION, b"two ", key));
+        wire.extend(raw(true, OP_PING, b"p", key));
+        wire.extend(raw(true, OP_CONTINUATION, b"three", key));
+        wire.extend(raw(true, OP_BINARY, b"next", key));
+        let got = decode_all(&mut WsDecoder::new(Role::Server, false, 64), &mut wire).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                (FrameType::Ping, b"p".to_vec()),
+                (FrameType::Data, b"one two three".to_vec()),
+                (FrameType::Data, b"next".to_vec())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_fragmented_message_waits_for_its_last_fragment_at_every_cut() {
+        let mut wire = raw(false, OP_TEXT, b"ab", None);
+        wire.extend(raw(true, OP_PONG, b"", None));
+        wire.extend(raw(true, OP_CONTINUATION, b"cd", None));
+        for cut in 0..wire.len() {
+            let mut part = wire[..cut].to_vec();
+            let mut decoder = WsDecoder::new(Role::Client, false, 64);
+            let got = decode_all(&mut decoder, &mut part).unwrap();
+            assert!(got.iter().all(|(kind, _)| *kind == FrameType::Pong), "cut {cut}: {got:?}");
+        }
+        let got = decode_all(&mut WsDecoder::new(Role::Client, false, 64), &mut wire).unwrap();
+        assert_eq!(got, vec![(FrameType::Pong, vec![]), (FrameType::Text, b"abcd".to_vec())]);
+    }
+
+    #[test]
+    fn broken_rules_are_errors() {
+        let cases: Vec<(Role, Vec<u8>, &str)> = vec![
+            (Role::Client, raw(true, OP_BINARY, b"x", Some([1, 1, 1, 1])), "masked from the server"),
+            (Role::Server, raw(true, OP_BINARY, b"x", None), "unmasked from the client"),
+            (Role::Client, vec![0xc2, 0x00], "reserved bit"),
+            (Role::Client, vec![0x83, 0x00], "reserved opcode"),
+            (Role::Client, raw(true, OP_CONTINUATION, b"x", None), "continuation first"),
+            (Role::Client, raw(false, OP_PING, b"x", None), "fragmented control"),
+            (Role::Client, raw(true, OP_PING, &[0; 126], None), "oversize control"),
+            (Role::Client, raw(true, OP_TEXT, &[0xff, 0xfe], None), "bad UTF-8"),
+            (Role::Client, raw(true, OP_CLOSE, &[3], None), "one-byte close"),
+            (Role::Client, [raw(false, OP_TEXT, b"a", None), raw(true, OP_TEXT, b"b", None)].concat(), "new message"),
+            (Role::Client, vec![0x82, 0x7f, 0x80, 0, 0, 0, 0, 0, 0, 0], "64-bit top bit"),
+        ];
+        for (role, mut wire, what) in cases {
+            let result = decode_all(&mut WsDecoder::new(role, false, 64), &mut wire);
+            assert!(matches!(result, Err(FrameError::Protocol(_))), "{what}: {result:?}");
+        }
+    }
+
+    #[test]
+    fn sizes_are_checked_from_headers_and_across_fragments() {
+        let mut decoder = WsDecoder::new(Role::Client, false, 64);
+        // A header announcing 2^40 bytes: refused before any payload.
+        let mut huge = vec![0x82, 0x7f];
+        huge.extend_from_slice(&(1u64 << 40).to_be_bytes());
+        assert!(matches!(decoder.peek(&mut huge), Err(FrameError::FrameTooLarge { max: 64, .. })));
+        let mut at_max = raw(true, OP_BINARY, &[7; 64], None);
+        assert!(matches!(decoder.peek(&mut at_max), Ok(Peeked::Complete(_))));
+        let mut over = raw(false, OP_BINARY, &[7; 40], None);
+        over.extend(raw(false, OP_CONTINUATION, &[7; 25], None));
+        assert!(matches!(decoder.peek(&mut over), Err(FrameError::FrameTooLarge { .. })));
+        // Fragments of nothing, endlessly: bounded by their headers.
+        let mut empty = raw(false, OP_BINARY, b"", None);
+        for _ in 0..40_000 {
+            empty.extend(raw(false, OP_CONTINUATION, b"", None));
+        }
+        assert!(matches!(decoder.peek(&mut empty), Err(FrameError::FrameTooLarge { .. })));
+    }
+
+    #[test]
+    fn v2_binary_messages_carry_a_type_byte_and_plain_text_stays_text() {
+        let encoder = WsEncoder::new(Role::Server, true);
+        let mut wire = Vec::new();
+        encoder.encode(FrameType::Hello, b"h", &mut wire);
+        encoder.encode(FrameType::Ack, &[0; 8], &mut wire);
+        encoder.encode_message(false, &[9; 64], &mut wire);
+        let got = decode_all(&mut WsDecoder::new(Role::Client, true, 64), &mut wire).unwrap();
+        assert_eq!(
+            got,
+            vec![(FrameType::Hello, b"h".to_vec()), (FrameType::Ack, vec![0; 8]), (FrameType::Data, vec![9; 64])]
+        );
+        let mut unknown = raw(true, OP_BINARY, &[0x7f], None);
+        let decoded = WsDecoder::new(Role::Client, true, 64).peek(&mut unknown);
+        assert!(matches!(decoded, Err(FrameError::UnknownFrameType(0x7f))));
+        let mut plain = Vec::new();
+        WsEncoder::new(Role::Server, false).encode(FrameType::Ack, &[0; 8], &mut plain);
+        assert!(plain.is_empty(), "no acknowledgements without longconn.v2");
+    }
+
+    #[test]
+    fn bad_text_and_long_close_reasons_are_made_sendable() {
+        let encoder = WsEncoder::new(Role::Server, false);
+        let mut wire = Vec::new();
+        encoder.encode(FrameType::Text, &[b'a', 0xff], &mut wire);
+        let mut reason = vec![0x0f, 0xa0];
+        reason.extend("é".repeat(100).as_bytes());
+        encoder.encode(FrameType::Close, &reason, &mut wire);
+        let got = decode_all(&mut WsDecoder::new(Role::Client, false, 1024), &mut wire).unwrap();
+        assert_eq!(got[0], (FrameType::Text, "a\u{fffd}".as_bytes().to_vec()));
+        assert_eq!(got[1].1.len(), 124, "2 code bytes and 61 two-byte characters");
+    }
+}

@@ -489,8 +489,8 @@ fn tagged(tag: u64, len: usize) -> Vec<u8> {
 fn sends_written_from_the_callers_thread_stay_whole_and_in_order_when_the_socket_takes_part() {
     // A 4 MiB message does not fit the socket's buffer at once, so a send
     // that writes it directly stops inside it and leaves the rest to the
-    // writer (over WebSocket: tungstenite's buffer, for the writer to
-    // flush). Meanwhile a second thread sends small messages one by one,
+    // writer (over WebSocket: the encoded rest, for the writer to write
+    // first). Meanwhile a second thread sends small messages one by one,
     // each after its previous echo came back, so its sends are direct
     // writes too whenever they may be: none may land inside the big one,
     // and everything must come back whole and in each sender's order. A

@@ -186,7 +186,7 @@ impl std::fmt::Debug for DirectWriter {
 pub type Owed = Arc<Mutex<Vec<u8>>>;
 
 /// Encoded bytes a writer keeps for reuse between writes; a larger buffer
-/// is let go once written, so an idle connection holds little.
+/// is let go once its batch is written, so an idle connection holds little.
 const KEEP_BUF: usize = 16 * 1024;
 
 pub struct TcpWriter {
@@ -217,6 +217,7 @@ impl TcpWriter {
         }
         self.flush().await?;
         let Some(batch) = batch.filter(|b| !b.is_done()) else {
+            self.release_large_buffer();
             return Ok(());
         };
         if let Some(framing) = batch.framing() {
@@ -236,8 +237,18 @@ impl TcpWriter {
             }
             self.flush().await?;
             batch.mark_sent(encoded);
+            if batch.is_done() {
+                self.release_large_buffer();
+            }
         }
         Ok(())
+    }
+
+    /// Lets go of a buffer a large batch grew, once the batch is written.
+    fn release_large_buffer(&mut self) {
+        if self.buf.capacity() > KEEP_BUF {
+            self.buf = Vec::new();
+        }
     }
 
     async fn flush(&mut self) -> io::Result<()> {
@@ -245,19 +256,19 @@ impl TcpWriter {
             self.stream.write_all(&self.buf).await?;
             self.buf.clear();
         }
-        if self.buf.capacity() > KEEP_BUF {
-            self.buf = Vec::new();
-        }
         Ok(())
     }
 
     /// Writes what direct writes left unwritten (see [`Owed`]).
     pub async fn flush_owed(&mut self) -> io::Result<()> {
         let Some(owed) = &self.owed else { return Ok(()) };
-        let mut pending = std::mem::take(&mut *lock(owed));
-        if pending.is_empty() {
-            return Ok(());
-        }
+        let mut pending = {
+            let mut owed = lock(owed);
+            if owed.is_empty() {
+                return Ok(());
+            }
+            std::mem::take(&mut *owed)
+        };
         self.stream.write_all(&pending).await?;
         pending.clear();
         if pending.capacity() <= KEEP_BUF {
@@ -335,6 +346,9 @@ impl WsDirect {
                 Ok(n) => drop(owed.drain(..n)),
                 Err(_) => {}
             }
+        }
+        if owed.is_empty() && owed.capacity() > KEEP_BUF {
+            *owed = Vec::new();
         }
         super::DirectWrite { flush_owed: !owed.is_empty() }
     }

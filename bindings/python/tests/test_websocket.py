@@ -4,6 +4,7 @@ write (the PyPI websockets package) and against longconn-server's listener."""
 from __future__ import annotations
 
 import json
+import select
 import signal
 import subprocess
 import sys
@@ -21,8 +22,9 @@ websockets = pytest.importorskip("websockets", reason="pip install websockets")
 
 # An echo server written with the websockets package: it reports each
 # handshake's Authorization header and chosen subprotocol as a first text
-# message, echoes text as text and binary as binary, and closes with code
-# 4001 when told to.
+# message, echoes text as text and binary as binary, closes with code 4001
+# when told to (and prints the code of the client's answering close frame),
+# and sends fragmented messages, with a ping between fragments, when told to.
 SERVER = r"""
 import asyncio, json, sys, websockets
 async def handler(ws):
@@ -31,7 +33,22 @@ async def handler(ws):
     async for message in ws:
         if message == "please close":
             await ws.close(4001, "bye now")
+            answer = ws.protocol.close_rcvd
+            print("client answered close:", answer.code if answer else None, flush=True)
             return
+        if message == "please fragment":
+            pong = None
+            async def pieces():
+                nonlocal pong
+                yield "frag"
+                pong = await ws.ping(b"mid")
+                yield "men"
+                yield "ted \u00e9"
+            await ws.send(pieces())
+            await ws.send([b"\x00bin", b"ary", b""])
+            await asyncio.wait_for(pong, 10)
+            await ws.send("pong came back")
+            continue
         await ws.send(message)
 def select_subprotocol(connection, offered):
     # chat.v1 when offered; clients offering nothing are welcome too.
@@ -162,7 +179,7 @@ def test_notices_a_third_party_server_that_stops_answering_pings(third_party):
         assert time.monotonic() - started < 0.5 + 0.5
 
 
-def test_the_close_handshake_reports_code_and_reason(third_party):
+def test_the_close_handshake_reports_code_and_reason_and_is_answered(third_party):
     server = third_party[0]
     with longconn.Client(server.url, auto_reconnect=False) as client:
         client.connect()
@@ -171,6 +188,21 @@ def test_the_close_handshake_reports_code_and_reason(third_party):
         event = next_event(client, EventKind.DISCONNECTED)
         assert event.reason == DisconnectReason.PEER_CLOSED
         assert "4001" in event.text and "bye now" in event.text
+        # The server saw our close frame answer its own, with its code.
+        ready, _, _ = select.select([server.proc.stdout], [], [], WITHIN)
+        assert ready, "the server never finished its closing handshake"
+        assert server.proc.stdout.readline().strip() == "client answered close: 4001"
+
+
+def test_fragmented_messages_arrive_whole_and_a_ping_between_fragments_is_answered(third_party):
+    with longconn.Client(third_party[0].url) as client:
+        client.connect()
+        next_message(client)
+        client.send_text("please fragment")
+        text, binary, after = next_message(client), next_message(client), next_message(client)
+        assert text.is_text and text.text == "fragmented \u00e9"
+        assert not binary.is_text and binary == b"\x00binary"
+        assert after.text == "pong came back"
 
 
 def next_chat_line(client):
@@ -215,3 +247,32 @@ def test_tls_and_wss_with_a_ca_file_and_a_clear_error_without(server_factory):
         next_event(client, EventKind.RECONNECT_SCHEDULED)
     with pytest.raises(longconn.InvalidArgumentError, match="cannot read CA file"):
         longconn.Client("tls://127.0.0.1:1", tls_ca_file="/nonexistent/ca.pem")
+
+
+def test_longconn_server_joins_a_third_party_clients_fragments_and_answers_its_close(server_factory):
+    """The server's side of the WebSocket frames, against the websockets client:
+    masked fragments with a ping between them echoed as one message, and the
+    client's close frame answered with its code."""
+    import asyncio
+
+    server = server_factory("echo")
+
+    async def run():
+        async with websockets.connect(f"ws://127.0.0.1:{server.ports['ws']}/", ping_interval=None) as ws:
+            pong = None
+
+            async def pieces():
+                nonlocal pong
+                yield b"\x00frag"
+                pong = await ws.ping(b"mid")
+                yield b"mented"
+
+            await ws.send(pieces())
+            echoed = await asyncio.wait_for(ws.recv(), WITHIN)
+            await asyncio.wait_for(pong, WITHIN)
+            await ws.close(1000, "done")
+            return echoed, ws.protocol.close_rcvd
+
+    echoed, answer = asyncio.run(run())
+    assert echoed == b"\x00fragmented"
+    assert answer is not None and answer.code == 1000

@@ -339,24 +339,34 @@ impl WsEncoder {
     #[inline]
     fn frame(&self, opcode: u8, lead: Option<u8>, payload: &[u8], dst: &mut Vec<u8>) {
         let len = payload.len() + usize::from(lead.is_some());
-        let mask_bit = if self.role == Role::Client { 0x80 } else { 0 };
-        dst.reserve(14 + len);
-        dst.push(0x80 | opcode);
-        if len < 126 {
-            dst.push(mask_bit | len as u8);
+        let client = self.role == Role::Client;
+        let mask_bit = if client { 0x80 } else { 0 };
+        // The header is built on the stack and appended at once.
+        let mut head = [0u8; 14];
+        head[0] = 0x80 | opcode;
+        let mut at = if len < 126 {
+            head[1] = mask_bit | len as u8;
+            2
         } else if let Ok(short) = u16::try_from(len) {
-            dst.push(mask_bit | 126);
-            dst.extend_from_slice(&short.to_be_bytes());
+            head[1] = mask_bit | 126;
+            head[2..4].copy_from_slice(&short.to_be_bytes());
+            4
         } else {
-            dst.push(mask_bit | 127);
-            dst.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-        let key = (self.role == Role::Client).then(rand::random::<[u8; 4]>);
+            head[1] = mask_bit | 127;
+            head[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+            10
+        };
+        let key = client.then(rand::random::<[u8; 4]>);
         if let Some(key) = key {
-            dst.extend_from_slice(&key);
+            head[at..at + 4].copy_from_slice(&key);
+            at += 4;
         }
+        dst.reserve(at + len);
+        dst.extend_from_slice(&head[..at]);
         let start = dst.len();
-        dst.extend(lead);
+        if let Some(lead) = lead {
+            dst.push(lead);
+        }
         dst.extend_from_slice(payload);
         if let Some(key) = key {
             apply_mask(&mut dst[start..], key);

@@ -490,7 +490,7 @@ fn sends_written_from_the_callers_thread_stay_whole_and_in_order_when_the_socket
     // A 4 MiB message does not fit the socket's buffer at once, so a send
     // that writes it directly stops inside it and leaves the rest to the
     // writer (over WebSocket: the encoded rest, for the writer to write
-    // first). Meanwhile a second thread sends small messages one by one,
+    // first; over TLS, what the TLS layer took but did not flush). Meanwhile a second thread sends small messages one by one,
     // each after its previous echo came back, so its sends are direct
     // writes too whenever they may be: none may land inside the big one,
     // and everything must come back whole and in each sender's order. A
@@ -498,13 +498,16 @@ fn sends_written_from_the_callers_thread_stay_whole_and_in_order_when_the_socket
     const BIG: usize = 4 << 20;
     const ROUNDS: u64 = 8;
     const SMALL: u64 = 3000;
-    let server = Server::start("echo", &["--max-frame", &(8 << 20).to_string()]);
-    for framing in ["length", "longconn", "ws"] {
+    let server = Server::start("echo", &["--max-frame", &(8 << 20).to_string(), "--tls-port", "0", "--wss-port", "0"]);
+    for framing in ["length", "longconn", "ws", "tls", "wss"] {
         let url = match framing {
             "ws" => format!("ws://127.0.0.1:{}/", server.ports.ws),
+            "tls" => format!("tls://127.0.0.1:{}", server.ports.tls),
+            "wss" => format!("wss://localhost:{}/", server.ports.wss),
             other => server.url(other),
         };
         let mut c = config(&url);
+        c.tls.ca_file = server.certificate.clone();
         c.max_frame_size = 8 << 20;
         let client = std::sync::Arc::new(Client::new(c).unwrap());
         client.connect().unwrap();

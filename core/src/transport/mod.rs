@@ -79,13 +79,15 @@ impl Direct {
     pub fn write(&self, batch: &mut Batch) -> DirectWrite {
         match self {
             Direct::Tcp(socket) => {
+                let mut flush_owed = false;
                 if batch.framing().is_some() {
                     let (_, bytes) = batch.next_chunk(WRITE_CHUNK);
-                    if let Ok(written) = socket.try_write(bytes) {
+                    if let Ok((written, all_out)) = socket.try_write(bytes) {
                         batch.record_written(written);
+                        flush_owed = !all_out;
                     }
                 }
-                DirectWrite { flush_owed: false }
+                DirectWrite { flush_owed }
             }
             Direct::Ws(ws) => ws.try_write(batch),
         }
@@ -160,8 +162,7 @@ impl Writer {
         }
     }
 
-    /// A handle for writes from the application's thread that never wait,
-    /// where the transport allows them (plain TCP, and WebSocket over it).
+    /// A handle for writes from the application's thread that never wait.
     pub fn direct(&self) -> Option<Direct> {
         match self {
             Writer::Tcp(w) => w.direct(),

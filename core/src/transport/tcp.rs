@@ -4,7 +4,11 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use futures_util::task::noop_waker_ref;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -77,7 +81,7 @@ pub fn frame_with(
         }
         ByteStream::Other(stream) => {
             let (read_half, write_half) = tokio::io::split(stream);
-            (ReadHalf::Other(Box::new(read_half)), WriteHalf::Other(Box::new(write_half)))
+            (ReadHalf::Other(Box::new(read_half)), WriteHalf::Other(Arc::new(Mutex::new(Box::new(write_half)))))
         }
     };
     let reader = TcpReader { stream: read_half, frames };
@@ -133,15 +137,21 @@ impl TcpReader {
     }
 }
 
+/// The sending half of a TLS (or other) stream, shared with [`DirectWriter`]s.
+/// The lock is held only inside one poll, never across a wait.
+type SharedWrite = Arc<Mutex<Box<dyn AsyncWrite + Send + Unpin>>>;
+
 /// The sending half of a connection's stream.
 enum WriteHalf {
     /// A TCP socket, shared with [`DirectWriter`]s.
     Tcp(Arc<OwnedWriteHalf>),
     /// TLS or any other stream.
-    Other(Box<dyn AsyncWrite + Send + Unpin>),
+    Other(SharedWrite),
 }
 
 impl WriteHalf {
+    /// Writes all of `bytes`; a TLS stream is flushed after, so nothing
+    /// stays in its buffer when the socket was briefly full.
     async fn write_all(&mut self, mut bytes: &[u8]) -> io::Result<()> {
         match self {
             WriteHalf::Tcp(socket) => {
@@ -155,22 +165,61 @@ impl WriteHalf {
                 }
                 Ok(())
             }
-            WriteHalf::Other(stream) => stream.write_all(bytes).await,
+            WriteHalf::Other(stream) => {
+                while !bytes.is_empty() {
+                    let n = std::future::poll_fn(|cx| Pin::new(&mut **lock(stream)).poll_write(cx, bytes)).await?;
+                    if n == 0 {
+                        return Err(io::ErrorKind::WriteZero.into());
+                    }
+                    bytes = &bytes[n..];
+                }
+                std::future::poll_fn(|cx| Pin::new(&mut **lock(stream)).poll_flush(cx)).await
+            }
+        }
+    }
+
+    /// Finishes what a direct write left in a TLS stream's buffer.
+    async fn flush(&mut self) -> io::Result<()> {
+        match self {
+            WriteHalf::Tcp(_) => Ok(()),
+            WriteHalf::Other(stream) => std::future::poll_fn(|cx| Pin::new(&mut **lock(stream)).poll_flush(cx)).await,
         }
     }
 }
 
-/// A plain TCP connection's socket, for writes from the application's
-/// thread that never wait: [`DirectWriter::try_write`] hands the kernel what
-/// fits now. Whoever holds one must take turns with the connection's writer
+/// A connection's stream, for writes from the application's thread that
+/// never wait: [`DirectWriter::try_write`] hands over what fits now.
+/// Whoever holds one must take turns with the connection's writer
 /// (`engine/sending.rs` arbitrates).
 #[derive(Clone)]
-pub struct DirectWriter(Arc<OwnedWriteHalf>);
+pub enum DirectWriter {
+    /// A plain TCP socket: what it takes is in the kernel.
+    Tcp(Arc<OwnedWriteHalf>),
+    /// TLS: what it takes may partly wait in its buffer for a flush.
+    Shared(SharedWrite),
+}
 
 impl DirectWriter {
-    /// Writes what the socket takes without waiting; `WouldBlock` if nothing fits.
-    pub fn try_write(&self, bytes: &[u8]) -> io::Result<usize> {
-        self.0.try_write(bytes)
+    /// Writes what the stream takes without waiting; `WouldBlock` if
+    /// nothing fits (or a TLS stream's reader holds it just now). Also
+    /// says whether all of it reached the socket; if not, the writer must
+    /// flush before anything else is written.
+    pub fn try_write(&self, bytes: &[u8]) -> io::Result<(usize, bool)> {
+        match self {
+            DirectWriter::Tcp(socket) => socket.try_write(bytes).map(|n| (n, true)),
+            DirectWriter::Shared(stream) => {
+                let Ok(mut stream) = stream.try_lock() else { return Err(io::ErrorKind::WouldBlock.into()) };
+                let mut cx = Context::from_waker(noop_waker_ref());
+                match Pin::new(&mut **stream).poll_write(&mut cx, bytes) {
+                    Poll::Ready(Ok(n)) => {
+                        let flushed = matches!(Pin::new(&mut **stream).poll_flush(&mut cx), Poll::Ready(Ok(())));
+                        Ok((n, flushed))
+                    }
+                    Poll::Ready(Err(e)) => Err(e),
+                    Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+                }
+            }
+        }
     }
 }
 
@@ -259,9 +308,10 @@ impl TcpWriter {
         Ok(())
     }
 
-    /// Writes what direct writes left unwritten (see [`Owed`]).
+    /// Writes what direct writes left unwritten (see [`Owed`]), and flushes
+    /// what they left in a TLS stream's buffer.
     pub async fn flush_owed(&mut self) -> io::Result<()> {
-        let Some(owed) = &self.owed else { return Ok(()) };
+        let Some(owed) = &self.owed else { return self.stream.flush().await };
         let mut pending = {
             let mut owed = lock(owed);
             if owed.is_empty() {
@@ -293,14 +343,18 @@ impl TcpWriter {
                 Some(socket) => socket.shutdown().await,
                 None => Ok(()),
             },
-            WriteHalf::Other(stream) => stream.shutdown().await,
+            WriteHalf::Other(stream) => {
+                std::future::poll_fn(|cx| Pin::new(&mut **lock(stream)).poll_shutdown(cx)).await
+            }
         }
     }
 
-    /// A handle for writes from other threads, on plain TCP only.
+    /// A handle for writes from other threads.
     pub fn direct(&self) -> Option<Direct> {
-        let WriteHalf::Tcp(socket) = &self.stream else { return None };
-        let socket = DirectWriter(socket.clone());
+        let socket = match &self.stream {
+            WriteHalf::Tcp(socket) => DirectWriter::Tcp(socket.clone()),
+            WriteHalf::Other(stream) => DirectWriter::Shared(stream.clone()),
+        };
         Some(match (self.encoder, &self.owed) {
             (Encoder::WebSocket(encoder), Some(owed)) => Direct::Ws(WsDirect { socket, encoder, owed: owed.clone() }),
             _ => Direct::Tcp(socket),
@@ -340,17 +394,20 @@ impl WsDirect {
         }
         batch.mark_sent(encoded);
         // Behind earlier bytes still owed, nothing may overtake them.
+        let mut flushed = true;
         if !behind {
             match self.socket.try_write(&owed) {
-                Ok(n) if n == owed.len() => owed.clear(),
-                Ok(n) => drop(owed.drain(..n)),
+                Ok((n, all_out)) => {
+                    flushed = all_out;
+                    drop(owed.drain(..n));
+                }
                 Err(_) => {}
             }
         }
         if owed.is_empty() && owed.capacity() > KEEP_BUF {
             *owed = Vec::new();
         }
-        super::DirectWrite { flush_owed: !owed.is_empty() }
+        super::DirectWrite { flush_owed: !owed.is_empty() || !flushed }
     }
 }
 

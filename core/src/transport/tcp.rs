@@ -396,12 +396,9 @@ impl WsDirect {
         // Behind earlier bytes still owed, nothing may overtake them.
         let mut flushed = true;
         if !behind {
-            match self.socket.try_write(&owed) {
-                Ok((n, all_out)) => {
-                    flushed = all_out;
-                    drop(owed.drain(..n));
-                }
-                Err(_) => {}
+            if let Ok((n, all_out)) = self.socket.try_write(&owed) {
+                flushed = all_out;
+                drop(owed.drain(..n));
             }
         }
         if owed.is_empty() && owed.capacity() > KEEP_BUF {

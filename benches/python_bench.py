@@ -40,21 +40,35 @@ ROUND_TRIPS = int(os.environ.get("ROUND_TRIPS", 5_000))
 RUNS = int(os.environ.get("RUNS", 3))
 PAYLOAD = b"x" * 64
 
-def start_server(mode: str = "echo") -> tuple[subprocess.Popen, str, str]:
-    """longconn-server in `mode`: its tcp:// (longconn protocol) and ws:// URLs."""
-    proc = subprocess.Popen(
-        [str(REPO / "target/release/longconn-server"), "--mode", mode, "--quiet", "--threads", "1",
-         "--length-port", "off", "--line-port", "off", "--ws-port", "0", "--longconn-port", "0",
-         "--data-dir", "memory"],
-        stdout=subprocess.PIPE, text=True,
-    )
-    ports = {}
-    for line in proc.stdout:
-        if line.startswith("listening "):
-            ports[line.split()[1]] = line.rsplit(":", 1)[1].strip()
-        if line.startswith("ready"):
-            return proc, f"tcp://127.0.0.1:{ports['longconn']}", f"ws://127.0.0.1:{ports['ws']}/"
-    raise RuntimeError("longconn-server did not start")
+class Server:
+    """longconn-server in `mode`: its tcp:// (longconn protocol), ws:// and
+    wss:// URLs, and the self-signed certificate of its TLS listener."""
+
+    def __init__(self, mode: str = "echo") -> None:
+        self.proc = subprocess.Popen(
+            [str(REPO / "target/release/longconn-server"), "--mode", mode, "--quiet", "--threads", "1",
+             "--length-port", "off", "--line-port", "off", "--ws-port", "0", "--longconn-port", "0",
+             "--wss-port", "0", "--data-dir", "memory"],
+            stdout=subprocess.PIPE, text=True,
+        )
+        ports = {}
+        self.certificate = ""
+        for line in self.proc.stdout:
+            if line.startswith("tls certificate "):
+                self.certificate = line.split(" ", 2)[2].strip()
+            if line.startswith("listening "):
+                ports[line.split()[1]] = line.rsplit(":", 1)[1].strip()
+            if line.startswith("ready"):
+                break
+        else:
+            raise RuntimeError("longconn-server did not start")
+        self.tcp_url = f"tcp://127.0.0.1:{ports['longconn']}"
+        self.ws_url = f"ws://127.0.0.1:{ports['ws']}/"
+        self.wss_url = f"wss://localhost:{ports['wss']}/"
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
 
 
 # -- longconn -------------------------------------------------------------------
@@ -103,8 +117,8 @@ def _send_all(client: longconn.Client, messages: list) -> None:
             time.sleep(0.0005)
 
 
-def longconn_round_trips(url: str, io_in_poll: bool = False) -> list[float]:
-    with longconn.Client(url, io_in_poll=io_in_poll) as client:
+def longconn_round_trips(url: str, io_in_poll: bool = False, ca_file: str | None = None) -> list[float]:
+    with longconn.Client(url, io_in_poll=io_in_poll, tls_ca_file=ca_file) as client:
         client.connect()
         samples = []
         for i in range(ROUND_TRIPS + 500):
@@ -175,8 +189,8 @@ async def ws_round_trips(url: str) -> list[float]:
         return samples
 
 
-def websocket_client_round_trips(url: str) -> list[float]:
-    ws = websocket.create_connection(url)
+def websocket_client_round_trips(url: str, ca_file: str | None = None) -> list[float]:
+    ws = websocket.create_connection(url, sslopt={"ca_certs": ca_file} if ca_file else None)
     ws.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         samples = []
@@ -197,9 +211,11 @@ def percentile(samples: list[float], p: float) -> float:
 
 
 def main() -> None:
-    proc, tcp_url, ws_url = start_server()
+    server = Server()
+    tcp_url, ws_url, wss_url = server.tcp_url, server.ws_url, server.wss_url
     # Sends go to a sink: echoes nobody reads would fill the inbox and stall the connection.
-    sink, sink_url, _ = start_server("sink")
+    sink = Server("sink")
+    sink_url = sink.tcp_url
     results: dict[str, list[float]] = {}
 
     def add(name: str, value: float) -> None:
@@ -221,12 +237,14 @@ def main() -> None:
             p50_p99("lc_tcp", longconn_round_trips(tcp_url))
             p50_p99("lc_ws_iop", longconn_round_trips(ws_url, io_in_poll=True))
             p50_p99("lc_tcp_iop", longconn_round_trips(tcp_url, io_in_poll=True))
+            p50_p99("wsc_wss", websocket_client_round_trips(wss_url, ca_file=server.certificate))
+            p50_p99("lc_wss", longconn_round_trips(wss_url, ca_file=server.certificate))
+            p50_p99("lc_wss_iop", longconn_round_trips(wss_url, io_in_poll=True, ca_file=server.certificate))
             add("lc_send", longconn_send(sink_url))
             add("lc_asend", asyncio.run(longconn_asend(sink_url)))
     finally:
-        for p in (proc, sink):
-            p.kill()
-            p.wait()
+        for s in (server, sink):
+            s.stop()
 
     def ratio(name: str, peer: str) -> float:
         return statistics.median(l / p for l, p in zip(results[name], results[peer]))
@@ -256,6 +274,12 @@ def main() -> None:
             peer = f"wsc_{p}"
             print(f"{label + ', ' + p:<44} {m[peer]:>12.1f} {m[f'{name}_{p}']:>12.1f} "
                   f"{ratio(f'{name}_{p}', peer):>7.2f}x  {target if name != 'ws' else ''}")
+    print()
+    print(f"{'round trip over TLS, us':<44} {'ws-client':>12} {'longconn':>12} {'ratio':>8}")
+    for label, name in [("wss://, poll()", "lc_wss"), ("wss://, poll(), io_in_poll=True", "lc_wss_iop")]:
+        for p in ("p50", "p99"):
+            print(f"{label + ', ' + p:<44} {m[f'wsc_wss_{p}']:>12.1f} {m[f'{name}_{p}']:>12.1f} "
+                  f"{ratio(f'{name}_{p}', f'wsc_wss_{p}'):>7.2f}x")
     print()
     print(f"{'':<44} {'send()':>12} {'asend()':>12} {'ratio':>8}")
     print(f"{'queue 64-byte messages, messages/s':<44} {m['lc_send']:>12.0f} {m['lc_asend']:>12.0f} "

@@ -1,4 +1,5 @@
-//! A server that breaks the rules: oversize and malformed frames must end
+//! A server that breaks the rules (longconn frames or WebSocket frames):
+//! oversize and malformed frames must end
 //! that connection with an error event and a reconnect, never a crash.
 
 mod common;
@@ -51,7 +52,12 @@ fn hello() -> Vec<u8> {
 }
 
 fn client(port: u16) -> Client {
-    let mut c = ClientConfig::new(&format!("tcp://127.0.0.1:{port}")).unwrap();
+    client_at(&format!("tcp://127.0.0.1:{port}"))
+}
+
+/// A client of `url` with a 1,024-byte maximum frame and quick reconnects.
+fn client_at(url: &str) -> Client {
+    let mut c = ClientConfig::new(url).unwrap();
     c.max_frame_size = 1024;
     c.backoff = BackoffPolicy {
         initial: Duration::from_millis(20),
@@ -121,5 +127,74 @@ fn a_server_that_does_not_speak_the_protocol_fails_the_handshake() {
         matches!(events.last(), Some(Event::Error { kind: ErrorKind::HandshakeFailed, detail }) if detail.contains("hello")),
         "{events:?}"
     );
+    server.join().unwrap();
+}
+
+/// A WebSocket server frame: `fin`, `opcode`, unmasked unless `key` is given.
+fn ws_frame(fin: bool, opcode: u8, payload: &[u8], key: Option<[u8; 4]>) -> Vec<u8> {
+    let mut f = vec![(u8::from(fin) << 7) | opcode];
+    let mask_bit = if key.is_some() { 0x80 } else { 0 };
+    match payload.len() {
+        n if n < 126 => f.push(mask_bit | n as u8),
+        n => {
+            f.push(mask_bit | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+    }
+    let mut body = payload.to_vec();
+    if let Some(key) = key {
+        f.extend_from_slice(&key);
+        for (i, b) in body.iter_mut().enumerate() {
+            *b ^= key[i % 4];
+        }
+    }
+    f.extend(body);
+    f
+}
+
+/// Like [`serve`], over WebSocket: each connection that did not offer
+/// longconn.v2 gets the next script after the handshake.
+fn serve_websocket(scripts: Vec<Vec<u8>>) -> (u16, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let mut scripts = scripts.into_iter().peekable();
+        while let Some(script) = scripts.peek() {
+            let (mut stream, _) = listener.accept().unwrap();
+            stream.set_read_timeout(Some(WITHIN)).unwrap();
+            if common::accept_websocket(&mut stream) {
+                continue; // the client drops this one and comes back without the offer
+            }
+            stream.write_all(script).unwrap();
+            scripts.next();
+            let mut sink = [0u8; 1024];
+            while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+        }
+    });
+    (port, handle)
+}
+
+#[test]
+fn a_websocket_server_breaking_the_frame_rules_gets_errors_and_reconnects_and_fragments_are_joined() {
+    let mut oversize = ws_frame(true, 0x2, b"fine", None);
+    // Announces 2^40 bytes: refused from the header alone.
+    oversize.extend([0x82, 0x7f]);
+    oversize.extend((1u64 << 40).to_be_bytes());
+    let masked = ws_frame(true, 0x2, b"masked by a server", Some([1, 2, 3, 4]));
+    // Fragments of 600 bytes each: the message passes the 1,024-byte maximum at the second.
+    let mut too_long = ws_frame(false, 0x2, &[b'a'; 600], None);
+    too_long.extend(ws_frame(true, 0x0, &[b'b'; 600], None));
+    let mut good = ws_frame(false, 0x2, b"after ", None);
+    good.extend(ws_frame(true, 0x9, b"ping between fragments", None));
+    good.extend(ws_frame(true, 0x0, b"reconnect", None));
+    let (port, server) = serve_websocket(vec![oversize, masked, too_long, good]);
+
+    let client = client_at(&format!("ws://127.0.0.1:{port}/"));
+    assert_eq!(receive_messages(&client, 1, WITHIN), vec![b"fine".to_vec()]);
+    expect_error_then_disconnect(&client, ErrorKind::FrameTooLarge, DisconnectReason::FrameTooLarge);
+    expect_error_then_disconnect(&client, ErrorKind::Protocol, DisconnectReason::Protocol);
+    expect_error_then_disconnect(&client, ErrorKind::FrameTooLarge, DisconnectReason::FrameTooLarge);
+    assert_eq!(receive_messages(&client, 1, WITHIN), vec![b"after reconnect".to_vec()]);
+    drop(client);
     server.join().unwrap();
 }

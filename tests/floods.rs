@@ -7,8 +7,10 @@
 //! is its own. The hostile server is a thread of that child, writing a
 //! prebuilt buffer of frames for as long as the socket takes it.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -243,7 +245,7 @@ fn serve_flood(listener: TcpListener, flood: Flood, stop: Instant) {
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     match flood {
         Flood::WsEmpty => {
-            accept_websocket(&mut stream);
+            common::accept_websocket(&mut stream);
             // The client offers longconn.v2 first; this server chooses no
             // subprotocol, so the client drops that connection and comes
             // straight back without the offer: serve the second one.
@@ -252,7 +254,7 @@ fn serve_flood(listener: TcpListener, flood: Flood, stop: Instant) {
             if matches!(stream.peek(&mut byte), Ok(0)) {
                 stream = listener.accept().unwrap().0;
                 stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-                accept_websocket(&mut stream);
+                common::accept_websocket(&mut stream);
             }
         }
         _ => {
@@ -280,25 +282,4 @@ fn serve_flood(listener: TcpListener, flood: Flood, stop: Instant) {
             Err(_) => break, // the client went away
         }
     }
-}
-
-/// The server's half of the WebSocket handshake.
-fn accept_websocket(stream: &mut TcpStream) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut key = String::new();
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        if let Some(value) = line.to_ascii_lowercase().strip_prefix("sec-websocket-key:") {
-            key = line[line.len() - value.len()..].trim().to_string();
-        }
-        if line == "\r\n" || line.is_empty() {
-            break;
-        }
-    }
-    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
-    let response = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
-    );
-    stream.write_all(response.as_bytes()).unwrap();
 }

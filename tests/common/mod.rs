@@ -1,7 +1,8 @@
 //! Test support: the real `longconn-server` process on loopback, and event waiting.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -195,4 +196,31 @@ pub fn wait_acknowledged(client: &Client, within: Duration) {
         assert!(Instant::now() < deadline, "not acknowledged within {within:?}: {:?}", client.stats());
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// The server's half of a WebSocket handshake, for test servers of our own
+/// making: answers without choosing a subprotocol. Returns whether the
+/// client offered `longconn.v2` (it then drops this connection and comes
+/// back without the offer).
+pub fn accept_websocket(stream: &mut TcpStream) -> bool {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let (mut key, mut offered_v2) = (String::new(), false);
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let lower = line.to_ascii_lowercase();
+        if let Some(value) = lower.strip_prefix("sec-websocket-key:") {
+            key = line[line.len() - value.len()..].trim().to_string();
+        }
+        offered_v2 |= lower.starts_with("sec-websocket-protocol:") && lower.contains("longconn.v2");
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+    }
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let response = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+    );
+    stream.write_all(response.as_bytes()).unwrap();
+    offered_v2
 }

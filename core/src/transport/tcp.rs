@@ -311,17 +311,18 @@ impl TcpWriter {
     /// Writes what direct writes left unwritten (see [`Owed`]), and flushes
     /// what they left in a TLS stream's buffer.
     pub async fn flush_owed(&mut self) -> io::Result<()> {
-        let Some(owed) = &self.owed else { return self.stream.flush().await };
-        let mut pending = {
+        let pending = self.owed.as_ref().and_then(|owed| {
             let mut owed = lock(owed);
-            if owed.is_empty() {
-                return Ok(());
-            }
-            std::mem::take(&mut *owed)
+            (!owed.is_empty()).then(|| std::mem::take(&mut *owed))
+        });
+        let Some(mut pending) = pending else {
+            // Nothing owed here, but a TLS stream may hold what a direct write handed it.
+            return self.stream.flush().await;
         };
+        // Flushes a TLS stream after it, too.
         self.stream.write_all(&pending).await?;
         pending.clear();
-        if pending.capacity() <= KEEP_BUF {
+        if let Some(owed) = self.owed.as_ref().filter(|_| pending.capacity() <= KEEP_BUF) {
             let mut owed = lock(owed);
             if owed.is_empty() {
                 *owed = pending;

@@ -44,16 +44,6 @@ pub enum ByteStream {
     Other(Box<dyn Stream>),
 }
 
-impl ByteStream {
-    /// The stream as a trait object, for transports that take any stream (WebSocket).
-    pub fn boxed(self) -> Box<dyn Stream> {
-        match self {
-            ByteStream::Tcp(stream) => Box::new(stream),
-            ByteStream::Other(stream) => stream,
-        }
-    }
-}
-
 /// Splits a connected stream into halves that speak `framing`; the client
 /// and the server both frame their connections here.
 pub fn frame(stream: ByteStream, framing: Framing, max_frame_size: usize) -> (Reader, Writer) {

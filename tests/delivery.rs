@@ -94,8 +94,17 @@ fn numbered(i: u64) -> Vec<u8> {
     format!("n{i:08}").into_bytes()
 }
 
+/// A numbered message padded to about `size` bytes, so a stalled
+/// direction fills its buffers quickly.
+fn padded(i: u64, size: usize) -> Vec<u8> {
+    let mut message = format!("n{i:08}-").into_bytes();
+    message.resize(size.max(message.len()), b'x');
+    message
+}
+
 fn number_of(payload: &[u8]) -> Option<u64> {
-    std::str::from_utf8(payload).ok()?.rsplit(": ").next()?.strip_prefix('n')?.parse().ok()
+    let text = std::str::from_utf8(payload).ok()?.rsplit(": ").next()?.strip_prefix('n')?;
+    text.split('-').next()?.parse().ok()
 }
 
 /// What a receiving thread saw.
@@ -104,7 +113,11 @@ struct Seen {
     /// The numbers received, in order.
     numbers: Vec<u64>,
     connections: Vec<Delivery>,
+    /// When each connected event arrived.
+    connected_at: Vec<Instant>,
     heartbeat_timeouts: usize,
+    /// When the last heartbeat timeout was reported.
+    timed_out_at: Option<Instant>,
     acked: u64,
 }
 
@@ -127,8 +140,14 @@ fn watch(
                         count2.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                Event::Connected { delivery, .. } => seen.connections.push(delivery),
-                Event::Disconnected { reason: DisconnectReason::HeartbeatTimeout, .. } => seen.heartbeat_timeouts += 1,
+                Event::Connected { delivery, .. } => {
+                    seen.connections.push(delivery);
+                    seen.connected_at.push(Instant::now());
+                }
+                Event::Disconnected { reason: DisconnectReason::HeartbeatTimeout, .. } => {
+                    seen.heartbeat_timeouts += 1;
+                    seen.timed_out_at = Some(Instant::now());
+                }
                 Event::Acknowledged { up_to } => seen.acked = seen.acked.max(up_to),
                 Event::Closed { .. } => return,
                 _ => {}
@@ -316,34 +335,73 @@ fn chat_lines_reach_every_member_exactly_once_across_server_kills() {
     assert!(heard.connections.iter().skip(1).all(|d| d.resumed && d.recovered), "{:?}", heard.connections);
 }
 
-/// A TCP proxy whose connections can be cut, for network blips.
+/// A TCP proxy whose connections can be cut (a network blip), or made
+/// half-open: the server-to-client direction of every connection open
+/// at that moment stops being read, nothing is closed, and the
+/// client-to-server direction keeps flowing, as behind a stalled proxy or
+/// load balancer. Connections made afterwards are forwarded normally.
 struct Proxy {
     port: u16,
     open: Arc<Mutex<Vec<TcpStream>>>,
+    /// The downstream gates of the connections open now.
+    gates: Arc<Mutex<Vec<Arc<Gate>>>>,
 }
+
+/// Whether one connection's server-to-client direction is held.
+#[derive(Default)]
+struct Gate {
+    held: Mutex<bool>,
+    changed: std::sync::Condvar,
+}
+
+impl Gate {
+    /// Blocks while the gate is held, at most `HELD_AT_MOST`.
+    fn pass(&self) {
+        let held = self.held.lock().unwrap();
+        let _unused = self.changed.wait_timeout_while(held, HELD_AT_MOST, |held| *held).unwrap();
+    }
+
+    fn set(&self, held: bool) {
+        *self.held.lock().unwrap() = held;
+        self.changed.notify_all();
+    }
+}
+
+/// A held direction lets go by itself after this long, so no test can hang on it.
+const HELD_AT_MOST: Duration = Duration::from_secs(120);
+
+/// The receive buffer of the proxy's socket to the server: small, so the
+/// server's writes stall soon after the proxy stops reading them.
+const UPSTREAM_RECEIVE_BUFFER: usize = 16 * 1024;
 
 impl Proxy {
     fn to(target: u16) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-        let open2 = open.clone();
+        let gates: Arc<Mutex<Vec<Arc<Gate>>>> = Arc::default();
+        let (open2, gates2) = (open.clone(), gates.clone());
         std::thread::spawn(move || {
             for inbound in listener.incoming() {
                 let Ok(inbound) = inbound else { return };
-                let Ok(outbound) = TcpStream::connect(("127.0.0.1", target)) else { continue };
+                let Ok(outbound) = connect_upstream(target) else { continue };
+                let gate = Arc::new(Gate::default());
                 let mut list = open2.lock().unwrap();
                 list.push(inbound.try_clone().unwrap());
                 list.push(outbound.try_clone().unwrap());
                 drop(list);
-                for (mut from, mut to) in
-                    [(inbound.try_clone().unwrap(), outbound.try_clone().unwrap()), (outbound, inbound)]
-                {
+                gates2.lock().unwrap().push(gate.clone());
+                let upstream = (inbound.try_clone().unwrap(), outbound.try_clone().unwrap(), None);
+                for (mut from, mut to, gate) in [upstream, (outbound, inbound, Some(gate))] {
                     std::thread::spawn(move || {
                         let mut buf = [0u8; 16384];
-                        while let Ok(n) = from.read(&mut buf) {
-                            if n == 0 || to.write_all(&buf[..n]).is_err() {
-                                break;
+                        loop {
+                            if let Some(gate) = &gate {
+                                gate.pass();
+                            }
+                            match from.read(&mut buf) {
+                                Ok(n) if n > 0 && to.write_all(&buf[..n]).is_ok() => {}
+                                _ => break,
                             }
                         }
                         let _ = to.shutdown(Shutdown::Both);
@@ -352,7 +410,7 @@ impl Proxy {
                 }
             }
         });
-        Proxy { port, open }
+        Proxy { port, open, gates }
     }
 
     /// Cuts every connection through the proxy.
@@ -361,6 +419,169 @@ impl Proxy {
             let _ = stream.shutdown(Shutdown::Both);
         }
     }
+
+    /// Stops reading what the server sends on every connection open now,
+    /// closing nothing; returns the held gates, for [`Proxy::release`].
+    fn hold_downstream(&self) -> Vec<Arc<Gate>> {
+        let gates: Vec<Arc<Gate>> = self.gates.lock().unwrap().drain(..).collect();
+        for gate in &gates {
+            gate.set(true);
+        }
+        gates
+    }
+
+    /// Lets held directions flow again.
+    fn release(gates: &[Arc<Gate>]) {
+        for gate in gates {
+            gate.set(false);
+        }
+    }
+}
+
+fn connect_upstream(port: u16) -> std::io::Result<TcpStream> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.set_recv_buffer_size(UPSTREAM_RECEIVE_BUFFER)?;
+    socket.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())?;
+    Ok(socket.into())
+}
+
+/// How long a client may take from declaring a half-open link dead to
+/// being resumed on a new connection: its backoff (at most 200 ms here),
+/// a connect and the hello, with the server's answer bounded by its own
+/// state, never by the stuck connection (which used to cost 10 s).
+const RESUME_BOUND: Duration = Duration::from_secs(2);
+
+/// Sends `total` numbered messages of about `size` bytes, waiting for outbox room.
+fn send_padded(client: Arc<Client>, total: u64, size: usize) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        for i in 1..=total {
+            assert_eq!(client.send_wait(&padded(i, size), false, Duration::from_secs(120)).expect("queued"), i);
+        }
+    })
+}
+
+/// The message numbers of every client message in the server's store
+/// (echo and sink modes, one session), in the order the store numbered
+/// them; panics if the store's own numbering has a gap or an overlap.
+fn stored_numbers(dir: &DataDir) -> Vec<u64> {
+    let db = rusqlite::Connection::open(dir.0.join("longconn.db")).unwrap();
+    let mut query = db.prepare("SELECT first_seq, last_seq, messages FROM inbound ORDER BY last_seq").unwrap();
+    let rows = query.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?)));
+    let mut numbers = Vec::new();
+    let mut next_seq = 1;
+    for row in rows.unwrap() {
+        let (first, last, bytes) = row.unwrap();
+        assert_eq!(first, next_seq, "the store's rows follow each other");
+        let mut at = 0;
+        while at < bytes.len() {
+            let len = (u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) & !(1 << 31)) as usize;
+            numbers.push(number_of(&bytes[at + 4..at + 4 + len]).expect("a numbered message"));
+            at += 4 + len;
+        }
+        assert_eq!(numbers.len() as i64, last, "row {first}..={last} holds its messages");
+        next_seq = last + 1;
+    }
+    numbers
+}
+
+/// The first connection goes half-open (the server's writes stall, the
+/// client's messages still arrive, nothing closes) while the client streams
+/// numbered messages and the echoes stream back; the client declares the
+/// link dead and resumes on a second connection. The resume must come
+/// quickly, and each direction must hold every number exactly once, in
+/// order: the echoes at the client, the messages in the server's store.
+/// With `then_kill`, the stuck direction lets go afterwards and the server
+/// is killed and restarted on the same data.
+fn half_open(transport: &str, then_kill: bool) {
+    let dir = DataDir::new("half-open");
+    let (total, size) = (6_000u64, 1024);
+    let start = |ports: Ports| {
+        let mut extra = vec!["--quiet", "--data-dir", dir.arg(), "--history", "1000000"];
+        let tls_port = ports.tls.to_string();
+        if transport == "tls" {
+            extra.extend(["--tls-port", &tls_port]);
+        }
+        Server::start_on("echo", &extra, ports, "127.0.0.1")
+    };
+    let mut server = start(Ports::default());
+    let ports = server.ports;
+    let proxy = Proxy::to(match transport {
+        "tls" => ports.tls,
+        "ws" => ports.ws,
+        _ => ports.longconn,
+    });
+    let url = match transport {
+        "tls" => format!("tls://127.0.0.1:{}", proxy.port),
+        "ws" => format!("ws://127.0.0.1:{}/", proxy.port),
+        _ => format!("tcp://127.0.0.1:{}", proxy.port),
+    };
+    let client = Arc::new(Client::new(config(&url)).unwrap());
+    client.connect().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (seen, count, watcher) = watch(client.clone(), stop.clone());
+    wait_reconnected(&seen, 0, "first connection");
+    let sender = send_padded(client.clone(), total, size);
+    wait_count(&count, 100);
+    let held = proxy.hold_downstream();
+    wait_reconnected(&seen, 1, "after the link went half-open");
+    let (timed_out, resumed_at) = {
+        let seen = seen.lock().unwrap();
+        (seen.timed_out_at.expect("the half-open link was declared dead"), seen.connected_at[1])
+    };
+    let took = resumed_at.saturating_duration_since(timed_out);
+    eprintln!("{transport}: resumed {} ms after the half-open link was declared dead", took.as_millis());
+    assert!(took < RESUME_BOUND, "{transport}: resumed after {took:?}, over {RESUME_BOUND:?}");
+    if then_kill {
+        Proxy::release(&held);
+        let at = count.load(Ordering::Relaxed);
+        wait_count(&count, (at + 500).min(total));
+        let connections = seen.lock().unwrap().connections.len();
+        server.kill();
+        server = start(ports);
+        wait_reconnected(&seen, connections, "after the restart");
+    }
+    sender.join().unwrap();
+    wait_count(&count, total);
+    assert_eq!(client.close(WITHIN).unwrap(), CloseOutcome::Flushed, "close waited for every acknowledgement");
+    stop.store(true, Ordering::Relaxed);
+    watcher.join().unwrap();
+    server.kill();
+    Proxy::release(&held);
+    let seen = seen.lock().unwrap();
+    assert_exactly_once(&seen.numbers, total, "echoes");
+    assert_exactly_once(&stored_numbers(&dir), total, "messages in the server's store");
+    assert!(seen.connections[1..].iter().all(|d| d.resumed && d.recovered), "{:?}", seen.connections);
+    assert_eq!(client.stats().acked_number, total);
+}
+
+#[test]
+fn a_half_open_link_resumes_at_once_exactly_once_over_tcp() {
+    half_open("tcp", false);
+}
+
+#[test]
+fn a_half_open_link_resumes_at_once_exactly_once_over_tls() {
+    half_open("tls", false);
+}
+
+#[test]
+fn a_half_open_link_resumes_at_once_exactly_once_over_websocket() {
+    half_open("ws", false);
+}
+
+#[test]
+fn a_half_open_link_then_a_server_kill_lose_nothing_over_tcp() {
+    half_open("tcp", true);
+}
+
+#[test]
+fn a_half_open_link_then_a_server_kill_lose_nothing_over_tls() {
+    half_open("tls", true);
+}
+
+#[test]
+fn a_half_open_link_then_a_server_kill_lose_nothing_over_websocket() {
+    half_open("ws", true);
 }
 
 #[test]

@@ -17,19 +17,26 @@ use longconn_core::protocol::{Frame, FrameBatch, FrameError, FrameType, Framing}
 use longconn_core::transport::tcp::{self, ByteStream};
 use longconn_core::transport::{ws, Reader, Writer};
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 use tokio_rustls::TlsAcceptor;
 
 use crate::args::{Args, Listener, Mode};
 use crate::page;
 use crate::room::Room;
 use crate::sessions::{random_id, Session, SessionState};
-use crate::store::{Request, Row};
+use crate::store::Request;
 
 /// Time a client has for its hello (longconn protocol) or WebSocket handshake.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a reconnecting client waits for its session's previous
-/// connection to let go, and for its stored messages to settle.
-const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a hello's answer may wait for the store: a resumed session's
+/// accepted messages to be committed, or a new session to be recorded.
+/// It never waits for an older connection of the session (that one is
+/// fenced at once); past this the store is stuck and the connection is
+/// refused rather than answered with a `received` that is behind.
+const STORE_WAIT: Duration = Duration::from_secs(3);
+/// How long a goodbye (a close frame) may take to write on a connection
+/// that is ending anyway.
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Close code sent to a client evicted for silence.
 const CLOSE_IDLE: u16 = 4000;
 /// Close code sent to a client that fell behind the room's history.
@@ -74,14 +81,20 @@ pub async fn serve(
     let v2 = args.protocol >= PROTOCOL_V2 && hello.as_ref().is_some_and(Hello::offers_v2);
     let generation = room.new_connection();
     let (attached, reply) = match hello.as_ref().and_then(|h| h.ext.as_ref()).filter(|_| v2) {
-        Some(ext) => {
-            let (attached, reply) = attach(&room, ext, generation).await;
-            (Some(attached), Some(Frame::Hello(hello_payload(PROTOCOL_V2, "longconn-server", Some(&reply)))))
-        }
+        Some(ext) => match attach(&room, ext, generation).await {
+            Ok((attached, reply)) => {
+                (Some(attached), Some(Frame::Hello(hello_payload(PROTOCOL_V2, "longconn-server", Some(&reply)))))
+            }
+            Err(why) => return reject(&args, peer, &why),
+        },
         None => (None, hello.as_ref().map(|_| hello_frame("longconn-server"))),
     };
     if let Some(reply) = reply {
-        if writer.write(&[reply], None).await.is_err() {
+        let written = tokio::time::timeout(HELLO_TIMEOUT, writer.write(&[reply], None)).await;
+        if !matches!(written, Ok(Ok(()))) {
+            if let Some(attached) = &attached {
+                let_go(&attached.session, generation);
+            }
             return reject(&args, peer, "write failed during the hello");
         }
     }
@@ -103,7 +116,6 @@ pub async fn serve(
     }
     let mut client = Peer::new(&room, &args, listener, (number, &name), attached, generation, joined_at);
     let why = client.run(reader, &mut writer, batch).await;
-    client.flush_store();
     client.detach();
     room.leave(number, &name);
     if !args.quiet {
@@ -167,11 +179,19 @@ struct Attached {
     resumed: bool,
     /// The client's received number: the last server-to-client sequence number it has.
     client_received: u64,
+    /// The `received` our hello told the client: its next message is this plus one.
+    server_received: u64,
 }
 
-/// Finds the client's session (taking it over from an older connection) or
-/// starts a new one, and builds the answer to its hello.
-async fn attach(room: &Room, ext: &HelloExt, generation: u64) -> (Attached, HelloExt) {
+/// Finds the client's session (taking it over from any older connection,
+/// which is fenced at once) or starts a new one, and builds the answer to
+/// its hello. The answer comes from durable state only: a resumed
+/// session's `received` once every message accepted before the fence is
+/// committed, a new session's id once its row is committed. Fails (the
+/// connection is refused, and the client tries again) if the store takes
+/// longer than [`STORE_WAIT`], or if a newer connection took the session
+/// meanwhile.
+async fn attach(room: &Room, ext: &HelloExt, generation: u64) -> Result<(Attached, HelloExt), String> {
     let found = ext.session.as_deref().and_then(|id| room.sessions.get(id));
     let (epoch, first, next) = {
         let history = lock(&room.history);
@@ -179,10 +199,16 @@ async fn attach(room: &Room, ext: &HelloExt, generation: u64) -> (Attached, Hell
     };
     let position = |offset: u64| (room.mode == Mode::Chat).then_some(RoomPosition { epoch, offset });
     if let Some(session) = found {
-        take_over(&session, generation).await;
-        session.settled(TAKEOVER_TIMEOUT).await;
+        session.fence(generation);
+        if !session.settled(STORE_WAIT).await {
+            let_go_unattached(&session, generation);
+            return Err(format!("the store did not settle the session within {} s", STORE_WAIT.as_secs()));
+        }
         let mut state = lock(&session.state);
-        state.attached = generation;
+        if state.attached != generation {
+            return Err("a newer connection took the session during the hello".into());
+        }
+        state.connections += 1;
         let client_received = ext.received;
         let mut recovered = true;
         match room.mode {
@@ -206,8 +232,9 @@ async fn attach(room: &Room, ext: &HelloExt, generation: u64) -> (Attached, Hell
             resumed: true,
             recovered,
         };
+        let server_received = state.received;
         drop(state);
-        return (Attached { session, resumed: true, client_received }, reply);
+        return Ok((Attached { session, resumed: true, client_received, server_received }, reply));
     }
     let (base, recovered) = match (room.mode, ext.position) {
         (Mode::Chat, Some(p)) if p.epoch == epoch && p.offset + 1 >= first && p.offset < next => (p.offset, true),
@@ -219,7 +246,12 @@ async fn attach(room: &Room, ext: &HelloExt, generation: u64) -> (Attached, Hell
     let state = SessionState { base, attached: generation, connections: 1, echo_first: 1, ..SessionState::default() };
     let session = Session::new(random_id(), number, format!("client-{number}"), state);
     room.sessions.insert(session.clone());
-    room.store().send(Request::NewSession { session: session.clone(), next_client });
+    let (durable, recorded) = oneshot::channel();
+    room.store().send(Request::NewSession { session: session.clone(), next_client, durable });
+    if !matches!(tokio::time::timeout(STORE_WAIT, recorded).await, Ok(Ok(()))) {
+        let_go(&session, generation);
+        return Err(format!("the store did not record the new session within {} s", STORE_WAIT.as_secs()));
+    }
     let reply = HelloExt {
         max_version: PROTOCOL_V2,
         session: Some(session.id.to_vec()),
@@ -228,26 +260,25 @@ async fn attach(room: &Room, ext: &HelloExt, generation: u64) -> (Attached, Hell
         resumed: false,
         recovered,
     };
-    (Attached { session, resumed: false, client_received: 0 }, reply)
+    Ok((Attached { session, resumed: false, client_received: 0, server_received: 0 }, reply))
 }
 
-/// Claims `session` for connection `generation`: asks any older connection
-/// holding it to let go, and waits (a bounded time) until it has, so that
-/// nothing it reads is counted after the new connection was told `received`.
-async fn take_over(session: &Session, generation: u64) {
-    lock(&session.state).attached = generation;
-    let deadline = tokio::time::Instant::now() + TAKEOVER_TIMEOUT;
-    loop {
-        let detached = session.detached.notified();
-        if lock(&session.state).connections == 0 {
-            break;
-        }
-        session.kick.notify_one();
-        if tokio::time::timeout_at(deadline, detached).await.is_err() {
-            break;
-        }
+/// Connection `generation` lets go of `session`, which it had counted
+/// itself into: the session is free again unless a newer connection took it.
+fn let_go(session: &Session, generation: u64) {
+    lock(&session.state).connections -= 1;
+    let_go_unattached(session, generation);
+}
+
+/// Like [`let_go`], for a connection that had not counted itself in.
+fn let_go_unattached(session: &Session, generation: u64) {
+    let mut state = lock(&session.state);
+    if state.attached == generation {
+        state.attached = 0;
+        state.last_seen = Some(Instant::now());
     }
-    lock(&session.state).connections += 1;
+    drop(state);
+    session.detached.notify_one();
 }
 
 /// One connection and what it needs to react to frames.
@@ -267,9 +298,13 @@ struct Peer<'a> {
     acked_to_client: u64,
     /// Version 2: when received messages not yet acknowledged are (if stored by then).
     ack_due: Option<Instant>,
-    /// What this turn read, for the store once this turn's writes are out:
-    /// an echo reaches the wire before the store thread is woken.
-    to_store: Vec<Request>,
+    /// Version 2: the client-to-server sequence number of the next data
+    /// frame this connection reads (numbering is implicit: the hello told
+    /// the client where it goes on).
+    next_in: u64,
+    /// Version 2: a newer connection took the session over; what this one
+    /// reads is discarded and it ends.
+    fenced: bool,
     /// Answers and (best-effort) echoes, written once per read.
     replies: Vec<Frame>,
     /// WebSocket: the status code of the client's close frame, to answer it.
@@ -290,11 +325,12 @@ impl<'a> Peer<'a> {
             Some(a) => {
                 let mut state = lock(&a.session.state);
                 // The hello told the client `received`.
-                state.acked_to_client = state.received;
-                (state.base + a.client_received + 1, a.client_received, state.received)
+                state.acked_to_client = a.server_received;
+                (state.base + a.client_received + 1, a.client_received, a.server_received)
             }
             None => (joined_at, 0, 0),
         };
+        let next_in = attached.as_ref().map_or(1, |a| a.server_received + 1);
         Peer {
             room,
             args,
@@ -307,7 +343,8 @@ impl<'a> Peer<'a> {
             sent,
             acked_to_client,
             ack_due: None,
-            to_store: Vec::new(),
+            next_in,
+            fenced: false,
             replies: Vec::new(),
             client_close: None,
         }
@@ -333,10 +370,11 @@ impl<'a> Peer<'a> {
                     return why;
                 }
             };
-            if !frames.is_empty() && writer.write(&frames, None).await.is_err() {
-                return "write failed".into();
+            if !frames.is_empty() {
+                if let Err(why) = self.write(writer, &frames).await {
+                    return why;
+                }
             }
-            self.flush_store();
             let session = self.session().cloned();
             let paused = session.as_ref().is_some_and(|s| {
                 let state = lock(&s.state);
@@ -359,10 +397,16 @@ impl<'a> Peer<'a> {
                             say_goodbye(writer, self.listener, CLOSE_PROTOCOL, &why).await;
                             return format!("protocol error: {why}");
                         }
+                        if self.fenced {
+                            say_goodbye(writer, self.listener, CLOSE_REPLACED, "the session moved to a newer connection").await;
+                            return "replaced by a newer connection of the same session".into();
+                        }
                         if let Some(code) = self.client_close.take() {
-                            self.flush_store();
-                            let _ = writer.write(&[Frame::Close(code)], None).await;
-                            let _ = writer.shutdown().await;
+                            let answer = async {
+                                let _ = writer.write(&[Frame::Close(code)], None).await;
+                                let _ = writer.shutdown().await;
+                            };
+                            let _ = tokio::time::timeout(GOODBYE_TIMEOUT, answer).await;
                             return "closed by client".into();
                         }
                     }
@@ -385,14 +429,39 @@ impl<'a> Peer<'a> {
         }
     }
 
+    /// Writes `frames`. Gives up when the session moves to a newer
+    /// connection (a write stuck on a half-open link must not hold anything
+    /// up) and when the write has not finished within the idle timeout
+    /// (the server's write deadline, as the client's heartbeat has one).
+    async fn write(&self, writer: &mut Writer, frames: &[Frame]) -> Result<(), String> {
+        let deadline = self.args.idle_timeout;
+        let write = async {
+            if deadline.is_zero() {
+                Ok(writer.write(frames, None).await)
+            } else {
+                tokio::time::timeout(deadline, writer.write(frames, None)).await
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = wait_kicked(self.session().map(|s| &**s), self.generation) => {
+                Err("replaced by a newer connection of the same session (a write was abandoned)".into())
+            }
+            written = write => match written {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(format!("write failed: {e}")),
+                Err(_) => Err(format!("a write made no progress for {} s", deadline.as_secs())),
+            },
+        }
+    }
+
     /// Reacts to each frame of a read: answer pings, take acknowledgements,
     /// then act on data by mode.
     fn handle(&mut self, batch: &FrameBatch) -> Result<(), String> {
         let plain = self.listener.framing().is_some_and(Framing::is_plain);
         // Chat lines for the room, or a session's messages (echo, sink) for
         // the store and, in echo mode, as replies.
-        let (mut lines, mut row, mut echoes) = (Vec::new(), Row::default(), Vec::new());
-        let echo = self.room.mode == Mode::Echo;
+        let mut data = Vec::new();
         for (kind, range) in &batch.frames {
             let payload = &batch.chunk[range.clone()];
             match kind {
@@ -410,39 +479,72 @@ impl<'a> Peer<'a> {
                     self.replies.push(Frame::Data(self.args.plain_pong.clone()))
                 }
                 FrameType::Data | FrameType::Text => match (self.room.mode, self.attached.is_some()) {
-                    (Mode::Chat, _) => lines.push(self.chat_line(payload)),
-                    (_, true) => {
-                        if row.count() == 0 {
-                            row = self.room.store().new_row(batch.chunk.len());
-                        }
-                        row.push(*kind, payload);
-                        if echo {
-                            echoes.push(Frame::new(*kind, batch.payload(range)));
-                        }
-                    }
+                    (Mode::Chat, _) | (_, true) => data.push((*kind, range.clone())),
                     (Mode::Echo, false) => self.replies.push(Frame::new(*kind, batch.payload(range))),
                     (Mode::Sink, false) => {}
                 },
             }
         }
-        if lines.is_empty() && row.count() == 0 {
+        if data.is_empty() {
             return Ok(());
         }
-        let session = self.session().cloned();
-        if let Some(session) = &session {
-            let mut state = lock(&session.state);
-            if echo {
-                state.add_echo(echoes);
+        let Some(session) = self.session().cloned() else {
+            let lines = data.iter().map(|(_, range)| self.chat_line(&batch.chunk[range.clone()])).collect();
+            self.room.store().send(Request::Room { author: self.number, lines, session: None });
+            return Ok(());
+        };
+        let mut state = lock(&session.state);
+        if state.attached != self.generation {
+            // Fenced: a newer connection holds the session, and what it
+            // was told as `received` must stay true.
+            self.fenced = true;
+            return Ok(());
+        }
+        // Each data frame's sequence number is implicit: the next after
+        // the previous one on this connection, the first one after the
+        // `received` our hello gave. One at or below what the session
+        // accepted is dropped; one above the next expected is a gap.
+        let first = self.next_in;
+        self.next_in += data.len() as u64;
+        let expected = state.accepted + 1;
+        if first > expected {
+            return Err(format!("message {first} arrived while {expected} was expected"));
+        }
+        let repeated = ((expected - first) as usize).min(data.len());
+        if repeated > 0 {
+            state.duplicates += repeated as u64;
+            if !self.args.quiet {
+                println!("{}: dropped {repeated} messages the session already had", self.name);
             }
-            state.accepted += lines.len() as u64 + row.count();
         }
-        // Handed to the store after this turn's writes (see `flush_store`).
-        match (self.room.mode, session) {
-            (Mode::Chat, session) => self.to_store.push(Request::Room { author: self.number, lines, session }),
-            (_, Some(session)) => self.to_store.push(Request::Inbound { session, rows: vec![row] }),
-            (_, None) => {}
+        let fresh = &data[repeated..];
+        if fresh.is_empty() {
+            return Ok(());
         }
-        if self.attached.is_some() && self.ack_due.is_none() {
+        let request = match self.room.mode {
+            Mode::Chat => {
+                let lines = fresh.iter().map(|(_, range)| self.chat_line(&batch.chunk[range.clone()])).collect();
+                Request::Room { author: self.number, lines, session: Some(session.clone()) }
+            }
+            mode => {
+                let mut row = self.room.store().new_row(batch.chunk.len());
+                for (kind, range) in fresh {
+                    row.push(*kind, &batch.chunk[range.clone()]);
+                }
+                if mode == Mode::Echo {
+                    state.add_echo(fresh.iter().map(|(kind, range)| Frame::new(*kind, batch.payload(range))).collect());
+                }
+                Request::Inbound { session: session.clone(), rows: vec![row] }
+            }
+        };
+        state.accepted += fresh.len() as u64;
+        // To the store under the session's lock and before anything is
+        // written: a fence (which takes this lock) then knows every message
+        // the old connection accepted is on its way to the store, so a
+        // takeover waits for commits only, never for a stuck write.
+        self.room.store().send(request);
+        drop(state);
+        if self.ack_due.is_none() {
             self.ack_due = Some(Instant::now() + ACK_DELAY);
         }
         Ok(())
@@ -467,6 +569,10 @@ impl<'a> Peer<'a> {
             // one message at a time does not cost an ACK and a wake-up on each
             // side per message.
             let mut state = lock(&session.state);
+            if state.attached != self.generation {
+                // Fenced: the newer connection acknowledges from here on.
+                return Ok((frames, false));
+            }
             let now = Instant::now();
             let due = self.ack_due.is_some_and(|due| now >= due);
             if state.received > self.acked_to_client && (state.received - self.acked_to_client >= ACK_EVERY || due) {
@@ -522,24 +628,10 @@ impl<'a> Peer<'a> {
         Ok((frames, more))
     }
 
-    /// Hands what was read to the store.
-    fn flush_store(&mut self) {
-        for request in self.to_store.drain(..) {
-            self.room.store().send(request);
-        }
-    }
-
     /// Lets go of the session, if this connection still holds it.
     fn detach(&self) {
         if let Some(session) = self.session() {
-            let mut state = lock(&session.state);
-            state.connections -= 1;
-            if state.attached == self.generation {
-                state.attached = 0;
-                state.last_seen = Some(Instant::now());
-            }
-            drop(state);
-            session.detached.notify_one();
+            let_go(session, self.generation);
         }
     }
 }
@@ -578,20 +670,30 @@ async fn wait_committed(session: Option<&Session>) {
     }
 }
 
-/// Completes once a newer connection has taken the session over.
+/// Completes once a newer connection has taken the session over (at once
+/// if one already has).
 async fn wait_kicked(session: Option<&Session>, generation: u64) {
     let Some(session) = session else { return std::future::pending().await };
     loop {
-        session.kick.notified().await;
+        // Registered before the check, so a fence in between is not missed.
+        let kicked = session.kick.notified();
+        tokio::pin!(kicked);
+        kicked.as_mut().enable();
         if lock(&session.state).attached != generation {
             return;
         }
+        kicked.await;
     }
 }
 
+/// Sends a close frame (not in the plain framings) and shuts the sending
+/// direction, within [`GOODBYE_TIMEOUT`]: the connection ends either way.
 async fn say_goodbye(writer: &mut Writer, listener: Listener, code: u16, reason: &str) {
-    if !listener.framing().is_some_and(Framing::is_plain) {
-        let _ = writer.write(&[Frame::Close(close_payload(code, reason))], None).await;
-    }
-    let _ = writer.shutdown().await;
+    let goodbye = async {
+        if !listener.framing().is_some_and(Framing::is_plain) {
+            let _ = writer.write(&[Frame::Close(close_payload(code, reason))], None).await;
+        }
+        let _ = writer.shutdown().await;
+    };
+    let _ = tokio::time::timeout(GOODBYE_TIMEOUT, goodbye).await;
 }

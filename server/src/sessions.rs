@@ -72,8 +72,13 @@ pub struct SessionState {
     pub echo_bytes: usize,
     /// The highest server-to-client sequence number the client acknowledged.
     pub client_acked: u64,
-    /// The connection the session belongs to (0: none).
+    /// The connection the session belongs to (0: none): its owner
+    /// generation. Only this connection may add inbound messages; a newer
+    /// connection presenting the session fences the older one by taking it.
     pub attached: u64,
+    /// Inbound frames dropped because the session already had their
+    /// sequence numbers (see `peer.rs`).
+    pub duplicates: u64,
     /// Connections still running with the session (an older one may be
     /// letting go while a newer one takes it over).
     pub connections: u32,
@@ -145,6 +150,9 @@ impl Session {
         let wake = state.commit_waiters > 0 || state.received - state.acked_to_client >= crate::peer::ACK_EVERY;
         drop(state);
         if wake {
+            // Everyone waiting now (a takeover's `settled` beside the
+            // connection), and a permit for a connection between two waits.
+            self.committed.notify_waiters();
             self.committed.notify_one();
         }
     }
@@ -155,9 +163,21 @@ impl Session {
         CommitWaiter(self)
     }
 
+    /// Gives the session to connection `generation` at once: from here on
+    /// the older connection's reads are discarded (see `peer.rs`), so what
+    /// it accepted before is final, and its writes are abandoned (it is
+    /// woken through `kick`). Nothing here waits for the older connection.
+    pub fn fence(&self, generation: u64) {
+        lock(&self.state).attached = generation;
+        self.kick.notify_waiters();
+    }
+
     /// Waits until every accepted inbound message is stored, so `received`
-    /// can be told to a reconnecting client (at most `limit`).
-    pub async fn settled(&self, limit: Duration) {
+    /// can be told to a reconnecting client; `false` if that takes longer
+    /// than `limit` (the store is stuck: the caller must not answer with a
+    /// `received` that is behind). Call after [`Session::fence`]: then
+    /// only the store's commits decide how long this takes.
+    pub async fn settled(&self, limit: Duration) -> bool {
         let _waiting = self.wait_for_commits();
         let deadline = tokio::time::Instant::now() + limit;
         loop {
@@ -165,11 +185,11 @@ impl Session {
             {
                 let state = lock(&self.state);
                 if state.received >= state.accepted {
-                    return;
+                    return true;
                 }
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return;
+                return false;
             }
         }
     }

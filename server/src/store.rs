@@ -15,6 +15,7 @@ use bytes::Bytes;
 use longconn_core::lock::lock;
 use longconn_core::protocol::{Frame, FrameType};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, MAIN_DB};
+use tokio::sync::oneshot;
 
 use crate::history::{unix_now, Entry, History, Window};
 use crate::mode::Mode;
@@ -51,8 +52,9 @@ pub enum Request {
     /// Echo and sink: messages of a session's inbound stream, in order, as
     /// written by the connection that read them (one row per read).
     Inbound { session: Arc<Session>, rows: Vec<Row> },
-    /// A new session.
-    NewSession { session: Arc<Session>, next_client: u64 },
+    /// A new session; `durable` is told once its commit is on disk, and
+    /// only then may its id reach the client.
+    NewSession { session: Arc<Session>, next_client: u64, durable: oneshot::Sender<()> },
     /// A session's room base moved (its history was partly lost).
     Rebase { id: SessionId, base: u64 },
     /// Sessions that expired.
@@ -278,6 +280,7 @@ struct Writer {
 enum Effect {
     Lines { first: u64, author: u64, at: u64, lines: Vec<Bytes>, session: Option<Arc<Session>> },
     Stored { session: Arc<Session>, count: u64 },
+    SessionStored(oneshot::Sender<()>),
 }
 
 impl Writer {
@@ -422,7 +425,7 @@ fn apply(
             }
             Some(Effect::Stored { session, count })
         }
-        Request::NewSession { session, next_client } => {
+        Request::NewSession { session, next_client, durable } => {
             let state = lock(&session.state);
             tx.prepare_cached("INSERT OR REPLACE INTO sessions VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?.execute(params![
                 &session.id[..],
@@ -434,7 +437,7 @@ fn apply(
             ])?;
             drop(state);
             tx.execute("INSERT OR REPLACE INTO meta VALUES ('next_client', ?1)", [next_client as i64])?;
-            None
+            Some(Effect::SessionStored(durable))
         }
         Request::Rebase { id, base } => {
             tx.prepare_cached("UPDATE sessions SET base = ?2 WHERE id = ?1")?.execute(params![&id[..], base as i64])?;
@@ -473,6 +476,7 @@ impl Row {
     }
 
     /// How many messages it holds.
+    #[cfg(test)]
     pub fn count(&self) -> u64 {
         self.count
     }
@@ -535,6 +539,10 @@ fn publish(effects: Vec<Effect>, room: &dyn Published) {
                 }
             }
             Effect::Stored { session, count } => session.stored(count),
+            Effect::SessionStored(durable) => {
+                // The connection may have given up waiting; nothing to tell then.
+                let _ = durable.send(());
+            }
         }
     }
     if lines_added {

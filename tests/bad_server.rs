@@ -198,3 +198,72 @@ fn a_websocket_server_breaking_the_frame_rules_gets_errors_and_reconnects_and_fr
     drop(client);
     server.join().unwrap();
 }
+
+/// A protocol 2 hello from the server for session `s1`.
+fn hello_v2(received: u64, resumed: bool) -> Vec<u8> {
+    use longconn_core::protocol::hello::{hello_payload, HelloExt, PROTOCOL_V2};
+    let ext = HelloExt {
+        max_version: PROTOCOL_V2,
+        session: Some(b"s1".to_vec()),
+        received,
+        position: None,
+        resumed,
+        recovered: true,
+    };
+    frame(0x04, &hello_payload(PROTOCOL_V2, "bad-server", Some(&ext)))
+}
+
+fn ack(number: u64) -> Vec<u8> {
+    frame(0x06, &number.to_be_bytes())
+}
+
+/// A server that acknowledges more than it was sent is refused (an error
+/// naming both numbers, the connection ends) instead of trusted, which
+/// would drop messages it never had: the queued message is still there,
+/// and an honest acknowledgement on the next connection frees it.
+#[test]
+fn an_acknowledgement_beyond_what_was_sent_is_a_protocol_error_and_loses_nothing() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _server = std::thread::spawn(move || {
+        // The resumed hello itself claims 7 received: refused the same way.
+        for script in [[hello_v2(0, false), ack(5)].concat(), hello_v2(7, true)] {
+            let (mut stream, _) = listener.accept().unwrap();
+            read_hello(&mut stream);
+            stream.write_all(&script).unwrap();
+            let mut sink = [0u8; 1024];
+            while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+        }
+        // An honest server: the message arrives, then its acknowledgement.
+        let (mut stream, _) = listener.accept().unwrap();
+        read_hello(&mut stream);
+        stream.write_all(&hello_v2(0, true)).unwrap();
+        let mut header = [0u8; 5];
+        stream.read_exact(&mut header).unwrap();
+        let mut message = vec![0u8; u32::from_be_bytes(header[..4].try_into().unwrap()) as usize - 1];
+        stream.read_exact(&mut message).unwrap();
+        assert_eq!((header[4], &message[..]), (0x01, &b"only one"[..]), "the message comes again");
+        stream.write_all(&ack(1)).unwrap();
+        let mut sink = [0u8; 1024];
+        while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+    });
+    let mut c = ClientConfig::new(&format!("tcp://127.0.0.1:{port}")).unwrap();
+    c.backoff = BackoffPolicy {
+        initial: Duration::from_millis(20),
+        max: Duration::from_millis(100),
+        ..BackoffPolicy::default()
+    };
+    c.ack_events = true;
+    let client = Client::new(c).unwrap();
+    client.send(b"only one").unwrap();
+    client.connect().unwrap();
+    for claimed in [5, 7] {
+        let events = wait_for(&client, WITHIN, |e| matches!(e, Event::Error { kind: ErrorKind::Protocol, .. }));
+        let Some(Event::Error { detail, .. }) = events.last() else { unreachable!() };
+        assert!(detail.contains(&format!("acknowledged message {claimed} but only")), "{detail}");
+        assert!(!events.iter().any(|e| matches!(e, Event::Acknowledged { .. })), "{events:?}");
+        assert_eq!(client.stats().acked_number, 0, "nothing was taken as acknowledged");
+    }
+    wait_for(&client, WITHIN, |e| matches!(e, Event::Acknowledged { up_to: 1 }));
+    assert_eq!(client.stats().unacked_messages, 0);
+}

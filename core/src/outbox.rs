@@ -42,6 +42,21 @@ pub struct OutboxFull {
     pub queued_bytes: usize,
 }
 
+/// The peer acknowledged a message that was never sent to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckBeyondSent {
+    /// The message number the peer acknowledged.
+    pub acknowledged: u64,
+    /// The highest message number ever taken to be written.
+    pub sent: u64,
+}
+
+impl std::fmt::Display for AckBeyondSent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the peer acknowledged message {} but only {} were sent", self.acknowledged, self.sent)
+    }
+}
+
 /// Queued messages, plus the batch being written. Taking a batch swaps
 /// buffers instead of copying, and a written batch's buffers come back
 /// through [`Outbox::recycle`], so a steady stream of sends allocates nothing.
@@ -66,6 +81,9 @@ pub struct Outbox {
     /// Every message up to this number is done with: acknowledged by the
     /// peer, or (best effort) handed to the socket.
     acked: u64,
+    /// The highest number ever taken into a batch to be written: no peer
+    /// can have received, so none may acknowledge, a message beyond it.
+    taken: u64,
     /// Written batches kept until acknowledged, oldest first; their `sent`
     /// prefix is the part already acknowledged.
     retained: VecDeque<Batch>,
@@ -310,6 +328,7 @@ impl Outbox {
         batch.counted = 0;
         batch.framing = self.framing;
         batch.first = self.pushed + 1 - batch.len() as u64;
+        self.taken = self.pushed;
         self.in_flight = (batch.len(), std::mem::take(&mut self.payload_bytes));
         Some(batch)
     }
@@ -345,17 +364,21 @@ impl Outbox {
     }
 
     /// Records the peer's acknowledgement of every message up to `number`
-    /// and frees what it covers; returns how many messages it newly covers,
-    /// and buffers to drop outside the lock. An acknowledgement beyond the
-    /// kept messages, with no batch in flight, trims the front of the queue
-    /// (after a reconnect, when everything unacknowledged is queued again).
-    pub fn ack(&mut self, number: u64) -> Option<Batch> {
-        let number = number.min(self.pushed);
+    /// and frees what it covers; returns buffers to drop outside the lock.
+    /// An acknowledgement beyond the kept messages, with no batch in
+    /// flight, trims the front of the queue (after a reconnect, when
+    /// everything unacknowledged is queued again). One beyond every
+    /// message ever taken to be written is refused: the peer claims what it
+    /// cannot have, and trusting it would drop messages never delivered.
+    pub fn ack(&mut self, number: u64) -> Result<Option<Batch>, AckBeyondSent> {
+        if number > self.taken {
+            return Err(AckBeyondSent { acknowledged: number, sent: self.taken });
+        }
         if number <= self.acked {
-            return None;
+            return Ok(None);
         }
         self.acked = number;
-        self.trim()
+        Ok(self.trim())
     }
 
     /// Frees the kept (and, with no batch in flight, queued) messages up to `acked`.
@@ -585,6 +608,7 @@ mod tests {
         assert_eq!((o.queued(), o.unacked()), ((4, 8), 4), "written but unacknowledged still counts");
         o.push(&[5; 2]).unwrap();
         assert!(o.push(&[6; 2]).is_err(), "the limit counts unacknowledged messages");
+        assert_eq!(o.ack(5).unwrap_err(), AckBeyondSent { acknowledged: 5, sent: 4 }, "5 was never written");
         drop(o.ack(2));
         assert_eq!((o.queued(), o.unacked(), o.acked()), ((3, 6), 2, 2));
         drop(o.ack(1));

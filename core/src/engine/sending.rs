@@ -26,7 +26,7 @@ use tokio::sync::Notify;
 
 use super::counters::Counters;
 use crate::lock::{lock, wait_timeout};
-use crate::outbox::{Batch, Outbox, OutboxFull};
+use crate::outbox::{AckBeyondSent, Batch, Outbox, OutboxFull};
 use crate::policy::limits::OutboxLimits;
 use crate::protocol::Framing;
 use crate::transport::Direct;
@@ -360,18 +360,19 @@ impl Sending {
     }
 
     /// The peer acknowledged every message up to `number` (a client-wide
-    /// number); returns the highest number acknowledged now if that moved.
-    pub fn ack(&self, number: u64) -> Option<u64> {
+    /// number); returns the highest number acknowledged now if that moved,
+    /// or the error if the peer acknowledged what it was never sent.
+    pub fn ack(&self, number: u64) -> Result<Option<u64>, AckBeyondSent> {
         let mut outbox = lock(&self.outbox);
         let before = outbox.acked();
-        let unused = outbox.ack(number);
+        let unused = outbox.ack(number)?;
         let after = outbox.acked();
         self.room_freed();
         drop(outbox);
         drop(unused);
         // A close may be waiting for the last acknowledgement.
         self.writer_wake.notify_one();
-        (after > before).then_some(after)
+        Ok((after > before).then_some(after))
     }
 
     /// After a connection ended: everything not acknowledged (and what was

@@ -318,10 +318,14 @@ impl Inbound<'_> {
                             self.emit_run(&batch.chunk, std::mem::take(&mut run), run_is_text);
                         }
                         match self.link.sending.ack(self.base + seq) {
-                            Some(up_to) if self.config.ack_events => {
+                            Ok(Some(up_to)) if self.config.ack_events => {
                                 self.delivery.emit_one(Event::Acknowledged { up_to })
                             }
-                            _ => {}
+                            Ok(_) => {}
+                            Err(beyond) => {
+                                end = Some(self.protocol_error(&beyond.to_string()));
+                                break;
+                            }
                         }
                     }
                     None => {

@@ -29,7 +29,7 @@ pub(crate) async fn run(engine: Arc<Engine>) {
             engine.lifecycle.set_state(state);
         }
     };
-    loop {
+    'session: loop {
         if engine.close.aborted() || (engine.close.requested() && nothing_queued(engine)) {
             break;
         }
@@ -40,7 +40,7 @@ pub(crate) async fn run(engine: Arc<Engine>) {
             _ = engine.close.expired() => break,
         };
         match attempt {
-            Ok(connect::Opened { conn, leftovers, server }) => {
+            Ok(connect::Opened { conn, leftovers, server }) => 'connection: {
                 if conn.declined_v2 {
                     resume.ws_v2_declined = true;
                     log_at!(
@@ -52,12 +52,18 @@ pub(crate) async fn run(engine: Arc<Engine>) {
                 }
                 let accepted = resume.accept(server.as_ref(), engine.sending.acked());
                 let delivery = accepted.delivery;
-                if let Some(number) = accepted.acked_up_to {
-                    match engine.sending.ack(number) {
-                        Some(up_to) if engine.config.ack_events => {
-                            engine.delivery.emit_one(Event::Acknowledged { up_to })
-                        }
-                        _ => {}
+                let acked = accepted.acked_up_to.map(|number| engine.sending.ack(number)).transpose();
+                match acked {
+                    Ok(Some(Some(up_to))) if engine.config.ack_events => {
+                        engine.delivery.emit_one(Event::Acknowledged { up_to })
+                    }
+                    Ok(_) => {}
+                    Err(beyond) => {
+                        // Never trusted: it would drop messages the server does not have.
+                        let detail = format!("bad hello from the server: {beyond}");
+                        log_at!(Level::Warn, "client {}: {detail}", engine.id);
+                        engine.delivery.emit_one(Event::Error { kind: ErrorKind::Protocol, detail });
+                        break 'connection;
                     }
                 }
                 engine.sending.set_retain(delivery.acknowledged);
@@ -73,7 +79,7 @@ pub(crate) async fn run(engine: Arc<Engine>) {
                 log_at!(Level::Info, "client {}: disconnected: {detail}", engine.id);
                 engine.delivery.emit_one(Event::Disconnected { reason, detail });
                 if reason == DisconnectReason::ClosedByUser {
-                    break;
+                    break 'session;
                 }
                 if up_since.elapsed() >= engine.settings.get().backoff.stable_after {
                     backoff.reset();

@@ -113,6 +113,29 @@ fn unknown_frame_types_and_zero_lengths_are_protocol_errors() {
     server.join().unwrap();
 }
 
+/// Text is text: a DATA_TEXT frame that is not UTF-8 (`00 00 00 02 07 ff`,
+/// with and without protocol 2) is a protocol error, never a text message.
+#[test]
+fn text_that_is_not_utf8_is_a_protocol_error_with_and_without_protocol_2() {
+    let bad_text = frame(0x07, &[0xff]);
+    let scripts = vec![
+        [hello(), bad_text.clone()].concat(),
+        [hello_v2(0, false), bad_text].concat(),
+        [hello(), frame(0x07, "é".as_bytes())].concat(),
+    ];
+    let (port, server) = serve(scripts);
+    let client = client(port);
+    expect_error_then_disconnect(&client, ErrorKind::Protocol, DisconnectReason::Protocol);
+    expect_error_then_disconnect(&client, ErrorKind::Protocol, DisconnectReason::Protocol);
+    let events = wait_for(&client, WITHIN, |e| matches!(e, Event::Text(_)));
+    assert!(
+        matches!(events.last(), Some(Event::Text(t)) if t == "é".as_bytes()),
+        "valid text still arrives: {events:?}"
+    );
+    drop(client);
+    server.join().unwrap();
+}
+
 #[test]
 fn a_server_that_does_not_speak_the_protocol_fails_the_handshake() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -615,6 +615,33 @@ fn a_network_blip_resumes_the_session_and_replays_nothing_already_delivered() {
     assert!(seen.connections[1..].iter().all(|d| d.acknowledged && d.resumed && d.recovered), "{:?}", seen.connections);
 }
 
+/// The maximum frame size is for application messages: at 16 bytes (a
+/// protocol 2 hello is about 60) both sides still speak protocol 2, over
+/// tcp, tls and ws, and a 16-byte message makes the round trip.
+#[test]
+fn a_small_message_limit_still_speaks_protocol_2() {
+    let server = Server::start("echo", &["--quiet", "--max-frame", "16", "--tls-port", "0"]);
+    let urls = [
+        server.url("longconn"),
+        format!("tls://127.0.0.1:{}", server.ports.tls),
+        format!("ws://127.0.0.1:{}/", server.ports.ws),
+    ];
+    for url in urls {
+        let mut c = config(&url);
+        c.max_frame_size = 16;
+        let client = Client::new(c).unwrap();
+        client.connect().unwrap();
+        let events = wait_for(&client, WITHIN, |e| matches!(e, Event::Connected { .. } | Event::Error { .. }));
+        assert!(
+            matches!(events.last(), Some(Event::Connected { delivery, .. }) if delivery.acknowledged),
+            "{url}: {events:?}"
+        );
+        client.send(b"sixteen bytes!!!").unwrap();
+        assert_eq!(receive_messages(&client, 1, WITHIN), vec![b"sixteen bytes!!!".to_vec()], "{url}");
+        assert_eq!(client.close(WITHIN).unwrap(), CloseOutcome::Flushed, "{url}");
+    }
+}
+
 #[test]
 fn a_wiped_data_directory_means_a_new_epoch_and_recovered_false() {
     let dir = DataDir::new("wiped");

@@ -148,6 +148,9 @@ impl ClientConfig {
         if self.max_frame_size == 0 || self.max_frame_size > MAX_FRAME_SIZE_LIMIT {
             return invalid("maximum frame size must be between 1 byte and 256 MiB");
         }
+        if self.client_name.len() > crate::protocol::MAX_CLIENT_NAME {
+            return invalid("the client name must be at most 1,024 bytes");
+        }
         if let Err(why) = self.outbox.validate() {
             return invalid(why);
         }

@@ -1,7 +1,7 @@
 //! What the fuzz targets share: running the read path over arbitrary bytes
 //! cut into arbitrary reads.
 
-use longconn_core::protocol::{Decoder, FrameBatch, ReadBuffer};
+use longconn_core::protocol::{Decoder, FrameBatch, FrameType, ReadBuffer, CONTROL_PAYLOAD_FLOOR};
 
 /// Feeds `data` to a [`ReadBuffer`] with `decoder` in reads whose sizes come
 /// from `sizes` (cycled), taking frames after each read and once the stream
@@ -35,9 +35,17 @@ fn take_all(reader: &mut ReadBuffer, batch: &mut FrameBatch, max_frame_size: usi
     loop {
         match reader.take_frames(batch) {
             Ok(true) => {
-                for (_, range) in &batch.frames {
+                for (kind, range) in &batch.frames {
                     assert!(range.end <= batch.chunk.len(), "a frame outside its read");
-                    assert!(range.len() <= max_frame_size, "a frame above the maximum");
+                    // Messages obey the maximum; the protocol's own frames may reach the floor.
+                    let limit = match kind {
+                        FrameType::Data | FrameType::Text => max_frame_size,
+                        _ => max_frame_size.max(CONTROL_PAYLOAD_FLOOR),
+                    };
+                    assert!(range.len() <= limit, "a frame above the maximum");
+                    if *kind == FrameType::Text {
+                        assert!(std::str::from_utf8(&batch.chunk[range.clone()]).is_ok(), "text that is not UTF-8");
+                    }
                 }
             }
             Ok(false) => return true,

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use longconn_core::config::MAX_FRAME_SIZE_LIMIT;
 use longconn_core::protocol::{Framing, DEFAULT_MAX_FRAME_SIZE};
 
 use crate::history::Window;
@@ -164,7 +165,12 @@ impl Args {
                 "--key" => args.key = Some(value.into()),
                 "--client-ca" => args.client_ca = Some(value.into()),
                 "--idle-timeout" => args.idle_timeout = Duration::from_secs(number(&value)?),
-                "--max-frame" => args.max_frame = number(&value)? as usize,
+                "--max-frame" => {
+                    args.max_frame = match number(&value)? as usize {
+                        max @ 1..=MAX_FRAME_SIZE_LIMIT => max,
+                        _ => return Err(format!("--max-frame: {value} is not between 1 and {MAX_FRAME_SIZE_LIMIT}")),
+                    }
+                }
                 "--plain-ping" => args.plain_ping = Bytes::from(value.into_bytes()),
                 "--plain-pong" => args.plain_pong = Bytes::from(value.into_bytes()),
                 "--threads" => args.threads = number(&value)?.clamp(1, 64) as usize,
@@ -267,6 +273,11 @@ mod tests {
         assert_eq!(parse(&["--colour", "red"]).unwrap_err(), "unknown flag \"--colour\"");
         assert_eq!(parse(&["--mode"]).unwrap_err(), "--mode needs a value");
         assert_eq!(parse(&["--tls-framing", "xml"]).unwrap_err(), "unknown framing \"xml\"");
+        for bad in ["0", "268435457", "18446744073709551615"] {
+            let refused = parse(&["--max-frame", bad]).unwrap_err();
+            assert_eq!(refused, format!("--max-frame: {bad} is not between 1 and 268435456"));
+        }
+        assert!(matches!(parse(&["--max-frame", "16"]), Ok(Command::Serve(a)) if a.max_frame == 16));
         match parse(&["--mode", "sink", "--quiet", "--tls-framing", "line"]) {
             Ok(Command::Serve(args)) => {
                 assert_eq!((args.mode, args.quiet, args.tls_framing), (Mode::Sink, true, Framing::Line))

@@ -24,6 +24,11 @@ impl LengthDecoder {
         LengthDecoder { max_payload }
     }
 
+    /// The most bytes one frame may occupy on the wire.
+    pub fn frame_limit(&self) -> usize {
+        self.max_payload + 4
+    }
+
     pub fn peek(&mut self, src: &[u8]) -> Result<Peeked, FrameError> {
         if src.len() < HEADER_LEN {
             return Ok(Peeked::Partial { needed: HEADER_LEN });

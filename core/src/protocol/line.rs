@@ -26,6 +26,11 @@ impl LineDecoder {
         LineDecoder { max_payload, scanned: 0 }
     }
 
+    /// The most bytes one line may occupy on the wire (`\r\n` included).
+    pub fn frame_limit(&self) -> usize {
+        self.max_payload + 2
+    }
+
     pub fn peek(&mut self, src: &[u8]) -> Result<Peeked, FrameError> {
         let Some(offset) = src[self.scanned.min(src.len())..].iter().position(|&b| b == b'\n') else {
             self.scanned = src.len();

@@ -7,7 +7,7 @@
 //! ```
 //! `length` counts the type byte and the payload, so it is at least 1.
 
-use super::{FrameError, FrameHead, FrameType, Peeked};
+use super::{FrameError, FrameHead, FrameType, Peeked, CONTROL_PAYLOAD_FLOOR};
 
 const HEADER_LEN: usize = 4;
 /// Bytes a frame occupies beyond its payload: the length and the type byte.
@@ -32,6 +32,14 @@ impl LongconnDecoder {
         LongconnDecoder { max_payload }
     }
 
+    /// The most bytes one frame may occupy on the wire.
+    pub fn frame_limit(&self) -> usize {
+        self.max_payload.max(CONTROL_PAYLOAD_FLOOR) + OVERHEAD
+    }
+
+    /// The next frame at the start of `src`. Data and text frames may
+    /// carry `max_payload` bytes, the protocol's own frames at least
+    /// [`CONTROL_PAYLOAD_FLOOR`]; a text frame must be UTF-8.
     pub fn peek(&mut self, src: &[u8]) -> Result<Peeked, FrameError> {
         if src.len() < HEADER_LEN {
             return Ok(Peeked::Partial { needed: HEADER_LEN });
@@ -40,14 +48,10 @@ impl LongconnDecoder {
         if length == 0 {
             return Err(FrameError::Malformed("zero-length longconn frame has no type byte"));
         }
-        let payload_len = length - 1;
-        if payload_len > self.max_payload {
-            return Err(FrameError::FrameTooLarge { len: payload_len, max: self.max_payload });
-        }
-        if src.len() < HEADER_LEN + length {
-            return Ok(Peeked::Partial { needed: HEADER_LEN + length });
-        }
-        let kind = match src[HEADER_LEN] {
+        let Some(&type_byte) = src.get(HEADER_LEN) else {
+            return Ok(Peeked::Partial { needed: OVERHEAD });
+        };
+        let kind = match type_byte {
             0x01 => FrameType::Data,
             0x02 => FrameType::Ping,
             0x03 => FrameType::Pong,
@@ -57,7 +61,22 @@ impl LongconnDecoder {
             0x07 => FrameType::Text,
             other => return Err(FrameError::UnknownFrameType(other)),
         };
-        Ok(Peeked::Complete(FrameHead { len: HEADER_LEN + length, payload: HEADER_LEN + 1..HEADER_LEN + length, kind }))
+        let payload_len = length - 1;
+        let allowed = match kind {
+            FrameType::Data | FrameType::Text => self.max_payload,
+            _ => self.max_payload.max(CONTROL_PAYLOAD_FLOOR),
+        };
+        if payload_len > allowed {
+            return Err(FrameError::FrameTooLarge { len: payload_len, max: allowed });
+        }
+        if src.len() < HEADER_LEN + length {
+            return Ok(Peeked::Partial { needed: HEADER_LEN + length });
+        }
+        let payload = HEADER_LEN + 1..HEADER_LEN + length;
+        if kind == FrameType::Text && std::str::from_utf8(&src[payload.clone()]).is_err() {
+            return Err(FrameError::Protocol("a text frame that is not UTF-8".into()));
+        }
+        Ok(Peeked::Complete(FrameHead { len: HEADER_LEN + length, payload, kind }))
     }
 }
 
@@ -70,6 +89,19 @@ mod tests {
         let mut c = LongconnDecoder::new(1024);
         assert!(matches!(c.peek(&[0, 0, 0, 1, 0x7f]), Err(FrameError::UnknownFrameType(0x7f))));
         assert!(matches!(c.peek(&[0, 0, 0, 0]), Err(FrameError::Malformed(_))));
+    }
+
+    #[test]
+    fn text_must_be_utf8_and_the_protocols_own_frames_fit_under_a_small_maximum() {
+        let mut c = LongconnDecoder::new(16);
+        assert!(matches!(c.peek(&[0, 0, 0, 2, 0x07, 0xff]), Err(FrameError::Protocol(_))), "a lone 0xff is not text");
+        assert!(matches!(c.peek(&[0, 0, 0, 3, 0x07, 0xc3, 0xa9]), Ok(Peeked::Complete(_))), "é is");
+        let mut hello = 61u32.to_be_bytes().to_vec();
+        hello.push(0x04);
+        hello.extend_from_slice(&[b'h'; 60]);
+        assert!(matches!(c.peek(&hello), Ok(Peeked::Complete(_))), "a 60-byte hello under a 16-byte maximum");
+        hello[4] = 0x01;
+        assert!(matches!(c.peek(&hello), Err(FrameError::FrameTooLarge { len: 60, max: 16 })), "not as data");
     }
 
     #[test]

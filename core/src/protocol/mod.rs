@@ -32,6 +32,17 @@ pub use read::{Decoder, FrameBatch, ReadBuffer};
 /// Default maximum payload size of one frame: 1 MiB.
 pub const DEFAULT_MAX_FRAME_SIZE: usize = 1024 * 1024;
 
+/// The protocol's own frames (hello, close, ping, pong, ack) may carry up
+/// to this many payload bytes whatever the maximum frame size: that
+/// maximum is for application messages, and a small one (16 bytes, say)
+/// must not make the hello exchange impossible. A client's hello is its
+/// name (at most [`MAX_CLIENT_NAME`] bytes) and an extension block of under
+/// 100 bytes.
+pub const CONTROL_PAYLOAD_FLOOR: usize = 4096;
+
+/// The longest client name a hello carries.
+pub const MAX_CLIENT_NAME: usize = 1024;
+
 /// One unit on the wire.
 ///
 /// The plain framings only carry [`Frame::Data`]; heartbeats there are data

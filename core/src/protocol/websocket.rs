@@ -27,7 +27,7 @@
 //!
 //! [`ReadBuffer`]: super::ReadBuffer
 
-use super::{FrameError, FrameHead, FrameType, Peeked};
+use super::{FrameError, FrameHead, FrameType, Peeked, CONTROL_PAYLOAD_FLOOR};
 
 /// Which end of the connection this is: it decides who masks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,15 +77,51 @@ pub struct WsDecoder {
     max_payload: usize,
     /// Control frames moved in front of the fragmented message now arriving.
     controls_inside: usize,
+    /// Bytes of fragments those moves shifted: bounded, so control frames
+    /// inside a message cost work linear in the message.
+    moved_inside: usize,
+    /// How far the fragmented message at the front of the buffer has been
+    /// checked: where its next frame starts, and the payload bytes of the
+    /// fragments before it. Each read then looks at the new bytes only,
+    /// instead of every fragment again (a flood of tiny fragments was
+    /// quadratic: 80,000 of them cost 1.6 s of CPU).
+    scanned: Option<(usize, usize)>,
 }
 
 /// Control frames one fragmented message may carry: each costs a move of
 /// the fragments before it, so a flood of them is refused.
 const MAX_CONTROLS_INSIDE: usize = 1024;
+/// Bytes of fragments those moves may shift in all, as a multiple of the
+/// bytes a fragmented message may occupy: more is refused as a flood.
+const MOVES_PER_MESSAGE: usize = 4;
 
 impl WsDecoder {
     pub fn new(role: Role, v2: bool, max_payload: usize) -> WsDecoder {
-        WsDecoder { role, v2, max_payload, controls_inside: 0 }
+        WsDecoder { role, v2, max_payload, controls_inside: 0, moved_inside: 0, scanned: None }
+    }
+
+    /// The most payload bytes a whole message of `opcode` may have on the
+    /// wire: the maximum for an application message; under longconn.v2 a
+    /// binary message also carries the type byte, and the protocol's own
+    /// frames may be as large as [`CONTROL_PAYLOAD_FLOOR`] (see
+    /// [`WsDecoder::complete`] for the exact check once the type is known).
+    fn message_limit(&self, opcode: u8) -> usize {
+        match opcode {
+            OP_BINARY | OP_CONTINUATION if self.v2 => self.max_payload.max(CONTROL_PAYLOAD_FLOOR) + 1,
+            _ => self.max_payload,
+        }
+    }
+
+    /// Bytes a fragmented message may occupy with its headers: small
+    /// fragments must not make a message much larger than its payload.
+    fn region_limit(&self) -> usize {
+        self.message_limit(OP_BINARY).saturating_mul(2).saturating_add(64 * 1024)
+    }
+
+    /// The most bytes one message (or its fragments, with the largest
+    /// frame header behind them) may occupy on the wire.
+    pub fn frame_limit(&self) -> usize {
+        self.region_limit() + 14
     }
 
     /// The next frame (or whole message) at the start of `src`, without
@@ -112,52 +148,37 @@ impl WsDecoder {
     /// A message sent in fragments, starting with `first` at the front of
     /// `src`: a control frame inside it is moved in front of it and
     /// returned; once the last fragment is in, the fragments are joined.
+    /// Fragments checked by an earlier call are not looked at again.
     fn fragmented(&mut self, src: &mut [u8], first: Header) -> Result<Peeked, FrameError> {
         if src.len() < first.frame_len() {
             return Ok(Peeked::Partial { needed: first.frame_len() });
         }
-        let mut total = first.payload_len;
-        let mut at = first.frame_len();
-        // Bytes a fragmented message may occupy with its headers: small
-        // fragments must not make a message much larger than its payload.
-        let region_limit = self.max_payload.saturating_mul(2).saturating_add(64 * 1024);
-        let last = loop {
-            if at > region_limit {
-                return Err(FrameError::FrameTooLarge { len: at, max: self.max_payload });
+        let found = self.find_last_fragment(src, first);
+        if !matches!(found, Ok(Found::Partial { .. })) {
+            self.scanned = None;
+        }
+        let last = match found {
+            Ok(Found::Last(last)) => last,
+            Ok(Found::Partial { at, total, needed }) => {
+                self.scanned = Some((at, total));
+                return Ok(Peeked::Partial { needed });
             }
-            let Some(next) = self.header(&src[at.min(src.len())..])? else {
-                return Ok(Peeked::Partial { needed: 0 });
-            };
-            let end = at + next.frame_len();
-            if next.is_control() {
-                if src.len() < end {
-                    return Ok(Peeked::Partial { needed: end });
+            Ok(Found::Control { at, total, header }) => {
+                // The control frame goes first: the fragments before it move
+                // behind it, where the next call finds them as they were.
+                self.scanned = Some((at, total));
+                let end = at + header.frame_len();
+                src[..end].rotate_right(header.frame_len());
+                let frame = &mut src[..header.frame_len()];
+                if let Some(key) = header.mask {
+                    apply_mask(&mut frame[header.len..], key);
                 }
-                self.controls_inside += 1;
-                if self.controls_inside > MAX_CONTROLS_INSIDE {
-                    return Err(protocol("too many control frames inside one fragmented message"));
-                }
-                // The control frame goes first: the fragments before it move behind it.
-                src[..end].rotate_right(next.frame_len());
-                let frame = &mut src[..next.frame_len()];
-                if let Some(key) = next.mask {
-                    apply_mask(&mut frame[next.len..], key);
-                }
-                return self.complete(next.opcode, frame, next.len);
+                return self.complete(header.opcode, frame, header.len);
             }
-            if next.opcode != OP_CONTINUATION {
-                return Err(protocol("a new message began inside a fragmented one"));
-            }
-            total += next.payload_len;
-            if total > self.max_payload + usize::from(self.v2 && first.opcode == OP_BINARY) {
-                return Err(FrameError::FrameTooLarge { len: total, max: self.max_payload });
-            }
-            if src.len() < end {
-                return Ok(Peeked::Partial { needed: end });
-            }
-            at = end;
-            if next.fin {
-                break at;
+            Err(e) => {
+                self.controls_inside = 0;
+                self.moved_inside = 0;
+                return Err(e);
             }
         };
         // Every fragment is in: unmask each and move its payload up behind the previous one.
@@ -174,11 +195,55 @@ impl WsDecoder {
             read += h.frame_len();
         }
         self.controls_inside = 0;
+        self.moved_inside = 0;
         let head = self.complete(first.opcode, &mut src[..write], first.len)?;
         Ok(match head {
             Peeked::Complete(head) => Peeked::Complete(FrameHead { len: last, ..head }),
             partial => partial,
         })
+    }
+
+    /// Walks the fragments of the message that `first` opens, from where
+    /// the last call stopped, to its last fragment, a control frame inside
+    /// it, or the end of what has arrived; checks the message's size and
+    /// the cost of control frames on the way.
+    fn find_last_fragment(&mut self, src: &[u8], first: Header) -> Result<Found, FrameError> {
+        let (mut at, mut total) = self.scanned.unwrap_or((first.frame_len(), first.payload_len));
+        let region_limit = self.region_limit();
+        loop {
+            if at > region_limit {
+                return Err(FrameError::FrameTooLarge { len: at, max: self.max_payload });
+            }
+            let Some(next) = self.header(&src[at.min(src.len())..])? else {
+                return Ok(Found::Partial { at, total, needed: 0 });
+            };
+            let end = at + next.frame_len();
+            if next.is_control() {
+                if src.len() < end {
+                    return Ok(Found::Partial { at, total, needed: end });
+                }
+                self.controls_inside += 1;
+                self.moved_inside += at;
+                if self.controls_inside > MAX_CONTROLS_INSIDE || self.moved_inside > region_limit * MOVES_PER_MESSAGE {
+                    return Err(protocol("too many control frames inside one fragmented message"));
+                }
+                return Ok(Found::Control { at, total, header: next });
+            }
+            if next.opcode != OP_CONTINUATION {
+                return Err(protocol("a new message began inside a fragmented one"));
+            }
+            let grown = total + next.payload_len;
+            if grown > self.message_limit(first.opcode) {
+                return Err(FrameError::FrameTooLarge { len: grown, max: self.max_payload });
+            }
+            if src.len() < end {
+                return Ok(Found::Partial { at, total, needed: end });
+            }
+            (at, total) = (end, grown);
+            if next.fin {
+                return Ok(Found::Last(at));
+            }
+        }
     }
 
     /// A frame's header at the front of `src` if all of it is there, checked
@@ -222,8 +287,7 @@ impl WsDecoder {
         if opcode >= OP_CLOSE && (!fin || payload_len > MAX_CONTROL_PAYLOAD) {
             return Err(protocol("a fragmented or oversize control frame"));
         }
-        let allowed = self.max_payload + usize::from(self.v2 && opcode == OP_BINARY);
-        if payload_len > allowed {
+        if payload_len > self.message_limit(opcode) {
             return Err(FrameError::FrameTooLarge { len: payload_len, max: self.max_payload });
         }
         let mask = masked.then(|| src[len - 4..len].try_into().expect("4 bytes"));
@@ -247,6 +311,13 @@ impl WsDecoder {
                     Some(&other) => return Err(FrameError::UnknownFrameType(other)),
                     None => return Err(FrameError::Malformed("an empty binary message under longconn.v2")),
                 };
+                let body = &payload[1..];
+                if matches!(kind, FrameType::Data | FrameType::Text) && body.len() > self.max_payload {
+                    return Err(FrameError::FrameTooLarge { len: body.len(), max: self.max_payload });
+                }
+                if kind == FrameType::Text && std::str::from_utf8(body).is_err() {
+                    return Err(protocol("a text message (longconn.v2) that is not UTF-8"));
+                }
                 (kind, 1)
             }
             OP_BINARY => (FrameType::Data, 0),
@@ -267,6 +338,17 @@ impl WsDecoder {
         };
         Ok(Peeked::Complete(FrameHead { len: frame.len(), payload: start + skip..frame.len(), kind }))
     }
+}
+
+/// Where [`WsDecoder::find_last_fragment`] stopped.
+enum Found {
+    /// The message's last fragment ends here.
+    Last(usize),
+    /// More must arrive: the next frame starts at `at`, after fragments of
+    /// `total` payload bytes; `needed` bytes in all, when known.
+    Partial { at: usize, total: usize, needed: usize },
+    /// A control frame inside the message starts at `at`.
+    Control { at: usize, total: usize, header: Header },
 }
 
 fn protocol(why: &str) -> FrameError {
@@ -575,6 +657,35 @@ mod tests {
         let mut plain = Vec::new();
         WsEncoder::new(Role::Server, false).encode(FrameType::Ack, &[0; 8], &mut plain);
         assert!(plain.is_empty(), "no acknowledgements without longconn.v2");
+    }
+
+    #[test]
+    fn the_maximum_counts_the_message_the_same_whole_or_in_fragments() {
+        // Under longconn.v2 with a maximum of 1: "x" as DATA, whole and in two fragments.
+        let whole = vec![0x82, 0x02, 0x01, b'x'];
+        let fragments = vec![0x02, 0x00, 0x80, 0x02, 0x01, b'x'];
+        let over = [0x02, 0x01, 0x01, 0x80, 0x02, b'x', b'y'];
+        for mut wire in [whole, fragments] {
+            let got = decode_all(&mut WsDecoder::new(Role::Client, true, 1), &mut wire).unwrap();
+            assert_eq!(got, vec![(FrameType::Data, b"x".to_vec())], "{wire:x?}");
+        }
+        let refused = decode_all(&mut WsDecoder::new(Role::Client, true, 1), &mut over.to_vec());
+        assert!(matches!(refused, Err(FrameError::FrameTooLarge { len: 2, max: 1 })), "{refused:?}");
+        let mut whole_over = vec![0x82, 0x03, 0x01, b'x', b'y'];
+        let refused = decode_all(&mut WsDecoder::new(Role::Client, true, 1), &mut whole_over);
+        assert!(matches!(refused, Err(FrameError::FrameTooLarge { len: 2, max: 1 })), "{refused:?}");
+    }
+
+    #[test]
+    fn v2_text_must_be_utf8_and_the_protocols_own_frames_fit_under_a_small_maximum() {
+        let mut bad_text = raw(true, OP_BINARY, &[0x07, 0xff], None);
+        let decoded = decode_all(&mut WsDecoder::new(Role::Client, true, 64), &mut bad_text);
+        assert!(matches!(decoded, Err(FrameError::Protocol(_))), "{decoded:?}");
+        let mut hello = vec![0x04];
+        hello.extend_from_slice(&[b'h'; 60]);
+        let mut wire = raw(true, OP_BINARY, &hello, Some([9, 8, 7, 6]));
+        let got = decode_all(&mut WsDecoder::new(Role::Server, true, 16), &mut wire).unwrap();
+        assert_eq!(got, vec![(FrameType::Hello, vec![b'h'; 60])], "a 60-byte hello under a 16-byte maximum");
     }
 
     #[test]

@@ -78,6 +78,40 @@ pub(crate) fn bytes_arg<'a>(ptr: *const u8, len: usize, name: &str) -> Result<&'
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
 }
 
+/// `count` values of `T` at `ptr` from C, as a slice for the call. NULL is
+/// allowed only with a count of 0; a count whose bytes no allocation can
+/// hold is refused before any slice is made.
+pub(crate) fn slice_arg<'a, T>(ptr: *const T, count: usize, name: &str) -> Result<&'a [T], lc_status> {
+    if count == 0 {
+        return Ok(&[]);
+    }
+    check_slice(ptr.is_null(), count, std::mem::size_of::<T>(), name)?;
+    // SAFETY: non-NULL, within isize::MAX bytes, and the caller promises
+    // `count` readable values for the call.
+    Ok(unsafe { std::slice::from_raw_parts(ptr, count) })
+}
+
+/// Like [`slice_arg`], for room C gives the library to write into.
+pub(crate) fn slice_arg_mut<'a, T>(ptr: *mut T, count: usize, name: &str) -> Result<&'a mut [T], lc_status> {
+    if count == 0 {
+        return Ok(&mut []);
+    }
+    check_slice(ptr.is_null(), count, std::mem::size_of::<T>(), name)?;
+    // SAFETY: non-NULL, within isize::MAX bytes, and the caller promises
+    // room for `count` values, written only by us during the call.
+    Ok(unsafe { std::slice::from_raw_parts_mut(ptr, count) })
+}
+
+fn check_slice(null: bool, count: usize, size: usize, name: &str) -> Result<(), lc_status> {
+    if null {
+        return Err(fail(LC_STATUS_NULL_ARGUMENT, format!("{name} is NULL but its count is {count}")));
+    }
+    match count.checked_mul(size) {
+        Some(bytes) if bytes <= isize::MAX as usize => Ok(()),
+        _ => Err(fail(LC_STATUS_INVALID_ARGUMENT, format!("{name} count {count} is impossible"))),
+    }
+}
+
 /// A wait in milliseconds as the API takes it: negative means indefinitely.
 pub(crate) fn timeout_from_ms(timeout_ms: i32) -> std::time::Duration {
     match u64::try_from(timeout_ms) {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use longconn_core::lock::lock;
 use longconn_core::{Client, CloseOutcome, EventHandler};
 
-use crate::boundary::{self, bytes_arg, timeout_from_ms};
+use crate::boundary::{self, bytes_arg, slice_arg, slice_arg_mut, timeout_from_ms};
 use crate::config::{backoff_policy, heartbeat_policy, lc_config};
 use crate::event::{event_text, to_c_event, CHandler, CallbackSet, PolledEvent};
 use crate::event::{lc_event, lc_event_cb, lc_message_cb, lc_messages_cb, lc_state};
@@ -245,14 +245,9 @@ pub unsafe extern "C" fn lc_client_send_batch(
         if !out_queued.is_null() {
             write_out!(out_queued, 0);
         }
-        if count > 0 && messages.is_null() {
-            return fail(LC_STATUS_NULL_ARGUMENT, "messages is NULL but count is not 0");
-        }
-        let buffers: &[lc_buffer] = if count == 0 {
-            &[]
-        } else {
-            // SAFETY: non-NULL, and the caller promises `count` readable buffers for the call.
-            unsafe { std::slice::from_raw_parts(messages, count) }
+        let buffers = match slice_arg(messages, count, "messages") {
+            Ok(buffers) => buffers,
+            Err(status) => return status,
         };
         let mut payloads = Vec::with_capacity(buffers.len());
         for (i, b) in buffers.iter().enumerate() {
@@ -499,9 +494,9 @@ pub unsafe extern "C" fn lc_client_poll(
 /// Waits up to `timeout_ms` (0: do not wait; negative: indefinitely) for an
 /// event, then copies waiting messages, oldest first, back to back into
 /// `buffer` (`buffer_len` bytes) and their lengths into `lengths` (room for
-/// `max_messages`), until either is full or the next event is not a message.
-/// `buffer`, `lengths`: caller-owned, written during the call; NULL only when
-/// their sizes are 0. `is_text`: may be NULL; otherwise room for
+/// `max_messages`, at least 1), until either is full or the next event is
+/// not a message. `buffer`, `lengths`: caller-owned, written during the
+/// call; `buffer` NULL only when `buffer_len` is 0. `is_text`: may be NULL; otherwise room for
 /// `max_messages` flags, each true for a WebSocket text message (always
 /// false on the TCP transports). `out_count`: not NULL; receives how many
 /// messages were copied on every return once `client` and it are checked,
@@ -511,7 +506,8 @@ pub unsafe extern "C" fn lc_client_poll(
 /// time, LC_STATUS_CLOSED as lc_client_poll(), LC_STATUS_INVALID_ARGUMENT
 /// when the next message alone is larger than `buffer_len`
 /// (lc_last_error_message() says how large; a buffer of the maximum frame
-/// size always fits), LC_STATUS_NULL_ARGUMENT, LC_STATUS_FORKED, LC_STATUS_PANIC.
+/// size always fits), when `max_messages` is 0, or when a size is larger
+/// than any buffer can be, LC_STATUS_NULL_ARGUMENT, LC_STATUS_FORKED, LC_STATUS_PANIC.
 #[no_mangle]
 pub unsafe extern "C" fn lc_client_poll_messages(
     client: *const lc_client,
@@ -526,26 +522,18 @@ pub unsafe extern "C" fn lc_client_poll_messages(
     with_client(client, |c| {
         require_out!(out_count, "out_count");
         write_out!(out_count, 0);
-        if (buffer.is_null() && buffer_len > 0) || (lengths.is_null() && max_messages > 0) {
-            return fail(LC_STATUS_NULL_ARGUMENT, "buffer or lengths is NULL but its size is not 0");
+        if max_messages == 0 {
+            // A count of 0 would read as "the next event is not a message".
+            return fail(LC_STATUS_INVALID_ARGUMENT, "max_messages is 0: there is no room for a message");
         }
-        let buffer: &mut [u8] = if buffer_len == 0 {
-            &mut []
-        } else {
-            // SAFETY: non-NULL, and the caller promises `buffer_len` writable bytes for the call.
-            unsafe { std::slice::from_raw_parts_mut(buffer, buffer_len) }
-        };
-        let lengths: &mut [usize] = if max_messages == 0 {
-            &mut []
-        } else {
-            // SAFETY: non-NULL, and the caller promises room for `max_messages` lengths for the call.
-            unsafe { std::slice::from_raw_parts_mut(lengths, max_messages) }
-        };
-        let is_text: &mut [bool] = if is_text.is_null() || max_messages == 0 {
-            &mut []
-        } else {
-            // SAFETY: non-NULL, and the caller promises room for `max_messages` flags for the call.
-            unsafe { std::slice::from_raw_parts_mut(is_text, max_messages) }
+        let slices = slice_arg_mut(buffer, buffer_len, "buffer").and_then(|buffer| {
+            let lengths = slice_arg_mut(lengths, max_messages, "lengths")?;
+            let is_text = if is_text.is_null() { &mut [] } else { slice_arg_mut(is_text, max_messages, "is_text")? };
+            Ok((buffer, lengths, is_text))
+        });
+        let (buffer, lengths, is_text): (&mut [u8], &mut [usize], &mut [bool]) = match slices {
+            Ok(slices) => slices,
+            Err(status) => return status,
         };
         let timeout = timeout_from_ms(timeout_ms);
         let (mut count, mut used, mut refused) = (0usize, 0usize, None);

@@ -10,170 +10,17 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use common::streams::*;
 use common::{is_connected, receive_messages, wait_for, Ports, Server};
-use longconn_core::event::Delivery;
-use longconn_core::policy::backoff::BackoffPolicy;
-use longconn_core::policy::heartbeat::HeartbeatPolicy;
-use longconn_core::policy::limits::OutboxLimits;
-use longconn_core::{Client, ClientConfig, CloseOutcome, DisconnectReason, Event};
+use longconn_core::{Client, CloseOutcome, Event};
 
 const WITHIN: Duration = Duration::from_secs(10);
-/// How long a chaos run may take to deliver everything after the last restart.
-const SETTLE: Duration = Duration::from_secs(60);
-
 fn restarts() -> usize {
     std::env::var("LONGCONN_CHAOS_RESTARTS").ok().and_then(|v| v.parse().ok()).unwrap_or(6)
-}
-
-/// A fresh directory for a server's store, removed when dropped.
-struct DataDir(PathBuf);
-
-impl DataDir {
-    fn new(name: &str) -> DataDir {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
-        let dir = std::env::temp_dir().join(format!("longconn-{name}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        DataDir(dir)
-    }
-
-    fn arg(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-
-    fn wipe(&self) {
-        std::fs::remove_dir_all(&self.0).unwrap();
-        std::fs::create_dir_all(&self.0).unwrap();
-    }
-}
-
-impl Drop for DataDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A small xorshift generator, seeded from the clock; the seed is printed
-/// so a failing run can be told apart.
-struct Random(u64);
-
-impl Random {
-    fn new() -> Random {
-        let seed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
-        eprintln!("random seed {seed}");
-        Random(seed)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
-
-fn config(url: &str) -> ClientConfig {
-    let mut c = ClientConfig::new(url).unwrap();
-    c.backoff = BackoffPolicy {
-        initial: Duration::from_millis(20),
-        max: Duration::from_millis(200),
-        ..BackoffPolicy::default()
-    };
-    c.heartbeat = HeartbeatPolicy { interval: Duration::from_millis(200), timeout: Duration::from_millis(800) };
-    c.outbox = OutboxLimits { max_messages: 20_000, max_bytes: 8 * 1024 * 1024 };
-    c.tls.dangerous_skip_verification = true;
-    c.ack_events = true;
-    c
-}
-
-fn numbered(i: u64) -> Vec<u8> {
-    format!("n{i:08}").into_bytes()
-}
-
-/// A numbered message padded to about `size` bytes, so a stalled
-/// direction fills its buffers quickly.
-fn padded(i: u64, size: usize) -> Vec<u8> {
-    let mut message = format!("n{i:08}-").into_bytes();
-    message.resize(size.max(message.len()), b'x');
-    message
-}
-
-fn number_of(payload: &[u8]) -> Option<u64> {
-    let text = std::str::from_utf8(payload).ok()?.rsplit(": ").next()?.strip_prefix('n')?;
-    text.split('-').next()?.parse().ok()
-}
-
-/// What a receiving thread saw.
-#[derive(Default)]
-struct Seen {
-    /// The numbers received, in order.
-    numbers: Vec<u64>,
-    connections: Vec<Delivery>,
-    /// When each connected event arrived.
-    connected_at: Vec<Instant>,
-    heartbeat_timeouts: usize,
-    /// When the last heartbeat timeout was reported.
-    timed_out_at: Option<Instant>,
-    acked: u64,
-}
-
-/// Polls `client` on a thread until `stop`, recording messages and events.
-fn watch(
-    client: Arc<Client>,
-    stop: Arc<AtomicBool>,
-) -> (Arc<Mutex<Seen>>, Arc<AtomicU64>, std::thread::JoinHandle<()>) {
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let count = Arc::new(AtomicU64::new(0));
-    let (seen2, count2) = (seen.clone(), count.clone());
-    let thread = std::thread::spawn(move || {
-        while !stop.load(Ordering::Relaxed) {
-            let Some(event) = client.poll(Duration::from_millis(50)).unwrap() else { continue };
-            let mut seen = seen2.lock().unwrap();
-            match event {
-                Event::Message(m) => {
-                    if let Some(n) = number_of(&m) {
-                        seen.numbers.push(n);
-                        count2.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                Event::Connected { delivery, .. } => {
-                    seen.connections.push(delivery);
-                    seen.connected_at.push(Instant::now());
-                }
-                Event::Disconnected { reason: DisconnectReason::HeartbeatTimeout, .. } => {
-                    seen.heartbeat_timeouts += 1;
-                    seen.timed_out_at = Some(Instant::now());
-                }
-                Event::Acknowledged { up_to } => seen.acked = seen.acked.max(up_to),
-                Event::Closed { .. } => return,
-                _ => {}
-            }
-        }
-    });
-    (seen, count, thread)
-}
-
-/// Sends `total` numbered messages, waiting for outbox room when it is full.
-fn send_all(client: Arc<Client>, total: u64) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        for i in 1..=total {
-            let number = client.send_wait(&numbered(i), false, Duration::from_secs(120)).expect("queued");
-            assert_eq!(number, i, "messages are numbered in the order they were queued");
-        }
-    })
-}
-
-/// Asserts `numbers` is exactly 1..=total.
-fn assert_exactly_once(numbers: &[u64], total: u64, what: &str) {
-    let dup_or_gap = numbers.iter().zip(1..).find(|(&got, want)| got != *want);
-    if let Some((got, want)) = dup_or_gap {
-        panic!("{what}: expected message {want}, got {got} (received {} in all)", numbers.len());
-    }
-    assert_eq!(numbers.len() as u64, total, "{what}: every message arrived");
 }
 
 /// How the chaos test breaks the server.
@@ -193,23 +40,6 @@ fn start(mode: &str, dir: &DataDir, tls: bool, ports: Ports) -> Server {
         extra.extend(["--tls-port", if ports.tls == 0 { "0" } else { &tls_port }]);
     }
     Server::start_on(mode, &extra, ports, "127.0.0.1")
-}
-
-/// Waits until `client` has made more than `connections` connections.
-fn wait_reconnected(seen: &Mutex<Seen>, connections: usize, what: &str) {
-    let deadline = Instant::now() + SETTLE;
-    while seen.lock().unwrap().connections.len() <= connections {
-        assert!(Instant::now() < deadline, "{what}: the client did not reconnect");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-/// Waits until `count` reaches `target` (bounded).
-fn wait_count(count: &AtomicU64, target: u64) {
-    let deadline = Instant::now() + SETTLE;
-    while count.load(Ordering::Relaxed) < target && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 /// Echo server, one client streaming numbered messages while the echoes
@@ -450,39 +280,6 @@ fn connect_upstream(port: u16) -> std::io::Result<TcpStream> {
 /// a connect and the hello, with the server's answer bounded by its own
 /// state, never by the stuck connection (which used to cost 10 s).
 const RESUME_BOUND: Duration = Duration::from_secs(2);
-
-/// Sends `total` numbered messages of about `size` bytes, waiting for outbox room.
-fn send_padded(client: Arc<Client>, total: u64, size: usize) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        for i in 1..=total {
-            assert_eq!(client.send_wait(&padded(i, size), false, Duration::from_secs(120)).expect("queued"), i);
-        }
-    })
-}
-
-/// The message numbers of every client message in the server's store
-/// (echo and sink modes, one session), in the order the store numbered
-/// them; panics if the store's own numbering has a gap or an overlap.
-fn stored_numbers(dir: &DataDir) -> Vec<u64> {
-    let db = rusqlite::Connection::open(dir.0.join("longconn.db")).unwrap();
-    let mut query = db.prepare("SELECT first_seq, last_seq, messages FROM inbound ORDER BY last_seq").unwrap();
-    let rows = query.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?)));
-    let mut numbers = Vec::new();
-    let mut next_seq = 1;
-    for row in rows.unwrap() {
-        let (first, last, bytes) = row.unwrap();
-        assert_eq!(first, next_seq, "the store's rows follow each other");
-        let mut at = 0;
-        while at < bytes.len() {
-            let len = (u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) & !(1 << 31)) as usize;
-            numbers.push(number_of(&bytes[at + 4..at + 4 + len]).expect("a numbered message"));
-            at += 4 + len;
-        }
-        assert_eq!(numbers.len() as i64, last, "row {first}..={last} holds its messages");
-        next_seq = last + 1;
-    }
-    numbers
-}
 
 /// The first connection goes half-open (the server's writes stall, the
 /// client's messages still arrive, nothing closes) while the client streams

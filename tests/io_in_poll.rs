@@ -101,6 +101,8 @@ fn a_client_dropped_without_close_while_connected_goes_away() {
     wait_for(&client, WITHIN, is_connected);
     client.send(b"left behind").unwrap();
     drop(client);
+    // The server sees the connection end: dropping closed it.
+    assert!(server.logged("disconnect ", WITHIN), "the dropped client's connection stayed open");
     // And a new one on the same thread works.
     echoes_every_message_in_order(&server.url("longconn"));
 }

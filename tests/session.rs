@@ -377,7 +377,13 @@ fn heartbeats_keep_a_quiet_client_from_being_evicted() {
 fn ipv6_loopback_and_host_names_resolve() {
     let server = match std::net::TcpListener::bind("[::1]:0") {
         Ok(_) => Server::start_on("echo", &["--quiet"], Ports::default(), "::1"),
-        Err(_) => return, // no IPv6 on this machine
+        Err(e) if std::env::var_os("CI").is_none() => {
+            // Said where a developer sees it; CI's machines have ::1, so there it fails.
+            eprintln!("SKIP ipv6_loopback_and_host_names_resolve: no IPv6 loopback here ({e})");
+            println!("SKIP ipv6_loopback_and_host_names_resolve: no IPv6 loopback here ({e})");
+            return;
+        }
+        Err(e) => panic!("no IPv6 loopback on this CI machine: {e}"),
     };
     let client = Client::new(config(&format!("tcp://[::1]:{}", server.ports.longconn))).unwrap();
     client.connect().unwrap();
@@ -441,9 +447,11 @@ fn heartbeat_settings_change_on_a_live_connection() {
         matches!(events.last(), Some(Event::Disconnected { reason: DisconnectReason::HeartbeatTimeout, .. })),
         "{events:?}"
     );
-    // Silence counts from the change: not before the new timeout, and not long after.
+    // Silence counts from the change: not before the new timeout, and within a
+    // few timeouts after it (the old 5 s timeout would take far longer; the
+    // bound leaves room for a busy 2-core machine).
     let took = changed.elapsed();
-    assert!(took >= Duration::from_millis(390) && took < Duration::from_millis(400 + 400), "took {took:?}");
+    assert!(took >= Duration::from_millis(390) && took < Duration::from_millis(4 * 400), "took {took:?}");
     assert!(client
         .set_heartbeat(HeartbeatPolicy { interval: Duration::from_millis(500), timeout: Duration::from_millis(100) })
         .is_err());

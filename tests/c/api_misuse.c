@@ -1,4 +1,5 @@
 /* Misuse of the C API: every bad argument gets a clear status, nothing crashes. */
+#include <stdint.h>
 #include <string.h>
 
 #include "harness.h"
@@ -99,6 +100,9 @@ int main(int argc, char **argv) {
     CHECK(queued == 0 && strstr(lc_last_error_message(), "message 1") != NULL);
     CHECK_STATUS(lc_client_send_batch(client, NULL, 0, &queued), LC_STATUS_OK);
     CHECK(queued == 0);
+    /* A count no buffer can hold is refused before anything is read. */
+    CHECK_STATUS(lc_client_send_batch(client, bad, SIZE_MAX / 2, &queued), LC_STATUS_INVALID_ARGUMENT);
+    CHECK(queued == 0 && strstr(lc_last_error_message(), "impossible") != NULL);
 
     lc_stats stats;
     CHECK_STATUS(lc_client_stats(client, NULL), LC_STATUS_NULL_ARGUMENT);
@@ -115,6 +119,11 @@ int main(int argc, char **argv) {
     CHECK_STATUS(lc_client_poll_messages(client, 0, inbox, sizeof inbox, lengths, NULL, 4, NULL), LC_STATUS_NULL_ARGUMENT);
     CHECK_STATUS(lc_client_poll_messages(client, 0, NULL, 16, lengths, NULL, 4, &count), LC_STATUS_NULL_ARGUMENT);
     CHECK_STATUS(lc_client_poll_messages(client, 0, inbox, sizeof inbox, lengths, NULL, 4, &count), LC_STATUS_TIMEOUT);
+    CHECK(count == 0);
+    /* No room for a message, or more room than memory can have: refused. */
+    CHECK_STATUS(lc_client_poll_messages(client, 0, inbox, sizeof inbox, lengths, NULL, 0, &count), LC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(lc_client_poll_messages(client, 0, inbox, sizeof inbox, lengths, NULL, SIZE_MAX / 4, &count),
+                 LC_STATUS_INVALID_ARGUMENT);
     CHECK(count == 0);
     uint64_t unsent = 99;
     CHECK_STATUS(lc_client_close(client, 10, &unsent), LC_STATUS_TIMEOUT);

@@ -74,10 +74,25 @@ static void close_under_senders(const char *url) {
     uint64_t unsent = 0;
     lc_status closed = lc_client_close(client, 2000, &unsent);
     CHECK(closed == LC_STATUS_OK || closed == LC_STATUS_TIMEOUT);
+    uint64_t queued = 0;
     for (int i = 0; i < SENDERS; i++) {
         CHECK(pthread_join(threads[i], NULL) == 0);
         CHECK(senders[i].closed);
         CHECK(senders[i].unexpected == 0);
+        queued += (uint64_t)senders[i].sent;
+    }
+    /* Every message queued is accounted for: numbered (after close the
+     * acknowledged number covers everything, the rest being discarded),
+     * and either written or reported unsent by close, never neither; close
+     * says OK exactly when nothing was left. */
+    CHECK_STATUS(lc_client_stats(client, &stats), LC_STATUS_OK);
+    CHECK(stats.acked_number == queued);
+    CHECK(unsent <= queued && stats.messages_out + unsent >= queued);
+    CHECK((closed == LC_STATUS_OK) == (unsent == 0));
+    if (stats.acked_number != queued || stats.messages_out + unsent < queued) {
+        fprintf(stderr, "stress: %llu queued, %llu numbered, %llu written, %llu unsent\n", (unsigned long long)queued,
+                (unsigned long long)stats.acked_number, (unsigned long long)stats.messages_out,
+                (unsigned long long)unsent);
     }
     CHECK_STATUS(lc_client_send(client, (const uint8_t *)"late", 4), LC_STATUS_CLOSED);
     lc_client_free(client);

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use longconn_core::{Client, Event};
 
 mod server_binary;
+pub mod streams;
 pub use server_binary::server_binary;
 
 /// A running test server; killed when dropped.
@@ -41,12 +42,26 @@ impl Server {
     }
 
     pub fn start_on(mode: &str, extra: &[&str], ports: Ports, host: &str) -> Server {
+        Server::start_in(None, mode, extra, ports, host)
+    }
+
+    /// Starts a server inside network namespace `netns` (made by the test;
+    /// `ip netns exec` execs the server, so its pid is the server's).
+    pub fn start_in(netns: Option<&str>, mode: &str, extra: &[&str], ports: Ports, host: &str) -> Server {
         let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         if !extra.iter().any(|a| a == "--data-dir") {
             // Tests that restart on fixed ports would otherwise share a store under $HOME.
             extra.extend(["--data-dir".to_string(), "memory".to_string()]);
         }
-        let mut child = Command::new(server_binary())
+        let mut command = match netns {
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", netns]).arg(server_binary());
+                command
+            }
+            None => Command::new(server_binary()),
+        };
+        let mut child = command
             .args(["--mode", mode, "--host", host])
             .args(["--longconn-port", &ports.longconn.to_string()])
             .args(["--length-port", &ports.length.to_string()])

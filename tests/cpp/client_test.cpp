@@ -86,11 +86,14 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 100000 && !refused; i++) refused = !client.try_send("burst");
     CHECK(refused);
     if (refused) {
+        bool threw = false;
         try {
             client.send("one too many");
         } catch (const longconn::error &e) {
+            threw = true;
             CHECK(e.status() == LC_STATUS_QUEUE_FULL);
         }
+        CHECK(threw);
     }
     // A callback that throws is caught at the boundary, and the client goes on.
     client.on_message([&](const longconn::message &m) {

@@ -102,7 +102,8 @@ def test_heartbeat_timeout_detects_a_stopped_server(echo_server):
         finally:
             echo_server.signal(signal.SIGCONT)
         assert event.reason == longconn.DisconnectReason.HEARTBEAT_TIMEOUT
-        assert time.monotonic() - started < 0.5 + 0.5
+        # Within a few heartbeat timeouts (0.5 s), with room for a busy machine.
+        assert time.monotonic() - started < 4 * 0.5
         assert _next(client, EventKind.CONNECTED), "back once the server runs again"
 
 

@@ -176,7 +176,8 @@ def test_notices_a_third_party_server_that_stops_answering_pings(third_party):
         finally:
             server.proc.send_signal(signal.SIGCONT)
         assert event.reason == DisconnectReason.HEARTBEAT_TIMEOUT
-        assert time.monotonic() - started < 0.5 + 0.5
+        # Within a few heartbeat timeouts (0.5 s), with room for a busy machine.
+        assert time.monotonic() - started < 4 * 0.5
 
 
 def test_the_close_handshake_reports_code_and_reason_and_is_answered(third_party):

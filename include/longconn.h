@@ -544,9 +544,9 @@ lc_status lc_client_poll(const lc_client *client, int32_t timeout_ms, lc_event *
 // Waits up to `timeout_ms` (0: do not wait; negative: indefinitely) for an
 // event, then copies waiting messages, oldest first, back to back into
 // `buffer` (`buffer_len` bytes) and their lengths into `lengths` (room for
-// `max_messages`), until either is full or the next event is not a message.
-// `buffer`, `lengths`: caller-owned, written during the call; NULL only when
-// their sizes are 0. `is_text`: may be NULL; otherwise room for
+// `max_messages`, at least 1), until either is full or the next event is
+// not a message. `buffer`, `lengths`: caller-owned, written during the
+// call; `buffer` NULL only when `buffer_len` is 0. `is_text`: may be NULL; otherwise room for
 // `max_messages` flags, each true for a WebSocket text message (always
 // false on the TCP transports). `out_count`: not NULL; receives how many
 // messages were copied on every return once `client` and it are checked,
@@ -556,7 +556,8 @@ lc_status lc_client_poll(const lc_client *client, int32_t timeout_ms, lc_event *
 // time, LC_STATUS_CLOSED as lc_client_poll(), LC_STATUS_INVALID_ARGUMENT
 // when the next message alone is larger than `buffer_len`
 // (lc_last_error_message() says how large; a buffer of the maximum frame
-// size always fits), LC_STATUS_NULL_ARGUMENT, LC_STATUS_FORKED, LC_STATUS_PANIC.
+// size always fits), when `max_messages` is 0, or when a size is larger
+// than any buffer can be, LC_STATUS_NULL_ARGUMENT, LC_STATUS_FORKED, LC_STATUS_PANIC.
 lc_status lc_client_poll_messages(const lc_client *client,
                                   int32_t timeout_ms,
                                   uint8_t *buffer,

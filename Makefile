@@ -181,4 +181,4 @@ check-modules:
 	command -v cargo-modules >/dev/null 2>&1 || $(CARGO) install --locked cargo-modules --version 0.27.0
 	$(CARGO) modules dependencies -p longconn-core --lib --no-externs --no-sysroot | scripts/module_cycles.py
 	$(CARGO) modules dependencies -p longconn --lib --no-externs --no-sysroot | scripts/module_cycles.py
-	$(CARGO) modules dependencies -p longconn-server --bin longconn-server --no-externs --no-sysroot | scripts/module_cycles.py
+	$(CARGO) modules dependencies -p longconn-server --lib --no-externs --no-sysroot | scripts/module_cycles.py

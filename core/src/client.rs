@@ -95,6 +95,8 @@ impl Driver {
             while !done() {
                 match until {
                     Some(until) => tokio::select! {
+                        // In order, so a simulated run replays exactly.
+                        biased;
                         _ = woken() => {}
                         _ = tokio::time::sleep_until(until.into()) => return,
                     },
@@ -132,17 +134,24 @@ impl Client {
         if self.engine.close.requested() {
             return Err(Error::Closed);
         }
-        if self.driver.is_none() {
+        let current = match self.engine.config.on_current_runtime {
+            true => Some(tokio::runtime::Handle::try_current().map_err(|_| {
+                Error::Runtime("on_current_runtime: connect must be called inside a tokio runtime".into())
+            })?),
+            false => None,
+        };
+        if self.driver.is_none() && current.is_none() {
             runtime::start()?;
         }
         if self.started.swap(true, Ordering::AcqRel) {
             return Err(Error::AlreadyStarted("connect was already called on this client"));
         }
         self.engine.lifecycle.set_state(State::Connecting);
-        match &self.driver {
+        match (&self.driver, current) {
             // Runs from the first poll on.
-            Some(driver) => drop(driver.runtime().spawn(session::run(self.engine.clone()))),
-            None => runtime::spawn(session::run(self.engine.clone()))?,
+            (Some(driver), _) => drop(driver.runtime().spawn(session::run(self.engine.clone()))),
+            (None, Some(handle)) => drop(handle.spawn(session::run(self.engine.clone()))),
+            (None, None) => runtime::spawn(session::run(self.engine.clone()))?,
         }
         Ok(())
     }

@@ -61,6 +61,15 @@ pub struct ClientConfig {
     /// `poll_messages` and `close`, instead of on the library's I/O threads
     /// (off by default). See [`crate::Client::poll`].
     pub io_in_poll: bool,
+    /// Run the client's session as a task of the tokio runtime that calls
+    /// [`crate::Client::connect`] instead of on the library's I/O threads
+    /// (off by default; Rust only). For applications with a runtime of
+    /// their own, and for the deterministic simulation, whose runtime and
+    /// clock are simulated. `connect` then fails outside a runtime.
+    pub on_current_runtime: bool,
+    /// Reaches the server's byte stream instead of dialing TCP (Rust only;
+    /// not with TLS yet). See [`crate::transport::dial`].
+    pub dialer: Option<crate::transport::dial::CustomDialer>,
 }
 
 impl ClientConfig {
@@ -84,6 +93,8 @@ impl ClientConfig {
             ack_events: false,
             callbacks_on_io_thread: false,
             io_in_poll: false,
+            on_current_runtime: false,
+            dialer: None,
         })
     }
 
@@ -147,6 +158,9 @@ impl ClientConfig {
         }
         if self.max_frame_size == 0 || self.max_frame_size > MAX_FRAME_SIZE_LIMIT {
             return invalid("maximum frame size must be between 1 byte and 256 MiB");
+        }
+        if self.io_in_poll && self.on_current_runtime {
+            return invalid("io_in_poll and on_current_runtime exclude each other");
         }
         if self.client_name.len() > crate::protocol::MAX_CLIENT_NAME {
             return invalid("the client name must be at most 1,024 bytes");

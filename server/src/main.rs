@@ -12,22 +12,13 @@
 //! transport modules, the same code the client runs, and is a package of
 //! its own, so nothing of it reaches `liblongconn.so`.
 
-mod args;
-mod history;
-mod mode;
-mod page;
-mod peer;
-mod room;
-mod sessions;
-mod store;
-mod tls;
-
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use args::{Args, Command};
-use room::Room;
+use longconn_server::args::{self, Args, Command};
+use longconn_server::room::Room;
+use longconn_server::{open_room, peer, store, tls, StoreRuns};
 
 fn main() {
     let args = match Args::parse(std::env::args().skip(1)) {
@@ -58,22 +49,8 @@ fn main() {
 
 async fn serve(args: Args) -> std::io::Result<()> {
     let args = Arc::new(args);
-    let location = args.store_location();
-    let mut loaded = store::open(&location, args.mode, args.history).map_err(std::io::Error::other)?;
-    println!(
-        "store {} ({} sessions, history from offset {} to {})",
-        location.describe(),
-        loaded.sessions.len(),
-        loaded.history.first_offset(),
-        loaded.history.next_offset() - 1
-    );
-    let (history, next_client) =
-        (std::mem::replace(&mut loaded.history, history::History::new(0, 1, args.history)), loaded.next_client);
-    let room = Arc::new(Room::new(args.mode, history, next_client));
-    for session in std::mem::take(&mut loaded.sessions) {
-        room.sessions.insert(session);
-    }
-    room.set_store(store::start(loaded, room.clone()));
+    let (room, described) = open_room(&args, StoreRuns::OnThread).map_err(std::io::Error::other)?;
+    println!("{described}");
     tokio::spawn(expire_sessions(room.clone(), args.session_ttl));
     let tls = if args.listeners().iter().any(|(kind, _)| kind.is_tls()) {
         let (acceptor, cert) = tls::acceptor(args.cert.as_deref(), args.key.as_deref(), args.client_ca.as_deref())

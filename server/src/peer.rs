@@ -5,7 +5,10 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// Tokio's clock: the simulated one under the deterministic simulation.
+use tokio::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use longconn_core::lock::lock;
@@ -58,7 +61,9 @@ const ACK_DELAY: Duration = Duration::from_millis(10);
 /// A session stops reading while this many of its messages wait for the store.
 const MAX_UNSTORED: u64 = 200_000;
 
-/// Serves one accepted connection until it ends.
+/// Serves one accepted TCP connection until it ends: the chat page for a
+/// plain HTTP request on the WebSocket port, TLS where the listener has
+/// it, then [`serve_stream`].
 pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
@@ -68,24 +73,62 @@ pub async fn serve(
     room: Arc<Room>,
 ) {
     let _ = stream.set_nodelay(true);
-    // A best-effort member gets every line from the moment it was accepted
-    // (its client may see itself connected before this task has joined it).
+    let peer = peer.to_string();
     let joined_at = lock(&room.history).next_offset();
-    let opened = tokio::time::timeout(HELLO_TIMEOUT, open(stream, listener, tls.as_ref(), &args)).await;
-    let (reader, mut writer, batch, hello) = match opened {
-        Ok(Ok(Some(open))) => open,
-        Ok(Ok(None)) => return, // a web page was served; not a client
-        Ok(Err(why)) => return reject(&args, peer, &why),
-        Err(_) => return reject(&args, peer, "no hello or handshake in time"),
+    let handshake = async {
+        if listener == Listener::WebSocket && !page::is_websocket_upgrade(&stream).await {
+            page::serve(stream).await;
+            return Ok(None);
+        }
+        let stream = match (listener.is_tls(), tls.as_ref()) {
+            (true, Some(acceptor)) => {
+                ByteStream::Other(Box::new(acceptor.accept(stream).await.map_err(|e| format!("TLS handshake: {e}"))?))
+            }
+            (true, None) => return Err("no TLS certificate configured".to_string()),
+            (false, _) => ByteStream::Tcp(stream),
+        };
+        open(stream, listener, &args).await.map(Some)
     };
+    match tokio::time::timeout(HELLO_TIMEOUT, handshake).await {
+        Ok(Ok(Some(opened))) => run_connection(opened, &peer, listener, &args, &room, joined_at).await,
+        Ok(Ok(None)) => {} // a web page was served; not a client
+        Ok(Err(why)) => reject(&args, &peer, &why),
+        Err(_) => reject(&args, &peer, "no hello or handshake in time"),
+    }
+}
+
+/// Serves one connection over any byte stream (the deterministic
+/// simulation's, for one) until it ends: the listener's framing or
+/// WebSocket handshake, the hello, then the connection's loop.
+pub async fn serve_stream(stream: ByteStream, peer: &str, listener: Listener, args: Arc<Args>, room: Arc<Room>) {
+    let joined_at = lock(&room.history).next_offset();
+    match tokio::time::timeout(HELLO_TIMEOUT, open(stream, listener, &args)).await {
+        Ok(Ok(opened)) => run_connection(opened, peer, listener, &args, &room, joined_at).await,
+        Ok(Err(why)) => reject(&args, peer, &why),
+        Err(_) => reject(&args, peer, "no hello or handshake in time"),
+    }
+}
+
+/// Answers the hello (attaching a version 2 session) and runs the
+/// connection. `joined_at`: the room offset when the connection was
+/// accepted; a best-effort member gets every line from there (its client
+/// may see itself connected before this task has joined the room).
+async fn run_connection(
+    (reader, mut writer, batch, hello): Opened,
+    peer: &str,
+    listener: Listener,
+    args: &Args,
+    room: &Room,
+    joined_at: u64,
+) {
     let v2 = args.protocol >= PROTOCOL_V2 && hello.as_ref().is_some_and(Hello::offers_v2);
     let generation = room.new_connection();
     let (attached, reply) = match hello.as_ref().and_then(|h| h.ext.as_ref()).filter(|_| v2) {
-        Some(ext) => match attach(&room, ext, generation).await {
+        Some(ext) => match attach(room, ext, generation).await {
             Ok((attached, reply)) => {
                 (Some(attached), Some(Frame::Hello(hello_payload(PROTOCOL_V2, "longconn-server", Some(&reply)))))
             }
-            Err(why) => return reject(&args, peer, &why),
+            Err(why) => return reject(args, peer, &why),
         },
         None => (None, hello.as_ref().map(|_| hello_frame("longconn-server"))),
     };
@@ -95,7 +138,7 @@ pub async fn serve(
             if let Some(attached) = &attached {
                 let_go(&attached.session, generation);
             }
-            return reject(&args, peer, "write failed during the hello");
+            return reject(args, peer, "write failed during the hello");
         }
     }
     let (number, name) = match &attached {
@@ -114,7 +157,7 @@ pub async fn serve(
         };
         println!("connect {name} {} from {peer} ({kind})", listener.name());
     }
-    let mut client = Peer::new(&room, &args, listener, (number, &name), attached, generation, joined_at);
+    let mut client = Peer::new(room, args, listener, (number, &name), attached, generation, joined_at);
     let why = client.run(reader, &mut writer, batch).await;
     client.detach();
     room.leave(number, &name);
@@ -123,7 +166,7 @@ pub async fn serve(
     }
 }
 
-fn reject(args: &Args, peer: SocketAddr, why: &str) {
+fn reject(args: &Args, peer: &str, why: &str) {
     if !args.quiet {
         println!("rejected {peer}: {why}");
     }
@@ -132,27 +175,10 @@ fn reject(args: &Args, peer: SocketAddr, why: &str) {
 type Opened = (Reader, Writer, FrameBatch, Option<Hello>);
 
 /// Opens the connection for the listener's protocol: the client's hello
-/// for the longconn protocol (answered by the caller), the handshake for
-/// WebSocket (or, for a plain HTTP request on the WebSocket port, the chat
-/// page and `None`).
-async fn open(
-    stream: TcpStream,
-    listener: Listener,
-    tls: Option<&TlsAcceptor>,
-    args: &Args,
-) -> Result<Option<Opened>, String> {
+/// for the longconn protocol (answered by the caller), or the handshake
+/// for WebSocket.
+async fn open(stream: ByteStream, listener: Listener, args: &Args) -> Result<Opened, String> {
     let mut batch = FrameBatch::default();
-    if listener == Listener::WebSocket && !page::is_websocket_upgrade(&stream).await {
-        page::serve(stream).await;
-        return Ok(None);
-    }
-    let stream = match (listener.is_tls(), tls) {
-        (true, Some(acceptor)) => {
-            ByteStream::Other(Box::new(acceptor.accept(stream).await.map_err(|e| format!("TLS handshake: {e}"))?))
-        }
-        (true, None) => return Err("no TLS certificate configured".into()),
-        (false, _) => ByteStream::Tcp(stream),
-    };
     let (mut reader, writer, longconn_frames) = match listener.framing() {
         Some(framing) => {
             let (reader, writer) = tcp::frame(stream, framing, args.max_frame);
@@ -170,7 +196,7 @@ async fn open(
         }
         hello = Some(take_hello(&mut batch).map_err(|e| format!("bad hello: {e}"))?);
     }
-    Ok(Some((reader, writer, batch, hello)))
+    Ok((reader, writer, batch, hello))
 }
 
 /// A version 2 connection's hold on its session.
@@ -421,7 +447,7 @@ impl<'a> Peer<'a> {
                 _ = sleep_until_due(self.ack_due) => {}
                 _ = room_changes.changed(), if self.room.mode == Mode::Chat => {}
                 _ = std::future::ready(()), if more => {}
-                _ = tokio::time::sleep_until(idle_deadline.into()), if !args.idle_timeout.is_zero() => {
+                _ = tokio::time::sleep_until(idle_deadline), if !args.idle_timeout.is_zero() => {
                     say_goodbye(writer, self.listener, CLOSE_IDLE, "idle timeout").await;
                     return format!("evicted after {} s of silence", args.idle_timeout.as_secs());
                 }
@@ -658,7 +684,7 @@ impl FeedBudget {
 
 async fn sleep_until_due(due: Option<Instant>) {
     match due {
-        Some(due) => tokio::time::sleep_until(due.into()).await,
+        Some(due) => tokio::time::sleep_until(due).await,
         None => std::future::pending().await,
     }
 }

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use longconn_core::lock::lock;
 use longconn_core::protocol::{Frame, FrameType};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, MAIN_DB};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 
 use crate::history::{unix_now, Entry, History, Window};
 use crate::mode::Mode;
@@ -61,17 +61,22 @@ pub enum Request {
     Forget { ids: Vec<SessionId> },
 }
 
-/// The sending side of the store thread.
+/// The sending side of the store thread (or task, [`start_local`]).
 #[derive(Clone)]
 pub struct Store {
     tx: Sender<Request>,
     rows: Arc<RowPool>,
+    /// Wakes the store's task, when it runs as one.
+    wake: Option<Arc<Notify>>,
 }
 
 impl Store {
     pub fn send(&self, request: Request) {
         // The thread only stops when the process does.
         let _ = self.tx.send(request);
+        if let Some(wake) = &self.wake {
+            wake.notify_one();
+        }
     }
 
     /// An empty row with room for `bytes`, in a buffer a commit gave back
@@ -221,7 +226,7 @@ fn load_sessions(db: &Connection, mode: Mode) -> rusqlite::Result<Vec<Arc<Sessio
             accepted: received as u64,
             client_acked: client_acked as u64,
             echo_first: received as u64 + 1,
-            last_seen: Some(Instant::now()),
+            last_seen: Some(tokio::time::Instant::now()),
             ..SessionState::default()
         };
         if mode == Mode::Echo {
@@ -262,7 +267,37 @@ pub fn start(loaded: Loaded, room: Arc<dyn Published>) -> Store {
             writer.run(rx, &*room)
         })
         .expect("start the store thread");
-    Store { tx, rows }
+    Store { tx, rows, wake: None }
+}
+
+/// Starts the store as a task of the current thread's runtime (spawned on
+/// its `LocalSet`) instead of a thread of its own: same commits and the
+/// same group commit, timed by tokio's clock. For the deterministic
+/// simulation, where every host runs on one thread with a simulated clock
+/// and a crash of the host must stop its store too.
+pub fn start_local(loaded: Loaded, room: Arc<dyn Published>) -> Store {
+    let (tx, rx) = mpsc::channel();
+    let Loaded { db, next_offset, window, mode, .. } = loaded;
+    let rows = Arc::new(RowPool::default());
+    let wake = Arc::new(Notify::new());
+    let (pool, woken) = (rows.clone(), wake.clone());
+    tokio::task::spawn_local(async move {
+        let mut writer = Writer { db, next_offset, trimmed_below: 0, window, mode, rows: pool };
+        loop {
+            woken.notified().await;
+            let Ok(first) = rx.try_recv() else { continue };
+            tokio::time::sleep(LINGER).await;
+            let mut group = vec![first];
+            group.extend(rx.try_iter().take(GROUP_LIMIT - 1));
+            let full = group.len() == GROUP_LIMIT;
+            writer.commit_and_publish(group, &*room);
+            if full {
+                // More may wait behind a full group, with no send to wake us for them.
+                woken.notify_one();
+            }
+        }
+    });
+    Store { tx, rows, wake: Some(wake) }
 }
 
 struct Writer {
@@ -297,14 +332,19 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let first_kept = lock(room.history()).first_offset();
-            match self.commit(group, first_kept) {
-                Ok(effects) => publish(effects, room),
-                Err(e) => {
-                    // Nothing of this group was acknowledged; clients resend it to the next server.
-                    eprintln!("longconn-server: the store failed, stopping: {e}");
-                    std::process::exit(1);
-                }
+            self.commit_and_publish(group, room);
+        }
+    }
+
+    /// Commits `group` in one transaction, then makes it visible.
+    fn commit_and_publish(&mut self, group: Vec<Request>, room: &dyn Published) {
+        let first_kept = lock(room.history()).first_offset();
+        match self.commit(group, first_kept) {
+            Ok(effects) => publish(effects, room),
+            Err(e) => {
+                // Nothing of this group was acknowledged; clients resend it to the next server.
+                eprintln!("longconn-server: the store failed, stopping: {e}");
+                std::process::exit(1);
             }
         }
     }

@@ -60,6 +60,8 @@ impl CloseSignal {
             match deadline {
                 Some(d) => {
                     tokio::select! {
+                        // In order, so a simulated run replays exactly.
+                        biased;
                         _ = tokio::time::sleep_until(d.into()) => return,
                         _ = changed => {}
                     }

@@ -8,7 +8,11 @@
 //! that makes no progress for `timeout` means a dead link too. Defaults: ping
 //! after 5 s idle, dead after 15 s. An interval of zero turns heartbeats off.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// Tokio's clock: the same as std's in production, and the simulated one
+// under a paused or simulated runtime (the deterministic simulation).
+use tokio::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeartbeatPolicy {

@@ -35,6 +35,7 @@ pub(super) async fn connect(engine: &Engine, ext: Option<HelloExt>, ws_v2: bool)
             subprotocols: config.subprotocols.clone(),
             tls: engine.tls.clone(),
             offer_v2: ws_v2 && ext.is_some(),
+            dialer: config.dialer.clone(),
         };
         let mut conn = transport::connect(&config.endpoint, &options).await.map_err(|e| AttemptFailed {
             kind: ErrorKind::ConnectFailed,

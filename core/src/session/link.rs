@@ -7,7 +7,10 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// Tokio's clock, so a simulated runtime controls heartbeats and timers.
+use tokio::time::Instant;
 
 use bytes::Bytes;
 
@@ -230,6 +233,8 @@ pub(super) async fn run(
     let end = match inbound.handle(&leftovers) {
         Some(end) => end,
         None => tokio::select! {
+            // In order, so a simulated run replays exactly.
+            biased;
             end = read_loop(&mut reader, &mut inbound, engine.id) => end,
             end = write_loop(&engine.sending, &engine.counters, &engine.close, &link, &mut writer, in_flight) => end,
             end = heartbeat_loop(&engine.settings, &engine.config, &engine.delivery, &link) => end,
@@ -531,7 +536,9 @@ async fn heartbeat_loop(
             }
             HeartbeatAction::WaitUntil(at) => {
                 tokio::select! {
-                    _ = tokio::time::sleep_until(at.into()) => {}
+                    // In order, so a simulated run replays exactly.
+                    biased;
+                    _ = tokio::time::sleep_until(at) => {}
                     _ = changed => settings_changed = true,
                 }
             }

@@ -5,7 +5,9 @@ mod link;
 mod resume;
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
 
 use crate::engine::lifecycle::State;
 use crate::engine::Engine;
@@ -36,6 +38,8 @@ pub(crate) async fn run(engine: Arc<Engine>) {
         set_state(State::Connecting);
         let offer = (engine.config.max_protocol >= PROTOCOL_V2).then(|| resume.hello_ext());
         let attempt = tokio::select! {
+            // In order, so a simulated run replays exactly.
+            biased;
             result = connect::connect(engine, offer, !resume.ws_v2_declined) => result,
             _ = engine.close.expired() => break,
         };
@@ -102,6 +106,8 @@ pub(crate) async fn run(engine: Arc<Engine>) {
         set_state(State::WaitingToReconnect);
         engine.delivery.emit_one(Event::ReconnectScheduled { attempt, delay });
         tokio::select! {
+            // In order, so a simulated run replays exactly.
+            biased;
             _ = tokio::time::sleep(delay) => {}
             _ = engine.close.expired() => break,
             _ = wait_close_with_empty_outbox(engine) => break,

@@ -7,12 +7,12 @@
 //! logic. WebSocket needs none of its own: after the handshake (`ws.rs`) its
 //! frames run through the stream reader and writer of `tcp.rs`.
 
+pub mod dial;
 pub mod tcp;
 pub mod tls;
 pub mod ws;
 
 use std::io;
-use std::net::SocketAddr;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -41,6 +41,8 @@ pub struct ConnectOptions {
     /// application's is configured), and connect again without it if the
     /// server chooses none.
     pub offer_v2: bool,
+    /// Reaches the byte stream instead of dialing TCP (see [`dial`]).
+    pub dialer: Option<dial::CustomDialer>,
 }
 
 /// The receiving half of a connection.
@@ -126,12 +128,20 @@ pub async fn connect(endpoint: &Endpoint, options: &ConnectOptions) -> io::Resul
             Err(e) => return Err(e),
         },
     };
-    Ok(Connection { reader, writer, peer: peer.to_string(), longconn_frames, declined_v2 })
+    Ok(Connection { reader, writer, peer, longconn_frames, declined_v2 })
 }
 
-/// The byte stream under a connection: TCP, and TLS over it if configured.
-async fn open_stream(endpoint: &Endpoint, options: &ConnectOptions) -> io::Result<(tcp::ByteStream, SocketAddr)> {
+/// The byte stream under a connection: TCP (or the configured dialer's),
+/// and TLS over it if configured.
+async fn open_stream(endpoint: &Endpoint, options: &ConnectOptions) -> io::Result<(tcp::ByteStream, String)> {
+    if let Some(dialer) = &options.dialer {
+        if options.tls.is_some() {
+            return Err(io::Error::new(io::ErrorKind::Unsupported, "TLS over a custom dialer is not supported yet"));
+        }
+        return dialer.0.dial(&endpoint.host, endpoint.port).await;
+    }
     let (stream, peer) = tcp::connect_stream(&endpoint.host, endpoint.port).await?;
+    let peer = peer.to_string();
     let stream = match &options.tls {
         Some(tls) => tcp::ByteStream::Other(Box::new(tls.connect(stream, &endpoint.host).await?)),
         None => tcp::ByteStream::Tcp(stream),

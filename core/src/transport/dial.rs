@@ -1,0 +1,35 @@
+//! The first stage of a connection: reaching the server's byte stream,
+//! before TLS and the WebSocket handshake. By default a client dials TCP
+//! directly ([`super::tcp::connect_stream`], the host name resolved anew
+//! each time); a [`Dialer`] set in the config takes its place, so that
+//! what lies above it (framing, hello, session) runs unchanged over another
+//! network: the deterministic simulation's, and later a proxy's.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use super::tcp::ByteStream;
+
+/// A boxed future that may move between threads.
+pub type DialFuture<'a> = Pin<Box<dyn Future<Output = io::Result<(ByteStream, String)>> + Send + 'a>>;
+
+/// Opens byte streams to a server. Called once per connection attempt,
+/// on the thread that runs the client's session, within its connect
+/// timeout.
+pub trait Dialer: Send + Sync + 'static {
+    /// A byte stream to `host:port`, and the peer's name for events and logs.
+    fn dial<'a>(&'a self, host: &'a str, port: u16) -> DialFuture<'a>;
+}
+
+/// A [`Dialer`] as the config holds it.
+#[derive(Clone)]
+pub struct CustomDialer(pub Arc<dyn Dialer>);
+
+impl fmt::Debug for CustomDialer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CustomDialer")
+    }
+}

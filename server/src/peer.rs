@@ -507,6 +507,10 @@ impl<'a> Peer<'a> {
                 }
                 FrameType::Hello | FrameType::Pong | FrameType::Close => {}
                 FrameType::Ack => match (self.session(), parse_ack(payload)) {
+                    // Never trusted past what was sent: it would drop echo replies the client never had.
+                    (Some(_), Some(seq)) if seq > self.sent => {
+                        return Err(format!("the client acknowledged message {seq} but only {} were sent", self.sent))
+                    }
                     (Some(session), Some(seq)) => lock(&session.state).client_acknowledged(seq),
                     _ => return Err("an ACK frame outside a version 2 session".into()),
                 },

@@ -536,6 +536,30 @@ fn split_messages(row: Bytes) -> Vec<Frame> {
     messages
 }
 
+/// Every client message of the one session in a closed store file, in the
+/// store's order (echo and sink modes): for tests that check what landed
+/// where it lands. Fails on a gap or an overlap in the store's numbering.
+pub fn inbound_messages(path: &Path) -> Result<Vec<Frame>, String> {
+    let db = Connection::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let mut query =
+        db.prepare("SELECT first_seq, last_seq, messages FROM inbound ORDER BY last_seq").map_err(|e| e.to_string())?;
+    let rows = query
+        .query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, r.get::<_, Vec<u8>>(2)?)))
+        .map_err(|e| e.to_string())?;
+    let mut messages = Vec::new();
+    for row in rows {
+        let (first, last, bytes) = row.map_err(|e| e.to_string())?;
+        if first != messages.len() as u64 + 1 {
+            return Err(format!("a row starts at {first} after {} messages", messages.len()));
+        }
+        messages.extend(split_messages(Bytes::from(bytes)));
+        if messages.len() as u64 != last {
+            return Err(format!("row {first}..={last} holds {} messages", messages.len() as u64 + 1 - first));
+        }
+    }
+    Ok(messages)
+}
+
 /// Adds `count` to a session's stored inbound messages, in the same
 /// transaction as the messages themselves, with the client's latest
 /// acknowledgement; returns that acknowledgement.

@@ -36,6 +36,7 @@ use longconn_core::transport::dial::{CustomDialer, DialFuture, Dialer};
 use longconn_core::transport::tcp::ByteStream;
 use longconn_core::{Client, ClientConfig, Error, Event};
 use longconn_server::args::{Args, Command, Listener};
+use longconn_server::store::inbound_messages;
 use longconn_server::{open_room, peer, StoreRuns};
 
 const PORT: u16 = 7070;
@@ -283,26 +284,10 @@ async fn run_server(dir: PathBuf) -> turmoil::Result {
     }
 }
 
-/// Every client message number in the store, in the store's order
-/// (`None` while the server holds it open); panics on a gap or an overlap
-/// in the store's own numbering.
-fn stored_numbers(dir: &Path) -> Vec<u64> {
-    let db = rusqlite::Connection::open(dir.join("longconn.db")).expect("open the store");
-    let mut query = db.prepare("SELECT first_seq, last_seq, messages FROM inbound ORDER BY last_seq").expect("query");
-    let rows = query.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?)));
-    let mut numbers = Vec::new();
-    for row in rows.expect("rows") {
-        let (first, last, bytes) = row.expect("a row");
-        assert_eq!(first as usize, numbers.len() + 1, "the store's rows follow each other");
-        let mut at = 0;
-        while at < bytes.len() {
-            let len = (u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) & !(1 << 31)) as usize;
-            numbers.push(number_of(&bytes[at + 4..at + 4 + len]).expect("a numbered message"));
-            at += 4 + len;
-        }
-        assert_eq!(numbers.len() as i64, last, "row {first}..={last} holds its messages");
-    }
-    numbers
+/// Every client message number in the store, in the store's order.
+fn stored_numbers(dir: &Path) -> Result<Vec<u64>, String> {
+    let messages = inbound_messages(&dir.join("longconn.db"))?;
+    Ok(messages.iter().map(|m| number_of(m.parts().1).unwrap_or(0)).collect())
 }
 
 fn exactly_once_in_order(numbers: &[u64]) -> Result<(), String> {
@@ -405,7 +390,7 @@ fn run_seed_counting(seed: u64, tally: &mut Tally) -> Result<Vec<String>, String
                         sim.crash("server");
                         crashes += 1;
                         // Everything the client saw acknowledged is in the store.
-                        let stored = stored_numbers(&dir.0);
+                        let stored = stored_numbers(&dir.0)?;
                         exactly_once_in_order(&stored).map_err(|e| format!("store at crash {crashes}: {e}"))?;
                         if (stored.len() as u64) < acked {
                             return Err(format!(
@@ -437,7 +422,7 @@ fn run_seed_counting(seed: u64, tally: &mut Tally) -> Result<Vec<String>, String
         return Err(format!("{} echoes, {} acknowledged of {MESSAGES}", seen.echoes.len(), seen.acked));
     }
     drop(sim); // the server's store closes with its host
-    let stored = stored_numbers(&dir.0);
+    let stored = stored_numbers(&dir.0)?;
     exactly_once_in_order(&stored).map_err(|e| format!("store: {e}"))?;
     if stored.len() as u64 != MESSAGES {
         return Err(format!("the store holds {} of {MESSAGES}", stored.len()));

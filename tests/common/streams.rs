@@ -192,22 +192,6 @@ pub fn send_padded(client: Arc<Client>, total: u64, size: usize) -> std::thread:
 /// (echo and sink modes, one session), in the order the store numbered
 /// them; panics if the store's own numbering has a gap or an overlap.
 pub fn stored_numbers(dir: &DataDir) -> Vec<u64> {
-    let db = rusqlite::Connection::open(dir.0.join("longconn.db")).unwrap();
-    let mut query = db.prepare("SELECT first_seq, last_seq, messages FROM inbound ORDER BY last_seq").unwrap();
-    let rows = query.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Vec<u8>>(2)?)));
-    let mut numbers = Vec::new();
-    let mut next_seq = 1;
-    for row in rows.unwrap() {
-        let (first, last, bytes) = row.unwrap();
-        assert_eq!(first, next_seq, "the store's rows follow each other");
-        let mut at = 0;
-        while at < bytes.len() {
-            let len = (u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) & !(1 << 31)) as usize;
-            numbers.push(number_of(&bytes[at + 4..at + 4 + len]).expect("a numbered message"));
-            at += 4 + len;
-        }
-        assert_eq!(numbers.len() as i64, last, "row {first}..={last} holds its messages");
-        next_seq = last + 1;
-    }
-    numbers
+    let messages = longconn_server::store::inbound_messages(&dir.0.join("longconn.db")).expect("the store reads back");
+    messages.iter().map(|m| number_of(m.parts().1).expect("a numbered message")).collect()
 }

@@ -356,30 +356,6 @@ mod tests {
         assert!(!reader.take_frames(&mut batch).unwrap());
     }
 
-    /// A WebSocket frame as a peer writes it (masked when `key` is given).
-    fn ws_frame(fin: bool, opcode: u8, payload: &[u8], key: Option<[u8; 4]>) -> Vec<u8> {
-        let mut out = vec![(u8::from(fin) << 7) | opcode];
-        let mask_bit = if key.is_some() { 0x80 } else { 0 };
-        match payload.len() {
-            n if n < 126 => out.push(mask_bit | n as u8),
-            n if n <= 0xffff => {
-                out.push(mask_bit | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(mask_bit | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        let mut body = payload.to_vec();
-        if let Some(key) = key {
-            out.extend_from_slice(&key);
-            crate::protocol::websocket::apply_mask(&mut body, key);
-        }
-        out.extend_from_slice(&body);
-        out
-    }
-
     /// Seconds `decoder` takes to read `wire` in reads of `chunk` bytes,
     /// taking frames after every read as a connection does, until the end
     /// or the first error.
@@ -412,9 +388,9 @@ mod tests {
         let key = Some([1, 2, 3, 4]);
         let mut floods: Vec<(&str, Decoder, Vec<u8>, usize)> = Vec::new();
         for (role, key) in [(Role::Server, key), (Role::Client, None)] {
-            let mut wire = ws_frame(false, 0x2, b"", key);
+            let mut wire = crate::protocol::websocket::raw(false, 0x2, b"", key);
             while wire.len() < max / 2 {
-                wire.extend(ws_frame(false, 0x0, b"", key));
+                wire.extend(crate::protocol::websocket::raw(false, 0x0, b"", key));
             }
             floods.push(("websocket fragments", Decoder::websocket(role, false, max), wire, 64));
         }

@@ -468,33 +468,35 @@ fn close_cut(payload: &[u8]) -> &[u8] {
     &payload[..end]
 }
 
+/// A frame as a peer would write it: `fin`, `opcode`, masked with `key`
+/// if given (for the tests of this module and of the read path).
+#[cfg(test)]
+pub(crate) fn raw(fin: bool, opcode: u8, payload: &[u8], key: Option<[u8; 4]>) -> Vec<u8> {
+    let mut out = vec![(u8::from(fin) << 7) | opcode];
+    let mask_bit = if key.is_some() { 0x80 } else { 0 };
+    match payload.len() {
+        n if n < 126 => out.push(mask_bit | n as u8),
+        n if n <= 0xffff => {
+            out.push(mask_bit | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(mask_bit | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    let mut body = payload.to_vec();
+    if let Some(key) = key {
+        out.extend_from_slice(&key);
+        apply_mask(&mut body, key);
+    }
+    out.extend_from_slice(&body);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A frame as a peer would write it: `fin`, `opcode`, masked with `key` if given.
-    fn raw(fin: bool, opcode: u8, payload: &[u8], key: Option<[u8; 4]>) -> Vec<u8> {
-        let mut out = vec![(u8::from(fin) << 7) | opcode];
-        let mask_bit = if key.is_some() { 0x80 } else { 0 };
-        match payload.len() {
-            n if n < 126 => out.push(mask_bit | n as u8),
-            n if n <= 0xffff => {
-                out.push(mask_bit | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(mask_bit | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        let mut body = payload.to_vec();
-        if let Some(key) = key {
-            out.extend_from_slice(&key);
-            apply_mask(&mut body, key);
-        }
-        out.extend_from_slice(&body);
-        out
-    }
 
     /// Every frame `decoder` takes from the front of `wire`, in order.
     fn decode_all(decoder: &mut WsDecoder, wire: &mut [u8]) -> Result<Vec<(FrameType, Vec<u8>)>, FrameError> {

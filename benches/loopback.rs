@@ -8,10 +8,13 @@
 //! way (one message per `feed()`/`next()`), and a hand-batched client that
 //! encodes into its own buffer and writes 256 KiB at a time.
 //! `PART=lc-send|lc-send-batch|lc-ws-send|lc-receive|base-send|framed-send|v1-send|v2-send|
-//! v2m-send|v1-receive|v2-receive|v2m-receive|v1-rtt|v2-rtt|v2m-rtt|lc-ws-rtt-p99` runs one
+//! v2m-send|v1-receive|v2-receive|v2m-receive|v1-rtt|v2-rtt|v2m-rtt|lc-ws-rtt-p99|v2-ack|v2m-ack|
+//! v2-ack-p99|v2m-ack-p99|v2-ack-1000|v2m-ack-1000` runs one
 //! measurement alone, RUNS times, for profiling and A/B comparisons (v1/v2: the longconn
 //! protocol at version 1 or 2 against a server whose store is on disk; v2m: version 2, the
-//! store in memory; the round trips print their p50, `lc-ws-rtt-p99` longconn's WebSocket p99).
+//! store in memory; the round trips print their p50, `lc-ws-rtt-p99` longconn's WebSocket p99;
+//! `-ack`: the time from send to the server's acknowledgement with one message in flight, p50
+//! or p99; `-ack-1000`: messages acknowledged per second with at most 1,000 unacknowledged).
 //!
 //! Measured: messages per second sent through `lc_client_send` (64-byte
 //! messages to a sink, until the last one is written), messages per second
@@ -97,6 +100,23 @@ impl Lc {
             }
             assert!(Instant::now() < deadline, "connection did not come up");
             std::thread::yield_now();
+        }
+    }
+
+    /// The client's acknowledged number.
+    fn acked(&self) -> u64 {
+        let mut stats = lc_stats::default();
+        // SAFETY: live client, valid out-pointer.
+        assert_eq!(unsafe { lc_client_stats(self.0, &mut stats) }, LC_STATUS_OK);
+        stats.acked_number
+    }
+
+    /// Spins until the server has acknowledged message `n` (latency, not throughput).
+    fn spin_acked(&self, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.acked() < n {
+            assert!(Instant::now() < deadline, "message {n} was not acknowledged");
+            std::hint::spin_loop();
         }
     }
 
@@ -247,6 +267,40 @@ fn lc_round_trips_v(url: &str, n: u64, protocol: u32) -> Vec<Duration> {
         }
     }
     samples
+}
+
+/// Acknowledgement latency with one message in flight (protocol 2): send,
+/// then wait until the server's ACK covers it (it is stored by then).
+fn lc_ack_latency(url: &str, n: u64) -> Vec<Duration> {
+    let client = Lc::with_protocol(url, None, ptr::null_mut(), 2);
+    let mut samples = Vec::with_capacity(n as usize);
+    for i in 1..=n + 100 {
+        let start = Instant::now();
+        client.send(&PAYLOAD);
+        client.spin_acked(i);
+        if i > 100 {
+            samples.push(start.elapsed()); // the first 100 warm up
+        }
+    }
+    samples
+}
+
+/// Messages per second acknowledged with at most `window` unacknowledged.
+fn lc_ack_window_rate(url: &str, n: u64, window: u64) -> f64 {
+    let client = Lc::with_protocol(url, None, ptr::null_mut(), 2);
+    client.send(&PAYLOAD);
+    client.spin_acked(1);
+    let start = Instant::now();
+    let mut acked = 1;
+    for i in 2..=n + 1 {
+        while i - acked > window {
+            acked = client.acked();
+            std::hint::spin_loop();
+        }
+        client.send(&PAYLOAD);
+    }
+    client.spin_acked(n + 1);
+    n as f64 / start.elapsed().as_secs_f64()
 }
 
 // ---- the plain tokio baseline: tokio-util's LengthDelimitedCodec, the same 4-byte framing ----
@@ -447,6 +501,21 @@ fn main() {
                     percentile(&mut samples, 0.5).as_secs_f64() * 1e6
                 })
             }
+            "v2-ack" | "v2m-ack" | "v2-ack-p99" | "v2m-ack-p99" => {
+                let durable = part.starts_with("v2-");
+                let p = if part.ends_with("p99") { 0.99 } else { 0.5 };
+                Box::new(move || {
+                    let server = Server::start_with_store("sink", durable);
+                    let mut samples = lc_ack_latency(&server.lc_url(), round_trips);
+                    percentile(&mut samples, p).as_secs_f64() * 1e6
+                })
+            }
+            "v2-ack-1000" | "v2m-ack-1000" => {
+                let durable = part.starts_with("v2-");
+                Box::new(move || {
+                    lc_ack_window_rate(&Server::start_with_store("sink", durable).lc_url(), messages, 1000)
+                })
+            }
             "lc-ws-rtt-p99" => Box::new(move || {
                 let server = Server::start("echo");
                 let mut samples = lc_round_trips(&server.ws_url(), round_trips);
@@ -454,7 +523,11 @@ fn main() {
             }),
             other => panic!("unknown PART {other:?}"),
         };
-        let unit = if part.ends_with("rtt") || part.ends_with("rtt-p99") { "us" } else { "messages/s" };
+        let unit = if part.contains("rtt") || (part.contains("-ack") && !part.ends_with("-1000")) {
+            "us"
+        } else {
+            "messages/s"
+        };
         for _ in 0..runs {
             println!("{:.0} {unit}", measure());
         }

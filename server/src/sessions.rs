@@ -65,7 +65,12 @@ pub struct SessionState {
     pub trimmed_to: u64,
     /// The `received` last acknowledged to the client.
     pub acked_to_client: u64,
-    /// Tasks waiting for every commit (see [`Session::wait_for_commits`]).
+    /// The owner connection holds its ACKs for its next write and needs no
+    /// wake-up per commit (see `Peer::acknowledge`); otherwise every commit
+    /// wakes it, to acknowledge at once.
+    pub commits_quiet: bool,
+    /// Tasks waiting for commits besides the owner (a takeover's `settled`,
+    /// a connection paused for the store).
     pub commit_waiters: u32,
     /// Echo: replies not yet acknowledged by the client; the front's
     /// sequence number is `echo_first`.
@@ -143,13 +148,14 @@ impl Session {
     }
 
     /// Records that `count` more inbound messages are stored: they may be
-    /// acknowledged. The connection is woken only when it waits for commits
-    /// or a full ACK's worth is stored; otherwise its ACK timer picks it up.
+    /// acknowledged. Wakes the connection if it acknowledges at once (one
+    /// wake-up per commit, however many messages it holds) and whoever else
+    /// waits for commits.
     pub fn stored(&self, count: u64) {
         let mut state = lock(&self.state);
         state.received += count;
         state.stored_in_commit -= count;
-        let wake = state.commit_waiters > 0 || state.received - state.acked_to_client >= crate::peer::ACK_EVERY;
+        let wake = !state.commits_quiet || state.commit_waiters > 0;
         drop(state);
         if wake {
             // Everyone waiting now (a takeover's `settled` beside the

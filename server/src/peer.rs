@@ -330,6 +330,9 @@ struct Peer<'a> {
     fed_since_ack: bool,
     /// Version 2: when a held ACK goes out alone.
     ack_hold: Option<Instant>,
+    /// Version 2: a hold ran out before its messages were durable: the
+    /// next commit is acknowledged at once.
+    ack_overdue: bool,
     /// Version 2: the client-to-server sequence number of the next data
     /// frame this connection reads (numbering is implicit: the hello told
     /// the client where it goes on).
@@ -380,6 +383,7 @@ impl<'a> Peer<'a> {
             acked_to_client,
             fed_since_ack: false,
             ack_hold: None,
+            ack_overdue: false,
             next_in,
             fenced: false,
             to_store: Vec::new(),
@@ -665,26 +669,28 @@ impl<'a> Peer<'a> {
         let Some(session) = self.session().cloned() else { return };
         let mut state = lock(&session.state);
         let now = Instant::now();
-        let held_enough = self.ack_hold.is_some_and(|until| now >= until);
-        if state.received > self.acked_to_client && (!frames.is_empty() || !self.fed_since_ack || held_enough) {
+        if self.ack_hold.is_some_and(|until| now >= until) {
+            // The hold ran out: acknowledge as soon as there is something durable.
+            self.ack_hold = None;
+            self.ack_overdue = true;
+        }
+        if state.received > self.acked_to_client && (!frames.is_empty() || !self.fed_since_ack || self.ack_overdue) {
             frames.push(Frame::Ack(ack_payload(state.received)));
             self.acked_to_client = state.received;
             state.acked_to_client = state.received;
             self.ack_hold = None;
+            self.ack_overdue = false;
             self.fed_since_ack = false;
         }
         self.fed_since_ack |= feeding;
-        // Holding: the hold's timer (armed while anything accepted is
-        // unacknowledged) wakes this loop, not each commit, which would
-        // cost a wake-up per message. Once it has run out, commits wake it.
-        let unacknowledged = state.accepted > self.acked_to_client;
-        if self.fed_since_ack && unacknowledged && self.ack_hold.is_none() {
+        // While a hold runs, its timer wakes this loop, not each commit
+        // (which would cost a wake-up per message); otherwise commits do.
+        if state.accepted == self.acked_to_client {
+            (self.ack_hold, self.ack_overdue) = (None, false);
+        } else if self.fed_since_ack && !self.ack_overdue && self.ack_hold.is_none() {
             self.ack_hold = Some(now + ACK_HOLD);
         }
-        if !unacknowledged {
-            self.ack_hold = None;
-        }
-        state.commits_quiet = self.fed_since_ack && self.ack_hold.is_some_and(|until| now < until);
+        state.commits_quiet = self.ack_hold.is_some();
     }
 
     /// Lets go of the session, if this connection still holds it.

@@ -38,10 +38,11 @@ const CLOSE_NORMAL: u16 = 1000;
 /// `writing_since_us` when no write is in progress.
 const NOT_WRITING: u64 = u64::MAX;
 /// Protocol version 2 acknowledges received data after this many frames,
-/// this many bytes, or this long after the first unacknowledged frame.
+/// this many bytes, or this long after the first unacknowledged frame,
+/// and with any write of data before that (it rides along: no extra write).
 const ACK_EVERY_FRAMES: u64 = 1024;
 const ACK_EVERY_BYTES: usize = 256 * 1024;
-const ACK_DELAY: Duration = Duration::from_millis(10);
+const ACK_DELAY: Duration = Duration::from_millis(1);
 
 /// What a data message in a plain framing turned out to be.
 enum PlainControl {
@@ -187,15 +188,24 @@ impl<'a> Link<'a> {
         }
     }
 
-    /// Queues an acknowledgement of everything received, if anything is new.
+    /// Queues an acknowledgement of everything received, if anything is
+    /// new, and wakes the writer for it.
     fn push_ack(&self) {
+        if self.queue_ack() {
+            self.sending.wake_writer();
+        }
+    }
+
+    /// Queues an acknowledgement of everything received if anything is new
+    /// (version 2); returns whether it did.
+    fn queue_ack(&self) -> bool {
         let received = self.received.load(Ordering::Relaxed);
-        if self.ack_sent.swap(received, Ordering::Relaxed) == received {
-            return;
+        if !self.acknowledged || self.ack_sent.swap(received, Ordering::Relaxed) == received {
+            return false;
         }
         self.ack_bytes.store(0, Ordering::Relaxed);
         lock(&self.control).ack = Some(Frame::Ack(ack_payload(received)));
-        self.sending.wake_writer();
+        true
     }
 }
 
@@ -452,10 +462,14 @@ async fn write_loop(
                 return ended(DisconnectReason::Io, format!("write failed: {e}"));
             }
         }
-        let control = link.take_control();
         if in_flight.is_none() {
             *in_flight = sending.take_handoff().or_else(|| sending.take_batch());
         }
+        if in_flight.is_some() {
+            // An acknowledgement owed rides with the data.
+            link.queue_ack();
+        }
+        let control = link.take_control();
         if control.is_empty() && in_flight.is_none() {
             // With acknowledged delivery, a close waits for the server's
             // acknowledgement of everything written (or the close deadline).

@@ -362,9 +362,8 @@ impl<'a> Peer<'a> {
     ) -> Peer<'a> {
         let (cursor, sent, acked_to_client) = match &attached {
             Some(a) => {
-                let mut state = lock(&a.session.state);
                 // The hello told the client `received`.
-                state.acked_to_client = a.server_received;
+                let state = lock(&a.session.state);
                 (state.base + a.client_received + 1, a.client_received, a.server_received)
             }
             None => (joined_at, 0, 0),
@@ -561,7 +560,8 @@ impl<'a> Peer<'a> {
         if repeated > 0 {
             state.duplicates += repeated as u64;
             if !self.args.quiet {
-                println!("{}: dropped {repeated} messages the session already had", self.name);
+                let total = state.duplicates;
+                println!("{}: dropped {repeated} messages the session already had ({total} so far)", self.name);
             }
         }
         let fresh = &data[repeated..];
@@ -677,7 +677,6 @@ impl<'a> Peer<'a> {
         if state.received > self.acked_to_client && (!frames.is_empty() || !self.fed_since_ack || self.ack_overdue) {
             frames.push(Frame::Ack(ack_payload(state.received)));
             self.acked_to_client = state.received;
-            state.acked_to_client = state.received;
             self.ack_hold = None;
             self.ack_overdue = false;
             self.fed_since_ack = false;

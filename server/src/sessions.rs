@@ -63,8 +63,6 @@ pub struct SessionState {
     pub stored_in_commit: u64,
     /// The store deleted this session's rows up to this sequence number.
     pub trimmed_to: u64,
-    /// The `received` last acknowledged to the client.
-    pub acked_to_client: u64,
     /// The owner connection holds its ACKs for its next write and needs no
     /// wake-up per commit (see `Peer::acknowledge`); otherwise every commit
     /// wakes it, to acknowledge at once.

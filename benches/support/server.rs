@@ -58,6 +58,10 @@ impl Server {
         Server { child, port, ws_port, lc_port, data_dir }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// CPU time the server process has used so far (user + system), from /proc.
     pub fn cpu_time(&self) -> std::time::Duration {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();

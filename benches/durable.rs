@@ -24,6 +24,9 @@
 //! (`/proc/PID/io` `write_bytes`: counted when a page is dirtied, so a page
 //! dirtied again before it was written counts once).
 //!
+//! For longconn also: `lc_client_close` called right after a send (`CLOSES`
+//! clients), next to the ACK latency of one message.
+//!
 //! Each round starts every broker afresh and measures each in turn; figures
 //! are medians over the rounds, ratios the median of per-round ratios.
 //!
@@ -151,6 +154,10 @@ struct Figures {
     /// Storage bytes per message with one in flight, and with no limit.
     bytes_one: f64,
     bytes_unbounded: f64,
+    /// longconn only: `lc_client_close` right after a send, p50, and one
+    /// message's acknowledgement on equally fresh connections.
+    close_us: f64,
+    fresh_ack_us: f64,
 }
 
 fn percentile(samples: &mut [Duration], p: f64) -> f64 {
@@ -224,12 +231,38 @@ impl Publisher for Longconn {
     }
 }
 
-fn longconn(durable: bool, samples: u64, messages: u64) -> Figures {
+fn longconn(durable: bool, samples: u64, messages: u64, closes: u64) -> Figures {
     let server = Server::start_with_store("sink", durable);
     let client = Lc::with_protocol(&server.lc_url(), None, std::ptr::null_mut(), 2);
     client.send(&PAYLOAD);
     client.spin_acked(1);
-    measure(&mut Longconn(client), server.pid(), samples, messages)
+    let mut figures = measure(&mut Longconn(client), server.pid(), samples, messages);
+    (figures.close_us, figures.fresh_ack_us) = close_latency(&server, closes);
+    figures
+}
+
+/// `lc_client_close` right after a send, on a connected client whose
+/// earlier messages are all acknowledged: it returns once the last one is
+/// (a round trip and the commit of one message, at best). Each of `n` fresh
+/// clients first times one message's acknowledgement the same way (send,
+/// then wait), so the two compare on connections equally fresh. p50s.
+fn close_latency(server: &Server, n: u64) -> (f64, f64) {
+    let (mut closes, mut acks) = (Vec::with_capacity(n as usize), Vec::with_capacity(n as usize));
+    for _ in 0..n {
+        let client = Lc::with_protocol(&server.lc_url(), None, std::ptr::null_mut(), 2);
+        client.send(&PAYLOAD);
+        client.spin_acked(1);
+        let start = Instant::now();
+        client.send(&PAYLOAD);
+        client.spin_acked(2);
+        acks.push(start.elapsed());
+        client.send(&PAYLOAD);
+        let start = Instant::now();
+        client.close();
+        closes.push(start.elapsed());
+        assert_eq!(client.acked(), 3, "close returned before the last message was acknowledged");
+    }
+    (percentile(&mut closes, 0.5), percentile(&mut acks, 0.5))
 }
 
 // ---- Redis Streams ----
@@ -486,6 +519,7 @@ fn main() {
     let rounds = env_count("ROUNDS", 3).max(1) as usize;
     let messages = env_count("MESSAGES", 100_000);
     let samples = env_count("LATENCY", 2_000);
+    let closes = env_count("CLOSES", 100);
     let only = std::env::var("ONLY").ok();
     let wanted = |name: &str| only.as_deref().map_or(true, |o| o.split(',').any(|w| w == name));
     let paho_program = build_mqtt_ack();
@@ -500,8 +534,8 @@ fn main() {
                 continue;
             }
             let figures = match *name {
-                "longconn-disk" => Some(longconn(true, samples, messages)),
-                "longconn-memory" => Some(longconn(false, samples, messages)),
+                "longconn-disk" => Some(longconn(true, samples, messages, closes)),
+                "longconn-memory" => Some(longconn(false, samples, messages, closes)),
                 "redis-always" => redis("always", samples, messages),
                 "redis-everysec" => redis("everysec", samples, messages),
                 "nats" => nats(samples, messages),
@@ -545,6 +579,17 @@ fn main() {
                 .map(|w| format!("{:.2}", median(runs[i].iter().map(|f| f.rates[w].1).collect())))
                 .collect();
             println!("  {label:<34} {}", per.join(" / "));
+        }
+    }
+    println!("\nlc_client_close right after a send ({closes} fresh clients, p50), next to a send's ACK on each:");
+    for (figures, label) in [(&runs[0], "store on disk"), (&runs[1], "store in memory")] {
+        if !figures.is_empty() {
+            println!(
+                "  {label:<34} close {:>6.0} us   ACK {:>6.0} us   {:>5.2}x   target: a round trip plus a commit",
+                median(figures.iter().map(|f| f.close_us).collect()),
+                median(figures.iter().map(|f| f.fresh_ack_us).collect()),
+                median(figures.iter().map(|f| f.close_us / f.fresh_ack_us).collect()),
+            );
         }
     }
     let (disk, memory, always, nats) = (&runs[0], &runs[1], &runs[2], &runs[4]);

@@ -373,7 +373,7 @@ struct Checkpoints {
 
 impl Checkpoints {
     /// A checkpoint when idle once the log holds this much.
-    const IDLE: u64 = 4 << 20;
+    const IDLE: u64 = 1 << 20;
     /// A checkpoint whatever the load once the log holds this much.
     const MOST: u64 = 64 << 20;
 

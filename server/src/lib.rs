@@ -5,6 +5,7 @@
 
 pub mod args;
 pub mod history;
+pub mod inbound_log;
 pub mod mode;
 mod page;
 pub mod peer;

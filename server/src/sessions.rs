@@ -61,8 +61,6 @@ pub struct SessionState {
     pub accepted: u64,
     /// Inbound messages written in the store's open transaction.
     pub stored_in_commit: u64,
-    /// The store deleted this session's rows up to this sequence number.
-    pub trimmed_to: u64,
     /// The owner connection holds its ACKs for its next write and needs no
     /// wake-up per commit (see `Peer::acknowledge`); otherwise every commit
     /// wakes it, to acknowledge at once.

@@ -1,11 +1,14 @@
-//! The durable store: sessions, the chat room's history and what clients
-//! sent, in SQLite. One thread owns the database and writes everything that
-//! arrived while the previous commit ran in one transaction (group commit);
-//! only once a commit is on disk are its messages acknowledged to their
-//! senders and shown to the room. Fsync policy: write-ahead log with
-//! `synchronous=FULL`, so every commit is fsynced before anything it holds
-//! is acknowledged: an acknowledged message survives `kill -9` and power loss.
+//! The durable store: sessions and the chat room's history in SQLite, what
+//! sessions send in echo and sink modes in the inbound log beside it
+//! (`inbound_log.rs`). One thread owns both and makes everything that
+//! arrived while the previous commit ran durable at once (group commit):
+//! the messages appended to the log and synced, the rest in one SQLite
+//! transaction; only then are its messages acknowledged to their senders
+//! and shown to the room. Fsync policy: the log is synced (`fdatasync`) at
+//! every commit, SQLite's write-ahead log with `synchronous=FULL`, so an
+//! acknowledged message survives `kill -9` and power loss.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -14,10 +17,11 @@ use std::time::Instant;
 use bytes::Bytes;
 use longconn_core::lock::lock;
 use longconn_core::protocol::{Frame, FrameType};
-use rusqlite::{params, Connection, OptionalExtension, Transaction, MAIN_DB};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use tokio::sync::{oneshot, Notify};
 
 use crate::history::{unix_now, Entry, History, Window};
+use crate::inbound_log::{self, Append, InboundLog};
 use crate::mode::Mode;
 use crate::sessions::{random_u64, Session, SessionId, SessionState};
 
@@ -60,7 +64,8 @@ pub enum Request {
     /// messages) or from a best-effort connection or the server itself.
     Room { author: u64, lines: Vec<Bytes>, session: Option<Arc<Session>> },
     /// Echo and sink: messages of a session's inbound stream, in order, as
-    /// written by the connection that read them (one row per read).
+    /// written by the connection that read them (one row per read; a
+    /// commit joins a session's rows into one log record).
     Inbound { session: Arc<Session>, rows: Vec<Row> },
     /// A new session; `durable` is told once its commit is on disk, and
     /// only then may its id reach the client.
@@ -77,7 +82,8 @@ impl Request {
     fn log_bytes(&self) -> u64 {
         let bytes: usize = match self {
             Request::Room { lines, .. } => lines.iter().map(|l| l.len() + 32).sum(),
-            Request::Inbound { rows, .. } => rows.iter().map(|r| r.bytes.len()).sum(),
+            // Inbound messages go to the inbound log, not this one.
+            Request::Inbound { .. } => return 0,
             _ => 0,
         };
         bytes as u64 + 3 * PAGE_SIZE
@@ -145,6 +151,8 @@ pub struct Loaded {
     pub sessions: Vec<Arc<Session>>,
     pub next_client: u64,
     db: Connection,
+    /// Echo and sink messages (none for a store in memory).
+    log: Option<InboundLog>,
     next_offset: u64,
     window: Window,
     mode: Mode,
@@ -236,39 +244,123 @@ pub fn open(location: &Location, mode: Mode, window: Window) -> Result<Loaded, S
             }
         }
     }
-    let sessions = load_sessions(&db, mode).map_err(failed)?;
-    Ok(Loaded { history, sessions, next_client, db, next_offset, window, mode })
+    let (log, records) = match location {
+        Location::File(path) => {
+            let (mut log, mut records) = InboundLog::open(&log_dir(path))?;
+            let legacy = move_legacy_rows(&db, &mut log).map_err(|e| format!("store {}: {e}", location.describe()))?;
+            if !legacy.is_empty() {
+                records = legacy.into_iter().chain(records).collect();
+            }
+            (Some(log), records)
+        }
+        Location::Memory => (None, Vec::new()),
+    };
+    let sessions = load_sessions(&db, mode, records).map_err(failed)?;
+    Ok(Loaded { history, sessions, next_client, db, log, next_offset, window, mode })
 }
 
-fn load_sessions(db: &Connection, mode: Mode) -> rusqlite::Result<Vec<Arc<Session>>> {
+/// Where the inbound log of the store at `path` lives: beside it.
+pub fn log_dir(path: &Path) -> PathBuf {
+    let mut dir = path.as_os_str().to_owned();
+    dir.push("-log");
+    PathBuf::from(dir)
+}
+
+/// Moves rows an older build kept in the `inbound` table into the log
+/// (durable before they leave the table); returns them as records.
+fn move_legacy_rows(db: &Connection, log: &mut InboundLog) -> Result<Vec<inbound_log::Record>, String> {
+    let failed = |e: rusqlite::Error| e.to_string();
+    let mut query = db
+        .prepare("SELECT i.session, i.first_seq, i.last_seq, i.messages, s.client_acked FROM inbound i JOIN sessions s ON s.id = i.session ORDER BY i.rowid")
+        .map_err(failed)?;
+    let rows = query
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, i64>(1)? as u64,
+                r.get::<_, i64>(2)? as u64,
+                r.get::<_, Vec<u8>>(3)?,
+                r.get::<_, i64>(4)? as u64,
+            ))
+        })
+        .map_err(failed)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(failed)?;
+    let mut records = Vec::new();
+    for (id, first_seq, last_seq, messages, client_acked) in rows {
+        let Ok(session) = SessionId::try_from(id.as_slice()) else { continue };
+        if last_seq < first_seq {
+            continue;
+        }
+        records.push(inbound_log::Record {
+            session,
+            first_seq,
+            count: last_seq - first_seq + 1,
+            client_acked,
+            row: messages.into(),
+        });
+    }
+    if records.is_empty() {
+        return Ok(records);
+    }
+    let pieces: Vec<[&[u8]; 1]> = records.iter().map(|r| [&r.row[..]]).collect();
+    let appends: Vec<Append<'_>> = records
+        .iter()
+        .zip(&pieces)
+        .map(|(r, piece)| Append {
+            session: r.session,
+            first_seq: r.first_seq,
+            count: r.count,
+            client_acked: r.client_acked,
+            row: piece,
+        })
+        .collect();
+    log.append(&appends).and_then(|()| log.sync()).map_err(|e| format!("cannot write the log: {e}"))?;
+    db.execute("DELETE FROM inbound", []).map_err(failed)?;
+    Ok(records)
+}
+
+fn load_sessions(
+    db: &Connection,
+    mode: Mode,
+    records: Vec<inbound_log::Record>,
+) -> rusqlite::Result<Vec<Arc<Session>>> {
     let mut rows = db.prepare("SELECT id, name, number, base, received, client_acked FROM sessions")?;
     let found: Vec<(Vec<u8>, String, i64, i64, i64, i64)> = rows
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?
         .collect::<Result<_, _>>()?;
-    let mut echo_rows =
-        db.prepare("SELECT first_seq, messages FROM inbound WHERE session = ?1 AND last_seq > ?2 ORDER BY last_seq")?;
+    // Each session's records, in the order written.
+    let mut by_session: HashMap<SessionId, Vec<inbound_log::Record>> = HashMap::new();
+    for record in records {
+        by_session.entry(record.session).or_default().push(record);
+    }
+    for records in by_session.values_mut() {
+        // A record copied forward (log compaction) comes after newer ones.
+        records.sort_by_key(|r| r.first_seq);
+    }
     let mut sessions = Vec::new();
     for (id, name, number, base, received, client_acked) in found {
         let Ok(id) = SessionId::try_from(id.as_slice()) else { continue };
+        let records = by_session.remove(&id).unwrap_or_default();
+        // The log's newest record counts, else what the table kept when older records were dropped.
+        let received = records.iter().map(|r| r.last_seq()).fold(received as u64, u64::max);
+        let client_acked = records.iter().map(|r| r.client_acked).fold(client_acked as u64, u64::max);
         let mut state = SessionState {
             base: base as u64,
-            received: received as u64,
-            accepted: received as u64,
-            client_acked: client_acked as u64,
-            echo_first: received as u64 + 1,
+            received,
+            accepted: received,
+            client_acked,
+            echo_first: received + 1,
             last_seen: Some(tokio::time::Instant::now()),
             ..SessionState::default()
         };
         if mode == Mode::Echo {
-            let rows = echo_rows.query_map(params![id.as_slice(), client_acked], |r| {
-                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?))
-            })?;
-            'rows: for row in rows {
-                let (first_seq, messages) = row?;
-                for (i, payload) in split_messages(Bytes::from(messages)).into_iter().enumerate() {
-                    let seq = first_seq + i as u64;
-                    if seq <= client_acked as u64 {
-                        continue;
+            'rows: for record in records {
+                for (i, payload) in split_messages(record.row).into_iter().enumerate() {
+                    let seq = record.first_seq + i as u64;
+                    let next = state.echo_first + state.echo.len() as u64;
+                    if seq <= client_acked || (!state.echo.is_empty() && seq < next) {
+                        continue; // acknowledged, or a copy of one already taken
                     }
                     if state.echo.is_empty() {
                         state.echo_first = seq;
@@ -287,23 +379,11 @@ fn load_sessions(db: &Connection, mode: Mode) -> rusqlite::Result<Vec<Arc<Sessio
 /// Starts the store thread; returns its handle.
 pub fn start(loaded: Loaded, room: Arc<dyn Published>) -> Store {
     let (tx, rx) = mpsc::channel();
-    let Loaded { db, next_offset, window, mode, .. } = loaded;
     let rows = Arc::new(RowPool::default());
-    let pool = rows.clone();
+    let mut writer = Writer::new(loaded, rows.clone());
     std::thread::Builder::new()
         .name("longconn-store".into())
-        .spawn(move || {
-            let mut writer = Writer {
-                db,
-                next_offset,
-                trimmed_below: 0,
-                window,
-                mode,
-                rows: pool,
-                checkpoints: Checkpoints::default(),
-            };
-            writer.run(rx, &*room)
-        })
+        .spawn(move || writer.run(rx, &*room))
         .expect("start the store thread");
     Store { tx, rows, wake: None }
 }
@@ -315,13 +395,11 @@ pub fn start(loaded: Loaded, room: Arc<dyn Published>) -> Store {
 /// and a crash of the host must stop its store too.
 pub fn start_local(loaded: Loaded, room: Arc<dyn Published>) -> Store {
     let (tx, rx) = mpsc::channel();
-    let Loaded { db, next_offset, window, mode, .. } = loaded;
     let rows = Arc::new(RowPool::default());
     let wake = Arc::new(Notify::new());
-    let (pool, woken) = (rows.clone(), wake.clone());
+    let woken = wake.clone();
+    let mut writer = Writer::new(loaded, rows.clone());
     tokio::task::spawn_local(async move {
-        let mut writer =
-            Writer { db, next_offset, trimmed_below: 0, window, mode, rows: pool, checkpoints: Checkpoints::default() };
         loop {
             woken.notified().await;
             let Ok(first) = rx.try_recv() else { continue };
@@ -333,7 +411,7 @@ pub fn start_local(loaded: Loaded, room: Arc<dyn Published>) -> Store {
             }
             let full = group.len() == GROUP_LIMIT;
             writer.commit_and_publish(group, &*room);
-            writer.checkpoint_if_due(!full);
+            writer.maintain(!full);
             if full {
                 // More may wait behind a full group, with no send to wake us for them.
                 woken.notify_one();
@@ -354,6 +432,8 @@ struct Writer {
     rows: Arc<RowPool>,
     /// What the log holds since the last checkpoint (see [`Checkpoints`]).
     checkpoints: Checkpoints,
+    /// Echo and sink messages, when the store is on disk.
+    log: Option<InboundLog>,
 }
 
 /// When the write-ahead log is copied into the database (SQLite's own
@@ -390,6 +470,11 @@ enum Effect {
 }
 
 impl Writer {
+    fn new(loaded: Loaded, rows: Arc<RowPool>) -> Writer {
+        let Loaded { db, log, next_offset, window, mode, .. } = loaded;
+        Writer { db, next_offset, trimmed_below: 0, window, mode, rows, checkpoints: Checkpoints::default(), log }
+    }
+
     fn run(&mut self, rx: Receiver<Request>, room: &dyn Published) {
         let mut waiting = None;
         loop {
@@ -423,11 +508,24 @@ impl Writer {
             }
             self.commit_and_publish(group, room);
             waiting = rx.try_recv().ok();
-            self.checkpoint_if_due(waiting.is_none());
+            self.maintain(waiting.is_none());
         }
     }
 
-    /// Copies the log into the database when [`Checkpoints`] says it is time.
+    /// Between commits: the database's checkpoint when due, and log
+    /// segments whose records are all released made ready for reuse.
+    fn maintain(&mut self, idle: bool) {
+        self.checkpoint_if_due(idle);
+        let sealed = self.log.as_ref().map_or(0, InboundLog::sealed_segments);
+        if sealed > 0 && (idle || sealed >= 8) {
+            if let Err(e) = self.reuse_log_segments() {
+                // Nothing was dropped; the segments stay until the next try.
+                eprintln!("longconn-server: {e} (tried again later)");
+            }
+        }
+    }
+
+    /// Copies the write-ahead log into the database when [`Checkpoints`] says it is time.
     fn checkpoint_if_due(&mut self, idle: bool) {
         if !self.checkpoints.due(idle) {
             return;
@@ -453,26 +551,116 @@ impl Writer {
         }
     }
 
-    fn commit(&mut self, group: Vec<Request>, first_kept: u64) -> rusqlite::Result<Vec<Effect>> {
-        let group = merge_inbound(group);
-        self.checkpoints.bytes += group.iter().map(Request::log_bytes).sum::<u64>();
-        let tx = self.db.transaction()?;
-        let mut effects = Vec::with_capacity(group.len());
+    /// Makes `group` durable: its sessions' messages appended to the log
+    /// and synced, the rest in one SQLite transaction.
+    fn commit(&mut self, group: Vec<Request>, first_kept: u64) -> Result<Vec<Effect>, String> {
+        let (inbound, others): (Vec<Request>, Vec<Request>) =
+            merge_inbound(group).into_iter().partition(|r| matches!(r, Request::Inbound { .. }));
+        let mut effects = Vec::with_capacity(inbound.len() + others.len());
+        self.append_inbound(inbound, &mut effects).map_err(|e| format!("cannot write the log: {e}"))?;
+        let trim_room = first_kept > self.trimmed_below;
+        if others.is_empty() && !trim_room {
+            return Ok(effects);
+        }
+        self.checkpoints.bytes += others.iter().map(Request::log_bytes).sum::<u64>();
+        if let Some(log) = &mut self.log {
+            for request in &others {
+                if let Request::Forget { ids } = request {
+                    for id in ids {
+                        log.release(*id, u64::MAX);
+                    }
+                }
+            }
+        }
+        let failed = |e: rusqlite::Error| e.to_string();
+        let tx = self.db.transaction().map_err(failed)?;
         let offset_before = self.next_offset;
-        for request in group {
-            if let Some(effect) = apply(&tx, request, &mut self.next_offset, self.mode, self.window, &self.rows)? {
+        for request in others {
+            if let Some(effect) = apply(&tx, request, &mut self.next_offset).map_err(failed)? {
                 effects.push(effect);
             }
         }
         if self.next_offset != offset_before {
-            tx.execute("INSERT OR REPLACE INTO meta VALUES ('room_next', ?1)", [self.next_offset as i64])?;
+            tx.execute("INSERT OR REPLACE INTO meta VALUES ('room_next', ?1)", [self.next_offset as i64])
+                .map_err(failed)?;
         }
-        if first_kept > self.trimmed_below {
-            tx.execute("DELETE FROM room WHERE offset < ?1", [first_kept as i64])?;
+        if trim_room {
+            tx.execute("DELETE FROM room WHERE offset < ?1", [first_kept as i64]).map_err(failed)?;
             self.trimmed_below = first_kept;
         }
-        tx.commit()?;
+        tx.commit().map_err(failed)?;
         Ok(effects)
+    }
+
+    /// Appends each session's messages of a commit to the log as one
+    /// record (numbered after what the session has stored), syncs once, and
+    /// releases what the session no longer needs kept. In memory, only the
+    /// counting.
+    fn append_inbound(&mut self, inbound: Vec<Request>, effects: &mut Vec<Effect>) -> std::io::Result<()> {
+        let mut batches = Vec::with_capacity(inbound.len());
+        for request in inbound {
+            let Request::Inbound { session, rows } = request else { continue };
+            let count: u64 = rows.iter().map(|r| r.count).sum();
+            if count == 0 {
+                continue;
+            }
+            let mut state = lock(&session.state);
+            let first_seq = state.received_in_store_order() + 1;
+            state.stored_in_commit += count;
+            let client_acked = state.client_acked;
+            drop(state);
+            batches.push((session, rows, first_seq, count, client_acked));
+        }
+        if let Some(log) = &mut self.log {
+            let pieces: Vec<Vec<&[u8]>> =
+                batches.iter().map(|(_, rows, ..)| rows.iter().map(|r| &r.bytes[..]).collect()).collect();
+            let appends: Vec<Append<'_>> = batches
+                .iter()
+                .zip(&pieces)
+                .map(|((session, _, first_seq, count, client_acked), row)| Append {
+                    session: session.id,
+                    first_seq: *first_seq,
+                    count: *count,
+                    client_acked: *client_acked,
+                    row,
+                })
+                .collect();
+            log.append(&appends)?;
+            log.sync()?;
+            for (session, _, first_seq, count, client_acked) in &batches {
+                let last_seq = first_seq + count - 1;
+                let keep_after = match self.mode {
+                    // A restart replays what the client has not acknowledged.
+                    Mode::Echo => *client_acked,
+                    _ => last_seq.saturating_sub(self.window.messages as u64),
+                };
+                log.release(session.id, keep_after);
+            }
+        }
+        for (session, rows, _, count, _) in batches {
+            self.rows.give_back(rows);
+            effects.push(Effect::Stored { session, count });
+        }
+        Ok(())
+    }
+
+    /// Reuses the log's oldest segment once nothing in it is needed, after
+    /// its sessions' counters are in the table (the log held their newest).
+    fn reuse_log_segments(&mut self) -> Result<(), String> {
+        let Some(log) = &mut self.log else { return Ok(()) };
+        while let Some(counters) = log.oldest_reusable().map_err(|e| format!("cannot compact the log: {e}"))? {
+            let failed = |e: rusqlite::Error| e.to_string();
+            let tx = self.db.transaction().map_err(failed)?;
+            for (id, received, client_acked) in &counters {
+                // A session forgotten since has no row: nothing to keep.
+                tx.prepare_cached("UPDATE sessions SET received = MAX(received, ?2), client_acked = MAX(client_acked, ?3) WHERE id = ?1")
+                    .and_then(|mut update| update.execute(params![&id[..], *received as i64, *client_acked as i64]))
+                    .map_err(failed)?;
+            }
+            tx.commit().map_err(failed)?;
+            log.reuse_oldest().map_err(|e| format!("cannot reuse a log segment: {e}"))?;
+        }
+        Ok(())
     }
 }
 
@@ -499,14 +687,7 @@ fn merge_inbound(group: Vec<Request>) -> Vec<Request> {
     merged
 }
 
-fn apply(
-    tx: &Transaction<'_>,
-    request: Request,
-    next_offset: &mut u64,
-    mode: Mode,
-    window: Window,
-    pool: &RowPool,
-) -> rusqlite::Result<Option<Effect>> {
+fn apply(tx: &Transaction<'_>, request: Request, next_offset: &mut u64) -> rusqlite::Result<Option<Effect>> {
     let at = unix_now();
     Ok(match request {
         Request::Room { author, lines, session } => {
@@ -522,54 +703,8 @@ fn apply(
             }
             Some(Effect::Lines { first, author, at, lines, session })
         }
-        Request::Inbound { session, rows } => {
-            let count: u64 = rows.iter().map(|r| r.count).sum();
-            if count == 0 {
-                return Ok(None);
-            }
-            let first_seq = lock(&session.state).received_in_store_order() + 1;
-            let last_seq = first_seq + count - 1;
-            // One row per session and commit. It goes in as a zeroblob and the
-            // reads' rows are written into it in place: binding it would have
-            // SQLite copy it twice more (the bound value, then the record)
-            // through buffers of its size, after a copy of ours to join them.
-            let len: usize = rows.iter().map(|r| r.bytes.len()).sum();
-            tx.prepare_cached("INSERT OR REPLACE INTO inbound (session, last_seq, first_seq, at, messages) VALUES (?1, ?2, ?3, ?4, zeroblob(?5))")?.execute(params![
-                &session.id[..],
-                last_seq as i64,
-                first_seq as i64,
-                at as i64,
-                len as i64
-            ])?;
-            let mut blob = tx.blob_open(MAIN_DB, c"inbound", c"messages", tx.last_insert_rowid(), false)?;
-            let mut offset = 0;
-            for row in &rows {
-                blob.write_at(&row.bytes, offset)?;
-                offset += row.bytes.len();
-            }
-            drop(blob);
-            pool.give_back(rows);
-            let client_acked = count_received(tx, &session, count)?;
-            let keep_after = match mode {
-                // The acknowledgement just stored with the session, so a restart replays from the rows kept.
-                Mode::Echo => client_acked,
-                _ => last_seq.saturating_sub(window.messages as u64),
-            };
-            // Trimming walks the rows it frees: do it in steps of an eighth of the window.
-            let trim = {
-                let mut state = lock(&session.state);
-                let due = keep_after >= state.trimmed_to + (window.messages as u64 / 8).max(1);
-                if due {
-                    state.trimmed_to = keep_after;
-                }
-                due
-            };
-            if trim {
-                tx.prepare_cached("DELETE FROM inbound WHERE session = ?1 AND last_seq <= ?2")?
-                    .execute(params![&session.id[..], keep_after as i64])?;
-            }
-            Some(Effect::Stored { session, count })
-        }
+        // Appended to the log by the caller.
+        Request::Inbound { .. } => None,
         Request::NewSession { session, next_client, durable } => {
             let state = lock(&session.state);
             tx.prepare_cached("INSERT OR REPLACE INTO sessions VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?.execute(params![
@@ -591,7 +726,6 @@ fn apply(
         Request::Forget { ids } => {
             for id in ids {
                 tx.prepare_cached("DELETE FROM sessions WHERE id = ?1")?.execute([&id[..]])?;
-                tx.prepare_cached("DELETE FROM inbound WHERE session = ?1")?.execute([&id[..]])?;
             }
             None
         }
@@ -603,9 +737,9 @@ const TEXT: u32 = 1 << 31;
 
 /// Messages of a session's inbound stream as the store keeps them: each a
 /// u32 BE length (its top bit set for text), then its bytes. A session's
-/// messages are stored one row per commit, not one row per message: storing
-/// costs a copy per message (made by the connection as it reads) and a row
-/// per batch.
+/// messages are stored one log record per commit, not one per message:
+/// storing costs a copy per message (made by the connection as it reads),
+/// and the rows are written to the log as they are (one vectored write).
 #[derive(Debug, Default)]
 pub struct Row {
     bytes: Vec<u8>,
@@ -645,21 +779,19 @@ fn split_messages(row: Bytes) -> Vec<Frame> {
 /// store's order (echo and sink modes): for tests that check what landed
 /// where it lands. Fails on a gap or an overlap in the store's numbering.
 pub fn inbound_messages(path: &Path) -> Result<Vec<Frame>, String> {
-    let db = Connection::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    let mut query =
-        db.prepare("SELECT first_seq, last_seq, messages FROM inbound ORDER BY last_seq").map_err(|e| e.to_string())?;
-    let rows = query
-        .query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, r.get::<_, Vec<u8>>(2)?)))
-        .map_err(|e| e.to_string())?;
     let mut messages = Vec::new();
-    for row in rows {
-        let (first, last, bytes) = row.map_err(|e| e.to_string())?;
+    let mut records = inbound_log::read_all(&log_dir(path))?;
+    // A record copied forward (log compaction) comes after newer ones.
+    records.sort_by_key(|r| r.first_seq);
+    records.dedup_by_key(|r| r.first_seq);
+    for record in records {
+        let (first, last) = (record.first_seq, record.last_seq());
         if first != messages.len() as u64 + 1 {
-            return Err(format!("a row starts at {first} after {} messages", messages.len()));
+            return Err(format!("a record starts at {first} after {} messages", messages.len()));
         }
-        messages.extend(split_messages(Bytes::from(bytes)));
+        messages.extend(split_messages(record.row));
         if messages.len() as u64 != last {
-            return Err(format!("row {first}..={last} holds {} messages", messages.len() as u64 + 1 - first));
+            return Err(format!("record {first}..={last} holds {} messages", messages.len() as u64 + 1 - first));
         }
     }
     Ok(messages)
@@ -750,6 +882,117 @@ mod tests {
         let kept = lock(&pool.0);
         assert_eq!(kept.len(), 1, "the oversize buffer is freed");
         assert!(kept[0].is_empty() && kept[0].capacity() >= 1000);
+    }
+
+    #[test]
+    fn rows_an_older_build_kept_in_the_table_move_to_the_log_and_count() {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let dir = std::env::temp_dir().join(format!("longconn-legacy-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("sink.db");
+        let id = [7u8; 16];
+        {
+            // The tables as an older build left them: two rows of messages 1-2 and 3.
+            let db = Connection::open(&path).unwrap();
+            db.execute_batch(
+                "CREATE TABLE sessions (id BLOB PRIMARY KEY, name TEXT NOT NULL, number INTEGER NOT NULL,
+                     base INTEGER NOT NULL, received INTEGER NOT NULL, client_acked INTEGER NOT NULL);
+                 CREATE TABLE inbound (session BLOB NOT NULL, last_seq INTEGER NOT NULL,
+                     first_seq INTEGER NOT NULL, at INTEGER NOT NULL, messages BLOB NOT NULL);",
+            )
+            .unwrap();
+            db.execute("INSERT INTO sessions VALUES (?1, 'old', 1, 1, 3, 0)", [&id[..]]).unwrap();
+            for (first, last, texts) in [(1, 2, &["one", "two"][..]), (3, 3, &["three"][..])] {
+                let mut row = Row::default();
+                for text in texts {
+                    row.push(FrameType::Text, text.as_bytes());
+                }
+                db.execute(
+                    "INSERT INTO inbound VALUES (?1, ?2, ?3, 0, ?4)",
+                    params![&id[..], last as i64, first as i64, row.bytes],
+                )
+                .unwrap();
+            }
+        }
+        let loaded = open(&Location::File(path.clone()), Mode::Sink, Window::default()).unwrap();
+        assert_eq!(lock(&loaded.sessions[0].state).received, 3);
+        let left: i64 = loaded.db.query_row("SELECT COUNT(*) FROM inbound", [], |r| r.get(0)).unwrap();
+        assert_eq!(left, 0, "the rows left the table");
+        drop(loaded);
+        let texts: Vec<Frame> =
+            ["one", "two", "three"].iter().map(|t| Frame::Text(Bytes::from_static(t.as_bytes()))).collect();
+        assert_eq!(inbound_messages(&path).unwrap(), texts);
+        // Opened again, nothing is moved twice.
+        let loaded = open(&Location::File(path.clone()), Mode::Sink, Window::default()).unwrap();
+        assert_eq!(lock(&loaded.sessions[0].state).received, 3);
+        drop(loaded);
+        assert_eq!(inbound_messages(&path).unwrap(), texts);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    struct NoRoom(Mutex<History>);
+
+    impl Published for NoRoom {
+        fn history(&self) -> &Mutex<History> {
+            &self.0
+        }
+        fn lines_added(&self) {}
+    }
+
+    #[test]
+    fn a_session_keeps_its_count_when_the_log_segments_holding_it_are_reused() {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let dir = std::env::temp_dir().join(format!("longconn-reuse-{}-{nanos}", std::process::id()));
+        let path = dir.join("echo.db");
+        let window = Window::default();
+        let mut loaded = open(&Location::File(path.clone()), Mode::Echo, window).unwrap();
+        loaded.log.as_mut().unwrap().set_segment_bytes(1024);
+        let room = Arc::new(NoRoom(Mutex::new(History::new(1, 1, window))));
+        let store = start(loaded, room);
+        let sessions: Vec<Arc<Session>> =
+            (1..=2u8).map(|i| Session::new([i; 16], i as u64, format!("s{i}"), SessionState::default())).collect();
+        for session in &sessions {
+            let (durable, stored) = oneshot::channel();
+            store.send(Request::NewSession { session: session.clone(), next_client: 3, durable });
+            stored.blocking_recv().unwrap();
+        }
+        // The first session sends 50 messages, the second 300 after it, each
+        // message's echo acknowledged by its client before the next: every
+        // record is released, and the first session's newest one ends up in
+        // a segment that is reused, so only the table can tell its count.
+        for (session, count) in sessions.iter().zip([50u64, 300]) {
+            for n in 1..=count {
+                lock(&session.state).client_acked = n - 1;
+                let mut row = store.new_row(100);
+                row.push(FrameType::Data, &[n as u8; 96]);
+                store.send(Request::Inbound { session: session.clone(), rows: vec![row] });
+                let deadline = Instant::now() + std::time::Duration::from_secs(10);
+                while lock(&session.state).received < n {
+                    assert!(Instant::now() < deadline, "message {n} was not stored");
+                    std::thread::yield_now();
+                }
+            }
+        }
+        drop(store); // the store thread ends with its last sender
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        let reopened = loop {
+            // The database is locked until the thread has closed it.
+            match open(&Location::File(path.clone()), Mode::Echo, window) {
+                Ok(loaded) => break loaded,
+                Err(e) => assert!(Instant::now() < deadline, "{e}"),
+            }
+            std::thread::yield_now();
+        };
+        let files = std::fs::read_dir(log_dir(&path)).unwrap().count();
+        assert!(files < 10, "released segments are reused, not kept: {files} files");
+        let received: Vec<u64> = reopened.sessions.iter().map(|s| lock(&s.state).received).collect();
+        let mut expected = vec![50, 300];
+        if reopened.sessions[0].id != [1; 16] {
+            expected.reverse();
+        }
+        assert_eq!(received, expected);
+        drop(reopened);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! longconn protocol 2 next to the brokers that tell their publisher the
 //! same thing, in one run on one machine, 64-byte messages over loopback:
 //!
-//! - longconn-server, store on disk (SQLite WAL, `synchronous=FULL`: the
-//!   commit is fsynced before the ACK) and in memory; the client through the
+//! - longconn-server, store on disk (the inbound log: each commit synced
+//!   with `fdatasync` before the ACK) and in memory; the client through the
 //!   C ABI, waiting on `acked_number` (what `LC_EVENT_ACKNOWLEDGED` reports);
 //! - Redis Streams (Debian's `redis-server`, the `redis` crate): XADD
 //!   answered after the AOF write with `appendfsync always` (fsynced) and
@@ -493,7 +493,7 @@ fn installed(program: &str) -> bool {
 // ---- the table ----
 
 const SYSTEMS: [(&str, &str, &str); 6] = [
-    ("longconn-disk", "longconn, store on disk", "fsynced (SQLite WAL, synchronous=FULL)"),
+    ("longconn-disk", "longconn, store on disk", "fsynced (the inbound log, fdatasync per commit)"),
     ("longconn-memory", "longconn, store in memory", "in memory"),
     ("redis-always", "Redis Streams, AOF always", "fsynced (AOF appendfsync always)"),
     ("redis-everysec", "Redis Streams, AOF everysec", "written, fsynced within 1 s"),

@@ -6,7 +6,8 @@
 //! notices), `echo` (send each message back) or `sink` (discard). Answers
 //! pings, evicts clients silent for longer than the idle timeout, and logs
 //! connections to stdout. Version 2 clients get sessions: what they send is
-//! stored (SQLite, in the data directory) before it is acknowledged, and
+//! stored (in the data directory: SQLite, and an append-only log for echo
+//! and sink messages) before it is acknowledged, and
 //! they resume after a reconnect or a server restart without loss or
 //! duplicates. It speaks through `longconn-core`'s protocol and
 //! transport modules, the same code the client runs, and is a package of

@@ -17,9 +17,11 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError};
+use std::time::{Duration, Instant};
 
 use super::inbox::{EventQueue, Queued};
 use super::lifecycle::{Lifecycle, State};
+use super::spin::SpinThenPark;
 use crate::error::Error;
 use crate::event::{Event, MessageBatch};
 use crate::lock::lock;
@@ -248,7 +250,8 @@ fn pool() -> Result<&'static Pool, Error> {
         std::thread::Builder::new()
             .name(format!("longconn-cb-{i}"))
             .spawn(move || {
-                for target in rx {
+                let spin = SpinThenPark::new();
+                while let Some(target) = next_target(&rx, &spin) {
                     target.dispatch();
                 }
             })
@@ -256,6 +259,32 @@ fn pool() -> Result<&'static Pool, Error> {
         shards.push(tx);
     }
     Ok(POOL.get_or_init(|| Pool { shards }))
+}
+
+/// The next client whose callbacks are due on this callback thread,
+/// looking for one a moment before parking while recent waits were short
+/// (`spin.rs`); `None` once the pool is gone.
+fn next_target(rx: &mpsc::Receiver<Arc<Delivery>>, spin: &SpinThenPark) -> Option<Arc<Delivery>> {
+    match rx.try_recv() {
+        Ok(target) => return Some(target),
+        Err(mpsc::TryRecvError::Disconnected) => return None,
+        Err(mpsc::TryRecvError::Empty) => {}
+    }
+    let started = Instant::now();
+    let mut found = None;
+    spin.look(Duration::MAX, || match rx.try_recv() {
+        Ok(target) => {
+            found = Some(target);
+            true
+        }
+        Err(_) => false,
+    });
+    let target = match found {
+        Some(target) => target,
+        None => rx.recv().ok()?,
+    };
+    spin.waited(started.elapsed());
+    Some(target)
 }
 
 /// Starts the callback threads if they are not running yet.

@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::engine::spin::SpinThenPark;
 use crate::event::{Event, MessageBatch};
 use crate::lock::{lock, wait_timeout};
 use crate::policy::limits::InboxLimits;
@@ -93,6 +94,10 @@ pub struct EventQueue {
     taken_count: AtomicUsize,
     /// Wakes a `poll` that drives the client's I/O itself (`io_in_poll`).
     arrived_async: tokio::sync::Notify,
+    /// Counts pushes (and the end), for a waiting `poll` to look at before it parks.
+    pushes: AtomicUsize,
+    /// Whether a waiting `poll` looks before it parks (see `spin.rs`).
+    spin: SpinThenPark,
 }
 
 /// Messages in `entry` not yet delivered, and their payload bytes.
@@ -120,6 +125,8 @@ impl EventQueue {
             taken: Mutex::new(None),
             taken_count: AtomicUsize::new(0),
             arrived_async: tokio::sync::Notify::new(),
+            pushes: AtomicUsize::new(0),
+            spin: SpinThenPark::new(),
         }
     }
 
@@ -157,6 +164,7 @@ impl EventQueue {
         }
         let wake = was_empty && p.waiters > 0;
         drop(p);
+        self.pushes.fetch_add(1, Ordering::Release);
         if wake {
             self.arrived.notify_all();
         }
@@ -180,6 +188,7 @@ impl EventQueue {
     /// waiters wake, and waiting on an empty queue returns at once from now on.
     pub fn end(&self) {
         self.lock().ended = true;
+        self.pushes.fetch_add(1, Ordering::Release);
         self.arrived.notify_all();
         self.arrived_async.notify_one();
     }
@@ -403,20 +412,44 @@ impl EventQueue {
 
     /// Waits up to `timeout` until something is queued or taken; the lock, held.
     /// The clock is read only once the queue is found empty, so taking an
-    /// entry that is already waiting costs no clock read.
+    /// entry that is already waiting costs no clock read. Looks again for a
+    /// moment before parking while recent waits were short (`spin.rs`).
     fn wait_for_any_or_taken(&self, timeout: Duration) -> Option<MutexGuard<'_, Pending>> {
         let mut p = self.lock();
-        let mut deadline = None;
+        let ready = |p: &Pending| !p.events.is_empty() || self.taken_count.load(Ordering::Acquire) > 0;
+        if ready(&p) {
+            return Some(p);
+        }
+        if p.ended || timeout.is_zero() {
+            return None;
+        }
+        let started = Instant::now();
+        let deadline = started.checked_add(timeout);
+        if self.spin.budget().is_some() {
+            let seen = self.pushes.load(Ordering::Acquire);
+            drop(p);
+            self.spin.look(timeout, || {
+                self.pushes.load(Ordering::Acquire) != seen || self.taken_count.load(Ordering::Acquire) > 0
+            });
+            p = self.lock();
+        }
         loop {
-            if !p.events.is_empty() || self.taken_count.load(Ordering::Acquire) > 0 {
+            if ready(&p) {
+                self.spin.waited(started.elapsed());
                 return Some(p);
             }
-            if p.ended || timeout.is_zero() {
+            if p.ended {
                 return None;
             }
-            let deadline = *deadline.get_or_insert_with(|| Instant::now().checked_add(timeout));
             let wait = match deadline {
-                Some(d) => d.checked_duration_since(Instant::now()).filter(|w| !w.is_zero())?,
+                Some(d) => match d.checked_duration_since(Instant::now()).filter(|w| !w.is_zero()) {
+                    Some(wait) => wait,
+                    None => {
+                        // Nothing came: a long wait, as far as looking is concerned.
+                        self.spin.waited(timeout);
+                        return None;
+                    }
+                },
                 None => Duration::from_secs(3600),
             };
             p.waiters += 1;

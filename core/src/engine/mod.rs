@@ -19,6 +19,7 @@ pub mod inbox;
 pub mod lifecycle;
 pub mod sending;
 pub mod settings;
+pub mod spin;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

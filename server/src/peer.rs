@@ -19,7 +19,7 @@ use longconn_core::protocol::hello::{
     PROTOCOL_V2,
 };
 use longconn_core::protocol::{Frame, FrameBatch, FrameError, FrameType, Framing};
-use longconn_core::transport::tcp::{self, ByteStream};
+use longconn_core::transport::stream::{self, ByteStream};
 use longconn_core::transport::{ws, Reader, Writer};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -184,7 +184,7 @@ async fn open(stream: ByteStream, listener: Listener, args: &Args) -> Result<Ope
     let mut batch = FrameBatch::default();
     let (mut reader, writer, longconn_frames) = match listener.framing() {
         Some(framing) => {
-            let (reader, writer) = tcp::frame(stream, framing, args.max_frame);
+            let (reader, writer) = stream::frame(stream, framing, args.max_frame);
             (reader, writer, framing == Framing::Longconn)
         }
         None => ws::accept(stream, args.max_frame, args.protocol >= PROTOCOL_V2).await.map_err(|e| e.to_string())?,

@@ -33,7 +33,7 @@ use longconn_core::policy::heartbeat::HeartbeatPolicy;
 use longconn_core::policy::limits::OutboxLimits;
 use longconn_core::protocol::Framing;
 use longconn_core::transport::dial::{CustomDialer, DialFuture, Dialer};
-use longconn_core::transport::tcp::ByteStream;
+use longconn_core::transport::stream::ByteStream;
 use longconn_core::{Client, ClientConfig, Error, Event};
 use longconn_server::args::{Args, Command, Listener};
 use longconn_server::store::inbound_messages;

@@ -7,7 +7,7 @@
 //! without waiting ([`Direct::write`]): a message travelling
 //! alone costs no wake-up of an I/O thread. Whatever the socket does not
 //! take at once is handed to the writer. WebSocket does the same with its
-//! frames encoded first ([`crate::transport::tcp::WsDirect`]). Who may write is one atomic
+//! frames encoded first ([`crate::transport::stream::WsDirect`]). Who may write is one atomic
 //! ([`WriterTurn`]); the writer takes its turn back before every write.
 //!
 //! One direct write per read from the peer: a request answering a reply

@@ -1,7 +1,7 @@
 //! The first stage of a connection: reaching the server's byte stream,
 //! before TLS and the WebSocket handshake. By default a client dials TCP
-//! directly ([`super::tcp::connect_stream`], the host name resolved anew
-//! each time); a [`Dialer`] set in the config takes its place, so that
+//! directly ([`tcp`], the host name resolved anew each time); a [`Dialer`]
+//! set in the config takes its place, so that
 //! what lies above it (framing, hello, session) runs unchanged over another
 //! network: the deterministic simulation's, and later a proxy's.
 
@@ -11,7 +11,28 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use super::tcp::ByteStream;
+use std::net::SocketAddr;
+
+use tokio::net::{lookup_host, TcpStream};
+
+use super::stream::ByteStream;
+
+/// Dials TCP directly: resolves the host (on every call) and tries each
+/// address in turn.
+pub async fn tcp(host: &str, port: u16) -> io::Result<(TcpStream, SocketAddr)> {
+    let addrs: Vec<_> = lookup_host((host, port)).await?.collect();
+    let mut last_error = io::Error::new(io::ErrorKind::NotFound, "host name resolved to no address");
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => {
+                stream.set_nodelay(true)?;
+                return Ok((stream, addr));
+            }
+            Err(e) => last_error = io::Error::new(e.kind(), format!("{addr}: {e}")),
+        }
+    }
+    Err(last_error)
+}
 
 /// A boxed future that may move between threads.
 pub type DialFuture<'a> = Pin<Box<dyn Future<Output = io::Result<(ByteStream, String)>> + Send + 'a>>;

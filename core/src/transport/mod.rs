@@ -1,6 +1,6 @@
 //! Byte transports under the framing: how a connection is opened, read and
 //! written, on the client's side ([`connect`]) and the server's
-//! ([`tcp::frame`], [`ws::accept`]).
+//! ([`stream::frame`], [`ws::accept`]).
 //!
 //! The session sees only [`Reader`] and [`Writer`]; each transport adds a
 //! variant, so new transports do not touch session, heartbeat or outbox
@@ -8,7 +8,7 @@
 //! frames run through the stream reader and writer of `tcp.rs`.
 
 pub mod dial;
-pub mod tcp;
+pub mod stream;
 pub mod tls;
 pub mod ws;
 
@@ -47,14 +47,16 @@ pub struct ConnectOptions {
 
 /// The receiving half of a connection.
 pub enum Reader {
-    /// A byte stream (TCP or TLS) in a framing or with WebSocket frames.
-    Tcp(tcp::TcpReader),
+    /// A byte stream (TCP, TLS over it, or a dialer's) in a framing or
+    /// with WebSocket frames.
+    Stream(stream::StreamReader),
 }
 
 /// The sending half of a connection.
 pub enum Writer {
-    /// A byte stream (TCP or TLS) in a framing or with WebSocket frames.
-    Tcp(tcp::TcpWriter),
+    /// A byte stream (TCP, TLS over it, or a dialer's) in a framing or
+    /// with WebSocket frames.
+    Stream(stream::StreamWriter),
 }
 
 /// Writes from another thread than the connection's writer, which never
@@ -62,8 +64,10 @@ pub enum Writer {
 /// one must take turns with the writer (`engine/sending.rs` arbitrates).
 #[derive(Clone, Debug)]
 pub enum Direct {
-    Tcp(tcp::DirectWriter),
-    Ws(tcp::WsDirect),
+    /// A framing's bytes (the outbox holds them encoded), on TCP or TLS.
+    Framed(stream::FramedDirect),
+    /// WebSocket frames, encoded as they are written.
+    Ws(stream::WsDirect),
 }
 
 /// What a [`Direct::write`] did.
@@ -80,7 +84,7 @@ impl Direct {
     /// to meet on its own next write.
     pub fn write(&self, batch: &mut Batch) -> DirectWrite {
         match self {
-            Direct::Tcp(socket) => {
+            Direct::Framed(socket) => {
                 let mut flush_owed = false;
                 if batch.framing().is_some() {
                     let (_, bytes) = batch.next_chunk(WRITE_CHUNK);
@@ -114,7 +118,7 @@ pub async fn connect(endpoint: &Endpoint, options: &ConnectOptions) -> io::Resul
     let (stream, peer) = open_stream(endpoint, options).await?;
     let (reader, writer, longconn_frames, declined_v2) = match (endpoint.scheme, endpoint.framing) {
         (Scheme::Tcp | Scheme::Tls, Some(framing)) => {
-            let (reader, writer) = tcp::frame(stream, framing, options.max_frame_size);
+            let (reader, writer) = stream::frame(stream, framing, options.max_frame_size);
             (reader, writer, framing == crate::protocol::Framing::Longconn, false)
         }
         (Scheme::Tcp | Scheme::Tls, None) => unreachable!("the URL parser gives every tcp URL a framing"),
@@ -133,18 +137,18 @@ pub async fn connect(endpoint: &Endpoint, options: &ConnectOptions) -> io::Resul
 
 /// The byte stream under a connection: TCP (or the configured dialer's),
 /// and TLS over it if configured.
-async fn open_stream(endpoint: &Endpoint, options: &ConnectOptions) -> io::Result<(tcp::ByteStream, String)> {
+async fn open_stream(endpoint: &Endpoint, options: &ConnectOptions) -> io::Result<(stream::ByteStream, String)> {
     if let Some(dialer) = &options.dialer {
         if options.tls.is_some() {
             return Err(io::Error::new(io::ErrorKind::Unsupported, "TLS over a custom dialer is not supported yet"));
         }
         return dialer.0.dial(&endpoint.host, endpoint.port).await;
     }
-    let (stream, peer) = tcp::connect_stream(&endpoint.host, endpoint.port).await?;
+    let (stream, peer) = dial::tcp(&endpoint.host, endpoint.port).await?;
     let peer = peer.to_string();
     let stream = match &options.tls {
-        Some(tls) => tcp::ByteStream::Other(Box::new(tls.connect(stream, &endpoint.host).await?)),
-        None => tcp::ByteStream::Tcp(stream),
+        Some(tls) => stream::ByteStream::Other(Box::new(tls.connect(stream, &endpoint.host).await?)),
+        None => stream::ByteStream::Tcp(stream),
     };
     Ok((stream, peer))
 }
@@ -154,7 +158,7 @@ impl Reader {
     /// frames read. Returns `Ok(false)` at a clean end of stream. Cancel-safe.
     pub async fn read_batch(&mut self, batch: &mut FrameBatch) -> Result<bool, FrameError> {
         match self {
-            Reader::Tcp(r) => r.read_batch(batch).await,
+            Reader::Stream(r) => r.read_batch(batch).await,
         }
     }
 }
@@ -168,21 +172,21 @@ impl Writer {
     /// unmarked messages are the ones to write again.
     pub async fn write(&mut self, control: &[Frame], batch: Option<&mut Batch>) -> io::Result<()> {
         match self {
-            Writer::Tcp(w) => w.write(control, batch).await,
+            Writer::Stream(w) => w.write(control, batch).await,
         }
     }
 
     /// A handle for writes from the application's thread that never wait.
     pub fn direct(&self) -> Option<Direct> {
         match self {
-            Writer::Tcp(w) => w.direct(),
+            Writer::Stream(w) => w.direct(),
         }
     }
 
     /// Finishes a write a [`Direct`] write left unflushed.
     pub async fn flush(&mut self) -> io::Result<()> {
         match self {
-            Writer::Tcp(w) => w.flush_owed().await,
+            Writer::Stream(w) => w.flush_owed().await,
         }
     }
 
@@ -190,14 +194,14 @@ impl Writer {
     /// connection ends (WebSocket's closing handshake).
     pub fn answers_close(&self) -> bool {
         match self {
-            Writer::Tcp(w) => w.answers_close(),
+            Writer::Stream(w) => w.answers_close(),
         }
     }
 
     /// Finishes the sending direction (after a final close frame).
     pub async fn shutdown(&mut self) -> io::Result<()> {
         match self {
-            Writer::Tcp(w) => w.shutdown().await,
+            Writer::Stream(w) => w.shutdown().await,
         }
     }
 }

@@ -34,7 +34,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::{accept_hdr_async_with_config, client_async_with_config};
 
-use super::tcp::{self, ByteStream};
+use super::stream::{self, ByteStream};
 use super::{ConnectOptions, Reader, Writer};
 use crate::endpoint::Endpoint;
 use crate::protocol::websocket::{Role, WsEncoder};
@@ -142,7 +142,7 @@ pub async fn accept(
 /// The connection's halves once the handshake is done.
 fn frames(stream: ByteStream, role: Role, v2: bool, max_frame_size: usize, after_head: &[u8]) -> (Reader, Writer) {
     let decoder = ReadBuffer::with_decoder(Decoder::websocket(role, v2, max_frame_size));
-    tcp::frame_with(stream, decoder, Encoder::WebSocket(WsEncoder::new(role, v2)), after_head)
+    stream::frame_with(stream, decoder, Encoder::WebSocket(WsEncoder::new(role, v2)), after_head)
 }
 
 /// tungstenite's buffers, used for the handshake only.

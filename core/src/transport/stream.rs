@@ -1,9 +1,9 @@
-//! TCP (or TLS over it) with one of the three framings, or with WebSocket
-//! frames once `ws.rs` has made the opening handshake: one reader and one
-//! writer for every stream transport.
+//! A connection's byte stream (TCP, TLS over it, or what a dialer gave)
+//! with one of the three framings, or with WebSocket frames once `ws.rs`
+//! has made the opening handshake: one reader and one writer for every
+//! stream transport, client and server.
 
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -12,29 +12,13 @@ use futures_util::task::noop_waker_ref;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{lookup_host, TcpStream};
+use tokio::net::TcpStream;
 
 use super::{Direct, Reader, Stream, Writer, WRITE_CHUNK};
 use crate::lock::lock;
 use crate::outbox::Batch;
 use crate::protocol::websocket::WsEncoder;
 use crate::protocol::{Encoder, Frame, FrameBatch, FrameError, Framing, ReadBuffer};
-
-/// Resolves the host (on every call) and tries each address in turn.
-pub async fn connect_stream(host: &str, port: u16) -> io::Result<(TcpStream, SocketAddr)> {
-    let addrs: Vec<_> = lookup_host((host, port)).await?.collect();
-    let mut last_error = io::Error::new(io::ErrorKind::NotFound, "host name resolved to no address");
-    for addr in addrs {
-        match TcpStream::connect(addr).await {
-            Ok(stream) => {
-                stream.set_nodelay(true)?;
-                return Ok((stream, addr));
-            }
-            Err(e) => last_error = io::Error::new(e.kind(), format!("{addr}: {e}")),
-        }
-    }
-    Err(last_error)
-}
 
 /// A connection's byte stream, before it is split into framed halves.
 pub enum ByteStream {
@@ -74,11 +58,11 @@ pub fn frame_with(
             (ReadHalf::Other(Box::new(read_half)), WriteHalf::Other(Arc::new(Mutex::new(Box::new(write_half)))))
         }
     };
-    let reader = TcpReader { stream: read_half, frames };
+    let reader = StreamReader { stream: read_half, frames };
     // The buffer grows only for control frames and payloads not framed by the outbox.
     let owed = matches!(encoder, Encoder::WebSocket(_)).then(Owed::default);
-    let writer = TcpWriter { stream: write_half, encoder, buf: Vec::new(), owed };
-    (Reader::Tcp(reader), Writer::Tcp(writer))
+    let writer = StreamWriter { stream: write_half, encoder, buf: Vec::new(), owed };
+    (Reader::Stream(reader), Writer::Stream(writer))
 }
 
 /// The receiving half of a connection's stream.
@@ -90,13 +74,13 @@ enum ReadHalf {
     Other(Box<dyn AsyncRead + Send + Unpin>),
 }
 
-pub struct TcpReader {
+pub struct StreamReader {
     /// The receiving half: plain TCP or TLS.
     stream: ReadHalf,
     frames: ReadBuffer,
 }
 
-impl TcpReader {
+impl StreamReader {
     /// See [`super::Reader::read_batch`].
     pub async fn read_batch(&mut self, batch: &mut FrameBatch) -> Result<bool, FrameError> {
         loop {
@@ -127,13 +111,13 @@ impl TcpReader {
     }
 }
 
-/// The sending half of a TLS (or other) stream, shared with [`DirectWriter`]s.
+/// The sending half of a TLS (or other) stream, shared with [`FramedDirect`]s.
 /// The lock is held only inside one poll, never across a wait.
 type SharedWrite = Arc<Mutex<Box<dyn AsyncWrite + Send + Unpin>>>;
 
 /// The sending half of a connection's stream.
 enum WriteHalf {
-    /// A TCP socket, shared with [`DirectWriter`]s.
+    /// A TCP socket, shared with [`FramedDirect`]s.
     Tcp(Arc<OwnedWriteHalf>),
     /// TLS or any other stream.
     Other(SharedWrite),
@@ -178,26 +162,26 @@ impl WriteHalf {
 }
 
 /// A connection's stream, for writes from the application's thread that
-/// never wait: [`DirectWriter::try_write`] hands over what fits now.
+/// never wait: [`FramedDirect::try_write`] hands over what fits now.
 /// Whoever holds one must take turns with the connection's writer
 /// (`engine/sending.rs` arbitrates).
 #[derive(Clone)]
-pub enum DirectWriter {
+pub enum FramedDirect {
     /// A plain TCP socket: what it takes is in the kernel.
     Tcp(Arc<OwnedWriteHalf>),
     /// TLS: what it takes may partly wait in its buffer for a flush.
     Shared(SharedWrite),
 }
 
-impl DirectWriter {
+impl FramedDirect {
     /// Writes what the stream takes without waiting; `WouldBlock` if
     /// nothing fits (or a TLS stream's reader holds it just now). Also
     /// says whether all of it reached the socket; if not, the writer must
     /// flush before anything else is written.
     pub fn try_write(&self, bytes: &[u8]) -> io::Result<(usize, bool)> {
         match self {
-            DirectWriter::Tcp(socket) => socket.try_write(bytes).map(|n| (n, true)),
-            DirectWriter::Shared(stream) => {
+            FramedDirect::Tcp(socket) => socket.try_write(bytes).map(|n| (n, true)),
+            FramedDirect::Shared(stream) => {
                 let Ok(mut stream) = stream.try_lock() else { return Err(io::ErrorKind::WouldBlock.into()) };
                 let mut cx = Context::from_waker(noop_waker_ref());
                 match Pin::new(&mut **stream).poll_write(&mut cx, bytes) {
@@ -213,9 +197,9 @@ impl DirectWriter {
     }
 }
 
-impl std::fmt::Debug for DirectWriter {
+impl std::fmt::Debug for FramedDirect {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("DirectWriter")
+        f.write_str("FramedDirect")
     }
 }
 
@@ -228,7 +212,7 @@ pub type Owed = Arc<Mutex<Vec<u8>>>;
 /// is let go once its batch is written, so an idle connection holds little.
 const KEEP_BUF: usize = 16 * 1024;
 
-pub struct TcpWriter {
+pub struct StreamWriter {
     /// The sending half: plain TCP or TLS.
     stream: WriteHalf,
     encoder: Encoder,
@@ -238,7 +222,7 @@ pub struct TcpWriter {
     owed: Option<Owed>,
 }
 
-impl TcpWriter {
+impl StreamWriter {
     /// See [`super::Writer::write`].
     pub async fn write(&mut self, control: &[Frame], mut batch: Option<&mut Batch>) -> io::Result<()> {
         self.flush_owed().await?;
@@ -343,12 +327,12 @@ impl TcpWriter {
     /// A handle for writes from other threads.
     pub fn direct(&self) -> Option<Direct> {
         let socket = match &self.stream {
-            WriteHalf::Tcp(socket) => DirectWriter::Tcp(socket.clone()),
-            WriteHalf::Other(stream) => DirectWriter::Shared(stream.clone()),
+            WriteHalf::Tcp(socket) => FramedDirect::Tcp(socket.clone()),
+            WriteHalf::Other(stream) => FramedDirect::Shared(stream.clone()),
         };
         Some(match (self.encoder, &self.owed) {
             (Encoder::WebSocket(encoder), Some(owed)) => Direct::Ws(WsDirect { socket, encoder, owed: owed.clone() }),
-            _ => Direct::Tcp(socket),
+            _ => Direct::Framed(socket),
         })
     }
 }
@@ -358,7 +342,7 @@ impl TcpWriter {
 /// socket at once, and what it does not take left for the writer.
 #[derive(Clone)]
 pub struct WsDirect {
-    socket: DirectWriter,
+    socket: FramedDirect,
     encoder: WsEncoder,
     owed: Owed,
 }

@@ -5,7 +5,7 @@
 //! The session sees only [`Reader`] and [`Writer`]; each transport adds a
 //! variant, so new transports do not touch session, heartbeat or outbox
 //! logic. WebSocket needs none of its own: after the handshake (`ws.rs`) its
-//! frames run through the stream reader and writer of `tcp.rs`.
+//! frames run through the stream reader and writer of `stream.rs`.
 
 pub mod dial;
 pub mod stream;

@@ -1,6 +1,6 @@
 //! WebSocket over TCP or TLS (`ws://`, `wss://`): the opening handshake
 //! through tungstenite, then frames of our own (`protocol/websocket.rs`) on
-//! the stream reader and writer every transport shares (`tcp.rs`).
+//! the stream reader and writer every transport shares (`stream.rs`).
 //!
 //! tungstenite does the HTTP part, the client's request with its headers
 //! and subprotocols and the checks of the server's answer, or the server's

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use crate::config::ClientConfig;
 use crate::error::Error;
-use crate::transport::tls::Tls;
+use crate::transport::Target;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -35,8 +35,9 @@ pub struct Engine {
     /// Unique in the process; names the client in logs.
     pub id: u64,
     pub config: ClientConfig,
-    /// The TLS connector for `tls://` and `wss://`, built once from the config.
-    pub tls: Option<Tls>,
+    /// The servers it may connect to, each with its TLS connector (built
+    /// once from the config); one until a config can list more.
+    pub targets: Vec<Target>,
     pub sending: sending::Sending,
     pub delivery: Arc<dispatch::Delivery>,
     pub close: close::CloseSignal,
@@ -48,13 +49,13 @@ pub struct Engine {
 impl Engine {
     /// Builds the parts from a validated config.
     pub fn new(config: ClientConfig) -> Result<Engine, Error> {
-        let tls = if config.endpoint.scheme.is_tls() { Some(Tls::new(&config.tls)?) } else { None };
+        let targets = vec![Target::new(config.endpoint.clone(), &config.tls)?];
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let lifecycle = Arc::new(lifecycle::Lifecycle::default());
         let inbox = inbox::EventQueue::new(config.inbox);
         Ok(Engine {
             id,
-            tls,
+            targets,
             sending: sending::Sending::new(config.outbox, config.framing()),
             delivery: Arc::new(dispatch::Delivery::new(id, inbox, lifecycle.clone(), config.callbacks_on_io_thread)),
             close: close::CloseSignal::default(),

@@ -2,5 +2,6 @@
 //! their own, so they are tested without a network.
 
 pub mod backoff;
+pub mod failover;
 pub mod heartbeat;
 pub mod limits;

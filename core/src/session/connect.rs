@@ -6,7 +6,7 @@ use crate::event::ErrorKind;
 use crate::protocol::hello::{hello_payload, take_hello, HelloExt, PROTOCOL_V2, PROTOCOL_VERSION};
 use crate::protocol::Frame;
 use crate::protocol::FrameBatch;
-use crate::transport::{self, ConnectOptions, Connection};
+use crate::transport::{self, ConnectOptions, Connection, Target};
 
 /// A failed connection attempt.
 pub(super) struct AttemptFailed {
@@ -23,23 +23,28 @@ pub(super) struct Opened {
     pub server: Option<HelloExt>,
 }
 
-/// Connects, offering `ext` in the hello (version 2) or nothing (version
-/// 1); over WebSocket, offering the version 2 subprotocol if `ws_v2`.
-pub(super) async fn connect(engine: &Engine, ext: Option<HelloExt>, ws_v2: bool) -> Result<Opened, AttemptFailed> {
+/// Connects to `target`, offering `ext` in the hello (version 2) or nothing
+/// (version 1); over WebSocket, offering the version 2 subprotocol if `ws_v2`.
+pub(super) async fn connect(
+    engine: &Engine,
+    target: &Target,
+    ext: Option<HelloExt>,
+    ws_v2: bool,
+) -> Result<Opened, AttemptFailed> {
     let config = &engine.config;
+    let endpoint = &target.endpoint;
     let timeout = config.connect_timeout;
     let attempt = async {
         let options = ConnectOptions {
             max_frame_size: config.max_frame_size,
             headers: config.headers.clone(),
             subprotocols: config.subprotocols.clone(),
-            tls: engine.tls.clone(),
             offer_v2: ws_v2 && ext.is_some(),
             dialer: config.dialer.clone(),
         };
-        let mut conn = transport::connect(&config.endpoint, &options).await.map_err(|e| AttemptFailed {
+        let mut conn = transport::connect(target, &options).await.map_err(|e| AttemptFailed {
             kind: ErrorKind::ConnectFailed,
-            detail: format!("cannot connect to {}: {e}", config.endpoint),
+            detail: format!("cannot connect to {endpoint}: {e}"),
         })?;
         let (leftovers, server) = if conn.longconn_frames {
             handshake(&mut conn, &config.client_name, ext).await?
@@ -52,7 +57,7 @@ pub(super) async fn connect(engine: &Engine, ext: Option<HelloExt>, ws_v2: bool)
         Ok(result) => result,
         Err(_) => Err(AttemptFailed {
             kind: ErrorKind::ConnectFailed,
-            detail: format!("connecting to {} timed out after {} ms", config.endpoint, timeout.as_millis()),
+            detail: format!("connecting to {endpoint} timed out after {} ms", timeout.as_millis()),
         }),
     }
 }

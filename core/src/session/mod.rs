@@ -15,6 +15,7 @@ use crate::event::{DisconnectReason, ErrorKind, Event};
 use crate::log::{log_at, Level};
 use crate::outbox::Batch;
 use crate::policy::backoff::Backoff;
+use crate::policy::failover::{AfterFailure, Failover, ServerOrder};
 use crate::protocol::hello::PROTOCOL_V2;
 use resume::Resume;
 
@@ -23,6 +24,7 @@ pub(crate) async fn run(engine: Arc<Engine>) {
     let engine = &*engine;
     let seed = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0) ^ engine.id;
     let mut backoff = Backoff::new(engine.settings.get().backoff, seed);
+    let mut failover = Failover::new(engine.targets.len(), ServerOrder::AsListed, seed);
     // The batch being written; after a disconnect it goes back to the outbox.
     let mut in_flight: Option<Batch> = None;
     let mut resume = Resume::default();
@@ -40,11 +42,12 @@ pub(crate) async fn run(engine: Arc<Engine>) {
         let attempt = tokio::select! {
             // In order, so a simulated run replays exactly.
             biased;
-            result = connect::connect(engine, offer, !resume.ws_v2_declined) => result,
+            result = connect::connect(engine, &engine.targets[failover.current()], offer, !resume.ws_v2_declined) => result,
             _ = engine.close.expired() => break,
         };
         match attempt {
             Ok(connect::Opened { conn, leftovers, server }) => 'connection: {
+                failover.connected();
                 if conn.declined_v2 {
                     resume.ws_v2_declined = true;
                     log_at!(
@@ -92,6 +95,10 @@ pub(crate) async fn run(engine: Arc<Engine>) {
             Err(connect::AttemptFailed { kind, detail }) => {
                 log_at!(Level::Warn, "client {}: {detail}", engine.id);
                 engine.delivery.emit_one(Event::Error { kind, detail });
+                if failover.failed() == AfterFailure::NextServer && engine.config.auto_reconnect {
+                    // The round goes on at once; a full round failed is one backoff step.
+                    continue;
+                }
             }
         }
         if !engine.config.auto_reconnect || engine.close.aborted() {

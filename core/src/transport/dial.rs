@@ -34,6 +34,18 @@ pub async fn tcp(host: &str, port: u16) -> io::Result<(TcpStream, SocketAddr)> {
     Err(last_error)
 }
 
+/// The dial stage: the configured dialer's stream, or TCP dialed directly;
+/// with the peer's name for events and logs.
+pub async fn open(custom: Option<&CustomDialer>, host: &str, port: u16) -> io::Result<(ByteStream, String)> {
+    match custom {
+        Some(dialer) => dialer.0.dial(host, port).await,
+        None => {
+            let (stream, peer) = tcp(host, port).await?;
+            Ok((ByteStream::Tcp(stream), peer.to_string()))
+        }
+    }
+}
+
 /// A boxed future that may move between threads.
 pub type DialFuture<'a> = Pin<Box<dyn Future<Output = io::Result<(ByteStream, String)>> + Send + 'a>>;
 
@@ -52,5 +64,44 @@ pub struct CustomDialer(pub Arc<dyn Dialer>);
 impl fmt::Debug for CustomDialer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("CustomDialer")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Pipe;
+
+    impl Dialer for Pipe {
+        fn dial<'a>(&'a self, host: &'a str, port: u16) -> DialFuture<'a> {
+            Box::pin(async move {
+                let (ours, _theirs) = tokio::io::duplex(64);
+                Ok((ByteStream::Other(Box::new(ours)), format!("pipe to {host}:{port}")))
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn the_dial_stage_reaches_tcp_directly_or_through_the_configured_dialer() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (stream, peer) = open(None, "127.0.0.1", port).await.unwrap();
+        assert!(matches!(stream, ByteStream::Tcp(_)));
+        assert_eq!(peer, format!("127.0.0.1:{port}"));
+        let (stream, peer) = open(Some(&CustomDialer(Arc::new(Pipe))), "example", 7).await.unwrap();
+        assert!(matches!(stream, ByteStream::Other(_)));
+        assert_eq!(peer, "pipe to example:7");
+    }
+
+    #[tokio::test]
+    async fn a_refused_direct_dial_names_the_address() {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let error = open(None, "127.0.0.1", port).await.err().expect("nothing listens there");
+        assert_eq!(error.kind(), io::ErrorKind::ConnectionRefused);
+        assert!(error.to_string().contains(&format!("127.0.0.1:{port}")), "{error}");
     }
 }

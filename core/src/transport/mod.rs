@@ -35,8 +35,6 @@ pub struct ConnectOptions {
     pub headers: Vec<(String, String)>,
     /// WebSocket subprotocols to offer, most preferred first.
     pub subprotocols: Vec<String>,
-    /// TLS, for `tls://` and `wss://` URLs.
-    pub tls: Option<tls::Tls>,
     /// WebSocket: offer [`ws::V2_SUBPROTOCOL`] (when no subprotocol of the
     /// application's is configured), and connect again without it if the
     /// server chooses none.
@@ -113,9 +111,28 @@ pub struct Connection {
     pub declined_v2: bool,
 }
 
-/// Opens a connection, resolving the host name anew.
-pub async fn connect(endpoint: &Endpoint, options: &ConnectOptions) -> io::Result<Connection> {
-    let (stream, peer) = open_stream(endpoint, options).await?;
+/// One server a client may connect to: where it is, and the TLS connector
+/// made for it (`tls://` and `wss://`).
+#[derive(Clone)]
+pub struct Target {
+    pub endpoint: Endpoint,
+    pub tls: Option<tls::Tls>,
+}
+
+impl Target {
+    /// Builds the server's TLS connector if its scheme needs one.
+    pub fn new(endpoint: Endpoint, settings: &tls::TlsSettings) -> Result<Target, crate::error::Error> {
+        let tls = if endpoint.scheme.is_tls() { Some(tls::Tls::new(settings)?) } else { None };
+        Ok(Target { endpoint, tls })
+    }
+}
+
+/// Opens a connection to `target`, one stage after another: dial (the host
+/// name resolved anew, [`dial`]), TLS if the target has it, then the
+/// WebSocket handshake or nothing, then the framing.
+pub async fn connect(target: &Target, options: &ConnectOptions) -> io::Result<Connection> {
+    let endpoint = &target.endpoint;
+    let (stream, peer) = open_stream(target, options).await?;
     let (reader, writer, longconn_frames, declined_v2) = match (endpoint.scheme, endpoint.framing) {
         (Scheme::Tcp | Scheme::Tls, Some(framing)) => {
             let (reader, writer) = stream::frame(stream, framing, options.max_frame_size);
@@ -125,7 +142,7 @@ pub async fn connect(endpoint: &Endpoint, options: &ConnectOptions) -> io::Resul
         (Scheme::Ws | Scheme::Wss, _) => match ws::handshake(stream, endpoint, options, options.offer_v2).await {
             Ok((reader, writer, v2)) => (reader, writer, v2, false),
             Err(e) if ws::declined_v2(&e) => {
-                let (stream, _) = open_stream(endpoint, options).await?;
+                let (stream, _) = open_stream(target, options).await?;
                 let (reader, writer, _) = ws::handshake(stream, endpoint, options, false).await?;
                 (reader, writer, false, true)
             }
@@ -135,22 +152,26 @@ pub async fn connect(endpoint: &Endpoint, options: &ConnectOptions) -> io::Resul
     Ok(Connection { reader, writer, peer, longconn_frames, declined_v2 })
 }
 
-/// The byte stream under a connection: TCP (or the configured dialer's),
-/// and TLS over it if configured.
-async fn open_stream(endpoint: &Endpoint, options: &ConnectOptions) -> io::Result<(stream::ByteStream, String)> {
-    if let Some(dialer) = &options.dialer {
-        if options.tls.is_some() {
-            return Err(io::Error::new(io::ErrorKind::Unsupported, "TLS over a custom dialer is not supported yet"));
-        }
-        return dialer.0.dial(&endpoint.host, endpoint.port).await;
+/// The byte stream under a connection: the dial stage, then the TLS stage.
+async fn open_stream(target: &Target, options: &ConnectOptions) -> io::Result<(stream::ByteStream, String)> {
+    if options.dialer.is_some() && target.tls.is_some() {
+        return Err(io::Error::new(io::ErrorKind::Unsupported, "TLS over a custom dialer is not supported yet"));
     }
-    let (stream, peer) = dial::tcp(&endpoint.host, endpoint.port).await?;
-    let peer = peer.to_string();
-    let stream = match &options.tls {
-        Some(tls) => stream::ByteStream::Other(Box::new(tls.connect(stream, &endpoint.host).await?)),
-        None => stream::ByteStream::Tcp(stream),
-    };
-    Ok((stream, peer))
+    let (stream, peer) = dial::open(options.dialer.as_ref(), &target.endpoint.host, target.endpoint.port).await?;
+    Ok((tls_stage(target, stream).await?, peer))
+}
+
+/// TLS over the dialed stream when the target has a connector.
+async fn tls_stage(target: &Target, stream: stream::ByteStream) -> io::Result<stream::ByteStream> {
+    match (&target.tls, stream) {
+        (None, stream) => Ok(stream),
+        (Some(tls), stream::ByteStream::Tcp(tcp)) => {
+            Ok(stream::ByteStream::Other(Box::new(tls.connect(tcp, &target.endpoint.host).await?)))
+        }
+        (Some(_), stream::ByteStream::Other(_)) => {
+            Err(io::Error::new(io::ErrorKind::Unsupported, "TLS over a custom dialer is not supported yet"))
+        }
+    }
 }
 
 impl Reader {
@@ -203,5 +224,53 @@ impl Writer {
         match self {
             Writer::Stream(w) => w.shutdown().await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// Counts its dials and fails each.
+    struct Counting(AtomicUsize);
+
+    impl dial::Dialer for Counting {
+        fn dial<'a>(&'a self, _host: &'a str, _port: u16) -> dial::DialFuture<'a> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Box::pin(async { Err(io::Error::from(io::ErrorKind::ConnectionRefused)) })
+        }
+    }
+
+    fn options(dialer: Option<dial::CustomDialer>) -> ConnectOptions {
+        ConnectOptions { max_frame_size: 1 << 20, headers: vec![], subprotocols: vec![], offer_v2: false, dialer }
+    }
+
+    #[test]
+    fn a_target_has_a_tls_connector_exactly_when_its_scheme_needs_one() {
+        let settings = tls::TlsSettings::default();
+        for (url, tls) in
+            [("tcp://127.0.0.1:1", false), ("tls://127.0.0.1:1", true), ("ws://h:1/", false), ("wss://h:1/", true)]
+        {
+            let target = Target::new(Endpoint::parse(url).unwrap(), &settings).unwrap();
+            assert_eq!(target.tls.is_some(), tls, "{url}");
+        }
+    }
+
+    #[tokio::test]
+    async fn tls_over_a_custom_dialer_is_refused_before_dialing_and_a_dial_error_is_the_attempts() {
+        let dials = Arc::new(Counting(AtomicUsize::new(0)));
+        let custom = Some(dial::CustomDialer(dials.clone()));
+        let settings = tls::TlsSettings::default();
+        let tls_target = Target::new(Endpoint::parse("tls://127.0.0.1:1").unwrap(), &settings).unwrap();
+        let error = connect(&tls_target, &options(custom.clone())).await.err().expect("refused");
+        assert_eq!(error.kind(), io::ErrorKind::Unsupported);
+        assert_eq!(dials.0.load(Ordering::Relaxed), 0, "nothing was dialed");
+        let plain = Target::new(Endpoint::parse("tcp://127.0.0.1:1").unwrap(), &settings).unwrap();
+        let error = connect(&plain, &options(custom)).await.err().expect("the dialer refuses");
+        assert_eq!(error.kind(), io::ErrorKind::ConnectionRefused);
+        assert_eq!(dials.0.load(Ordering::Relaxed), 1);
     }
 }

@@ -147,6 +147,12 @@ public:
         detail::check(lc_config_set_client_name(raw_, name.c_str()));
         return *this;
     }
+    // Another server to move to when the ones before it cannot be reached
+    // (lc_config_add_server: the same session, the same framing family).
+    config &server(const std::string &url) {
+        detail::check(lc_config_add_server(raw_, url.c_str()));
+        return *this;
+    }
     config &header(const std::string &name, const std::string &value) {
         detail::check(lc_config_add_header(raw_, name.c_str(), value.c_str()));
         return *this;

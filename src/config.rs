@@ -108,6 +108,30 @@ pub unsafe extern "C" fn lc_config_new(url: *const c_char, out_config: *mut *mut
     })
 }
 
+/// Adds a server to try when the ones before it cannot be reached: the
+/// client starts with the URL given to lc_config_new(), moves to the next
+/// server of the list when an attempt fails (at once), and backs off one
+/// step of its reconnection schedule only when a whole round of the list
+/// has failed; host names are resolved again on every attempt. A protocol
+/// 2 session resumes on whichever server answers, so the servers must
+/// share their sessions (the bundled server: the same data directory).
+/// After a connection ends, the next attempt goes to the same server first.
+///
+/// `url`: NUL-terminated UTF-8, not NULL, copied; the forms of
+/// lc_config_new(). Every server of a list must be able to carry the same
+/// session: `tcp://` and `tls://` servers with the same framing, or `ws://`
+/// and `wss://` servers. Also returns LC_STATUS_INVALID_UTF8,
+/// LC_STATUS_INVALID_URL (the message says what is wrong) and
+/// LC_STATUS_INVALID_ARGUMENT (a server that cannot share the session; the
+/// message says why).
+#[no_mangle]
+pub unsafe extern "C" fn lc_config_add_server(config: *mut lc_config, url: *const c_char) -> lc_status {
+    with_config(config, |c| {
+        let url = str_arg(url, "url")?;
+        c.add_server(url).map_err(fail_with)
+    })
+}
+
 /// Frees a config. NULL is fine; must not be called twice on the same config.
 ///
 /// `config`: consumed; must not be used afterwards. Clients created from it

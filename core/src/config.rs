@@ -25,7 +25,12 @@ pub struct PlainHeartbeat {
 
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
+    /// The first server (the URL the config was made with).
     pub endpoint: Endpoint,
+    /// More servers, tried in turn after it when one cannot be reached
+    /// ([`ClientConfig::add_server`]); a protocol 2 session resumes on
+    /// whichever answers.
+    pub more_servers: Vec<Endpoint>,
     pub heartbeat: HeartbeatPolicy,
     pub backoff: BackoffPolicy,
     /// Reconnect after a connection drops or an attempt fails (default on).
@@ -77,6 +82,7 @@ impl ClientConfig {
         let endpoint = Endpoint::parse(url).map_err(|e| Error::InvalidUrl(e.0))?;
         Ok(ClientConfig {
             endpoint,
+            more_servers: Vec::new(),
             heartbeat: HeartbeatPolicy::default(),
             backoff: BackoffPolicy::default(),
             auto_reconnect: true,
@@ -96,6 +102,36 @@ impl ClientConfig {
             on_current_runtime: false,
             dialer: None,
         })
+    }
+
+    /// Every server, the first one first.
+    pub fn servers(&self) -> impl Iterator<Item = &Endpoint> {
+        std::iter::once(&self.endpoint).chain(&self.more_servers)
+    }
+
+    /// Adds the server at `url` to the list. Every server of a list must be
+    /// able to carry the same session: TCP-family servers (`tcp://`,
+    /// `tls://`) with the same framing, or WebSocket servers (`ws://`,
+    /// `wss://`); a mix is refused, saying why.
+    pub fn add_server(&mut self, url: &str) -> Result<(), Error> {
+        let server = Endpoint::parse(url).map_err(|e| Error::InvalidUrl(e.0))?;
+        let first = &self.endpoint;
+        if server.scheme.is_websocket() != first.scheme.is_websocket() {
+            return Err(Error::InvalidArgument(format!(
+                "{server} cannot share a session with {first}: a list holds tcp:// and tls:// servers, or ws:// and \
+                 wss:// servers, not both"
+            )));
+        }
+        if server.framing != first.framing {
+            let name = |e: &Endpoint| e.framing.map_or("none", Framing::name);
+            return Err(Error::InvalidArgument(format!(
+                "{server} uses the {} framing and {first} the {}: every server of a list must use the same framing",
+                name(&server),
+                name(first)
+            )));
+        }
+        self.more_servers.push(server);
+        Ok(())
     }
 
     /// The TCP framing; `None` for WebSocket, which frames messages itself.
@@ -195,6 +231,16 @@ mod tests {
     fn defaults_are_valid_and_bad_settings_are_named() {
         let mut c = ClientConfig::new("tcp://127.0.0.1:1").unwrap();
         assert!(c.validate().is_ok());
+        c.add_server("tls://backup:2").unwrap();
+        let refused = |c: &mut ClientConfig, url: &str| match c.add_server(url) {
+            Err(Error::InvalidArgument(why)) => why,
+            other => panic!("{url}: {other:?}"),
+        };
+        assert!(refused(&mut c, "ws://backup:2/").contains("cannot share a session"));
+        assert!(refused(&mut c, "tcp://backup:2?framing=line").contains("same framing"));
+        assert!(matches!(c.add_server("tcp://back up:2"), Err(Error::InvalidUrl(_))));
+        let servers: Vec<String> = c.servers().map(|e| e.to_string()).collect();
+        assert_eq!(servers, ["tcp://127.0.0.1:1", "tls://backup:2"], "refused servers are not added");
         c.max_frame_size = 0;
         assert!(matches!(c.validate(), Err(Error::InvalidArgument(w)) if w.contains("frame size")));
         let mut c = ClientConfig::new("tcp://127.0.0.1:1?framing=line").unwrap();

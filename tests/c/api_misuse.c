@@ -54,6 +54,15 @@ int main(int argc, char **argv) {
     CHECK_STATUS(lc_config_add_header(config, "X-Token", "two\r\nlines"), LC_STATUS_INVALID_ARGUMENT);
     CHECK_STATUS(lc_config_add_header(config, NULL, "x"), LC_STATUS_NULL_ARGUMENT);
     CHECK_STATUS(lc_config_add_header(config, "Authorization", "Bearer t0ken"), LC_STATUS_OK);
+    /* The config's framing is line: a list's servers must carry the same session. */
+    CHECK_STATUS(lc_config_add_server(config, "ws://127.0.0.1:9/"), LC_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(lc_last_error_message(), "cannot share a session") != NULL);
+    CHECK_STATUS(lc_config_add_server(config, "tcp://127.0.0.1:9"), LC_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(lc_last_error_message(), "same framing") != NULL);
+    CHECK_STATUS(lc_config_add_server(config, "tcp://127.0.0.1:99999?framing=line"), LC_STATUS_INVALID_URL);
+    CHECK_STATUS(lc_config_add_server(config, NULL), LC_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(lc_config_add_server(NULL, "tcp://127.0.0.1:9?framing=line"), LC_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(lc_config_add_server(config, "tls://localhost:10?framing=line"), LC_STATUS_OK);
     CHECK_STATUS(lc_config_add_subprotocol(config, "chat v1"), LC_STATUS_INVALID_ARGUMENT);
     CHECK_STATUS(lc_config_add_subprotocol(config, "chat.v1"), LC_STATUS_OK);
     CHECK_STATUS(lc_config_set_tls_ca_file(config, NULL), LC_STATUS_NULL_ARGUMENT);

@@ -63,6 +63,15 @@ int main(int argc, char **argv) {
         CHECK(e.status() == LC_STATUS_INVALID_ARGUMENT);
     }
 
+    try {
+        longconn::config cfg(url);
+        cfg.server("ws://127.0.0.1:1/");  // a WebSocket server cannot carry a tcp:// session
+        CHECK(false);
+    } catch (const longconn::error &e) {
+        CHECK(e.status() == LC_STATUS_INVALID_ARGUMENT);
+        CHECK(std::string(e.what()).find("cannot share a session") != std::string::npos);
+    }
+
     // Callbacks from lambdas; the handle moves and they keep running.
     inbox got;
     longconn::config cfg(url);

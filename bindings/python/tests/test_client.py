@@ -511,3 +511,37 @@ def test_io_in_poll_has_no_asyncio_interface(echo_server):
             assert _messages(client, 1)[0].text == "after"
 
     asyncio.run(main())
+
+
+def test_a_list_of_servers_moves_past_one_that_refuses_and_refuses_a_mix(echo_server):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+    # A first backoff step longer than the wait: the live server is reached within the round.
+    slow = longconn.Reconnect(initial=30.0, max_delay=30.0)
+    for client in (
+        longconn.Client([dead, echo_server.url()], reconnect=slow),
+        longconn.Client(dead, servers=[echo_server.url()], reconnect=slow),
+    ):
+        with client:
+            client.connect()
+            kinds = []
+            for event in client.events(timeout=5.0):
+                kinds.append(event.kind)
+                if event.kind == EventKind.CONNECTED:
+                    break
+            assert kinds[-1] == EventKind.CONNECTED, kinds
+            assert EventKind.ERROR in kinds and EventKind.RECONNECT_SCHEDULED not in kinds, kinds
+            client.send("via the second")
+            texts = []
+            for event in client.events(timeout=WITHIN):
+                if event.kind == EventKind.MESSAGE:
+                    texts.append(event.message.text)
+                    break
+            assert texts == ["via the second"]
+    with pytest.raises(longconn.InvalidArgumentError, match="cannot share a session"):
+        longconn.Client([echo_server.url(), "ws://127.0.0.1:1/"])
+    with pytest.raises(longconn.InvalidArgumentError, match="no server URL"):
+        longconn.Client([])

@@ -35,8 +35,8 @@ pub struct Engine {
     /// Unique in the process; names the client in logs.
     pub id: u64,
     pub config: ClientConfig,
-    /// The servers it may connect to, each with its TLS connector (built
-    /// once from the config); one until a config can list more.
+    /// The servers it may connect to, the config's first one first, each
+    /// with its TLS connector (built once from the config).
     pub targets: Vec<Target>,
     pub sending: sending::Sending,
     pub delivery: Arc<dispatch::Delivery>,
@@ -49,7 +49,8 @@ pub struct Engine {
 impl Engine {
     /// Builds the parts from a validated config.
     pub fn new(config: ClientConfig) -> Result<Engine, Error> {
-        let targets = vec![Target::new(config.endpoint.clone(), &config.tls)?];
+        let targets =
+            config.servers().map(|endpoint| Target::new(endpoint.clone(), &config.tls)).collect::<Result<_, _>>()?;
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let lifecycle = Arc::new(lifecycle::Lifecycle::default());
         let inbox = inbox::EventQueue::new(config.inbox);

@@ -42,18 +42,24 @@ pub(crate) async fn run(engine: Arc<Engine>) {
         let attempt = tokio::select! {
             // In order, so a simulated run replays exactly.
             biased;
-            result = connect::connect(engine, &engine.targets[failover.current()], offer, !resume.ws_v2_declined) => result,
+            result = connect::connect(
+                engine,
+                &engine.targets[failover.current()],
+                offer,
+                !resume.ws_v2_declined.contains(&failover.current()),
+            ) => result,
             _ = engine.close.expired() => break,
         };
         match attempt {
             Ok(connect::Opened { conn, leftovers, server }) => 'connection: {
                 failover.connected();
                 if conn.declined_v2 {
-                    resume.ws_v2_declined = true;
+                    resume.ws_v2_declined.push(failover.current());
                     log_at!(
                         Level::Info,
-                        "client {}: the WebSocket server does not speak {}; not offered again",
+                        "client {}: the WebSocket server {} does not speak {}; not offered to it again",
                         engine.id,
+                        engine.targets[failover.current()].endpoint,
                         crate::transport::ws::V2_SUBPROTOCOL
                     );
                 }
@@ -97,6 +103,12 @@ pub(crate) async fn run(engine: Arc<Engine>) {
                 engine.delivery.emit_one(Event::Error { kind, detail });
                 if failover.failed() == AfterFailure::NextServer && engine.config.auto_reconnect {
                     // The round goes on at once; a full round failed is one backoff step.
+                    log_at!(
+                        Level::Info,
+                        "client {}: trying the next server, {}",
+                        engine.id,
+                        engine.targets[failover.current()].endpoint
+                    );
                     continue;
                 }
             }

@@ -20,9 +20,9 @@ pub(crate) struct Resume {
     pub received: u64,
     /// A room position the server gave, and the `received` it belongs to.
     anchor: Option<(RoomPosition, u64)>,
-    /// The WebSocket server chose no subprotocol when offered version 2;
-    /// it is not offered again to this server.
-    pub ws_v2_declined: bool,
+    /// The WebSocket servers (indexes into the client's list) that chose
+    /// no subprotocol when offered version 2: it is not offered to them again.
+    pub ws_v2_declined: Vec<usize>,
 }
 
 /// What the server's hello settled.

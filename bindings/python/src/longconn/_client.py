@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, AsyncGenerator, AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 from . import _callbacks, _events, _ffi
-from ._errors import ClosedError, LongconnError, QueueFullError, check, error_for
+from ._errors import ClosedError, InvalidArgumentError, LongconnError, QueueFullError, check, error_for
 
 lib = _ffi.lib
 
@@ -74,7 +74,13 @@ class Client:
     ``url`` is ``tcp://host:port`` for the longconn protocol, or with
     ``?framing=length`` / ``?framing=line``; ``ws://host:port/path`` for
     WebSocket; ``tls://`` and ``wss://`` for the same over TLS (verified
-    against the system's roots, or ``tls_ca_file``). Times are in seconds. The client
+    against the system's roots, or ``tls_ca_file``). A list of URLs, or
+    ``servers=[...]`` after ``url``, gives servers to move to when one cannot
+    be reached: the next is tried at once, and one step of the ``reconnect``
+    schedule is taken only when a whole round of the list failed; a
+    protocol 2 session resumes on whichever answers, so they must share
+    their sessions. They must all be ``tcp://``/``tls://`` with the same
+    framing, or all ``ws://``/``wss://``. Times are in seconds. The client
     connects in the background after :meth:`connect`, reconnects by itself,
     and keeps messages sent while disconnected.
 
@@ -110,8 +116,9 @@ class Client:
 
     def __init__(
         self,
-        url: str,
+        url: Union[str, Sequence[str]],
         *,
+        servers: Sequence[str] = (),
         heartbeat: Optional[tuple[float, float]] = (5.0, 15.0),
         reconnect: Reconnect = Reconnect(),
         auto_reconnect: bool = True,
@@ -141,9 +148,16 @@ class Client:
         self._taken: list[_events.Event] = []
         #: The asyncio waiter whose reader is registered on the event descriptor.
         self._reader_owner: Optional[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = None
+        urls = [url] if isinstance(url, str) else list(url)
+        if not urls:
+            raise InvalidArgumentError("no server URL given")
+        urls += list(servers)
+        url = urls[0]
         config = ctypes.c_void_p()
         check(lib.lc_config_new(url.encode("utf-8"), ctypes.byref(config)))
         try:
+            for more in urls[1:]:
+                check(lib.lc_config_add_server(config, more.encode("utf-8")))
             interval, timeout = heartbeat if heartbeat is not None else (0.0, 0.0)
             check(lib.lc_config_set_heartbeat(config, _ms(interval, "interval"), _ms(timeout, "timeout")))
             check(lib.lc_config_set_reconnect(config, *reconnect._args()))

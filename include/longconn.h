@@ -622,6 +622,14 @@ lc_status lc_config_new(const char *url, lc_config **out_config);
 // message says why).
 lc_status lc_config_add_server(lc_config *config, const char *url);
 
+// Where the client's first attempt goes in its list of servers
+// (lc_config_add_server()): `random_start` false (the default) starts with
+// the URL given to lc_config_new(); true starts with a server picked at
+// random, so that many clients spread over the list, and goes on through
+// the list from there. Fails only with LC_STATUS_NULL_ARGUMENT or
+// LC_STATUS_PANIC.
+lc_status lc_config_set_server_order(lc_config *config, bool random_start);
+
 // Frees a config. NULL is fine; must not be called twice on the same config.
 //
 // `config`: consumed; must not be used afterwards. Clients created from it

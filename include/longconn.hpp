@@ -153,6 +153,10 @@ public:
         detail::check(lc_config_add_server(raw_, url.c_str()));
         return *this;
     }
+    config &random_start(bool random) {
+        detail::check(lc_config_set_server_order(raw_, random));
+        return *this;
+    }
     config &header(const std::string &name, const std::string &value) {
         detail::check(lc_config_add_header(raw_, name.c_str(), value.c_str()));
         return *this;

@@ -7,6 +7,7 @@ use bytes::Bytes;
 
 use longconn_core::config::{ClientConfig, PlainHeartbeat, MAX_FRAME_SIZE_LIMIT};
 use longconn_core::policy::backoff::BackoffPolicy;
+use longconn_core::policy::failover::ServerOrder;
 use longconn_core::policy::heartbeat::HeartbeatPolicy;
 use longconn_core::policy::limits::InboxLimits;
 
@@ -129,6 +130,20 @@ pub unsafe extern "C" fn lc_config_add_server(config: *mut lc_config, url: *cons
     with_config(config, |c| {
         let url = str_arg(url, "url")?;
         c.add_server(url).map_err(fail_with)
+    })
+}
+
+/// Where the client's first attempt goes in its list of servers
+/// (lc_config_add_server()): `random_start` false (the default) starts with
+/// the URL given to lc_config_new(); true starts with a server picked at
+/// random, so that many clients spread over the list, and goes on through
+/// the list from there. Fails only with LC_STATUS_NULL_ARGUMENT or
+/// LC_STATUS_PANIC.
+#[no_mangle]
+pub unsafe extern "C" fn lc_config_set_server_order(config: *mut lc_config, random_start: bool) -> lc_status {
+    with_config(config, |c| {
+        c.server_order = if random_start { ServerOrder::RandomStart } else { ServerOrder::AsListed };
+        Ok(())
     })
 }
 

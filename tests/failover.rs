@@ -142,3 +142,25 @@ fn a_protocol_2_session_moves_along_the_list_exactly_once_both_ways() {
     drop(server);
     assert_exactly_once(&stored_numbers(&dir), sent, "the store");
 }
+
+#[test]
+fn a_random_start_spreads_clients_over_the_list() {
+    use longconn_core::policy::failover::ServerOrder;
+    let live = Server::start("echo", &[]);
+    let mut errors_before_connecting = std::collections::HashSet::new();
+    // Twelve clients: that all start at the same one of three servers has a chance of 3 in 3^12.
+    for _ in 0..12 {
+        let mut config = ClientConfig::new(&format!("tcp://127.0.0.1:{}", refusing_port())).unwrap();
+        config.add_server(&format!("tcp://127.0.0.1:{}", refusing_port())).unwrap();
+        config.add_server(&live.url("longconn")).unwrap();
+        config.server_order = ServerOrder::RandomStart;
+        let client = Client::new(config).unwrap();
+        client.connect().unwrap();
+        let events = wait_for(&client, WITHIN, is_connected);
+        errors_before_connecting.insert(events.iter().filter(|e| matches!(e, Event::Error { .. })).count());
+    }
+    assert!(
+        errors_before_connecting.len() > 1,
+        "every client started at the same server: {errors_before_connecting:?}"
+    );
+}

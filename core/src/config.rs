@@ -31,6 +31,8 @@ pub struct ClientConfig {
     /// ([`ClientConfig::add_server`]); a protocol 2 session resumes on
     /// whichever answers.
     pub more_servers: Vec<Endpoint>,
+    /// Where in the list the first attempt goes (default: the first server).
+    pub server_order: crate::policy::failover::ServerOrder,
     pub heartbeat: HeartbeatPolicy,
     pub backoff: BackoffPolicy,
     /// Reconnect after a connection drops or an attempt fails (default on).
@@ -83,6 +85,7 @@ impl ClientConfig {
         Ok(ClientConfig {
             endpoint,
             more_servers: Vec::new(),
+            server_order: Default::default(),
             heartbeat: HeartbeatPolicy::default(),
             backoff: BackoffPolicy::default(),
             auto_reconnect: true,

@@ -15,7 +15,7 @@ use crate::event::{DisconnectReason, ErrorKind, Event};
 use crate::log::{log_at, Level};
 use crate::outbox::Batch;
 use crate::policy::backoff::Backoff;
-use crate::policy::failover::{AfterFailure, Failover, ServerOrder};
+use crate::policy::failover::{AfterFailure, Failover};
 use crate::protocol::hello::PROTOCOL_V2;
 use resume::Resume;
 
@@ -24,7 +24,7 @@ pub(crate) async fn run(engine: Arc<Engine>) {
     let engine = &*engine;
     let seed = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0) ^ engine.id;
     let mut backoff = Backoff::new(engine.settings.get().backoff, seed);
-    let mut failover = Failover::new(engine.targets.len(), ServerOrder::AsListed, seed);
+    let mut failover = Failover::new(engine.targets.len(), engine.config.server_order, seed);
     // The batch being written; after a disconnect it goes back to the outbox.
     let mut in_flight: Option<Batch> = None;
     let mut resume = Resume::default();

@@ -80,7 +80,9 @@ class Client:
     schedule is taken only when a whole round of the list failed; a
     protocol 2 session resumes on whichever answers, so they must share
     their sessions. They must all be ``tcp://``/``tls://`` with the same
-    framing, or all ``ws://``/``wss://``. Times are in seconds. The client
+    framing, or all ``ws://``/``wss://``; ``random_start=True`` begins with
+    a server picked at random, so many clients spread over the list. Times
+    are in seconds. The client
     connects in the background after :meth:`connect`, reconnects by itself,
     and keeps messages sent while disconnected.
 
@@ -119,6 +121,7 @@ class Client:
         url: Union[str, Sequence[str]],
         *,
         servers: Sequence[str] = (),
+        random_start: bool = False,
         heartbeat: Optional[tuple[float, float]] = (5.0, 15.0),
         reconnect: Reconnect = Reconnect(),
         auto_reconnect: bool = True,
@@ -158,6 +161,7 @@ class Client:
         try:
             for more in urls[1:]:
                 check(lib.lc_config_add_server(config, more.encode("utf-8")))
+            check(lib.lc_config_set_server_order(config, bool(random_start)))
             interval, timeout = heartbeat if heartbeat is not None else (0.0, 0.0)
             check(lib.lc_config_set_heartbeat(config, _ms(interval, "interval"), _ms(timeout, "timeout")))
             check(lib.lc_config_set_reconnect(config, *reconnect._args()))

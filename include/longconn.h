@@ -622,6 +622,20 @@ lc_status lc_config_new(const char *url, lc_config **out_config);
 // message says why).
 lc_status lc_config_add_server(lc_config *config, const char *url);
 
+// Sends every connection through an HTTP proxy: `url` is
+// `http://[user[:password]@]host[:port]` (port 1080 by default; `%XX`
+// escapes in the user and password), and the client asks the proxy to
+// `CONNECT` to the server (with basic authentication when a user is given),
+// then speaks TLS, WebSocket or its framing through the tunnel, for every
+// transport. An empty string means no proxy (the default). The environment
+// (`http_proxy`, `ALL_PROXY`, `NO_PROXY`, ...) is not read yet. A proxy
+// that refuses (a status other than 2xx; 407 for credentials) fails the
+// attempt with an error event naming the proxy and its answer, and
+// reconnection goes on. `url`: NUL-terminated UTF-8, not NULL, copied.
+// Also returns LC_STATUS_INVALID_UTF8 and LC_STATUS_INVALID_URL (the
+// message says what is wrong).
+lc_status lc_config_set_proxy(lc_config *config, const char *url);
+
 // Where the client's first attempt goes in its list of servers
 // (lc_config_add_server()): `random_start` false (the default) starts with
 // the URL given to lc_config_new(); true starts with a server picked at

@@ -153,6 +153,11 @@ public:
         detail::check(lc_config_add_server(raw_, url.c_str()));
         return *this;
     }
+    // Every connection through an HTTP proxy (lc_config_set_proxy; "" for none).
+    config &proxy(const std::string &url) {
+        detail::check(lc_config_set_proxy(raw_, url.c_str()));
+        return *this;
+    }
     config &random_start(bool random) {
         detail::check(lc_config_set_server_order(raw_, random));
         return *this;

@@ -10,6 +10,7 @@ use longconn_core::policy::backoff::BackoffPolicy;
 use longconn_core::policy::failover::ServerOrder;
 use longconn_core::policy::heartbeat::HeartbeatPolicy;
 use longconn_core::policy::limits::InboxLimits;
+use longconn_core::transport::proxy::HttpProxy;
 
 use crate::boundary::{self, bytes_arg, str_arg};
 use crate::status::*;
@@ -130,6 +131,31 @@ pub unsafe extern "C" fn lc_config_add_server(config: *mut lc_config, url: *cons
     with_config(config, |c| {
         let url = str_arg(url, "url")?;
         c.add_server(url).map_err(fail_with)
+    })
+}
+
+/// Sends every connection through an HTTP proxy: `url` is
+/// `http://[user[:password]@]host[:port]` (port 1080 by default; `%XX`
+/// escapes in the user and password), and the client asks the proxy to
+/// `CONNECT` to the server (with basic authentication when a user is given),
+/// then speaks TLS, WebSocket or its framing through the tunnel, for every
+/// transport. An empty string means no proxy (the default). The environment
+/// (`http_proxy`, `ALL_PROXY`, `NO_PROXY`, ...) is not read yet. A proxy
+/// that refuses (a status other than 2xx; 407 for credentials) fails the
+/// attempt with an error event naming the proxy and its answer, and
+/// reconnection goes on. `url`: NUL-terminated UTF-8, not NULL, copied.
+/// Also returns LC_STATUS_INVALID_UTF8 and LC_STATUS_INVALID_URL (the
+/// message says what is wrong).
+#[no_mangle]
+pub unsafe extern "C" fn lc_config_set_proxy(config: *mut lc_config, url: *const c_char) -> lc_status {
+    with_config(config, |c| {
+        let url = str_arg(url, "url")?;
+        c.proxy = if url.is_empty() {
+            None
+        } else {
+            Some(HttpProxy::parse(url).map_err(|why| fail(LC_STATUS_INVALID_URL, why))?)
+        };
+        Ok(())
     })
 }
 

@@ -77,6 +77,8 @@ pub struct ClientConfig {
     /// Reaches the server's byte stream instead of dialing TCP (Rust only;
     /// not with TLS yet). See [`crate::transport::dial`].
     pub dialer: Option<crate::transport::dial::CustomDialer>,
+    /// An HTTP proxy every connection goes through (CONNECT).
+    pub proxy: Option<crate::transport::proxy::HttpProxy>,
 }
 
 impl ClientConfig {
@@ -104,6 +106,7 @@ impl ClientConfig {
             io_in_poll: false,
             on_current_runtime: false,
             dialer: None,
+            proxy: None,
         })
     }
 
@@ -197,6 +200,9 @@ impl ClientConfig {
         }
         if self.max_frame_size == 0 || self.max_frame_size > MAX_FRAME_SIZE_LIMIT {
             return invalid("maximum frame size must be between 1 byte and 256 MiB");
+        }
+        if self.proxy.is_some() && self.dialer.is_some() {
+            return invalid("a proxy and a custom dialer exclude each other");
         }
         if self.io_in_poll && self.on_current_runtime {
             return invalid("io_in_poll and on_current_runtime exclude each other");

@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 
 use tokio::net::{lookup_host, TcpStream};
 
+use super::proxy::HttpProxy;
 use super::stream::ByteStream;
 
 /// Dials TCP directly: resolves the host (on every call) and tries each
@@ -34,12 +35,27 @@ pub async fn tcp(host: &str, port: u16) -> io::Result<(TcpStream, SocketAddr)> {
     Err(last_error)
 }
 
-/// The dial stage: the configured dialer's stream, or TCP dialed directly;
-/// with the peer's name for events and logs.
-pub async fn open(custom: Option<&CustomDialer>, host: &str, port: u16) -> io::Result<(ByteStream, String)> {
-    match custom {
-        Some(dialer) => dialer.0.dial(host, port).await,
-        None => {
+/// How the dial stage reaches a server.
+#[derive(Clone, Copy)]
+pub enum Route<'a> {
+    /// TCP, dialed directly.
+    Direct,
+    /// TCP to an HTTP proxy, then CONNECT: still a TCP socket.
+    HttpProxy(&'a HttpProxy),
+    /// The configured dialer's stream.
+    Custom(&'a CustomDialer),
+}
+
+/// The dial stage: a byte stream to `host:port` by `route`, with the
+/// peer's name for events and logs.
+pub async fn open(route: Route<'_>, host: &str, port: u16) -> io::Result<(ByteStream, String)> {
+    match route {
+        Route::Custom(dialer) => dialer.0.dial(host, port).await,
+        Route::HttpProxy(proxy) => {
+            let stream = proxy.connect(host, port).await?;
+            Ok((ByteStream::Tcp(stream), format!("{host}:{port} through {proxy}")))
+        }
+        Route::Direct => {
             let (stream, peer) = tcp(host, port).await?;
             Ok((ByteStream::Tcp(stream), peer.to_string()))
         }
@@ -86,10 +102,10 @@ mod tests {
     async fn the_dial_stage_reaches_tcp_directly_or_through_the_configured_dialer() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let (stream, peer) = open(None, "127.0.0.1", port).await.unwrap();
+        let (stream, peer) = open(Route::Direct, "127.0.0.1", port).await.unwrap();
         assert!(matches!(stream, ByteStream::Tcp(_)));
         assert_eq!(peer, format!("127.0.0.1:{port}"));
-        let (stream, peer) = open(Some(&CustomDialer(Arc::new(Pipe))), "example", 7).await.unwrap();
+        let (stream, peer) = open(Route::Custom(&CustomDialer(Arc::new(Pipe))), "example", 7).await.unwrap();
         assert!(matches!(stream, ByteStream::Other(_)));
         assert_eq!(peer, "pipe to example:7");
     }
@@ -100,7 +116,7 @@ mod tests {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             listener.local_addr().unwrap().port()
         };
-        let error = open(None, "127.0.0.1", port).await.err().expect("nothing listens there");
+        let error = open(Route::Direct, "127.0.0.1", port).await.err().expect("nothing listens there");
         assert_eq!(error.kind(), io::ErrorKind::ConnectionRefused);
         assert!(error.to_string().contains(&format!("127.0.0.1:{port}")), "{error}");
     }

@@ -8,6 +8,7 @@
 //! frames run through the stream reader and writer of `stream.rs`.
 
 pub mod dial;
+pub mod proxy;
 pub mod stream;
 pub mod tls;
 pub mod ws;
@@ -41,6 +42,8 @@ pub struct ConnectOptions {
     pub offer_v2: bool,
     /// Reaches the byte stream instead of dialing TCP (see [`dial`]).
     pub dialer: Option<dial::CustomDialer>,
+    /// Dials through this HTTP proxy (CONNECT) instead of directly.
+    pub proxy: Option<proxy::HttpProxy>,
 }
 
 /// The receiving half of a connection.
@@ -157,7 +160,12 @@ async fn open_stream(target: &Target, options: &ConnectOptions) -> io::Result<(s
     if options.dialer.is_some() && target.tls.is_some() {
         return Err(io::Error::new(io::ErrorKind::Unsupported, "TLS over a custom dialer is not supported yet"));
     }
-    let (stream, peer) = dial::open(options.dialer.as_ref(), &target.endpoint.host, target.endpoint.port).await?;
+    let route = match (&options.dialer, &options.proxy) {
+        (Some(dialer), _) => dial::Route::Custom(dialer),
+        (None, Some(proxy)) => dial::Route::HttpProxy(proxy),
+        (None, None) => dial::Route::Direct,
+    };
+    let (stream, peer) = dial::open(route, &target.endpoint.host, target.endpoint.port).await?;
     Ok((tls_stage(target, stream).await?, peer))
 }
 
@@ -245,7 +253,14 @@ mod tests {
     }
 
     fn options(dialer: Option<dial::CustomDialer>) -> ConnectOptions {
-        ConnectOptions { max_frame_size: 1 << 20, headers: vec![], subprotocols: vec![], offer_v2: false, dialer }
+        ConnectOptions {
+            max_frame_size: 1 << 20,
+            headers: vec![],
+            subprotocols: vec![],
+            offer_v2: false,
+            dialer,
+            proxy: None,
+        }
     }
 
     #[test]

@@ -81,8 +81,9 @@ class Client:
     protocol 2 session resumes on whichever answers, so they must share
     their sessions. They must all be ``tcp://``/``tls://`` with the same
     framing, or all ``ws://``/``wss://``; ``random_start=True`` begins with
-    a server picked at random, so many clients spread over the list. Times
-    are in seconds. The client
+    a server picked at random, so many clients spread over the list.
+    ``proxy="http://[user:password@]host:port"`` sends every connection
+    through an HTTP proxy (CONNECT). Times are in seconds. The client
     connects in the background after :meth:`connect`, reconnects by itself,
     and keeps messages sent while disconnected.
 
@@ -122,6 +123,7 @@ class Client:
         *,
         servers: Sequence[str] = (),
         random_start: bool = False,
+        proxy: Optional[str] = None,
         heartbeat: Optional[tuple[float, float]] = (5.0, 15.0),
         reconnect: Reconnect = Reconnect(),
         auto_reconnect: bool = True,
@@ -162,6 +164,8 @@ class Client:
             for more in urls[1:]:
                 check(lib.lc_config_add_server(config, more.encode("utf-8")))
             check(lib.lc_config_set_server_order(config, bool(random_start)))
+            if proxy is not None:
+                check(lib.lc_config_set_proxy(config, proxy.encode("utf-8")))
             interval, timeout = heartbeat if heartbeat is not None else (0.0, 0.0)
             check(lib.lc_config_set_heartbeat(config, _ms(interval, "interval"), _ms(timeout, "timeout")))
             check(lib.lc_config_set_reconnect(config, *reconnect._args()))

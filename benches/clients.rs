@@ -29,6 +29,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+#[path = "support/process.rs"]
+mod process;
+use process::env_count;
 #[path = "../tests/common/server_binary.rs"]
 mod server_binary;
 
@@ -41,10 +44,6 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 const PAYLOAD: [u8; 64] = [b'x'; 64];
 const WITHIN: Duration = Duration::from_secs(120);
-
-fn env_count(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 /// Resident memory of this process in KiB.
 fn rss_kib() -> u64 {

@@ -47,6 +47,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::stream::{FuturesOrdered, StreamExt};
 
+#[path = "support/process.rs"]
+mod process;
+use process::{context_switches, env_count};
 #[path = "support/server.rs"]
 mod server;
 #[path = "../tests/common/server_binary.rs"]
@@ -63,19 +66,6 @@ const WARMUP: u64 = 100;
 /// "No limit": everything in flight at once (Paho's own limit for mosquitto).
 const UNBOUNDED: u64 = u64::MAX;
 const WINDOWS: [u64; 4] = [1, 100, 1000, UNBOUNDED];
-
-fn env_count(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// Voluntary and involuntary context switches of this process so far.
-fn context_switches() -> u64 {
-    // SAFETY: getrusage writes into the zeroed struct we own.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointer to a rusage struct.
-    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) }, 0);
-    (usage.ru_nvcsw + usage.ru_nivcsw) as u64
-}
 
 /// Bytes process `pid` has caused to be written to storage (`/proc/PID/io`).
 fn storage_bytes(pid: u32) -> u64 {

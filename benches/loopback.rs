@@ -28,6 +28,9 @@ use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+#[path = "support/process.rs"]
+mod process;
+use process::env_count;
 #[path = "support/server.rs"]
 mod server;
 #[path = "../tests/common/server_binary.rs"]
@@ -42,10 +45,6 @@ use longconn::status::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
-
-fn env_count(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
 
 // ---- longconn through the C ABI ----
 

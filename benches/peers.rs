@@ -34,6 +34,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+#[path = "support/process.rs"]
+mod process;
+use process::{context_switches, env_count};
 #[path = "support/server.rs"]
 mod server;
 #[path = "../tests/common/server_binary.rs"]
@@ -52,19 +55,6 @@ const IN_FLIGHT: u64 = 1000;
 const WARMUP: u64 = 1000;
 /// Every wait in this file gives up after this long.
 const PATIENCE: Duration = Duration::from_secs(60);
-
-fn env_count(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// Voluntary and involuntary context switches of the whole process so far.
-fn context_switches() -> u64 {
-    // SAFETY: getrusage writes into the zeroed struct we own.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointer to a rusage struct.
-    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) }, 0);
-    (usage.ru_nvcsw + usage.ru_nivcsw) as u64
-}
 
 /// Round-trip figures of one run.
 #[derive(Clone, Copy)]

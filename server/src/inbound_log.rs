@@ -287,6 +287,24 @@ impl InboundLog {
         Ok(())
     }
 
+    /// Writes records read back (from a segment, or an older store) after
+    /// the log's end, unchanged (not yet durable).
+    pub fn append_records(&mut self, records: &[&Record]) -> std::io::Result<()> {
+        let pieces: Vec<[&[u8]; 1]> = records.iter().map(|r| [&r.row[..]]).collect();
+        let appends: Vec<Append<'_>> = records
+            .iter()
+            .zip(&pieces)
+            .map(|(r, row)| Append {
+                session: r.session,
+                first_seq: r.first_seq,
+                count: r.count,
+                client_acked: r.client_acked,
+                row,
+            })
+            .collect();
+        self.append(&appends)
+    }
+
     /// Makes everything appended so far durable (sealed segments already are).
     pub fn sync(&mut self) -> std::io::Result<()> {
         self.current.file.sync_data()
@@ -332,19 +350,7 @@ impl InboundLog {
             if bytes * 2 > oldest.end {
                 return Ok(None);
             }
-            let pieces: Vec<[&[u8]; 1]> = needed.iter().map(|r| [&r.row[..]]).collect();
-            let appends: Vec<Append<'_>> = needed
-                .iter()
-                .zip(&pieces)
-                .map(|(r, row)| Append {
-                    session: r.session,
-                    first_seq: r.first_seq,
-                    count: r.count,
-                    client_acked: r.client_acked,
-                    row,
-                })
-                .collect();
-            self.append(&appends)?;
+            self.append_records(&needed)?;
             self.sync()?;
         }
         let oldest = self.sealed.front().expect("still there");

@@ -318,19 +318,9 @@ fn move_legacy_rows(db: &Connection, log: &mut InboundLog) -> Result<Vec<inbound
     if records.is_empty() {
         return Ok(records);
     }
-    let pieces: Vec<[&[u8]; 1]> = records.iter().map(|r| [&r.row[..]]).collect();
-    let appends: Vec<Append<'_>> = records
-        .iter()
-        .zip(&pieces)
-        .map(|(r, piece)| Append {
-            session: r.session,
-            first_seq: r.first_seq,
-            count: r.count,
-            client_acked: r.client_acked,
-            row: piece,
-        })
-        .collect();
-    log.append(&appends).and_then(|()| log.sync()).map_err(|e| format!("cannot write the log: {e}"))?;
+    log.append_records(&records.iter().collect::<Vec<_>>())
+        .and_then(|()| log.sync())
+        .map_err(|e| format!("cannot write the log: {e}"))?;
     db.execute("DELETE FROM inbound", []).map_err(failed)?;
     Ok(records)
 }

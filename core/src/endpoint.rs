@@ -69,76 +69,59 @@ fn bad(url: &str, why: &str) -> UrlError {
 }
 
 impl Endpoint {
+    /// Parses a server URL (split by [`crate::uri`], then checked against
+    /// the schemes, framings and query keys longconn knows).
     pub fn parse(url: &str) -> Result<Endpoint, UrlError> {
-        let (scheme, rest) = url.split_once("://").ok_or_else(|| bad(url, "expected scheme://host:port"))?;
-        let scheme = match scheme.to_ascii_lowercase().as_str() {
+        let parts = crate::uri::split(url).map_err(|why| bad(url, &why))?;
+        let scheme = match parts.scheme.as_str() {
             "tcp" => Scheme::Tcp,
             "tls" => Scheme::Tls,
             "ws" => Scheme::Ws,
             "wss" => Scheme::Wss,
             other => return Err(bad(url, &format!("unsupported scheme {other:?} (supported: tcp, tls, ws, wss)"))),
         };
-        let split_at = rest.find(['/', '?']).unwrap_or(rest.len());
-        let (authority, resource) = rest.split_at(split_at);
-        let (host, port) = match split_host_port(authority) {
-            Some((host, port)) => (host, Some(port)),
-            None if scheme.is_websocket() && !authority.contains(':') => (authority, None),
-            None if authority.starts_with('[') && scheme.is_websocket() => {
-                (authority.trim_start_matches('[').trim_end_matches(']'), None)
+        if parts.user_info.is_some() {
+            return Err(bad(
+                url,
+                "a server URL carries no user or password (send credentials in a header, or as a token from \
+                 the connect callback)",
+            ));
+        }
+        let port = match (parts.port, scheme) {
+            (Some(port), _) => port,
+            (None, Scheme::Ws) => 80,
+            (None, Scheme::Wss) => 443,
+            (None, Scheme::Tcp | Scheme::Tls) => {
+                return Err(bad(url, "expected host:port (a tcp URL has no default port)"))
             }
-            None => return Err(bad(url, "expected host:port")),
         };
-        if host.is_empty() {
-            return Err(bad(url, "empty host"));
-        }
-        let bracketed = authority.starts_with('[');
-        if !valid_host(host, bracketed) {
-            return Err(bad(url, "invalid host (a name, an IPv4 address, or an IPv6 address in brackets)"));
-        }
-        let port: u16 = match port {
-            Some(p) => {
-                p.parse().ok().filter(|p| *p != 0).ok_or_else(|| bad(url, "port must be a number from 1 to 65535"))?
-            }
-            None if scheme == Scheme::Wss => 443,
-            None => 80,
+        let (framing, resource) = match scheme {
+            Scheme::Tcp | Scheme::Tls => (Some(tcp_framing(url, &parts.path_and_query)?), String::new()),
+            Scheme::Ws | Scheme::Wss => (None, parts.path_and_query),
         };
-        match scheme {
-            Scheme::Tcp | Scheme::Tls => Ok(Endpoint {
-                scheme,
-                host: host.to_string(),
-                port,
-                framing: Some(tcp_framing(url, resource)?),
-                resource: String::new(),
-            }),
-            Scheme::Ws | Scheme::Wss => Ok(Endpoint {
-                scheme,
-                host: host.to_string(),
-                port,
-                framing: None,
-                resource: if resource.starts_with('/') { resource.to_string() } else { format!("/{resource}") },
-            }),
-        }
+        Ok(Endpoint { scheme, host: parts.host, port, framing, resource })
     }
 }
 
 /// The framing named in a TCP URL's query (`?framing=`); the longconn protocol by default.
-fn tcp_framing(url: &str, resource: &str) -> Result<Framing, UrlError> {
-    let resource = resource.strip_prefix('/').unwrap_or(resource);
-    let (path, query) = resource.split_once('?').unwrap_or((resource, ""));
-    if !path.is_empty() {
+fn tcp_framing(url: &str, path_and_query: &str) -> Result<Framing, UrlError> {
+    let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+    if path != "/" {
         return Err(bad(url, "a tcp URL has no path"));
     }
-    let mut framing = Framing::Longconn;
+    let mut framing = None;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
-            Some(("framing", value)) => {
-                framing =
-                    Framing::from_name(value).ok_or_else(|| bad(url, "framing must be longconn, length or line"))?;
+            Some(("framing", value)) if framing.is_none() => {
+                framing = Some(
+                    Framing::from_name(value).ok_or_else(|| bad(url, "framing must be longconn, length or line"))?,
+                );
             }
-            _ => return Err(bad(url, &format!("unknown query parameter {pair:?}"))),
+            Some(("framing", _)) => return Err(bad(url, "framing is given twice")),
+            _ => return Err(bad(url, &format!("unknown query parameter {pair:?} (a tcp URL knows only framing=)"))),
         }
     }
-    Ok(framing)
+    Ok(framing.unwrap_or(Framing::Longconn))
 }
 
 impl fmt::Display for Endpoint {
@@ -156,34 +139,6 @@ impl fmt::Display for Endpoint {
             _ => f.write_str(&self.resource),
         }
     }
-}
-
-/// A host name, an IPv4 address, or (in brackets) an IPv6 address with an
-/// optional zone: letters, digits and `-._` outside brackets; hex digits,
-/// `:` and `.` inside them (and `%` with a zone name).
-fn valid_host(host: &str, bracketed: bool) -> bool {
-    if bracketed {
-        let (address, zone) = host.split_once('%').unwrap_or((host, ""));
-        address.contains(':')
-            && address.chars().all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
-            && zone.chars().all(|c| c.is_alphanumeric() || "-._".contains(c))
-            && (zone.is_empty() != host.contains('%'))
-    } else {
-        host.chars().all(|c| c.is_alphanumeric() || "-._".contains(c))
-    }
-}
-
-fn split_host_port(authority: &str) -> Option<(&str, &str)> {
-    if let Some(rest) = authority.strip_prefix('[') {
-        let (host, after) = rest.split_once(']')?;
-        let port = after.strip_prefix(':')?;
-        return Some((host, port));
-    }
-    let (host, port) = authority.rsplit_once(':')?;
-    if host.contains(':') {
-        return None; // an IPv6 literal must be bracketed
-    }
-    Some((host, port))
 }
 
 #[cfg(test)]
@@ -226,9 +181,24 @@ mod tests {
             "tcp://a b:80",
             "ws://user@host:80/",
             "tcp://[::1%]:80",
+            "ws://127.0.0.1:7080/a b",
+            "ws://ho st:80/",
+            "ws://h:80/#part",
+            "tcp://a:1?framing=line&framing=length",
         ] {
             let err = Endpoint::parse(url).unwrap_err();
             assert!(err.0.starts_with("invalid URL"), "{url}: {err}");
+        }
+        for (url, why) in [
+            ("ws://127.0.0.1:7080/a b", "contains a space"),
+            ("ws://ho st:80/", "contains a space"),
+            ("ws://user:pw@host:80/", "carries no user or password"),
+            ("tcp://a:1?color=red", "unknown query parameter \"color=red\""),
+            ("http://a:1", "unsupported scheme \"http\""),
+            ("tcp://a", "no default port"),
+        ] {
+            let err = Endpoint::parse(url).unwrap_err().0;
+            assert!(err.contains(why), "{url}: {err}");
         }
     }
 }

@@ -10,7 +10,8 @@
 //!   (outbox side, inbox and callbacks, close signal, counters, settings).
 //! * [`config`]: what a client is created with.
 //! * [`transport`]: TCP, TLS and WebSocket under the framing.
-//! * [`outbox`], [`event`], [`endpoint`]: plain data structures.
+//! * [`outbox`], [`event`], [`endpoint`]: plain data structures; [`uri`]:
+//!   URL text into parts.
 //! * [`protocol`]: frames, the three framings, the hello exchange; shared
 //!   with the bundled server.
 //! * [`policy`]: backoff, heartbeat deadlines and queue limits, pure.
@@ -35,6 +36,7 @@ pub mod protocol;
 pub mod runtime;
 mod session;
 pub mod transport;
+pub mod uri;
 
 pub use client::{Client, CloseOutcome};
 pub use config::{ClientConfig, PlainHeartbeat};

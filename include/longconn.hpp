@@ -153,7 +153,9 @@ public:
         detail::check(lc_config_add_server(raw_, url.c_str()));
         return *this;
     }
-    // Every connection through an HTTP proxy (lc_config_set_proxy; "" for none).
+    // Every connection through this proxy (http://, https://, socks5://,
+    // socks5h://; see lc_config_set_proxy); "" for none, whatever the
+    // environment says. Without it, the environment is read as curl reads it.
     config &proxy(const std::string &url) {
         detail::check(lc_config_set_proxy(raw_, url.c_str()));
         return *this;

@@ -10,7 +10,7 @@ use longconn_core::policy::backoff::BackoffPolicy;
 use longconn_core::policy::failover::ServerOrder;
 use longconn_core::policy::heartbeat::HeartbeatPolicy;
 use longconn_core::policy::limits::InboxLimits;
-use longconn_core::transport::proxy::HttpProxy;
+use longconn_core::transport::proxy::ProxySetting;
 
 use crate::boundary::{self, bytes_arg, str_arg};
 use crate::status::*;
@@ -134,27 +134,43 @@ pub unsafe extern "C" fn lc_config_add_server(config: *mut lc_config, url: *cons
     })
 }
 
-/// Sends every connection through an HTTP proxy: `url` is
-/// `http://[user[:password]@]host[:port]` (port 1080 by default; `%XX`
-/// escapes in the user and password), and the client asks the proxy to
-/// `CONNECT` to the server (with basic authentication when a user is given),
-/// then speaks TLS, WebSocket or its framing through the tunnel, for every
-/// transport. An empty string means no proxy (the default). The environment
-/// (`http_proxy`, `ALL_PROXY`, `NO_PROXY`, ...) is not read yet. A proxy
-/// that refuses (a status other than 2xx; 407 for credentials) fails the
-/// attempt with an error event naming the proxy and its answer, and
-/// reconnection goes on. `url`: NUL-terminated UTF-8, not NULL, copied.
-/// Also returns LC_STATUS_INVALID_UTF8 and LC_STATUS_INVALID_URL (the
-/// message says what is wrong).
+/// Sends every connection through a proxy, for every transport, instead of
+/// the one the environment names. `url` is `scheme://[user[:password]@]host[:port]`
+/// (`%XX` escapes in the user and password):
+/// - `http://` (also when no scheme is written; port 1080 by default):
+///   `CONNECT` to the server, with basic authentication when a user is given;
+/// - `https://` (port 443 by default): the same over TLS to the proxy,
+///   verified against the client's roots or CA file;
+/// - `socks5://` (port 1080): SOCKS5, the server's name resolved here, with
+///   user and password authentication when a user is given;
+/// - `socks5h://`: the same, the name resolved by the proxy.
+///
+/// TLS, WebSocket or the framing then run through the tunnel. An empty
+/// string means no proxy at all, whatever the environment says.
+///
+/// Without this call, the client reads the environment when it is created
+/// (lc_client_new(), on the calling thread), as curl does: `ws_proxy` or
+/// `WS_PROXY`, then `http_proxy` (lowercase only) for `ws://`; `wss_proxy` or
+/// `WSS_PROXY`, then `https_proxy` or `HTTPS_PROXY` for `wss://`; then
+/// `all_proxy` or `ALL_PROXY` for every scheme; unless `no_proxy` or
+/// `NO_PROXY` names the server (a comma list; `*` for all; names match
+/// themselves and their subdomains, a leading dot ignored, case ignored;
+/// IP addresses and CIDR ranges match servers given by address; names are
+/// never resolved to be matched). An invalid URL in such a variable makes
+/// lc_client_new() fail with LC_STATUS_INVALID_ARGUMENT and a message naming
+/// the variable.
+///
+/// A proxy that refuses (an HTTP status other than 2xx, 407 for
+/// credentials; a SOCKS5 refusal) fails the attempt with an error event
+/// naming the proxy and its answer, and reconnection goes on. `url`:
+/// NUL-terminated UTF-8, not NULL, copied. Also returns
+/// LC_STATUS_INVALID_UTF8 and LC_STATUS_INVALID_URL (the message says what
+/// is wrong; it never shows the password).
 #[no_mangle]
 pub unsafe extern "C" fn lc_config_set_proxy(config: *mut lc_config, url: *const c_char) -> lc_status {
     with_config(config, |c| {
         let url = str_arg(url, "url")?;
-        c.proxy = if url.is_empty() {
-            None
-        } else {
-            Some(HttpProxy::parse(url).map_err(|why| fail(LC_STATUS_INVALID_URL, why))?)
-        };
+        c.proxy = ProxySetting::parse(url).map_err(|why| fail(LC_STATUS_INVALID_URL, why))?;
         Ok(())
     })
 }

@@ -74,11 +74,13 @@ pub struct ClientConfig {
     /// their own, and for the deterministic simulation, whose runtime and
     /// clock are simulated. `connect` then fails outside a runtime.
     pub on_current_runtime: bool,
-    /// Reaches the server's byte stream instead of dialing TCP (Rust only;
-    /// not with TLS yet). See [`crate::transport::dial`].
+    /// Reaches the server's byte stream instead of dialing TCP (Rust
+    /// only). See [`crate::transport::dial`].
     pub dialer: Option<crate::transport::dial::CustomDialer>,
-    /// An HTTP proxy every connection goes through (CONNECT).
-    pub proxy: Option<crate::transport::proxy::HttpProxy>,
+    /// The proxy connections go through: by default the one the
+    /// environment names for each server, read when the client is created
+    /// (see [`crate::transport::proxy::env`]).
+    pub proxy: crate::transport::proxy::ProxySetting,
 }
 
 impl ClientConfig {
@@ -106,7 +108,7 @@ impl ClientConfig {
             io_in_poll: false,
             on_current_runtime: false,
             dialer: None,
-            proxy: None,
+            proxy: Default::default(),
         })
     }
 
@@ -201,7 +203,7 @@ impl ClientConfig {
         if self.max_frame_size == 0 || self.max_frame_size > MAX_FRAME_SIZE_LIMIT {
             return invalid("maximum frame size must be between 1 byte and 256 MiB");
         }
-        if self.proxy.is_some() && self.dialer.is_some() {
+        if matches!(self.proxy, crate::transport::proxy::ProxySetting::Use(_)) && self.dialer.is_some() {
             return invalid("a proxy and a custom dialer exclude each other");
         }
         if self.io_in_poll && self.on_current_runtime {

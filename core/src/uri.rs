@@ -40,8 +40,11 @@ pub fn split(url: &str) -> Result<Parts, String> {
     if url.contains('#') {
         return Err("a fragment (#...) is never sent to a server".to_string());
     }
-    if !url.contains("://") {
+    let Some((_, after_scheme)) = url.split_once("://") else {
         return Err("expected scheme://host".to_string());
+    };
+    if after_scheme.is_empty() || after_scheme.starts_with(['/', '?']) {
+        return Err("the host is empty".to_string());
     }
     let uri: http::Uri = url.parse().map_err(|e: http::uri::InvalidUri| format!("{e}"))?;
     let scheme = uri.scheme_str().unwrap_or_default().to_ascii_lowercase();
@@ -145,6 +148,8 @@ mod tests {
             ("ws://h:/", "not a number from 1 to 65535"),
             ("ws://h:+80/", "not a number"),
             ("ws://:80/", "host is empty"),
+            ("ws://", "host is empty"),
+            ("ws:///x", "host is empty"),
             ("ws://[example]:80/", "not an IPv6 address"),
             ("ws://[::1%]:80/", "invalid zone"),
             ("tcp://::1:80", "invalid"),

@@ -63,8 +63,11 @@ int main(int argc, char **argv) {
     CHECK_STATUS(lc_config_add_server(config, NULL), LC_STATUS_NULL_ARGUMENT);
     CHECK_STATUS(lc_config_add_server(NULL, "tcp://127.0.0.1:9?framing=line"), LC_STATUS_NULL_ARGUMENT);
     CHECK_STATUS(lc_config_add_server(config, "tls://localhost:10?framing=line"), LC_STATUS_OK);
-    CHECK_STATUS(lc_config_set_proxy(config, "socks5://127.0.0.1:1080"), LC_STATUS_INVALID_URL);
-    CHECK(strstr(lc_last_error_message(), "invalid proxy URL") != NULL);
+    CHECK_STATUS(lc_config_set_proxy(config, "socks4://127.0.0.1:1080"), LC_STATUS_INVALID_URL);
+    CHECK(strstr(lc_last_error_message(), "unsupported proxy scheme") != NULL);
+    CHECK_STATUS(lc_config_set_proxy(config, "http://user:secret@127.0.0.1:3128/path"), LC_STATUS_INVALID_URL);
+    CHECK(strstr(lc_last_error_message(), "secret") == NULL);
+    CHECK_STATUS(lc_config_set_proxy(config, "socks5h://user:pw@127.0.0.1:1080"), LC_STATUS_OK);
     CHECK_STATUS(lc_config_set_proxy(config, "http://user:pw@127.0.0.1:3128"), LC_STATUS_OK);
     CHECK_STATUS(lc_config_set_proxy(config, ""), LC_STATUS_OK);
     CHECK_STATUS(lc_config_set_proxy(config, NULL), LC_STATUS_NULL_ARGUMENT);

@@ -547,5 +547,5 @@ def test_a_list_of_servers_moves_past_one_that_refuses_and_refuses_a_mix(echo_se
         longconn.Client([echo_server.url(), "ws://127.0.0.1:1/"])
     with pytest.raises(longconn.InvalidArgumentError, match="no server URL"):
         longconn.Client([])
-    with pytest.raises(longconn.InvalidUrlError, match="invalid proxy URL"):
-        longconn.Client(echo_server.url(), proxy="socks5://127.0.0.1:1080")
+    with pytest.raises(longconn.InvalidUrlError, match="unsupported proxy scheme"):
+        longconn.Client(echo_server.url(), proxy="socks4://127.0.0.1:1080")

@@ -49,8 +49,7 @@ pub struct Engine {
 impl Engine {
     /// Builds the parts from a validated config.
     pub fn new(config: ClientConfig) -> Result<Engine, Error> {
-        let targets =
-            config.servers().map(|endpoint| Target::new(endpoint.clone(), &config.tls)).collect::<Result<_, _>>()?;
+        let targets = config.servers().map(|endpoint| target(&config, endpoint)).collect::<Result<_, _>>()?;
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let lifecycle = Arc::new(lifecycle::Lifecycle::default());
         let inbox = inbox::EventQueue::new(config.inbox);
@@ -69,4 +68,20 @@ impl Engine {
             config,
         })
     }
+}
+
+/// A server with its TLS connector and the proxy it is reached through;
+/// the environment is read here, on the thread that creates the client.
+fn target(config: &ClientConfig, endpoint: &crate::endpoint::Endpoint) -> Result<Target, Error> {
+    let proxy = config
+        .proxy
+        .for_server(endpoint, config.dialer.is_some(), |name| std::env::var(name).ok())
+        .map_err(Error::InvalidArgument)?;
+    if let Some((proxy, from)) = &proxy {
+        crate::log::log_at!(
+            crate::log::Level::Info,
+            "{endpoint} will be reached through the proxy {proxy} (from {from})"
+        );
+    }
+    Target::new(endpoint.clone(), &config.tls, proxy.map(|(proxy, _)| proxy))
 }

@@ -41,7 +41,6 @@ pub(super) async fn connect(
             subprotocols: config.subprotocols.clone(),
             offer_v2: ws_v2 && ext.is_some(),
             dialer: config.dialer.clone(),
-            proxy: config.proxy.clone(),
         };
         let mut conn = transport::connect(target, &options).await.map_err(|e| AttemptFailed {
             kind: ErrorKind::ConnectFailed,

@@ -3,7 +3,8 @@
 //! directly ([`tcp`], the host name resolved anew each time); a [`Dialer`]
 //! set in the config takes its place, so that
 //! what lies above it (framing, hello, session) runs unchanged over another
-//! network: the deterministic simulation's, and later a proxy's.
+//! network (the deterministic simulation's); a proxy ([`super::proxy`])
+//! gives a tunnel to the server instead.
 
 use std::fmt;
 use std::future::Future;
@@ -15,7 +16,7 @@ use std::net::SocketAddr;
 
 use tokio::net::{lookup_host, TcpStream};
 
-use super::proxy::HttpProxy;
+use super::proxy::Via;
 use super::stream::ByteStream;
 
 /// Dials TCP directly: resolves the host (on every call) and tries each
@@ -40,8 +41,8 @@ pub async fn tcp(host: &str, port: u16) -> io::Result<(TcpStream, SocketAddr)> {
 pub enum Route<'a> {
     /// TCP, dialed directly.
     Direct,
-    /// TCP to an HTTP proxy, then CONNECT: still a TCP socket.
-    HttpProxy(&'a HttpProxy),
+    /// Through a proxy: still a TCP socket, but for an `https://` proxy.
+    Proxy(&'a Via),
     /// The configured dialer's stream.
     Custom(&'a CustomDialer),
 }
@@ -51,10 +52,7 @@ pub enum Route<'a> {
 pub async fn open(route: Route<'_>, host: &str, port: u16) -> io::Result<(ByteStream, String)> {
     match route {
         Route::Custom(dialer) => dialer.0.dial(host, port).await,
-        Route::HttpProxy(proxy) => {
-            let stream = proxy.connect(host, port).await?;
-            Ok((ByteStream::Tcp(stream), format!("{host}:{port} through {proxy}")))
-        }
+        Route::Proxy(via) => Ok((via.open(host, port).await?, format!("{host}:{port} through {}", via.proxy))),
         Route::Direct => {
             let (stream, peer) = tcp(host, port).await?;
             Ok((ByteStream::Tcp(stream), peer.to_string()))

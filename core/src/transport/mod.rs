@@ -42,8 +42,6 @@ pub struct ConnectOptions {
     pub offer_v2: bool,
     /// Reaches the byte stream instead of dialing TCP (see [`dial`]).
     pub dialer: Option<dial::CustomDialer>,
-    /// Dials through this HTTP proxy (CONNECT) instead of directly.
-    pub proxy: Option<proxy::HttpProxy>,
 }
 
 /// The receiving half of a connection.
@@ -114,19 +112,26 @@ pub struct Connection {
     pub declined_v2: bool,
 }
 
-/// One server a client may connect to: where it is, and the TLS connector
-/// made for it (`tls://` and `wss://`).
+/// One server a client may connect to: where it is, the TLS connector made
+/// for it (`tls://` and `wss://`), and the proxy it is reached through.
 #[derive(Clone)]
 pub struct Target {
     pub endpoint: Endpoint,
     pub tls: Option<tls::Tls>,
+    pub via: Option<proxy::Via>,
 }
 
 impl Target {
-    /// Builds the server's TLS connector if its scheme needs one.
-    pub fn new(endpoint: Endpoint, settings: &tls::TlsSettings) -> Result<Target, crate::error::Error> {
+    /// Builds the server's TLS connector if its scheme needs one, and the
+    /// proxy's if it is an `https://` proxy.
+    pub fn new(
+        endpoint: Endpoint,
+        settings: &tls::TlsSettings,
+        proxy: Option<proxy::Proxy>,
+    ) -> Result<Target, crate::error::Error> {
         let tls = if endpoint.scheme.is_tls() { Some(tls::Tls::new(settings)?) } else { None };
-        Ok(Target { endpoint, tls })
+        let via = proxy.map(|proxy| proxy::Via::new(proxy, settings)).transpose()?;
+        Ok(Target { endpoint, tls, via })
     }
 }
 
@@ -157,27 +162,27 @@ pub async fn connect(target: &Target, options: &ConnectOptions) -> io::Result<Co
 
 /// The byte stream under a connection: the dial stage, then the TLS stage.
 async fn open_stream(target: &Target, options: &ConnectOptions) -> io::Result<(stream::ByteStream, String)> {
-    if options.dialer.is_some() && target.tls.is_some() {
-        return Err(io::Error::new(io::ErrorKind::Unsupported, "TLS over a custom dialer is not supported yet"));
-    }
-    let route = match (&options.dialer, &options.proxy) {
+    let route = match (&options.dialer, &target.via) {
         (Some(dialer), _) => dial::Route::Custom(dialer),
-        (None, Some(proxy)) => dial::Route::HttpProxy(proxy),
+        (None, Some(via)) => dial::Route::Proxy(via),
         (None, None) => dial::Route::Direct,
     };
     let (stream, peer) = dial::open(route, &target.endpoint.host, target.endpoint.port).await?;
     Ok((tls_stage(target, stream).await?, peer))
 }
 
-/// TLS over the dialed stream when the target has a connector.
+/// TLS over the dialed stream when the target has a connector: over a TCP
+/// socket, or over whatever else the dial stage gave (the tunnel through an
+/// `https://` proxy, a custom dialer's stream).
 async fn tls_stage(target: &Target, stream: stream::ByteStream) -> io::Result<stream::ByteStream> {
+    let host = &target.endpoint.host;
     match (&target.tls, stream) {
         (None, stream) => Ok(stream),
         (Some(tls), stream::ByteStream::Tcp(tcp)) => {
-            Ok(stream::ByteStream::Other(Box::new(tls.connect(tcp, &target.endpoint.host).await?)))
+            Ok(stream::ByteStream::Other(Box::new(tls.connect(tcp, host).await?)))
         }
-        (Some(_), stream::ByteStream::Other(_)) => {
-            Err(io::Error::new(io::ErrorKind::Unsupported, "TLS over a custom dialer is not supported yet"))
+        (Some(tls), stream::ByteStream::Other(other)) => {
+            Ok(stream::ByteStream::Other(Box::new(tls.connect(other, host).await?)))
         }
     }
 }
@@ -253,14 +258,7 @@ mod tests {
     }
 
     fn options(dialer: Option<dial::CustomDialer>) -> ConnectOptions {
-        ConnectOptions {
-            max_frame_size: 1 << 20,
-            headers: vec![],
-            subprotocols: vec![],
-            offer_v2: false,
-            dialer,
-            proxy: None,
-        }
+        ConnectOptions { max_frame_size: 1 << 20, headers: vec![], subprotocols: vec![], offer_v2: false, dialer }
     }
 
     #[test]
@@ -269,23 +267,26 @@ mod tests {
         for (url, tls) in
             [("tcp://127.0.0.1:1", false), ("tls://127.0.0.1:1", true), ("ws://h:1/", false), ("wss://h:1/", true)]
         {
-            let target = Target::new(Endpoint::parse(url).unwrap(), &settings).unwrap();
+            let target = Target::new(Endpoint::parse(url).unwrap(), &settings, None).unwrap();
             assert_eq!(target.tls.is_some(), tls, "{url}");
         }
     }
 
     #[tokio::test]
-    async fn tls_over_a_custom_dialer_is_refused_before_dialing_and_a_dial_error_is_the_attempts() {
+    async fn a_dial_error_is_the_attempts_and_tls_runs_over_a_custom_dialer_s_stream() {
         let dials = Arc::new(Counting(AtomicUsize::new(0)));
         let custom = Some(dial::CustomDialer(dials.clone()));
         let settings = tls::TlsSettings::default();
-        let tls_target = Target::new(Endpoint::parse("tls://127.0.0.1:1").unwrap(), &settings).unwrap();
-        let error = connect(&tls_target, &options(custom.clone())).await.err().expect("refused");
-        assert_eq!(error.kind(), io::ErrorKind::Unsupported);
-        assert_eq!(dials.0.load(Ordering::Relaxed), 0, "nothing was dialed");
-        let plain = Target::new(Endpoint::parse("tcp://127.0.0.1:1").unwrap(), &settings).unwrap();
+        let plain = Target::new(Endpoint::parse("tcp://127.0.0.1:1").unwrap(), &settings, None).unwrap();
         let error = connect(&plain, &options(custom)).await.err().expect("the dialer refuses");
         assert_eq!(error.kind(), io::ErrorKind::ConnectionRefused);
         assert_eq!(dials.0.load(Ordering::Relaxed), 1);
+        // TLS over a stream that is not a TCP socket: the server end of a
+        // pipe that closes at once fails the handshake, not the setup.
+        let (ours, theirs) = tokio::io::duplex(64);
+        drop(theirs);
+        let tls_target = Target::new(Endpoint::parse("tls://127.0.0.1:1").unwrap(), &settings, None).unwrap();
+        let error = tls_stage(&tls_target, stream::ByteStream::Other(Box::new(ours))).await.err().expect("no peer");
+        assert!(error.to_string().contains("TLS handshake failed"), "{error}");
     }
 }

@@ -14,7 +14,7 @@ use rustls::crypto::{ring, verify_tls12_signature, verify_tls13_signature, Crypt
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
@@ -74,7 +74,7 @@ impl Tls {
     }
 
     /// Performs the TLS handshake on a connected stream.
-    pub async fn connect(&self, stream: TcpStream, host: &str) -> io::Result<TlsStream<TcpStream>> {
+    pub async fn connect<S: AsyncRead + AsyncWrite + Unpin>(&self, stream: S, host: &str) -> io::Result<TlsStream<S>> {
         let name = self.settings.server_name.as_deref().unwrap_or(host);
         let server_name = ServerName::try_from(name.to_owned()).map_err(|_| {
             io::Error::new(io::ErrorKind::InvalidInput, format!("{name:?} is not a valid TLS server name"))

@@ -83,7 +83,12 @@ class Client:
     framing, or all ``ws://``/``wss://``; ``random_start=True`` begins with
     a server picked at random, so many clients spread over the list.
     ``proxy="http://[user:password@]host:port"`` sends every connection
-    through an HTTP proxy (CONNECT). Times are in seconds. The client
+    through a proxy (``http://``, ``https://``, ``socks5://``, ``socks5h://``;
+    ``""`` for none, whatever the environment says); without it the proxy is
+    taken from the environment when the client is created, as curl does
+    (``ws_proxy``, ``http_proxy``, ``wss_proxy``, ``https_proxy``,
+    ``all_proxy``, ``no_proxy``; see ``lc_config_set_proxy`` in the header).
+    Times are in seconds. The client
     connects in the background after :meth:`connect`, reconnects by itself,
     and keeps messages sent while disconnected.
 

@@ -245,6 +245,10 @@ typedef struct {
   // Written messages still waiting for the server's acknowledgement
   // (also counted in `queued_messages`).
   uint64_t unacked_messages;
+  // The server of the current connection, or of the last one: its place
+  // in the list (0: the URL given to lc_config_new(), then in the order
+  // of lc_config_add_server()).
+  uint64_t server_index;
 } lc_stats;
 
 // One event. Fields that do not apply to `kind` are zero (`text`: "").
@@ -287,6 +291,10 @@ typedef struct {
   // LC_EVENT_CONNECTED: the epoch of the server's room history (0: none);
   // it changes whenever that history was lost.
   uint64_t epoch;
+  // LC_EVENT_CONNECTED: the server's place in the list of servers (0:
+  // the URL given to lc_config_new(), then in the order of
+  // lc_config_add_server()).
+  uint32_t server_index;
 } lc_event;
 
 // Receives every event (messages too, unless a message callback is set).

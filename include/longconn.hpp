@@ -74,6 +74,7 @@ struct event {
     bool resumed;
     bool recovered;
     uint64_t epoch;
+    uint32_t server_index;
     bool is_text;
     std::string text;
     std::string data; /* the message's bytes, for LC_EVENT_MESSAGE */
@@ -91,6 +92,7 @@ struct event {
                      e.resumed,
                      e.recovered,
                      e.epoch,
+                     e.server_index,
                      e.is_text,
                      e.text ? std::string(e.text) : std::string(),
                      e.data ? std::string(reinterpret_cast<const char *>(e.data), e.len) : std::string()};

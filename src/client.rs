@@ -48,6 +48,10 @@ pub struct lc_stats {
     /// Written messages still waiting for the server's acknowledgement
     /// (also counted in `queued_messages`).
     pub unacked_messages: u64,
+    /// The server of the current connection, or of the last one: its place
+    /// in the list (0: the URL given to lc_config_new(), then in the order
+    /// of lc_config_add_server()).
+    pub server_index: u64,
 }
 
 /// One message for lc_client_send_batch(): `len` bytes at `data`
@@ -339,6 +343,7 @@ pub unsafe extern "C" fn lc_client_stats(client: *const lc_client, out_stats: *m
                 last_rtt_us: s.last_rtt_us,
                 acked_number: s.acked_number,
                 unacked_messages: s.unacked_messages,
+                server_index: s.server_index,
             }
         );
         LC_STATUS_OK

@@ -135,6 +135,10 @@ pub struct lc_event {
     /// LC_EVENT_CONNECTED: the epoch of the server's room history (0: none);
     /// it changes whenever that history was lost.
     pub epoch: u64,
+    /// LC_EVENT_CONNECTED: the server's place in the list of servers (0:
+    /// the URL given to lc_config_new(), then in the order of
+    /// lc_config_add_server()).
+    pub server_index: u32,
 }
 
 /// Receives every event (messages too, unless a message callback is set).
@@ -308,13 +312,15 @@ fn blank_event(kind: lc_event_kind, text: &CStr, state: lc_state) -> lc_event {
         resumed: false,
         recovered: false,
         epoch: 0,
+        server_index: 0,
     }
 }
 
 pub(crate) fn to_c_event(event: &Event, text: &CStr, state: lc_state) -> lc_event {
     let mut e = blank_event(lc_event_kind::LC_EVENT_CONNECTED, text, state);
     match event {
-        Event::Connected { delivery, .. } => {
+        Event::Connected { delivery, server_index, .. } => {
+            e.server_index = u32::try_from(*server_index).unwrap_or(u32::MAX);
             e.acknowledged = delivery.acknowledged;
             e.resumed = delivery.resumed;
             e.recovered = delivery.recovered;

@@ -55,8 +55,9 @@ fn servers_that_refuse_or_never_answer_are_passed_over_within_one_round() {
         !events.iter().any(|e| matches!(e, Event::ReconnectScheduled { .. })),
         "no backoff within a round: {events:?}"
     );
-    let Some(Event::Connected { peer, .. }) = events.last() else { unreachable!() };
+    let Some(Event::Connected { peer, server_index, .. }) = events.last() else { unreachable!() };
     assert!(peer.ends_with(&format!(":{}", live.url("longconn").rsplit(':').next().unwrap())), "{peer}");
+    assert_eq!((*server_index, client.stats().server_index), (2, 2), "the event and the stats name the third");
     client.send(b"through the third").unwrap();
     assert_eq!(receive_messages(&client, 1, WITHIN), [b"through the third".to_vec()]);
 }

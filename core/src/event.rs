@@ -60,6 +60,8 @@ pub enum Event {
     Connected {
         peer: String,
         delivery: Delivery,
+        /// The server's place in the config's list (0: the first URL).
+        server_index: usize,
     },
     /// The server acknowledged every message up to this number (protocol
     /// version 2; only when `ClientConfig::ack_events` is set).

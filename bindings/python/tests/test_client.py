@@ -532,6 +532,8 @@ def test_a_list_of_servers_moves_past_one_that_refuses_and_refuses_a_mix(echo_se
             for event in client.events(timeout=5.0):
                 kinds.append(event.kind)
                 if event.kind == EventKind.CONNECTED:
+                    assert event.server_index == 1, event
+                    assert client.stats().server_index == 1
                     break
             assert kinds[-1] == EventKind.CONNECTED, kinds
             assert EventKind.RECONNECT_SCHEDULED not in kinds, kinds

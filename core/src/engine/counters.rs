@@ -23,6 +23,9 @@ pub struct Stats {
     /// Written messages still waiting for the server's acknowledgement;
     /// they count in `queued_messages` too.
     pub unacked_messages: u64,
+    /// The server of the current connection, or of the last one: its
+    /// place in the config's list (0: the first URL).
+    pub server_index: u64,
 }
 
 #[derive(Debug, Default)]
@@ -33,6 +36,7 @@ pub struct Counters {
     bytes_in: AtomicU64,
     connections: AtomicU64,
     last_rtt_us: AtomicU64,
+    server_index: AtomicU64,
 }
 
 impl Counters {
@@ -46,7 +50,9 @@ impl Counters {
         self.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
-    pub fn connected(&self) {
+    /// A connection to the server at `server_index` in the list.
+    pub fn connected(&self, server_index: usize) {
+        self.server_index.store(server_index as u64, Ordering::Relaxed);
         self.connections.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -67,6 +73,7 @@ impl Counters {
             last_rtt_us: self.last_rtt_us.load(Ordering::Relaxed),
             acked_number: acked,
             unacked_messages: unacked as u64,
+            server_index: self.server_index.load(Ordering::Relaxed),
         }
     }
 }

@@ -586,7 +586,7 @@ mod tests {
     fn a_message_batch_is_polled_one_message_at_a_time_in_order() {
         let q = queue_with_fd();
         let chunk = Bytes::from_static(b"xxoneyytwozzz");
-        q.push([Event::Connected { peer: "p".into(), delivery: Default::default() }], true);
+        q.push([Event::Connected { peer: "p".into(), delivery: Default::default(), server_index: 0 }], true);
         q.push_messages(MessageBatch::new(chunk, vec![2..5, 7..10, 13..13]), true);
         q.push([Event::Closed { unsent: 0 }], true);
         let mut polled = Vec::new();
@@ -598,7 +598,7 @@ mod tests {
         assert_eq!(
             polled,
             vec![
-                Event::Connected { peer: "p".into(), delivery: Default::default() },
+                Event::Connected { peer: "p".into(), delivery: Default::default(), server_index: 0 },
                 Event::Message(Bytes::from_static(b"one")),
                 Event::Message(Bytes::from_static(b"two")),
                 Event::Message(Bytes::new()),

@@ -80,10 +80,11 @@ pub(crate) async fn run(engine: Arc<Engine>) {
                     }
                 }
                 engine.sending.set_retain(delivery.acknowledged);
-                engine.counters.connected();
+                let server_index = failover.current();
+                engine.counters.connected(server_index);
                 set_state(State::Connected);
                 log_connected(engine, &conn.peer, delivery);
-                engine.delivery.emit_one(Event::Connected { peer: conn.peer.clone(), delivery });
+                engine.delivery.emit_one(Event::Connected { peer: conn.peer.clone(), delivery, server_index });
                 let up_since = Instant::now();
                 let link::Ended { reason, detail } =
                     link::run(engine, conn, leftovers, &mut in_flight, &mut resume, delivery.acknowledged).await;

@@ -96,6 +96,8 @@ class Event:
     recovered: bool = False
     #: CONNECTED: the epoch of the server's room history (0: none).
     epoch: int = 0
+    #: CONNECTED: the server's place in the client's list (0: the first URL).
+    server_index: int = 0
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,8 @@ class Stats:
     acked_number: int = 0
     #: Written messages still waiting for the server's acknowledgement.
     unacked_messages: int = 0
+    #: The server of the current (or last) connection: its place in the list.
+    server_index: int = 0
 
 
 def message_from(data: "ctypes._Pointer[ctypes.c_uint8]", length: int, text: bool = False) -> Message:
@@ -150,6 +154,7 @@ def event_from(c_event: _ffi.lc_event) -> Event:
         resumed=c_event.resumed,
         recovered=c_event.recovered,
         epoch=c_event.epoch,
+        server_index=c_event.server_index,
     )
 
 
@@ -165,4 +170,5 @@ def stats_from(s: _ffi.lc_stats) -> Stats:
         last_rtt=s.last_rtt_us / 1e6,
         acked_number=s.acked_number,
         unacked_messages=s.unacked_messages,
+        server_index=s.server_index,
     )

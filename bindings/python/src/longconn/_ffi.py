@@ -38,6 +38,7 @@ class lc_event(ctypes.Structure):
         ("resumed", ctypes.c_bool),
         ("recovered", ctypes.c_bool),
         ("epoch", ctypes.c_uint64),
+        ("server_index", ctypes.c_uint32),
     ]
 
 
@@ -53,6 +54,7 @@ class lc_stats(ctypes.Structure):
         ("last_rtt_us", ctypes.c_uint64),
         ("acked_number", ctypes.c_uint64),
         ("unacked_messages", ctypes.c_uint64),
+        ("server_index", ctypes.c_uint64),
     ]
 
 

@@ -194,6 +194,9 @@ enum lc_error_kind
   LC_ERROR_IO = 6,
   // Reconnection stopped after the configured number of attempts; the client closes.
   LC_ERROR_GAVE_UP = 7,
+  // The server refused the client's credentials (the token the connect
+  // callback gives, missing or wrong); reconnection goes on.
+  LC_ERROR_UNAUTHORIZED = 8,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

@@ -91,6 +91,9 @@ pub enum lc_error_kind {
     LC_ERROR_IO = 6,
     /// Reconnection stopped after the configured number of attempts; the client closes.
     LC_ERROR_GAVE_UP = 7,
+    /// The server refused the client's credentials (the token the connect
+    /// callback gives, missing or wrong); reconnection goes on.
+    LC_ERROR_UNAUTHORIZED = 8,
 }
 
 /// One event. Fields that do not apply to `kind` are zero (`text`: "").
@@ -364,6 +367,7 @@ pub(crate) fn to_c_event(event: &Event, text: &CStr, state: lc_state) -> lc_even
                 ErrorKind::HeartbeatTimeout => lc_error_kind::LC_ERROR_HEARTBEAT_TIMEOUT,
                 ErrorKind::Io => lc_error_kind::LC_ERROR_IO,
                 ErrorKind::GaveUp => lc_error_kind::LC_ERROR_GAVE_UP,
+                ErrorKind::Unauthorized => lc_error_kind::LC_ERROR_UNAUTHORIZED,
             };
         }
         Event::Closed { unsent } => {

@@ -296,6 +296,12 @@ impl Client {
         Ok(())
     }
 
+    /// Calls `hook` before each connection attempt from now on (`None`:
+    /// no more); see [`crate::hook::ConnectHook`] for its thread and rules.
+    pub fn set_connect_hook(&self, hook: Option<Arc<dyn crate::hook::ConnectHook>>) {
+        self.engine.delivery.set_connect_hook(hook);
+    }
+
     /// Delivers events to `handler` on a callback thread; `None` returns to poll mode.
     pub fn set_handler(&self, handler: Option<Arc<dyn EventHandler>>) -> Result<(), Error> {
         if self.driver.is_some() && handler.is_some() {

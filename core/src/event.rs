@@ -33,6 +33,10 @@ pub enum ErrorKind {
     Io,
     /// Reconnection stopped after the configured number of attempts.
     GaveUp,
+    /// The server refused the client's credentials (a token from the
+    /// connect hook, missing or wrong); reconnection goes on, so the hook
+    /// can give a fresh one.
+    Unauthorized,
 }
 
 /// The delivery guarantee a connection runs under, told by its connected event.

@@ -10,7 +10,7 @@
 //!   (outbox side, inbox and callbacks, close signal, counters, settings).
 //! * [`config`]: what a client is created with.
 //! * [`transport`]: TCP, TLS and WebSocket under the framing.
-//! * [`outbox`], [`event`], [`endpoint`]: plain data structures; [`uri`]:
+//! * [`outbox`], [`event`], [`endpoint`], [`hook`]: plain data structures; [`uri`]:
 //!   URL text into parts.
 //! * [`protocol`]: frames, the three framings, the hello exchange; shared
 //!   with the bundled server.
@@ -28,6 +28,7 @@ pub mod endpoint;
 pub mod engine;
 pub mod error;
 pub mod event;
+pub mod hook;
 pub mod lock;
 pub mod log;
 pub mod outbox;

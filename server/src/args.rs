@@ -22,6 +22,8 @@ pub const USAGE: &str = "usage: longconn-server [--mode chat|echo|sink] [--host 
        [--data-dir DIR|memory]                      (where sessions and history are kept)
        [--history MESSAGES] [--history-bytes BYTES] [--history-age SECONDS]
        [--session-ttl SECONDS] [--protocol 1|2]
+       [--token-file FILE]                          (clients must send this token in their hello;
+                                                    read on every connection)
 defaults: --mode chat --host 127.0.0.1 --longconn-port 7070 --length-port 7071 --line-port 7072 --ws-port 7080
           --tls-framing longconn --idle-timeout 60 --max-frame 1048576 --plain-ping ping --plain-pong pong
           --threads 2 --history 100000 --history-bytes 67108864 --history-age 86400 --session-ttl 300
@@ -29,7 +31,8 @@ defaults: --mode chat --host 127.0.0.1 --longconn-port 7070 --length-port 7071 -
           file MODE-PORT.db; memory when the longconn port is 0 or off";
 
 /// Flags that take a value.
-const KNOWN_FLAGS: [&str; 23] = [
+const KNOWN_FLAGS: [&str; 24] = [
+    "--token-file",
     "--data-dir",
     "--history",
     "--history-bytes",
@@ -90,6 +93,10 @@ pub struct Args {
     pub session_ttl: Duration,
     /// The highest protocol version served (1: best effort only).
     pub protocol: u8,
+    /// The token every client must offer in its hello; connections that
+    /// carry no hello (the plain framings, WebSocket without the longconn
+    /// subprotocol) are refused while it is set.
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 /// What the command line asks for.
@@ -128,6 +135,7 @@ impl Args {
             history: Window::default(),
             session_ttl: Duration::from_secs(300),
             protocol: 2,
+            token_file: None,
         };
         while let Some(flag) = argv.next() {
             if flag == "--quiet" {
@@ -180,6 +188,7 @@ impl Args {
                 "--history-bytes" => args.history.bytes = number(&value)? as usize,
                 "--history-age" => args.history.age = Duration::from_secs(number(&value)?),
                 "--session-ttl" => args.session_ttl = Duration::from_secs(number(&value)?),
+                "--token-file" => args.token_file = Some(value.into()),
                 "--protocol" => {
                     args.protocol = match value.as_str() {
                         "1" => 1,
@@ -189,6 +198,9 @@ impl Args {
                 }
                 other => return Err(format!("unknown flag {other:?}")),
             }
+        }
+        if args.token_file.is_some() && args.protocol < 2 {
+            return Err("--token-file needs --protocol 2: the token travels in the version 2 hello".into());
         }
         Ok(Command::Serve(Box::new(args)))
     }

@@ -13,6 +13,7 @@ pub mod room;
 pub mod sessions;
 pub mod store;
 pub mod tls;
+mod token;
 
 use std::sync::Arc;
 

@@ -50,6 +50,7 @@ const CLOSE_TOO_SLOW: u16 = 4001;
 const CLOSE_PROTOCOL: u16 = 4002;
 /// Close code sent to a connection whose session moved to a newer one.
 const CLOSE_REPLACED: u16 = 4003;
+use longconn_core::protocol::hello::CLOSE_UNAUTHORIZED;
 /// Feed frames (room lines, echo replies) written per turn of the loop at
 /// most, and their payload bytes, so reading never waits long. More than
 /// one read brings (64 KiB: about 1,000 small messages), so an echo keeps
@@ -124,6 +125,13 @@ async fn run_connection(
     joined_at: u64,
 ) {
     let v2 = args.protocol >= PROTOCOL_V2 && hello.as_ref().is_some_and(Hello::offers_v2);
+    if let Some(file) = &args.token_file {
+        let offered = hello.as_ref().and_then(|h| h.ext.as_ref()).filter(|_| v2).and_then(|ext| ext.token.as_deref());
+        if let Err(why) = crate::token::check(file, offered) {
+            say_goodbye(&mut writer, listener, CLOSE_UNAUTHORIZED, &why).await;
+            return reject(args, peer, &why);
+        }
+    }
     let generation = room.new_connection();
     let (attached, reply) = match hello.as_ref().and_then(|h| h.ext.as_ref()).filter(|_| v2) {
         Some(ext) => match attach(room, ext, generation).await {
@@ -260,6 +268,7 @@ async fn attach(room: &Room, ext: &HelloExt, generation: u64) -> Result<(Attache
             position: position(state.base + client_received),
             resumed: true,
             recovered,
+            token: None,
         };
         let server_received = state.received;
         drop(state);
@@ -288,6 +297,7 @@ async fn attach(room: &Room, ext: &HelloExt, generation: u64) -> Result<(Attache
         position: position(base),
         resumed: false,
         recovered,
+        token: None,
     };
     Ok((Attached { session, resumed: false, client_received: 0, server_received: 0 }, reply))
 }

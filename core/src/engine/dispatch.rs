@@ -83,6 +83,11 @@ pub struct Delivery {
     detached: AtomicBool,
     /// Held while callbacks run, so a detach from another thread can wait them out.
     running: Mutex<()>,
+    /// The application's connect hook, and a lock held while it runs
+    /// (apart from `running`: it runs on a blocking thread, not a callback
+    /// thread, so that a slow hook holds up no other client).
+    connect_hook: Mutex<Option<Arc<dyn crate::hook::ConnectHook>>>,
+    hook_running: Mutex<()>,
     /// Run callbacks on the I/O thread that queues them, when it can.
     on_io_thread: bool,
 }
@@ -99,6 +104,8 @@ impl Delivery {
             scheduled: AtomicBool::new(false),
             detached: AtomicBool::new(false),
             running: Mutex::new(()),
+            connect_hook: Mutex::new(None),
+            hook_running: Mutex::new(()),
         }
     }
 
@@ -160,16 +167,42 @@ impl Delivery {
         Ok(())
     }
 
-    /// No callback runs once this returns: the handler is dropped, and a
-    /// callback running on another thread is waited out (one running on this
-    /// thread, the caller itself, skips the rest of its batch).
+    /// No callback runs once this returns: the handler and the connect
+    /// hook are dropped, and a callback running on another thread is waited
+    /// out (one running on this thread, the caller itself, skips the rest
+    /// of its batch).
     pub fn detach(&self) {
         self.detached.store(true, Ordering::Release);
         *lock(&self.handler) = None;
+        *lock(&self.connect_hook) = None;
         self.has_handler.store(false, Ordering::Release);
         if DISPATCHING.with(|d| d.get()) != self.id {
             drop(lock(&self.running));
+            drop(lock(&self.hook_running));
         }
+    }
+
+    pub fn set_connect_hook(&self, hook: Option<Arc<dyn crate::hook::ConnectHook>>) {
+        *lock(&self.connect_hook) = hook;
+    }
+
+    pub fn connect_hook(&self) -> Option<Arc<dyn crate::hook::ConnectHook>> {
+        lock(&self.connect_hook).clone()
+    }
+
+    /// Runs `hook` on the calling thread as one of this client's callbacks:
+    /// a detach waits for it, and the client's functions called inside see
+    /// a callback (a close does not wait). `None` if the handle is gone;
+    /// a panic is caught and reported as an error.
+    pub fn run_as_callback<R>(&self, hook: impl FnOnce() -> Result<R, String>) -> Option<Result<R, String>> {
+        let _running = lock(&self.hook_running);
+        if self.detached.load(Ordering::Acquire) {
+            return None;
+        }
+        let outer = DISPATCHING.with(|d| d.replace(self.id));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(hook));
+        DISPATCHING.with(|d| d.set(outer));
+        Some(result.unwrap_or_else(|_| Err("it panicked".to_string())))
     }
 
     /// Runs one callback unless the handle is gone; false once it is.

@@ -25,6 +25,10 @@ const FIELD_RECEIVED: u8 = 0x03;
 const FIELD_POSITION: u8 = 0x04;
 const FIELD_RESUMED: u8 = 0x05;
 const FIELD_RECOVERED: u8 = 0x06;
+const FIELD_TOKEN: u8 = 0x07;
+
+/// The longest token a hello carries.
+pub const MAX_TOKEN: usize = 2048;
 
 /// A place in a room's history: the epoch names the history (it changes
 /// whenever history was lost), the offset the message within it.
@@ -50,6 +54,9 @@ pub struct HelloExt {
     pub resumed: bool,
     /// Server only: the stream continues without a gap.
     pub recovered: bool,
+    /// Client only: a credential for servers that want one (at most
+    /// [`MAX_TOKEN`] bytes), from the application's connect hook.
+    pub token: Option<Vec<u8>>,
 }
 
 impl HelloExt {
@@ -72,6 +79,9 @@ impl HelloExt {
         }
         field(FIELD_RESUMED, &[self.resumed as u8]);
         field(FIELD_RECOVERED, &[self.recovered as u8]);
+        if let Some(token) = &self.token {
+            field(FIELD_TOKEN, &token[..token.len().min(MAX_TOKEN)]);
+        }
     }
 
     /// Reads an extension block; unknown fields are skipped, so later
@@ -101,6 +111,8 @@ impl HelloExt {
                 FIELD_POSITION => return Err(HelloError::Extension("room position")),
                 FIELD_RESUMED => ext.resumed = value.first() == Some(&1),
                 FIELD_RECOVERED => ext.recovered = value.first() == Some(&1),
+                FIELD_TOKEN if len <= MAX_TOKEN => ext.token = Some(value.to_vec()),
+                FIELD_TOKEN => return Err(HelloError::Extension("token too long")),
                 _ => {}
             }
         }
@@ -214,6 +226,10 @@ pub fn close_payload(code: u16, reason: &str) -> Bytes {
     b.put_slice(reason.as_bytes());
     b.freeze()
 }
+
+/// Close code of a server that refuses a client's hello for its token
+/// (missing or wrong); the reason says which.
+pub const CLOSE_UNAUTHORIZED: u16 = 4004;
 
 /// Close code for a close frame that carries none (RFC 6455, 7.4.1).
 pub const CLOSE_NO_STATUS: u16 = 1005;

@@ -28,6 +28,8 @@ pub(crate) async fn run(engine: Arc<Engine>) {
     // The batch being written; after a disconnect it goes back to the outbox.
     let mut in_flight: Option<Batch> = None;
     let mut resume = Resume::default();
+    let mut pending_hook: connect::PendingHook = None;
+    let mut attempts_since_connected = 0u32;
     let set_state = |state: State| {
         if !engine.close.requested() {
             engine.lifecycle.set_state(state);
@@ -39,20 +41,28 @@ pub(crate) async fn run(engine: Arc<Engine>) {
         }
         set_state(State::Connecting);
         let offer = (engine.config.max_protocol >= PROTOCOL_V2).then(|| resume.hello_ext());
+        attempts_since_connected = attempts_since_connected.saturating_add(1);
+        let info = crate::hook::ConnectInfo {
+            server_index: failover.current(),
+            url: engine.targets[failover.current()].endpoint.to_string(),
+            attempt: attempts_since_connected,
+        };
         let attempt = tokio::select! {
             // In order, so a simulated run replays exactly.
             biased;
             result = connect::connect(
                 engine,
-                &engine.targets[failover.current()],
+                info,
                 offer,
                 !resume.ws_v2_declined.contains(&failover.current()),
+                &mut pending_hook,
             ) => result,
             _ = engine.close.expired() => break,
         };
         match attempt {
             Ok(connect::Opened { conn, leftovers, server }) => 'connection: {
                 failover.connected();
+                attempts_since_connected = 0;
                 if conn.declined_v2 {
                     resume.ws_v2_declined.push(failover.current());
                     log_at!(

@@ -47,6 +47,7 @@ impl Resume {
             position: self.position(),
             resumed: false,
             recovered: false,
+            token: None,
         }
     }
 

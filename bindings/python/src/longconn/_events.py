@@ -69,6 +69,7 @@ class ErrorKind(enum.IntEnum):
     HEARTBEAT_TIMEOUT = 5
     IO = 6
     GAVE_UP = 7
+    UNAUTHORIZED = 8
 
 
 @dataclass(frozen=True)

@@ -232,6 +232,7 @@ fn hello_v2(received: u64, resumed: bool) -> Vec<u8> {
         position: None,
         resumed,
         recovered: true,
+        token: None,
     };
     frame(0x04, &hello_payload(PROTOCOL_V2, "bad-server", Some(&ext)))
 }

@@ -275,6 +275,7 @@ mod tests {
             position: Some(RoomPosition { epoch: 7, offset: 1 << 40 }),
             resumed: true,
             recovered: false,
+            token: Some(b"t\0ken".to_vec()),
         };
         let payload = hello_payload(PROTOCOL_VERSION, "cli\0ent", Some(&ext));
         let hello = parse_hello(&payload).unwrap();

@@ -93,6 +93,7 @@ mod tests {
             position: Some(RoomPosition { epoch: 9, offset }),
             resumed,
             recovered: resumed,
+            token: None,
         }
     }
 

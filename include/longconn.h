@@ -221,6 +221,11 @@ typedef struct lc_client lc_client;
 // also from a callback).
 typedef struct lc_config lc_config;
 
+// What one connection attempt sends, for the connect callback to change
+// with the lc_connect_request_* functions. Opaque; valid only during the
+// callback, on its thread.
+typedef struct lc_connect_request lc_connect_request;
+
 // One message for lc_client_send_batch(): `len` bytes at `data`
 // (NULL allowed when `len` is 0).
 typedef struct {
@@ -321,6 +326,25 @@ typedef struct {
 // least 1) entries at `messages`, which and whose payloads are valid only
 // during the call.
 typedef void (*lc_messages_cb)(void *user_data, const lc_message *messages, size_t count);
+
+// The attempt about to be made (see lc_client_set_connect_callback()).
+typedef struct {
+  // The server's place in the list of servers (0: the URL given to
+  // lc_config_new(), then in the order of lc_config_add_server()).
+  uint32_t server_index;
+  // Attempts since the client last connected (or since it started), from 1.
+  uint32_t attempt;
+  // The server's URL: NUL-terminated UTF-8, valid during the call.
+  const char *url;
+} lc_connect_info;
+
+// Called before each connection attempt. Return true to go on with the
+// attempt, false to fail it (with a message set by
+// lc_connect_request_set_error(), or a generic one): the failure is an
+// error event and the attempt is retried with backoff.
+typedef bool (*lc_connect_cb)(void *user_data,
+                              const lc_connect_info *info,
+                              lc_connect_request *request);
 
 // Receives a log line. `level`: 1 error, 2 warning, 3 info, 4 debug.
 // `message` is borrowed for the duration of the call.
@@ -852,6 +876,66 @@ lc_status lc_config_set_io_in_poll(lc_config *config, bool enabled);
 // messages flow; lc_client_poll_messages() stops at them like at any other
 // event). Fails only with LC_STATUS_NULL_ARGUMENT or LC_STATUS_PANIC.
 lc_status lc_config_set_acknowledgement_events(lc_config *config, bool enabled);
+
+// Registers a callback the library calls before each connection attempt
+// (also the first), to give a fresh token or headers; NULL removes it.
+//
+// It runs on a library thread that is neither an I/O thread nor a
+// callback thread, so it may wait for a token service, up to the connect
+// timeout (lc_config_set_connect_timeout()): the attempt waits for it,
+// and a callback still running after that fails the attempt (the next
+// attempt waits for the same call, so calls never overlap). It may run
+// at the same time as this client's other callbacks, on another thread.
+// Inside it you may call this client's functions as from its other
+// callbacks (lc_client_close() returns LC_STATUS_IN_PROGRESS;
+// lc_client_free() waits for nothing). It must not unwind (C++
+// exceptions, longjmp) across the library.
+//
+// The request starts as the config says (its headers and subprotocols, no
+// token) on every attempt; change it with lc_connect_request_set_header(),
+// lc_connect_request_set_subprotocols() and lc_connect_request_set_token().
+// Return false to fail the attempt (lc_connect_request_set_error() says
+// why): an LC_ERROR_CONNECT_FAILED event, then a retry with backoff.
+//
+// `client`: not NULL, borrowed. `callback`: may be NULL. `user_data`:
+// passed through untouched; it must stay usable until the callback is
+// replaced or the client is freed. Any thread. Returns LC_STATUS_OK or
+// LC_STATUS_NULL_ARGUMENT, LC_STATUS_PANIC.
+lc_status lc_client_set_connect_callback(const lc_client *client,
+                                         lc_connect_cb callback,
+                                         void *user_data);
+
+// Sets a request header of the WebSocket handshake, replacing any of the
+// same name (compared without regard to case). `name` and `value`:
+// NUL-terminated UTF-8, not NULL, copied. Returns LC_STATUS_OK,
+// LC_STATUS_INVALID_ARGUMENT (a name that is not an HTTP token, a value
+// with a line break), LC_STATUS_NULL_ARGUMENT, LC_STATUS_INVALID_UTF8.
+lc_status lc_connect_request_set_header(lc_connect_request *request,
+                                        const char *name,
+                                        const char *value);
+
+// Replaces the WebSocket subprotocols offered: `count` NUL-terminated
+// UTF-8 strings at `protocols`, most preferred first (NULL allowed when
+// `count` is 0, which offers none of the application's). Copied. Returns
+// LC_STATUS_OK, LC_STATUS_NULL_ARGUMENT, LC_STATUS_INVALID_UTF8,
+// LC_STATUS_INVALID_ARGUMENT (an empty name or one with a comma or space).
+lc_status lc_connect_request_set_subprotocols(lc_connect_request *request,
+                                              const char *const *protocols,
+                                              size_t count);
+
+// Sets the token the longconn protocol carries in its hello (protocol
+// version 2: tcp:// and tls:// with the longconn framing, ws:// and wss://
+// with the longconn.v2 subprotocol): `len` bytes at `token` (NULL allowed
+// when `len` is 0), copied, at most 2,048 bytes. Returns LC_STATUS_OK,
+// LC_STATUS_NULL_ARGUMENT, LC_STATUS_INVALID_ARGUMENT (too long).
+lc_status lc_connect_request_set_token(lc_connect_request *request,
+                                       const uint8_t *token,
+                                       size_t len);
+
+// Says why the attempt fails, when the callback then returns false; the
+// error event carries it. `message`: NUL-terminated UTF-8, not NULL,
+// copied. Returns LC_STATUS_OK, LC_STATUS_NULL_ARGUMENT, LC_STATUS_INVALID_UTF8.
+lc_status lc_connect_request_set_error(lc_connect_request *request, const char *message);
 
 // Installs the process-wide log callback; NULL removes it.
 //

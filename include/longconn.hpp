@@ -25,6 +25,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 #include <utility>
 
 #include "longconn.h"
@@ -202,6 +203,35 @@ class client {
 public:
     using message_handler = std::function<void(const message &)>;
     using event_handler = std::function<void(const event &)>;
+    /* Changes one connection attempt (lc_connect_request_*); throws
+     * longconn::error for what the request refuses. */
+    class connect_request {
+    public:
+        explicit connect_request(lc_connect_request *raw) : raw_(raw) {}
+        void set_header(const std::string &name, const std::string &value) {
+            detail::check(lc_connect_request_set_header(raw_, name.c_str(), value.c_str()));
+        }
+        void set_subprotocols(const std::vector<std::string> &protocols) {
+            std::vector<const char *> names;
+            for (const auto &p : protocols) names.push_back(p.c_str());
+            detail::check(lc_connect_request_set_subprotocols(raw_, names.data(), names.size()));
+        }
+        void set_token(std::string_view token) {
+            detail::check(lc_connect_request_set_token(raw_, reinterpret_cast<const uint8_t *>(token.data()),
+                                                       token.size()));
+        }
+
+    private:
+        lc_connect_request *raw_;
+    };
+    /* What a connection attempt is about to do (lc_connect_info, copied). */
+    struct connect_info {
+        uint32_t server_index;
+        uint32_t attempt;
+        std::string url;
+    };
+    /* Before each attempt (lc_client_set_connect_callback); throw to fail it. */
+    using connect_handler = std::function<void(const connect_info &, connect_request &)>;
 
     explicit client(const config &cfg) : callbacks_(std::make_unique<callbacks>()) {
         detail::check(lc_client_new(cfg.get(), &raw_));
@@ -289,6 +319,19 @@ public:
             lc_client_set_event_callback(raw_, callbacks_->on_event ? &event_trampoline : nullptr, callbacks_.get()));
     }
 
+    /* Runs `handler` before each connection attempt, on a library thread
+     * that may wait up to the connect timeout; an exception fails the
+     * attempt (its what() is the error event's text) and it is retried with
+     * backoff. An empty function removes it. */
+    void on_connect(connect_handler handler) {
+        {
+            std::lock_guard<std::mutex> lock(callbacks_->mutex);
+            callbacks_->on_connect = std::move(handler);
+        }
+        detail::check(lc_client_set_connect_callback(raw_, callbacks_->on_connect ? &connect_trampoline : nullptr,
+                                                     callbacks_.get()));
+    }
+
     /* Poll mode (no callbacks): the next event within `timeout`, if any. */
     std::optional<event> poll(std::chrono::milliseconds timeout) {
         lc_event e{};
@@ -314,6 +357,7 @@ private:
         mutable std::mutex mutex;
         message_handler on_message;
         event_handler on_event;
+        connect_handler on_connect;
         std::atomic<uint64_t> errors{0};
         std::string last_error;
 
@@ -363,6 +407,28 @@ private:
         } catch (...) {
             self->failed("a non-standard exception");
         }
+    }
+
+    static bool connect_trampoline(void *user_data, const lc_connect_info *info, lc_connect_request *request) {
+        auto *self = static_cast<callbacks *>(user_data);
+        try {
+            connect_handler handler;
+            {
+                std::lock_guard<std::mutex> lock(self->mutex);
+                handler = self->on_connect;
+            }
+            if (!handler) return true;
+            connect_request wrapped(request);
+            handler(connect_info{info->server_index, info->attempt, info->url}, wrapped);
+            return true;
+        } catch (const std::exception &ex) {
+            self->failed(ex.what());
+            lc_connect_request_set_error(request, ex.what());
+        } catch (...) {
+            self->failed("a non-standard exception");
+            lc_connect_request_set_error(request, "a non-standard exception");
+        }
+        return false;
     }
 
     lc_client *raw_ = nullptr;

@@ -26,6 +26,13 @@ pub struct lc_client {
     polled: Mutex<Option<PolledEvent>>,
 }
 
+impl lc_client {
+    /// The core client behind the handle.
+    pub(crate) fn core(&self) -> &Client {
+        &self.client
+    }
+}
+
 /// Counters since the client was created.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]

@@ -2,7 +2,8 @@
 //! their arguments, catch panics and translate between C types and the
 //! core; all `unsafe` code of the project lives in this crate, one module
 //! per C type: `client` (every `lc_client_*` function), `config`
-//! (`lc_config_*`), `event` (`lc_event` and the callback types), `runtime`,
+//! (`lc_config_*`), `connect` (the connect callback and
+//! `lc_connect_request_*`), `event` (`lc_event` and the callback types), `runtime`,
 //! `log`, `status`, and `boundary` (the panic and pointer macros).
 //!
 //! Names: functions `lc_<type>_<verb>`, opaque types `lc_<type>`, enum
@@ -27,6 +28,7 @@
 mod boundary;
 pub mod client;
 pub mod config;
+pub mod connect;
 pub mod event;
 pub mod log;
 pub mod runtime;

@@ -137,6 +137,40 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 100 && !(echo && echo->kind == LC_EVENT_MESSAGE); i++) echo = polled.poll(100ms);
     CHECK(echo && echo->data == "polled");
     CHECK(polled.close(5s) == 0);
+
+    // The connect callback: the first attempt fails by an exception, which
+    // becomes the error event's text; the second sets a token and goes on.
+    longconn::config hooked_cfg(url);
+    hooked_cfg.reconnect(10ms, 100ms);
+    longconn::client hooked(hooked_cfg);
+    std::vector<longconn::client::connect_info> attempts;
+    hooked.on_connect([&](const longconn::client::connect_info &info, longconn::client::connect_request &request) {
+        attempts.push_back(info);
+        request.set_header("Authorization", "Bearer t");
+        request.set_subprotocols({"chat.v1"});
+        if (attempts.size() == 1) throw std::runtime_error("token service down");
+        request.set_token("secret");
+        bool refused_name = false;
+        try {
+            request.set_header("bad name", "x");
+        } catch (const longconn::error &e) {
+            refused_name = e.status() == LC_STATUS_INVALID_ARGUMENT;
+        }
+        CHECK(refused_name);
+    });
+    hooked.connect();
+    std::string error_text;
+    bool hooked_connected = false;
+    for (int i = 0; i < 100 && !hooked_connected; i++) {
+        auto e = hooked.poll(100ms);
+        if (e && e->kind == LC_EVENT_ERROR) error_text = e->text;
+        hooked_connected = e && e->kind == LC_EVENT_CONNECTED;
+    }
+    CHECK(hooked_connected);
+    CHECK(error_text.find("token service down") != std::string::npos);
+    CHECK(attempts.size() == 2 && attempts[0].attempt == 1 && attempts[1].attempt == 2 && attempts[1].url == url);
+    CHECK(hooked.callback_errors() == 1);
+    CHECK(hooked.close(5s) == 0);
     CHECK(!longconn::version().empty());
 
     // Callbacks on the I/O thread: a burst echoes back whole and in order,

@@ -551,3 +551,41 @@ def test_a_list_of_servers_moves_past_one_that_refuses_and_refuses_a_mix(echo_se
         longconn.Client([])
     with pytest.raises(longconn.InvalidUrlError, match="unsupported proxy scheme"):
         longconn.Client(echo_server.url(), proxy="socks4://127.0.0.1:1080")
+
+
+def test_on_connect_gives_a_fresh_token_before_each_attempt(server_factory, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("first\n")
+    server = server_factory("echo", "--token-file", str(token_file))
+    issued = {"token": "wrong"}
+    attempts = []
+
+    def on_connect(attempt):
+        attempts.append(attempt)
+        if attempt.attempt == 1 and len(attempts) == 1:
+            raise RuntimeError("token service down")
+        return longconn.ConnectRequest(token=issued["token"], headers={"X-Trace": "1"})
+
+    fast = longconn.Reconnect(initial=0.02, max_delay=0.1)
+    with longconn.Client(server.url(), reconnect=fast, on_connect=on_connect) as client:
+        client.connect()
+        errors = []
+        for event in client.events(timeout=5.0):
+            if event.kind == EventKind.ERROR:
+                errors.append(event)
+                if len(errors) == 2:
+                    break
+        assert "RuntimeError: token service down" in errors[0].text, errors[0]
+        assert errors[1].error == longconn.ErrorKind.UNAUTHORIZED, errors[1]
+        assert "wrong token" in errors[1].text
+        issued["token"] = b"first"
+        kinds = []
+        for event in client.events(timeout=5.0):
+            kinds.append(event.kind)
+            if event.kind == EventKind.CONNECTED:
+                assert event.acknowledged
+                break
+        assert kinds[-1] == EventKind.CONNECTED, kinds
+        assert isinstance(client.callback_errors[0], RuntimeError)
+    assert attempts[0] == longconn.ConnectAttempt(server_index=0, url=server.url(), attempt=1)
+    assert [a.attempt for a in attempts[:3]] == [1, 2, 3]

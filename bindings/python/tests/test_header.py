@@ -27,6 +27,8 @@ SCALARS = {
     "lc_message_cb": _ffi.MESSAGE_CB,
     "lc_messages_cb": _ffi.MESSAGES_CB,
     "lc_log_cb": _ffi.LOG_CB,
+    "lc_connect_cb": _ffi.CONNECT_CB,
+    "const char * const *": ctypes.POINTER(ctypes.c_char_p),
     "const uint8_t *": ctypes.POINTER(ctypes.c_uint8),
     "uint8_t *": ctypes.POINTER(ctypes.c_uint8),
     "uint64_t *": ctypes.POINTER(ctypes.c_uint64),
@@ -43,7 +45,7 @@ SCALARS = {
     "lc_disconnect_reason": ctypes.c_uint32,
     "lc_error_kind": ctypes.c_uint32,
 }
-OPAQUE = {"lc_client", "lc_config"}
+OPAQUE = {"lc_client", "lc_config", "lc_connect_request"}
 
 
 def ctypes_for(c_type: str):
@@ -107,7 +109,7 @@ def test_every_header_function_is_declared_with_matching_types():
 
 
 def test_structs_match_the_header_field_by_field():
-    for struct in (_ffi.lc_event, _ffi.lc_stats, _ffi.lc_buffer):
+    for struct in (_ffi.lc_event, _ffi.lc_stats, _ffi.lc_buffer, _ffi.lc_connect_info):
         header_fields = header_struct(struct.__name__)
         declared = [(name, ctype) for name, ctype in struct._fields_]
         assert [f for f, _ in header_fields] == [f for f, _ in declared], struct.__name__

@@ -22,7 +22,18 @@ from ._errors import (
     MessageTooLargeError,
     QueueFullError,
 )
-from ._events import DisconnectReason, ErrorKind, Event, EventKind, Message, State, Stats, TextMessage
+from ._events import (
+    ConnectAttempt,
+    ConnectRequest,
+    DisconnectReason,
+    ErrorKind,
+    Event,
+    EventKind,
+    Message,
+    State,
+    Stats,
+    TextMessage,
+)
 from ._ffi import lib as _lib
 from . import _log
 
@@ -42,6 +53,8 @@ __all__ = [
     "AlreadyStartedError",
     "Client",
     "ClosedError",
+    "ConnectAttempt",
+    "ConnectRequest",
     "Data",
     "DisconnectReason",
     "ErrorKind",

@@ -40,6 +40,7 @@ class Dispatcher:
     def __init__(self) -> None:
         self.on_event: Optional[Callable[[_events.Event], Any]] = None
         self.on_message: Optional[Callable[[_events.Message], Any]] = None
+        self.on_connect: Optional[Callable[[_events.ConnectAttempt], Optional[_events.ConnectRequest]]] = None
         #: Exceptions raised by callbacks, oldest first (at most 100 kept).
         self.errors: list[BaseException] = []
 
@@ -123,7 +124,55 @@ def _messages_trampoline(user_data: Optional[int], messages: Optional[int], coun
         _local.depth -= 1
 
 
+def _connect_trampoline(
+    user_data: Optional[int], c_info: "ctypes._Pointer[_ffi.lc_connect_info]", request: Optional[int]
+) -> bool:
+    # Runs on a library thread before each connection attempt; it may wait.
+    dispatcher = _lookup(user_data)
+    on_connect = dispatcher.on_connect if dispatcher is not None else None
+    if dispatcher is None or on_connect is None:
+        return True
+    from ._ffi import lib
+
+    _local.depth = getattr(_local, "depth", 0) + 1
+    try:
+        info = c_info.contents
+        attempt = _events.ConnectAttempt(
+            server_index=info.server_index, url=(info.url or b"").decode("utf-8", "replace"), attempt=info.attempt
+        )
+        wanted = on_connect(attempt)
+        if wanted is None:
+            return True
+        for name, value in (wanted.headers or {}).items():
+            _apply(lib.lc_connect_request_set_header(request, name.encode("utf-8"), value.encode("utf-8")))
+        if wanted.subprotocols is not None:
+            names = [p.encode("utf-8") for p in wanted.subprotocols]
+            array = (ctypes.c_char_p * max(len(names), 1))(*names)
+            _apply(lib.lc_connect_request_set_subprotocols(request, array, len(names)))
+        if wanted.token is not None:
+            token = wanted.token.encode("utf-8") if isinstance(wanted.token, str) else bytes(wanted.token)
+            buffer = (ctypes.c_uint8 * max(len(token), 1)).from_buffer_copy(token.ljust(1, b"\0"))
+            _apply(lib.lc_connect_request_set_token(request, buffer, len(token)))
+        return True
+    except BaseException as exc:  # noqa: BLE001 - nothing may unwind into C
+        dispatcher.record(exc)
+        try:
+            lib.lc_connect_request_set_error(request, f"{type(exc).__name__}: {exc}".encode("utf-8", "replace"))
+        except BaseException:  # noqa: BLE001
+            pass
+        return False
+    finally:
+        _local.depth -= 1
+
+
+def _apply(status: int) -> None:
+    from ._errors import check
+
+    check(status)
+
+
 #: The C function pointers the library gets; module globals, so they live as
 #: long as the library may call them.
+CONNECT_TRAMPOLINE = _ffi.CONNECT_CB(_connect_trampoline)
 EVENT_TRAMPOLINE = _ffi.EVENT_CB(_event_trampoline)
 MESSAGES_TRAMPOLINE = _ffi.MESSAGES_CB(_messages_trampoline)

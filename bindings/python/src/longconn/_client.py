@@ -147,6 +147,7 @@ class Client:
         protocol_version: int = 2,
         acknowledgement_events: bool = False,
         io_in_poll: bool = False,
+        on_connect: Optional[Callable[[_events.ConnectAttempt], Optional[_events.ConnectRequest]]] = None,
     ) -> None:
         #: The handle, and the calls in progress on it.
         self._guard = _HandleGuard()
@@ -212,6 +213,8 @@ class Client:
         ] = None
         self._dispatcher = _callbacks.Dispatcher()
         self._key = _callbacks.register(self._dispatcher)
+        if on_connect is not None:
+            self.on_connect(on_connect)
         self.url = url
         _live.add(self)
 
@@ -481,6 +484,21 @@ class Client:
         except BaseException:
             self._dispatcher.on_event = previous
             raise
+
+    def on_connect(
+        self, callback: Optional[Callable[[_events.ConnectAttempt], Optional[_events.ConnectRequest]]]
+    ) -> None:
+        """Calls ``callback(attempt)`` before each connection attempt, on a
+        library thread that may wait (for a token service, say) up to the
+        connect timeout. It returns None (the attempt goes as configured) or
+        a :class:`ConnectRequest` with a fresh token, headers or
+        subprotocols. An exception fails the attempt: an ERROR event naming
+        it, then a retry with backoff (it is also kept in
+        :attr:`callback_errors`). ``None`` removes the callback."""
+        self._dispatcher.on_connect = callback
+        trampoline = _callbacks.CONNECT_TRAMPOLINE if callback is not None else _ffi.CONNECT_CB()
+        with self._use() as handle:
+            check(lib.lc_client_set_connect_callback(handle, trampoline, self._key if callback else None))
 
     def _install(self) -> None:
         dispatcher = self._dispatcher

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ctypes
 import enum
 from dataclasses import dataclass
-from typing import Optional
+from typing import Mapping, Optional, Sequence, Union
 
 from . import _ffi
 
@@ -120,6 +120,30 @@ class Stats:
     unacked_messages: int = 0
     #: The server of the current (or last) connection: its place in the list.
     server_index: int = 0
+
+
+@dataclass(frozen=True)
+class ConnectAttempt:
+    """What ``on_connect`` is told before each connection attempt."""
+
+    #: The server's place in the client's list (0: the first URL).
+    server_index: int
+    #: The server's URL.
+    url: str
+    #: Attempts since the client last connected (or started), from 1.
+    attempt: int
+
+
+@dataclass(frozen=True)
+class ConnectRequest:
+    """What ``on_connect`` may return to change one attempt: headers that
+    replace the configured ones of the same name, the subprotocols to offer
+    instead of the configured ones, and a token the longconn protocol
+    carries in its hello (protocol 2; at most 2,048 bytes)."""
+
+    token: Optional[Union[bytes, str]] = None
+    headers: Optional[Mapping[str, str]] = None
+    subprotocols: Optional[Sequence[str]] = None
 
 
 def message_from(data: "ctypes._Pointer[ctypes.c_uint8]", length: int, text: bool = False) -> Message:

@@ -73,6 +73,14 @@ MESSAGES_CB = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_
 LC_MESSAGE_FORMAT = "PN?"
 LOG_CB = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_char_p)
 
+
+class lc_connect_info(ctypes.Structure):
+    _fields_ = [("server_index", ctypes.c_uint32), ("attempt", ctypes.c_uint32), ("url", ctypes.c_char_p)]
+
+
+#: lc_connect_cb(user_data, const lc_connect_info *, lc_connect_request *) -> bool
+CONNECT_CB = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.POINTER(lc_connect_info), ctypes.c_void_p)
+
 _p = ctypes.c_void_p  # opaque handles: lc_config *, lc_client *
 _pp = ctypes.POINTER(ctypes.c_void_p)
 _u8p = ctypes.POINTER(ctypes.c_uint8)
@@ -126,6 +134,11 @@ SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "lc_config_set_io_in_poll": (c_status, [_p, ctypes.c_bool]),
     "lc_runtime_configure": (c_status, [ctypes.c_uint32, ctypes.c_uint32]),
     "lc_client_set_event_callback": (c_status, [_p, EVENT_CB, ctypes.c_void_p]),
+    "lc_client_set_connect_callback": (c_status, [_p, CONNECT_CB, ctypes.c_void_p]),
+    "lc_connect_request_set_header": (c_status, [_p, ctypes.c_char_p, ctypes.c_char_p]),
+    "lc_connect_request_set_subprotocols": (c_status, [_p, ctypes.POINTER(ctypes.c_char_p), ctypes.c_size_t]),
+    "lc_connect_request_set_token": (c_status, [_p, _u8p, ctypes.c_size_t]),
+    "lc_connect_request_set_error": (c_status, [_p, ctypes.c_char_p]),
     "lc_client_set_message_callback": (c_status, [_p, MESSAGE_CB, ctypes.c_void_p]),
     "lc_client_set_messages_callback": (c_status, [_p, MESSAGES_CB, ctypes.c_void_p]),
     "lc_client_poll": (c_status, [_p, ctypes.c_int32, ctypes.POINTER(lc_event)]),

@@ -52,7 +52,13 @@ pub enum Route<'a> {
 pub async fn open(route: Route<'_>, host: &str, port: u16) -> io::Result<(ByteStream, String)> {
     match route {
         Route::Custom(dialer) => dialer.0.dial(host, port).await,
-        Route::Proxy(via) => Ok((via.open(host, port).await?, format!("{host}:{port} through {}", via.proxy))),
+        Route::Proxy(via) => {
+            let proxy = &via.proxy;
+            let (tcp, _) = tcp(&proxy.host, proxy.port)
+                .await
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot reach the proxy {proxy}: {e}")))?;
+            Ok((via.open(tcp, host, port).await?, format!("{host}:{port} through {proxy}")))
+        }
         Route::Direct => {
             let (stream, peer) = tcp(host, port).await?;
             Ok((ByteStream::Tcp(stream), peer.to_string()))

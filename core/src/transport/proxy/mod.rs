@@ -15,6 +15,8 @@ mod socks5;
 use std::fmt;
 use std::io;
 
+use tokio::net::TcpStream;
+
 use super::stream::ByteStream;
 use super::tls::{Tls, TlsSettings};
 use crate::uri;
@@ -162,13 +164,11 @@ impl Via {
         Ok(Via { proxy, tls })
     }
 
-    /// A tunnel through the proxy to `host:port`. Errors name the proxy and
-    /// say what it answered.
-    pub async fn open(&self, host: &str, port: u16) -> io::Result<ByteStream> {
+    /// A tunnel to `host:port` through the proxy, over `tcp`, a connection
+    /// to the proxy the dial stage made. Errors name the proxy and say what
+    /// it answered.
+    pub async fn open(&self, tcp: TcpStream, host: &str, port: u16) -> io::Result<ByteStream> {
         let proxy = &self.proxy;
-        let (tcp, _) = super::dial::tcp(&proxy.host, proxy.port)
-            .await
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot reach the proxy {proxy}: {e}")))?;
         match (proxy.kind, &self.tls) {
             (ProxyKind::Http, _) => {
                 let mut tcp = tcp;

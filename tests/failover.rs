@@ -165,3 +165,39 @@ fn a_random_start_spreads_clients_over_the_list() {
         "every client started at the same server: {errors_before_connecting:?}"
     );
 }
+
+/// A connection that was up long enough to count as stable, and then ends
+/// (its server killed), moves to the next server at once: no backoff step
+/// (a first step of 30 s would fail the test), and the connected event
+/// names the second server.
+#[test]
+fn a_stable_connection_that_ends_moves_to_the_next_server_at_once() {
+    let (mut first, second) = (Server::start("echo", &[]), Server::start("echo", &[]));
+    let mut config = ClientConfig::new(&first.url("longconn")).unwrap();
+    config.add_server(&second.url("longconn")).unwrap();
+    let stable_after = Duration::from_millis(100);
+    config.backoff = BackoffPolicy {
+        initial: Duration::from_secs(30),
+        max: Duration::from_secs(30),
+        stable_after,
+        ..BackoffPolicy::default()
+    };
+    let client = Client::new(config).unwrap();
+    client.connect().unwrap();
+    let events = wait_for(&client, WITHIN, is_connected);
+    let Some(Event::Connected { server_index: 0, .. }) = events.last() else { panic!("{events:?}") };
+    let connected_at = Instant::now();
+    client.send(b"on the first").unwrap();
+    assert_eq!(receive_messages(&client, 1, WITHIN), [b"on the first".to_vec()]);
+    // The connection's age is the condition: wait until it counts as stable.
+    std::thread::sleep(stable_after.saturating_sub(connected_at.elapsed()) + Duration::from_millis(20));
+    let killed_at = Instant::now();
+    first.kill();
+    let events = wait_for(&client, Duration::from_secs(5), is_connected);
+    assert!(!events.iter().any(|e| matches!(e, Event::ReconnectScheduled { .. })), "no backoff step: {events:?}");
+    let Some(Event::Connected { server_index, .. }) = events.last() else { unreachable!() };
+    assert_eq!(*server_index, 1, "{events:?}");
+    assert!(killed_at.elapsed() < Duration::from_secs(5));
+    client.send(b"on the second").unwrap();
+    assert_eq!(receive_messages(&client, 1, WITHIN), [b"on the second".to_vec()]);
+}

@@ -107,6 +107,23 @@ pub(crate) async fn run(engine: Arc<Engine>) {
                 }
                 if up_since.elapsed() >= engine.settings.get().backoff.stable_after {
                     backoff.reset();
+                    // A stable connection that ends counts as its server's
+                    // failure: with more servers, the next one at once. (One
+                    // that ended early backs off first, so servers that drop
+                    // every connection cannot make a tight loop.)
+                    if engine.targets.len() > 1 && engine.config.auto_reconnect {
+                        let ended = failover.current();
+                        if failover.failed() == AfterFailure::NextServer {
+                            log_at!(
+                                Level::Info,
+                                "client {}: the connection to {} ended; trying the next server, {}",
+                                engine.id,
+                                engine.targets[ended].endpoint,
+                                engine.targets[failover.current()].endpoint
+                            );
+                            continue 'session;
+                        }
+                    }
                 }
             }
             Err(connect::AttemptFailed { kind, detail }) => {

@@ -19,7 +19,7 @@ LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 DESTDIR    ?=
 
-.PHONY: all demo test test-rust test-c test-cpp test-python check-header header lint bench bench-peers bench-durable bench-instructions check-modules install uninstall test-install fuzz fuzz-short audit audit-if-available python clean
+.PHONY: all demo test test-rust test-c test-cpp test-python check-header header lint bench bench-peers bench-durable bench-connect bench-instructions check-modules install uninstall test-install fuzz fuzz-short audit audit-if-available python clean
 
 all: $(BUILD)/chat
 
@@ -163,6 +163,13 @@ bench-peers:
 # longconn's acknowledgements next to the durable brokers of issue 22
 # (docs/BENCHMARKS.md): Redis Streams, NATS JetStream and mosquitto, from
 # Debian's packages, installed if missing.
+# Round trips through proxies next to direct, and failover times (about a minute).
+bench-connect:
+	command -v tinyproxy >/dev/null 2>&1 && command -v microsocks >/dev/null 2>&1 \
+		|| (apt-get update -qq && apt-get install -y -qq tinyproxy microsocks)
+	$(CARGO) build --release -p longconn-server
+	$(CARGO) bench --bench connect
+
 bench-durable:
 	command -v redis-server >/dev/null 2>&1 && command -v nats-server >/dev/null 2>&1 && command -v mosquitto >/dev/null 2>&1 \
 		&& [ -f /usr/include/MQTTAsync.h ] \

@@ -31,6 +31,19 @@ int main(int argc, char **argv) {
     CHECK_STATUS(lc_config_new("tcp://127.0.0.1:99999", &config), LC_STATUS_INVALID_URL);
     CHECK_STATUS(lc_config_new("tcp://127.0.0.1:1?framing=morse", &config), LC_STATUS_INVALID_URL);
     CHECK_STATUS(lc_config_new("tcp://\xff\xfe:1", &config), LC_STATUS_INVALID_UTF8);
+    /* Each bad URL is refused with a message that says what is wrong. */
+    static const char *const bad_urls[][2] = {
+        {"ws://127.0.0.1:7080/a b", "contains a space"},
+        {"ws://ho st:80/", "contains a space"},
+        {"ws://user:pw@127.0.0.1:7080/", "carries no user or password"},
+        {"tcp://127.0.0.1:1?colour=red", "unknown query parameter"},
+        {"ws://127.0.0.1:7080/#top", "fragment"},
+        {"wss://[::1%]:443/", "invalid zone"},
+    };
+    for (size_t i = 0; i < sizeof bad_urls / sizeof bad_urls[0]; i++) {
+        CHECK_STATUS(lc_config_new(bad_urls[i][0], &config), LC_STATUS_INVALID_URL);
+        CHECK(strstr(lc_last_error_message(), bad_urls[i][1]) != NULL);
+    }
     CHECK(config == NULL);
 
     /* Bad settings. */

@@ -5,6 +5,7 @@
 
 pub mod args;
 pub mod history;
+mod http;
 pub mod inbound_log;
 pub mod mode;
 mod page;

@@ -1,7 +1,7 @@
-//! The chat page served at `/` on the WebSocket port, so a person can join
-//! the room from a browser.
+//! The chat page served at `/` on the WebSocket port (by `http.rs`), so a
+//! person can join the room from a browser; and how a WebSocket upgrade is
+//! told from a plain request.
 
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 /// How much of a request head is looked at to tell a WebSocket upgrade from a page request.
@@ -28,18 +28,8 @@ pub async fn is_websocket_upgrade(stream: &TcpStream) -> bool {
     head.lines().any(|line| line.starts_with("upgrade:") && line.contains("websocket"))
 }
 
-/// Answers a plain HTTP request with the chat page and closes.
-pub async fn serve(mut stream: TcpStream) {
-    let response = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\n\
-         cache-control: no-store\r\nconnection: close\r\n\r\n{PAGE}",
-        PAGE.len()
-    );
-    let _ = stream.write_all(response.as_bytes()).await;
-    let _ = stream.shutdown().await;
-}
-
-const PAGE: &str = r#"<!doctype html>
+/// The page itself.
+pub const PAGE: &str = r#"<!doctype html>
 <html lang="en">
 <meta charset="utf-8">
 <title>longconn chat</title>

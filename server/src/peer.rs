@@ -78,11 +78,11 @@ pub async fn serve(
     let _ = stream.set_nodelay(true);
     let peer = peer.to_string();
     let joined_at = lock(&room.history).next_offset();
+    if listener == Listener::WebSocket && !page::is_websocket_upgrade(&stream).await {
+        // Plain HTTP: the page, the room's event stream, or 404; not a client session.
+        return crate::http::serve(stream, room, args.quiet).await;
+    }
     let handshake = async {
-        if listener == Listener::WebSocket && !page::is_websocket_upgrade(&stream).await {
-            page::serve(stream).await;
-            return Ok(None);
-        }
         let stream = match (listener.is_tls(), tls.as_ref()) {
             (true, Some(acceptor)) => {
                 ByteStream::Other(Box::new(acceptor.accept(stream).await.map_err(|e| format!("TLS handshake: {e}"))?))
@@ -90,11 +90,10 @@ pub async fn serve(
             (true, None) => return Err("no TLS certificate configured".to_string()),
             (false, _) => ByteStream::Tcp(stream),
         };
-        open(stream, listener, &args).await.map(Some)
+        open(stream, listener, &args).await
     };
     match tokio::time::timeout(HELLO_TIMEOUT, handshake).await {
-        Ok(Ok(Some(opened))) => run_connection(opened, &peer, listener, &args, &room, joined_at).await,
-        Ok(Ok(None)) => {} // a web page was served; not a client
+        Ok(Ok(opened)) => run_connection(opened, &peer, listener, &args, &room, joined_at).await,
         Ok(Err(why)) => reject(&args, &peer, &why),
         Err(_) => reject(&args, &peer, "no hello or handshake in time"),
     }

@@ -18,6 +18,7 @@ mod length;
 mod line;
 mod longconn;
 pub mod read;
+pub mod sse;
 pub mod websocket;
 
 use std::fmt;

@@ -1,0 +1,173 @@
+//! Plain HTTP on the WebSocket port, served by hyper: the chat page at `/`,
+//! the room as Server-Sent Events at `/events`, and 404 for any other path.
+//!
+//! `/events` sends each room line as one event whose id is
+//! `EPOCH-OFFSET` (the room history's epoch and the line's offset), so a
+//! client that reconnects with `Last-Event-ID` reads on from the line after
+//! it, out of the durable history: nothing missed, nothing twice. Without
+//! an id a client starts with the next line said; with an id of another
+//! epoch (the history was lost) it starts with the oldest line kept. A line
+//! of several lines is sent as several `data` lines; a comment goes out
+//! when the room is quiet, so clients and proxies see the stream is alive.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Frame, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use crate::room::Room;
+use longconn_core::lock::lock;
+
+/// Lines read from the history per chunk of the stream.
+const CHUNK_LINES: usize = 256;
+/// Chunks queued for a slow reader before its stream waits.
+const QUEUED_CHUNKS: usize = 8;
+/// A comment after this long without a line.
+const KEEPALIVE: Duration = Duration::from_secs(15);
+/// What clients are told to wait before reconnecting, in milliseconds.
+const RETRY_MS: u64 = 1000;
+
+type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+/// Serves HTTP/1.1 requests on `stream` until the client closes it.
+pub async fn serve(stream: TcpStream, room: Arc<Room>, quiet: bool) {
+    let service = hyper::service::service_fn(move |request| {
+        let room = room.clone();
+        async move { Ok::<_, Infallible>(route(request, &room)) }
+    });
+    let io = hyper_util::rt::TokioIo::new(stream);
+    if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await {
+        if !quiet {
+            println!("http connection ended: {e}");
+        }
+    }
+}
+
+fn route(request: Request<Incoming>, room: &Arc<Room>) -> Response<Body> {
+    match (request.method(), request.uri().path()) {
+        (&Method::GET, "/") => respond(StatusCode::OK, "text/html; charset=utf-8", crate::page::PAGE),
+        (&Method::GET, "/events") => events(&request, room),
+        (_, "/" | "/events") => respond(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "method not allowed\n"),
+        _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+    }
+}
+
+fn respond(status: StatusCode, content_type: &str, body: &'static str) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())).boxed());
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert("content-type", content_type.parse().expect("a valid header value"));
+    headers.insert("cache-control", "no-store".parse().expect("a valid header value"));
+    response
+}
+
+/// Where a stream starts: the offset after the one `last_event_id` names,
+/// in the current history.
+fn start_offset(last_event_id: Option<&str>, epoch: u64, first: u64, next: u64) -> u64 {
+    let parsed = last_event_id.and_then(|id| {
+        let (e, o) = id.split_once('-')?;
+        Some((e.parse::<u64>().ok()?, o.parse::<u64>().ok()?))
+    });
+    match parsed {
+        None => next,
+        Some((e, offset)) if e == epoch => offset.saturating_add(1).clamp(first, next),
+        Some(_) => first,
+    }
+}
+
+fn events(request: &Request<Incoming>, room: &Arc<Room>) -> Response<Body> {
+    let last_event_id = request.headers().get("last-event-id").and_then(|v| v.to_str().ok());
+    let (epoch, cursor) = {
+        let history = lock(&room.history);
+        (history.epoch, start_offset(last_event_id, history.epoch, history.first_offset(), history.next_offset()))
+    };
+    let (tx, rx) = mpsc::channel(QUEUED_CHUNKS);
+    tokio::spawn(feed(room.clone(), epoch, cursor, tx));
+    let mut response = Response::new(Channel(rx).boxed());
+    let headers = response.headers_mut();
+    headers.insert("content-type", "text/event-stream".parse().expect("a valid header value"));
+    headers.insert("cache-control", "no-store".parse().expect("a valid header value"));
+    response
+}
+
+/// Writes the room into `tx` from `cursor` on, until the client goes away
+/// or falls out of the history (it then reconnects with its last id).
+async fn feed(room: Arc<Room>, epoch: u64, mut cursor: u64, tx: mpsc::Sender<Bytes>) {
+    let mut changes = room.subscribe();
+    if tx.send(Bytes::from(format!("retry: {RETRY_MS}\n\n"))).await.is_err() {
+        return;
+    }
+    loop {
+        let chunk = {
+            let history = lock(&room.history);
+            if history.epoch != epoch || cursor < history.first_offset() {
+                return;
+            }
+            let mut chunk = String::new();
+            for (offset, entry) in history.read(cursor, CHUNK_LINES) {
+                chunk.push_str(&format!("id: {epoch}-{offset}\n"));
+                for line in String::from_utf8_lossy(&entry.line).split('\n') {
+                    chunk.push_str("data: ");
+                    chunk.push_str(line.strip_suffix('\r').unwrap_or(line));
+                    chunk.push('\n');
+                }
+                chunk.push('\n');
+                cursor = offset + 1;
+            }
+            chunk
+        };
+        if !chunk.is_empty() {
+            if tx.send(Bytes::from(chunk)).await.is_err() {
+                return;
+            }
+            continue;
+        }
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(KEEPALIVE) => {
+                if tx.send(Bytes::from_static(b": keepalive\n\n")).await.is_err() {
+                    return;
+                }
+            }
+            _ = tx.closed() => return,
+        }
+    }
+}
+
+/// A response body read from a channel of chunks; it ends when the sender does.
+struct Channel(mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for Channel {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|chunk| chunk.map(|bytes| Ok(Frame::data(bytes))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_starts_after_the_last_event_id_in_this_epoch() {
+        // epoch 7, lines 10..20 kept, 20 next.
+        assert_eq!(start_offset(None, 7, 10, 20), 20, "no id: the next line");
+        assert_eq!(start_offset(Some("7-14"), 7, 10, 20), 15);
+        assert_eq!(start_offset(Some("7-19"), 7, 10, 20), 20);
+        assert_eq!(start_offset(Some("7-3"), 7, 10, 20), 10, "before the window: the oldest kept");
+        assert_eq!(start_offset(Some("7-99"), 7, 10, 20), 20, "past the end: the next");
+        assert_eq!(start_offset(Some("6-14"), 7, 10, 20), 10, "another epoch: everything kept");
+        assert_eq!(start_offset(Some("garbage"), 7, 10, 20), 20);
+        assert_eq!(start_offset(Some("7-18446744073709551615"), 7, 10, 20), 20);
+    }
+}

@@ -120,14 +120,15 @@ impl ClientConfig {
     /// Adds the server at `url` to the list. Every server of a list must be
     /// able to carry the same session: TCP-family servers (`tcp://`,
     /// `tls://`) with the same framing, or WebSocket servers (`ws://`,
-    /// `wss://`); a mix is refused, saying why.
+    /// `wss://`), or HTTP servers (`http://`, `https://`); a mix is
+    /// refused, saying why.
     pub fn add_server(&mut self, url: &str) -> Result<(), Error> {
         let server = Endpoint::parse(url).map_err(|e| Error::InvalidUrl(e.0))?;
         let first = &self.endpoint;
-        if server.scheme.is_websocket() != first.scheme.is_websocket() {
+        if server.scheme.family() != first.scheme.family() {
             return Err(Error::InvalidArgument(format!(
-                "{server} cannot share a session with {first}: a list holds tcp:// and tls:// servers, or ws:// and \
-                 wss:// servers, not both"
+                "{server} cannot share a session with {first}: a list holds {} servers only",
+                first.scheme.family()
             )));
         }
         if server.framing != first.framing {
@@ -159,7 +160,11 @@ impl ClientConfig {
     /// instructions; the rest is out of line.
     #[inline]
     pub fn check_payload(&self, payload: &[u8], text: bool) -> Result<(), Error> {
-        if payload.len() <= self.max_frame_size && !text && self.endpoint.framing != Some(Framing::Line) {
+        if payload.len() <= self.max_frame_size
+            && !text
+            && self.endpoint.framing != Some(Framing::Line)
+            && !self.endpoint.scheme.is_http()
+        {
             return Ok(());
         }
         self.check_payload_in_full(payload, text)
@@ -167,6 +172,11 @@ impl ClientConfig {
 
     #[cold]
     fn check_payload_in_full(&self, payload: &[u8], text: bool) -> Result<(), Error> {
+        if self.endpoint.scheme.is_http() {
+            return Err(Error::InvalidArgument(
+                "an http:// or https:// client only receives: sending (by POST) is not supported yet".into(),
+            ));
+        }
         let result = match self.framing() {
             Some(framing) => framing.check_payload(payload, self.max_frame_size),
             None if payload.len() > self.max_frame_size => {

@@ -19,6 +19,10 @@ pub enum Scheme {
     Ws,
     /// WebSocket over TLS.
     Wss,
+    /// An HTTP long connection: a GET whose response streams messages.
+    Http,
+    /// The same over TLS.
+    Https,
 }
 
 impl Scheme {
@@ -28,11 +32,27 @@ impl Scheme {
             Scheme::Tls => "tls",
             Scheme::Ws => "ws",
             Scheme::Wss => "wss",
+            Scheme::Http => "http",
+            Scheme::Https => "https",
         }
     }
 
     pub fn is_tls(self) -> bool {
-        matches!(self, Scheme::Tls | Scheme::Wss)
+        matches!(self, Scheme::Tls | Scheme::Wss | Scheme::Https)
+    }
+
+    pub fn is_http(self) -> bool {
+        matches!(self, Scheme::Http | Scheme::Https)
+    }
+
+    /// Schemes whose servers can share one session (a list of servers
+    /// keeps to one family).
+    pub fn family(self) -> &'static str {
+        match self {
+            Scheme::Tcp | Scheme::Tls => "tcp:// and tls://",
+            Scheme::Ws | Scheme::Wss => "ws:// and wss://",
+            Scheme::Http | Scheme::Https => "http:// and https://",
+        }
     }
 
     pub fn is_websocket(self) -> bool {
@@ -47,9 +67,9 @@ pub struct Endpoint {
     pub host: String,
     pub port: u16,
     /// How messages are cut out of the byte stream; `None` for WebSocket,
-    /// which frames messages itself.
+    /// which frames messages itself, and HTTP, whose response says.
     pub framing: Option<Framing>,
-    /// Path and query of a WebSocket URL (`/` at least); empty for TCP.
+    /// Path and query of a WebSocket or HTTP URL (`/` at least); empty for TCP.
     pub resource: String,
 }
 
@@ -78,7 +98,14 @@ impl Endpoint {
             "tls" => Scheme::Tls,
             "ws" => Scheme::Ws,
             "wss" => Scheme::Wss,
-            other => return Err(bad(url, &format!("unsupported scheme {other:?} (supported: tcp, tls, ws, wss)"))),
+            "http" => Scheme::Http,
+            "https" => Scheme::Https,
+            other => {
+                return Err(bad(
+                    url,
+                    &format!("unsupported scheme {other:?} (supported: tcp, tls, ws, wss, http, https)"),
+                ))
+            }
         };
         if parts.user_info.is_some() {
             return Err(bad(
@@ -89,15 +116,15 @@ impl Endpoint {
         }
         let port = match (parts.port, scheme) {
             (Some(port), _) => port,
-            (None, Scheme::Ws) => 80,
-            (None, Scheme::Wss) => 443,
+            (None, Scheme::Ws | Scheme::Http) => 80,
+            (None, Scheme::Wss | Scheme::Https) => 443,
             (None, Scheme::Tcp | Scheme::Tls) => {
                 return Err(bad(url, "expected host:port (a tcp URL has no default port)"))
             }
         };
         let (framing, resource) = match scheme {
             Scheme::Tcp | Scheme::Tls => (Some(tcp_framing(url, &parts.path_and_query)?), String::new()),
-            Scheme::Ws | Scheme::Wss => (None, parts.path_and_query),
+            Scheme::Ws | Scheme::Wss | Scheme::Http | Scheme::Https => (None, parts.path_and_query),
         };
         Ok(Endpoint { scheme, host: parts.host, port, framing, resource })
     }
@@ -164,7 +191,7 @@ mod tests {
         for url in [
             "",
             "127.0.0.1:80",
-            "http://a:1",
+            "gopher://a:1",
             "ws://:80/",
             "ws://a:0/",
             "tcp://a",
@@ -194,7 +221,7 @@ mod tests {
             ("ws://ho st:80/", "contains a space"),
             ("ws://user:pw@host:80/", "carries no user or password"),
             ("tcp://a:1?color=red", "unknown query parameter \"color=red\""),
-            ("http://a:1", "unsupported scheme \"http\""),
+            ("gopher://a:1", "unsupported scheme \"gopher\""),
             ("tcp://a", "no default port"),
         ] {
             let err = Endpoint::parse(url).unwrap_err().0;

@@ -12,6 +12,7 @@ use crate::protocol::hello::{
 };
 use crate::protocol::FrameBatch;
 use crate::protocol::{Frame, FrameType};
+use crate::transport::http::{Refusal, SharedProgress};
 use crate::transport::{self, ConnectOptions, Connection};
 
 /// A call of the connect hook that outlived its attempt's wait: the next
@@ -22,6 +23,27 @@ pub(super) type PendingHook = Option<JoinHandle<Option<Result<ConnectRequest, St
 pub(super) struct AttemptFailed {
     pub kind: ErrorKind,
     pub detail: String,
+    /// What the server said of the next attempt (HTTP: 204 and most 4xx
+    /// stop; `Retry-After` asks for a wait).
+    pub next: NextAttempt,
+}
+
+/// What a failed attempt means for the next one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(super) enum NextAttempt {
+    /// As the backoff schedule and the server list say.
+    #[default]
+    AsScheduled,
+    /// Not before this long.
+    NotBefore(std::time::Duration),
+    /// None: the server asked the client to stop.
+    Stop,
+}
+
+impl AttemptFailed {
+    fn new(kind: ErrorKind, detail: String) -> AttemptFailed {
+        AttemptFailed { kind, detail, next: NextAttempt::AsScheduled }
+    }
 }
 
 /// An open connection, ready for the session.
@@ -42,6 +64,7 @@ pub(super) async fn connect(
     mut ext: Option<HelloExt>,
     ws_v2: bool,
     pending_hook: &mut PendingHook,
+    sse: &SharedProgress,
 ) -> Result<Opened, AttemptFailed> {
     let config = &engine.config;
     let target = &engine.targets[info.server_index];
@@ -58,10 +81,21 @@ pub(super) async fn connect(
             subprotocols: request.subprotocols,
             offer_v2: ws_v2 && ext.is_some(),
             dialer: config.dialer.clone(),
+            sse: Some(sse.clone()),
         };
-        let mut conn = transport::connect(target, &options).await.map_err(|e| AttemptFailed {
-            kind: ErrorKind::ConnectFailed,
-            detail: format!("cannot connect to {endpoint}: {e}"),
+        let mut conn = transport::connect(target, &options).await.map_err(|e| {
+            let detail = format!("cannot connect to {endpoint}: {e}");
+            match e.get_ref().and_then(|inner| inner.downcast_ref::<Refusal>()) {
+                Some(refusal) if refusal.stop => {
+                    AttemptFailed { kind: ErrorKind::GaveUp, detail, next: NextAttempt::Stop }
+                }
+                Some(refusal) => AttemptFailed {
+                    kind: ErrorKind::ConnectFailed,
+                    detail,
+                    next: refusal.retry_after.map_or(NextAttempt::AsScheduled, NextAttempt::NotBefore),
+                },
+                None => AttemptFailed::new(ErrorKind::ConnectFailed, detail),
+            }
         })?;
         let (leftovers, server) = if conn.longconn_frames {
             handshake(&mut conn, &config.client_name, ext).await?
@@ -72,10 +106,10 @@ pub(super) async fn connect(
     };
     match tokio::time::timeout(timeout, attempt).await {
         Ok(result) => result,
-        Err(_) => Err(AttemptFailed {
-            kind: ErrorKind::ConnectFailed,
-            detail: format!("connecting to {endpoint} timed out after {} ms", timeout.as_millis()),
-        }),
+        Err(_) => Err(AttemptFailed::new(
+            ErrorKind::ConnectFailed,
+            format!("connecting to {endpoint} timed out after {} ms", timeout.as_millis()),
+        )),
     }
 }
 
@@ -89,7 +123,7 @@ async fn prepare(
     pending: &mut PendingHook,
 ) -> Result<ConnectRequest, AttemptFailed> {
     let config = &engine.config;
-    let failed = |detail: String| AttemptFailed { kind: ErrorKind::ConnectFailed, detail };
+    let failed = |detail: String| AttemptFailed::new(ErrorKind::ConnectFailed, detail);
     let call = match pending {
         Some(call) => call,
         None => {
@@ -126,7 +160,7 @@ async fn handshake(
     name: &str,
     ext: Option<HelloExt>,
 ) -> Result<(FrameBatch, Option<HelloExt>), AttemptFailed> {
-    let failed = |detail: String| AttemptFailed { kind: ErrorKind::HandshakeFailed, detail };
+    let failed = |detail: String| AttemptFailed::new(ErrorKind::HandshakeFailed, detail);
     let hello = Frame::Hello(hello_payload(PROTOCOL_VERSION, name, ext.as_ref()));
     conn.writer.write(&[hello], None).await.map_err(|e| failed(format!("sending hello failed: {e}")))?;
     let mut batch = FrameBatch::default();
@@ -138,10 +172,10 @@ async fn handshake(
     if let Some((FrameType::Close, range)) = batch.frames.first().cloned() {
         let (code, reason) = parse_close_payload(&batch.chunk[range]);
         let kind = if code == CLOSE_UNAUTHORIZED { ErrorKind::Unauthorized } else { ErrorKind::HandshakeFailed };
-        return Err(AttemptFailed {
+        return Err(AttemptFailed::new(
             kind,
-            detail: format!("the server refused the connection: {reason} (close code {code})"),
-        });
+            format!("the server refused the connection: {reason} (close code {code})"),
+        ));
     }
     let hello = take_hello(&mut batch).map_err(|e| failed(format!("bad hello from the server: {e}")))?;
     let server = match hello.ext {

@@ -30,6 +30,10 @@ pub(crate) async fn run(engine: Arc<Engine>) {
     let mut resume = Resume::default();
     let mut pending_hook: connect::PendingHook = None;
     let mut attempts_since_connected = 0u32;
+    // HTTP: a server's `Retry-After` for the next attempt, and an event
+    // stream's `retry` for the first attempt after it ended.
+    let mut not_before: Option<std::time::Duration> = None;
+    let mut server_retry: Option<std::time::Duration> = None;
     let set_state = |state: State| {
         if !engine.close.requested() {
             engine.lifecycle.set_state(state);
@@ -56,6 +60,7 @@ pub(crate) async fn run(engine: Arc<Engine>) {
                 offer,
                 !resume.ws_v2_declined.contains(&failover.current()),
                 &mut pending_hook,
+                &resume.sse,
             ) => result,
             _ = engine.close.expired() => break,
         };
@@ -100,6 +105,7 @@ pub(crate) async fn run(engine: Arc<Engine>) {
                     link::run(engine, conn, leftovers, &mut in_flight, &mut resume, delivery.acknowledged).await;
                 // Whatever was not done with goes back in front of the queue for the next connection.
                 engine.sending.requeue(in_flight.take(), &engine.counters);
+                server_retry = crate::lock::lock(&resume.sse).retry.take();
                 log_at!(Level::Info, "client {}: disconnected: {detail}", engine.id);
                 engine.delivery.emit_one(Event::Disconnected { reason, detail });
                 if reason == DisconnectReason::ClosedByUser {
@@ -126,10 +132,16 @@ pub(crate) async fn run(engine: Arc<Engine>) {
                     }
                 }
             }
-            Err(connect::AttemptFailed { kind, detail }) => {
+            Err(connect::AttemptFailed { kind, detail, next }) => {
                 log_at!(Level::Warn, "client {}: {detail}", engine.id);
                 engine.delivery.emit_one(Event::Error { kind, detail });
-                if failover.failed() == AfterFailure::NextServer && engine.config.auto_reconnect {
+                match next {
+                    connect::NextAttempt::Stop => break 'session,
+                    connect::NextAttempt::NotBefore(wait) => not_before = Some(wait),
+                    connect::NextAttempt::AsScheduled => {}
+                }
+                if not_before.is_none() && failover.failed() == AfterFailure::NextServer && engine.config.auto_reconnect
+                {
                     // The round goes on at once; a full round failed is one backoff step.
                     log_at!(
                         Level::Info,
@@ -145,11 +157,19 @@ pub(crate) async fn run(engine: Arc<Engine>) {
             break;
         }
         backoff.set_policy(engine.settings.get().backoff);
-        let Some((attempt, delay)) = backoff.next_delay() else {
+        let Some((attempt, mut delay)) = backoff.next_delay() else {
             let detail = format!("gave up after {} reconnection attempts", backoff.policy().max_attempts);
             engine.delivery.emit_one(Event::Error { kind: ErrorKind::GaveUp, detail });
             break;
         };
+        // What the server asked for, within the schedule's bounds.
+        let policy = backoff.policy();
+        if let Some(retry) = server_retry.take() {
+            delay = retry.clamp(policy.initial, policy.max);
+        }
+        if let Some(wait) = not_before.take() {
+            delay = delay.max(wait.min(policy.max));
+        }
         set_state(State::WaitingToReconnect);
         engine.delivery.emit_one(Event::ReconnectScheduled { attempt, delay });
         tokio::select! {

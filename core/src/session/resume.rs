@@ -23,6 +23,8 @@ pub(crate) struct Resume {
     /// The WebSocket servers (indexes into the client's list) that chose
     /// no subprotocol when offered version 2: it is not offered to them again.
     pub ws_v2_declined: Vec<usize>,
+    /// HTTP: the last event id and the server's retry, across connections.
+    pub sse: crate::transport::http::SharedProgress,
 }
 
 /// What the server's hello settled.

@@ -8,6 +8,7 @@
 //! frames run through the stream reader and writer of `stream.rs`.
 
 pub mod dial;
+pub mod http;
 pub mod proxy;
 pub mod stream;
 pub mod tls;
@@ -42,6 +43,9 @@ pub struct ConnectOptions {
     pub offer_v2: bool,
     /// Reaches the byte stream instead of dialing TCP (see [`dial`]).
     pub dialer: Option<dial::CustomDialer>,
+    /// HTTP: what the session carries between connections (the last event
+    /// id, the server's retry).
+    pub sse: Option<http::SharedProgress>,
 }
 
 /// The receiving half of a connection.
@@ -49,6 +53,8 @@ pub enum Reader {
     /// A byte stream (TCP, TLS over it, or a dialer's) in a framing or
     /// with WebSocket frames.
     Stream(stream::StreamReader),
+    /// An HTTP response body.
+    Http(Box<http::HttpReader>),
 }
 
 /// The sending half of a connection.
@@ -56,6 +62,10 @@ pub enum Writer {
     /// A byte stream (TCP, TLS over it, or a dialer's) in a framing or
     /// with WebSocket frames.
     Stream(stream::StreamWriter),
+    /// Nothing to write to: an HTTP long connection only receives. Pings
+    /// are dropped (the heartbeat timeout still notices a dead stream);
+    /// messages are refused before they are queued.
+    Receiving,
 }
 
 /// Writes from another thread than the connection's writer, which never
@@ -147,6 +157,28 @@ pub async fn connect(target: &Target, options: &ConnectOptions) -> io::Result<Co
             (reader, writer, framing == crate::protocol::Framing::Longconn, false)
         }
         (Scheme::Tcp | Scheme::Tls, None) => unreachable!("the URL parser gives every tcp URL a framing"),
+        (Scheme::Http | Scheme::Https, _) => {
+            let progress = options.sse.clone().unwrap_or_default();
+            let mut endpoint = endpoint.clone();
+            let mut stream = stream;
+            let mut redirects = 0;
+            loop {
+                match http::request(stream, &endpoint, options, &progress).await? {
+                    http::Answer::Stream(reader) => break (reader, Writer::Receiving, false, false),
+                    http::Answer::Redirect(_) if redirects == http::MAX_REDIRECTS => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("more than {} redirects from {}", http::MAX_REDIRECTS, target.endpoint),
+                        ));
+                    }
+                    http::Answer::Redirect(location) => {
+                        redirects += 1;
+                        endpoint = http::redirected(&endpoint, &location)?;
+                        stream = open_stream_to(target, &endpoint, options).await?.0;
+                    }
+                }
+            }
+        }
         (Scheme::Ws | Scheme::Wss, _) => match ws::handshake(stream, endpoint, options, options.offer_v2).await {
             Ok((reader, writer, v2)) => (reader, writer, v2, false),
             Err(e) if ws::declined_v2(&e) => {
@@ -162,20 +194,28 @@ pub async fn connect(target: &Target, options: &ConnectOptions) -> io::Result<Co
 
 /// The byte stream under a connection: the dial stage, then the TLS stage.
 async fn open_stream(target: &Target, options: &ConnectOptions) -> io::Result<(stream::ByteStream, String)> {
+    open_stream_to(target, &target.endpoint, options).await
+}
+
+/// The same to `endpoint` (a redirect's), with `target`'s route and connector.
+async fn open_stream_to(
+    target: &Target,
+    endpoint: &Endpoint,
+    options: &ConnectOptions,
+) -> io::Result<(stream::ByteStream, String)> {
     let route = match (&options.dialer, &target.via) {
         (Some(dialer), _) => dial::Route::Custom(dialer),
         (None, Some(via)) => dial::Route::Proxy(via),
         (None, None) => dial::Route::Direct,
     };
-    let (stream, peer) = dial::open(route, &target.endpoint.host, target.endpoint.port).await?;
-    Ok((tls_stage(target, stream).await?, peer))
+    let (stream, peer) = dial::open(route, &endpoint.host, endpoint.port).await?;
+    Ok((tls_stage(target, &endpoint.host, stream).await?, peer))
 }
 
 /// TLS over the dialed stream when the target has a connector: over a TCP
 /// socket, or over whatever else the dial stage gave (the tunnel through an
 /// `https://` proxy, a custom dialer's stream).
-async fn tls_stage(target: &Target, stream: stream::ByteStream) -> io::Result<stream::ByteStream> {
-    let host = &target.endpoint.host;
+async fn tls_stage(target: &Target, host: &str, stream: stream::ByteStream) -> io::Result<stream::ByteStream> {
     match (&target.tls, stream) {
         (None, stream) => Ok(stream),
         (Some(tls), stream::ByteStream::Tcp(tcp)) => {
@@ -193,6 +233,7 @@ impl Reader {
     pub async fn read_batch(&mut self, batch: &mut FrameBatch) -> Result<bool, FrameError> {
         match self {
             Reader::Stream(r) => r.read_batch(batch).await,
+            Reader::Http(r) => r.read_batch(batch).await,
         }
     }
 }
@@ -207,6 +248,12 @@ impl Writer {
     pub async fn write(&mut self, control: &[Frame], batch: Option<&mut Batch>) -> io::Result<()> {
         match self {
             Writer::Stream(w) => w.write(control, batch).await,
+            Writer::Receiving => match batch {
+                Some(batch) if batch.next_chunk(WRITE_CHUNK).0 > 0 => {
+                    Err(io::Error::new(io::ErrorKind::Unsupported, "an HTTP long connection only receives"))
+                }
+                _ => Ok(()),
+            },
         }
     }
 
@@ -214,6 +261,7 @@ impl Writer {
     pub fn direct(&self) -> Option<Direct> {
         match self {
             Writer::Stream(w) => w.direct(),
+            Writer::Receiving => None,
         }
     }
 
@@ -221,6 +269,7 @@ impl Writer {
     pub async fn flush(&mut self) -> io::Result<()> {
         match self {
             Writer::Stream(w) => w.flush_owed().await,
+            Writer::Receiving => Ok(()),
         }
     }
 
@@ -229,6 +278,7 @@ impl Writer {
     pub fn answers_close(&self) -> bool {
         match self {
             Writer::Stream(w) => w.answers_close(),
+            Writer::Receiving => false,
         }
     }
 
@@ -236,6 +286,7 @@ impl Writer {
     pub async fn shutdown(&mut self) -> io::Result<()> {
         match self {
             Writer::Stream(w) => w.shutdown().await,
+            Writer::Receiving => Ok(()),
         }
     }
 }
@@ -258,7 +309,14 @@ mod tests {
     }
 
     fn options(dialer: Option<dial::CustomDialer>) -> ConnectOptions {
-        ConnectOptions { max_frame_size: 1 << 20, headers: vec![], subprotocols: vec![], offer_v2: false, dialer }
+        ConnectOptions {
+            max_frame_size: 1 << 20,
+            headers: vec![],
+            subprotocols: vec![],
+            offer_v2: false,
+            dialer,
+            sse: None,
+        }
     }
 
     #[test]
@@ -286,7 +344,10 @@ mod tests {
         let (ours, theirs) = tokio::io::duplex(64);
         drop(theirs);
         let tls_target = Target::new(Endpoint::parse("tls://127.0.0.1:1").unwrap(), &settings, None).unwrap();
-        let error = tls_stage(&tls_target, stream::ByteStream::Other(Box::new(ours))).await.err().expect("no peer");
+        let error = tls_stage(&tls_target, "127.0.0.1", stream::ByteStream::Other(Box::new(ours)))
+            .await
+            .err()
+            .expect("no peer");
         assert!(error.to_string().contains("TLS handshake failed"), "{error}");
     }
 }

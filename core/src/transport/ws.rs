@@ -231,7 +231,14 @@ mod tests {
     use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
     fn options() -> ConnectOptions {
-        ConnectOptions { max_frame_size: 1 << 20, headers: vec![], subprotocols: vec![], offer_v2: false, dialer: None }
+        ConnectOptions {
+            max_frame_size: 1 << 20,
+            headers: vec![],
+            subprotocols: vec![],
+            offer_v2: false,
+            dialer: None,
+            sse: None,
+        }
     }
 
     /// Reads until a close frame: every data payload, and the number of reads and pings.

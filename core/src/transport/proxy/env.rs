@@ -5,7 +5,8 @@
 //!   `http_proxy` (lowercase only: on a CGI server `HTTP_PROXY` is set by
 //!   the request's `Proxy:` header, so curl ignores it) for `ws://`;
 //!   `wss_proxy`/`WSS_PROXY`, then `https_proxy`/`HTTPS_PROXY` for
-//!   `wss://`; `tcp://` and `tls://` have no variable of their own;
+//!   `wss://`; `http_proxy` for `http://`, `https_proxy`/`HTTPS_PROXY`
+//!   for `https://`; `tcp://` and `tls://` have no variable of their own;
 //! * then `all_proxy`/`ALL_PROXY`;
 //! * unless `no_proxy`/`NO_PROXY` names the host: entries separated by
 //!   commas or spaces, a lone `*` matching every host, a leading dot
@@ -32,6 +33,8 @@ pub fn proxy_variables(scheme: Scheme) -> &'static [&'static str] {
     match scheme {
         Scheme::Ws => &["ws_proxy", "WS_PROXY", "http_proxy", "all_proxy", "ALL_PROXY"],
         Scheme::Wss => &["wss_proxy", "WSS_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"],
+        Scheme::Http => &["http_proxy", "all_proxy", "ALL_PROXY"],
+        Scheme::Https => &["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"],
         Scheme::Tcp | Scheme::Tls => &["all_proxy", "ALL_PROXY"],
     }
 }

@@ -303,6 +303,13 @@ typedef struct {
   // the URL given to lc_config_new(), then in the order of
   // lc_config_add_server()).
   uint32_t server_index;
+  // LC_EVENT_MESSAGE from an event stream (http:// and https:// servers
+  // that send Server-Sent Events): its event type (`message` unless the
+  // stream named another) and the last event id (empty when none), as
+  // NUL-terminated UTF-8 valid as long as `data`; NULL for any other
+  // message or event.
+  const char *event_type;
+  const char *event_id;
 } lc_event;
 
 // Receives every event (messages too, unless a message callback is set).
@@ -318,8 +325,12 @@ typedef struct {
   // The payload (NULL when `len` is 0), valid only during the call.
   const uint8_t *data;
   size_t len;
-  // A WebSocket text message (valid UTF-8).
+  // A WebSocket text message (valid UTF-8), or an event stream's message.
   bool is_text;
+  // An event stream's message: its event type and last event id, as in
+  // lc_event; NULL for other messages.
+  const char *event_type;
+  const char *event_id;
 } lc_message;
 
 // Receives the messages one read produced, oldest first: `count` (at

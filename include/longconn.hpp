@@ -59,6 +59,10 @@ inline uint32_t ms(std::chrono::milliseconds d) {
 struct message {
     std::string_view data;
     bool is_text;
+    /* An event stream's message (http:// and https:// servers): its event
+     * type and last event id; empty for every other message. */
+    std::string_view event_type{};
+    std::string_view event_id{};
 };
 
 /* An event, copied out of the library's lc_event. */
@@ -77,6 +81,8 @@ struct event {
     uint64_t epoch;
     uint32_t server_index;
     bool is_text;
+    std::string event_type; /* an event stream's message: its type and last id */
+    std::string event_id;
     std::string text;
     std::string data; /* the message's bytes, for LC_EVENT_MESSAGE */
 
@@ -95,6 +101,8 @@ struct event {
                      e.epoch,
                      e.server_index,
                      e.is_text,
+                     e.event_type ? std::string(e.event_type) : std::string(),
+                     e.event_id ? std::string(e.event_id) : std::string(),
                      e.text ? std::string(e.text) : std::string(),
                      e.data ? std::string(reinterpret_cast<const char *>(e.data), e.len) : std::string()};
     }
@@ -384,7 +392,9 @@ private:
         for (size_t i = 0; i < count; i++) {
             const lc_message &m = messages[i];
             try {
-                handler(message{std::string_view(reinterpret_cast<const char *>(m.data), m.len), m.is_text});
+                handler(message{std::string_view(reinterpret_cast<const char *>(m.data), m.len), m.is_text,
+                                m.event_type ? std::string_view(m.event_type) : std::string_view(),
+                                m.event_id ? std::string_view(m.event_id) : std::string_view()});
             } catch (const std::exception &e) {
                 self->failed(e.what());
             } catch (...) {

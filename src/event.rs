@@ -142,6 +142,13 @@ pub struct lc_event {
     /// the URL given to lc_config_new(), then in the order of
     /// lc_config_add_server()).
     pub server_index: u32,
+    /// LC_EVENT_MESSAGE from an event stream (http:// and https:// servers
+    /// that send Server-Sent Events): its event type (`message` unless the
+    /// stream named another) and the last event id (empty when none), as
+    /// NUL-terminated UTF-8 valid as long as `data`; NULL for any other
+    /// message or event.
+    pub event_type: *const c_char,
+    pub event_id: *const c_char,
 }
 
 /// Receives every event (messages too, unless a message callback is set).
@@ -160,8 +167,12 @@ pub struct lc_message {
     /// The payload (NULL when `len` is 0), valid only during the call.
     pub data: *const u8,
     pub len: usize,
-    /// A WebSocket text message (valid UTF-8).
+    /// A WebSocket text message (valid UTF-8), or an event stream's message.
     pub is_text: bool,
+    /// An event stream's message: its event type and last event id, as in
+    /// lc_event; NULL for other messages.
+    pub event_type: *const c_char,
+    pub event_id: *const c_char,
 }
 
 /// Receives the messages one read produced, oldest first: `count` (at
@@ -230,6 +241,9 @@ impl EventHandler for CHandler {
         match event {
             Event::Message(payload) => return self.on_message(payload, false, state),
             Event::Text(payload) => return self.on_message(payload, true, state),
+            // With an event callback, an event stream's message goes there
+            // with its label; a message callback alone gets the payload only.
+            Event::Labeled { data, .. } if self.0.event.is_none() => return self.on_message(data, true, state),
             _ => {}
         }
         if let Some(on_event) = self.0.event {
@@ -251,11 +265,13 @@ impl EventHandler for CHandler {
         let Some(on_messages) = self.0.messages else { return };
         let is_text = batch.is_text();
         let list: Vec<lc_message> = batch
-            .iter()
-            .map(|m| lc_message {
+            .iter_labeled()
+            .map(|(m, label)| lc_message {
                 data: if m.is_empty() { std::ptr::null() } else { m.as_ptr() },
                 len: m.len(),
                 is_text,
+                event_type: label.map_or(std::ptr::null(), |l| l.event_type_with_nul().as_ptr().cast()),
+                event_id: label.map_or(std::ptr::null(), |l| l.id_with_nul().as_ptr().cast()),
             })
             .collect();
         // SAFETY: the application registered this callback; `list` and the
@@ -290,7 +306,7 @@ pub(crate) fn event_text(event: &Event) -> CString {
         Event::ReconnectScheduled { attempt, delay } => {
             format!("reconnect attempt {attempt} in {} ms", delay.as_millis())
         }
-        Event::Message(_) | Event::Text(_) => String::new(),
+        Event::Message(_) | Event::Text(_) | Event::Labeled { .. } => String::new(),
         Event::Closed { unsent } => format!("closed; {unsent} messages unsent"),
     };
     CString::new(text.replace('\0', " ")).unwrap_or_default()
@@ -316,6 +332,8 @@ fn blank_event(kind: lc_event_kind, text: &CStr, state: lc_state) -> lc_event {
         recovered: false,
         epoch: 0,
         server_index: 0,
+        event_type: std::ptr::null(),
+        event_id: std::ptr::null(),
     }
 }
 
@@ -349,12 +367,16 @@ pub(crate) fn to_c_event(event: &Event, text: &CStr, state: lc_state) -> lc_even
             e.attempt = *attempt;
             e.delay_ms = delay.as_millis() as u64;
         }
-        Event::Message(payload) | Event::Text(payload) => {
+        Event::Message(payload) | Event::Text(payload) | Event::Labeled { data: payload, .. } => {
             e.kind = lc_event_kind::LC_EVENT_MESSAGE;
-            e.is_text = matches!(event, Event::Text(_));
+            e.is_text = !matches!(event, Event::Message(_));
             if !payload.is_empty() {
                 e.data = payload.as_ptr();
                 e.len = payload.len();
+            }
+            if let Event::Labeled { label, .. } = event {
+                e.event_type = label.event_type_with_nul().as_ptr().cast();
+                e.event_id = label.id_with_nul().as_ptr().cast();
             }
         }
         Event::Error { kind, .. } => {

@@ -35,8 +35,21 @@ fn config(url: &str) -> ClientConfig {
 fn texts(client: &Client, count: usize) -> Vec<String> {
     let mut got = Vec::new();
     wait_for(client, WITHIN, |e| {
-        if let Event::Text(m) = e {
+        if let Some((m, true)) = e.as_message() {
             got.push(String::from_utf8_lossy(m).into_owned());
+        }
+        got.len() == count
+    });
+    got
+}
+
+/// The next `count` messages of an event stream: (type, id, data).
+fn labeled(client: &Client, count: usize) -> Vec<(String, String, String)> {
+    let mut got = Vec::new();
+    wait_for(client, WITHIN, |e| {
+        if let Event::Labeled { data, label } = e {
+            let data = String::from_utf8_lossy(data).into_owned();
+            got.push((label.event_type().to_string(), label.id().to_string(), data));
         }
         got.len() == count
     });
@@ -82,7 +95,7 @@ fn the_room_as_server_sent_events_resumes_across_a_server_restart_without_gap_or
     assert!(events.iter().any(|e| matches!(e, Event::Disconnected { .. })), "{events:?}");
     let mut lines: Vec<String> = Vec::new();
     wait_for(&client, WITHIN, |e| {
-        if let Event::Text(m) = e {
+        if let Some((m, true)) = e.as_message() {
             let text = String::from_utf8_lossy(m).into_owned();
             if text.contains("line ") {
                 lines.push(text);
@@ -152,19 +165,25 @@ fn chunk(body: &str) -> &'static [u8] {
 #[test]
 fn last_event_id_retry_and_line_ends_split_across_writes() {
     let (port, heads) = serve(vec![
-        vec![SSE_HEAD, chunk("retry: 150\r\nid: a1\r\ndata: one\r"), chunk("\n\r\n: comment\r\nid: a2\rdata: two\r\r")],
+        vec![
+            SSE_HEAD,
+            chunk("retry: 150\r\nid: a1\r\ndata: one\r"),
+            chunk("\n\r\n: comment\r\nid: a2\revent: tick\rdata: two\r\r"),
+        ],
         vec![SSE_HEAD, chunk("data: three\n\n")],
     ]);
     let client = Client::new(config(&format!("http://127.0.0.1:{port}/feed"))).unwrap();
     client.connect().unwrap();
-    assert_eq!(texts(&client, 2), ["one", "two"]);
+    let got = labeled(&client, 2);
+    let expected = [("message", "a1", "one"), ("tick", "a2", "two")].map(|(t, i, d)| (t.into(), i.into(), d.into()));
+    assert_eq!(got, expected, "types and ids reach the application with each message");
     let first_head = heads.recv_timeout(WITHIN).unwrap();
     assert!(first_head.starts_with("GET /feed HTTP/1.1"), "{first_head}");
     assert!(!first_head.to_ascii_lowercase().contains("last-event-id"), "none on the first request");
     let events = wait_for(&client, WITHIN, |e| matches!(e, Event::ReconnectScheduled { .. }));
     let Some(Event::ReconnectScheduled { delay, .. }) = events.last() else { unreachable!() };
     assert_eq!(*delay, Duration::from_millis(150), "the stream's retry, within the backoff's bounds");
-    assert_eq!(texts(&client, 1), ["three"]);
+    assert_eq!(labeled(&client, 1), [("message".into(), "a2".into(), "three".into())], "the id carried over");
     let second_head = heads.recv_timeout(WITHIN).unwrap().to_ascii_lowercase();
     assert!(second_head.contains("last-event-id: a2"), "{second_head}");
 }

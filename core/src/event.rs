@@ -84,6 +84,12 @@ pub enum Event {
     Message(Bytes),
     /// A received WebSocket text message (valid UTF-8).
     Text(Bytes),
+    /// A received message of an event stream (Server-Sent Events, text),
+    /// with its event type and event id.
+    Labeled {
+        data: Bytes,
+        label: Label,
+    },
     Error {
         kind: ErrorKind,
         detail: String,
@@ -101,10 +107,15 @@ impl Event {
         match self {
             Event::Message(m) => Some((m, false)),
             Event::Text(m) => Some((m, true)),
+            Event::Labeled { data, .. } => Some((data, true)),
             _ => None,
         }
     }
 }
+
+/// What an event stream said of a message: its event type (`message`
+/// unless the stream named another) and the last event id in force.
+pub type Label = crate::protocol::sse::SseLabel;
 
 /// Received messages that share one buffer, in order.
 #[derive(Debug, Clone)]
@@ -113,6 +124,8 @@ pub struct MessageBatch {
     spans: Vec<Range<usize>>,
     /// Whether these are text messages (WebSocket); binary otherwise.
     text: bool,
+    /// An event stream's labels, one per span; empty for other messages.
+    labels: Vec<Label>,
     /// Index of the first message not yet delivered.
     next: usize,
     /// Payload bytes not yet delivered.
@@ -127,7 +140,35 @@ impl MessageBatch {
     /// Messages that are all text (`true`) or all binary.
     pub fn with_kind(chunk: Bytes, spans: Vec<Range<usize>>, text: bool) -> MessageBatch {
         let bytes = spans.iter().map(|r| r.len()).sum();
-        MessageBatch { chunk, spans, text, next: 0, bytes }
+        MessageBatch { chunk, spans, text, labels: Vec::new(), next: 0, bytes }
+    }
+
+    /// Text messages of an event stream, with a label each.
+    pub fn with_labels(chunk: Bytes, spans: Vec<Range<usize>>, labels: Vec<Label>) -> MessageBatch {
+        debug_assert_eq!(spans.len(), labels.len());
+        MessageBatch { labels, ..Self::with_kind(chunk, spans, true) }
+    }
+
+    /// Whether the messages carry an event stream's labels.
+    pub fn has_labels(&self) -> bool {
+        !self.labels.is_empty()
+    }
+
+    /// The messages not yet delivered with their labels, borrowed.
+    pub fn iter_labeled(&self) -> impl Iterator<Item = (&[u8], Option<&Label>)> + '_ {
+        let labels = self.labels.get(self.next..).unwrap_or_default();
+        self.iter().zip(labels.iter().map(Some).chain(std::iter::repeat(None)))
+    }
+
+    /// Takes the oldest message as an event of its own.
+    pub(crate) fn pop_event(&mut self) -> Option<Event> {
+        let label = self.labels.get(self.next).cloned();
+        let data = self.pop_front()?;
+        Some(match label {
+            Some(label) => Event::Labeled { data, label },
+            None if self.text => Event::Text(data),
+            None => Event::Message(data),
+        })
     }
 
     /// Whether these are text messages.

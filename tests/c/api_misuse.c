@@ -26,7 +26,7 @@ int main(int argc, char **argv) {
     CHECK(config == NULL && client == NULL); /* outputs untouched on failure */
 
     /* Bad URLs and strings. */
-    CHECK_STATUS(lc_config_new("http://example.invalid/", &config), LC_STATUS_INVALID_URL);
+    CHECK_STATUS(lc_config_new("gopher://example.invalid/", &config), LC_STATUS_INVALID_URL);
     CHECK(strstr(lc_last_error_message(), "unsupported scheme") != NULL);
     CHECK_STATUS(lc_config_new("tcp://127.0.0.1:99999", &config), LC_STATUS_INVALID_URL);
     CHECK_STATUS(lc_config_new("tcp://127.0.0.1:1?framing=morse", &config), LC_STATUS_INVALID_URL);

@@ -109,7 +109,7 @@ def test_heartbeat_timeout_detects_a_stopped_server(echo_server):
 
 def test_bad_arguments_raise_typed_errors():
     with pytest.raises(longconn.InvalidUrlError) as url_error:
-        longconn.Client("http://127.0.0.1:1")
+        longconn.Client("gopher://127.0.0.1:1")
     assert "unsupported scheme" in str(url_error.value)
     assert url_error.value.status_name == "LC_STATUS_INVALID_URL"
     with pytest.raises(longconn.InvalidArgumentError, match="heartbeat timeout"):
@@ -589,3 +589,40 @@ def test_on_connect_gives_a_fresh_token_before_each_attempt(server_factory, tmp_
         assert isinstance(client.callback_errors[0], RuntimeError)
     assert attempts[0] == longconn.ConnectAttempt(server_index=0, url=server.url(), attempt=1)
     assert [a.attempt for a in attempts[:3]] == [1, 2, 3]
+
+
+def test_server_sent_events_from_the_room_with_types_and_ids(server_factory):
+    import socket
+
+    chat = server_factory("chat")
+    events_url = f"http://127.0.0.1:{chat.ports['ws']}/events"
+    got = Collector()
+    with longconn.Client(events_url) as polled, longconn.Client(events_url) as called:
+        called.on_message(got)
+        polled.connect()
+        called.connect()
+        kinds = []
+        for event in polled.events(timeout=5.0):
+            kinds.append(event.kind)
+            if event.kind == EventKind.CONNECTED:
+                break
+        assert kinds[-1] == EventKind.CONNECTED, kinds
+        with socket.create_connection(("127.0.0.1", chat.ports["line"])) as line:
+            line.sendall(b"from a line client\n")
+            messages = []
+            for event in polled.events(timeout=5.0):
+                if event.kind == EventKind.MESSAGE and "from a line client" in event.message.text:
+                    messages.append(event.message)
+                    break
+        assert got.wait_for(lambda items: any("from a line client" in m.text for m in items))
+    message = messages[0]
+    assert isinstance(message, longconn.EventMessage) and message.is_text
+    assert message.event_type == "message"
+    epoch, offset = message.event_id.split("-")
+    assert int(epoch) > 0 and int(offset) >= 1
+    batched = [m for m in got.items if "from a line client" in m.text][0]
+    assert isinstance(batched, longconn.EventMessage)
+    assert batched.event_id == message.event_id, "the batch callback gets the same label"
+    with pytest.raises(longconn.InvalidArgumentError, match="only receives"):
+        with longconn.Client(events_url) as receiver:
+            receiver.send("no")

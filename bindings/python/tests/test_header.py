@@ -120,6 +120,20 @@ def test_structs_match_the_header_field_by_field():
                 assert ctypes_for(c_type) is ctype, f"{struct.__name__}.{field}: {c_type}"
 
 
+def test_the_message_list_entry_matches_the_header():
+    # lc_messages_cb's entries are read with struct, not ctypes: check the
+    # format against the header's fields and a ctypes mirror's size.
+    fields = [f for f, _ in header_struct("lc_message")]
+    assert fields == ["data", "len", "is_text", "event_type", "event_id"]
+    import struct
+
+    class Mirror(ctypes.Structure):
+        _fields_ = [("data", ctypes.c_void_p), ("len", ctypes.c_size_t), ("is_text", ctypes.c_bool),
+                    ("event_type", ctypes.c_char_p), ("event_id", ctypes.c_char_p)]
+
+    assert struct.calcsize(_ffi.LC_MESSAGE_FORMAT + "0P") == ctypes.sizeof(Mirror)
+
+
 def test_enum_values_match_the_header():
     import longconn
 

@@ -244,6 +244,17 @@ impl Delivery {
                     Queued::Messages(messages) if handler.takes_batches() => {
                         self.deliver(|| handler.on_messages(messages, state))
                     }
+                    Queued::Messages(messages) if messages.has_labels() => {
+                        // An event stream's: each with its label, as an event.
+                        messages.iter_labeled().all(|(m, label)| {
+                            let data = bytes::Bytes::copy_from_slice(m);
+                            let event = match label {
+                                Some(label) => Event::Labeled { data, label: label.clone() },
+                                None => Event::Text(data),
+                            };
+                            self.deliver(|| handler.on_event(&event, state))
+                        })
+                    }
                     Queued::Messages(messages) => {
                         let text = messages.is_text();
                         messages.iter().all(|m| self.deliver(|| handler.on_message(m, text, state)))

@@ -301,13 +301,12 @@ impl EventQueue {
             if batch.len() > 1 {
                 let Some(Queued::Messages(mut batch)) = p.events.pop_front() else { unreachable!("front checked") };
                 let (messages, bytes) = (batch.len(), batch.bytes());
-                let text = batch.is_text();
-                let first = batch.pop_front();
+                let first = batch.pop_event();
                 self.taken_count.store(batch.len(), Ordering::Release);
                 *taken = Some(batch);
                 drop(taken);
                 self.uncount(&mut p, messages, bytes);
-                return first.map(|m| if text { Event::Text(m) } else { Event::Message(m) });
+                return first;
             }
         }
         drop(taken);
@@ -336,13 +335,12 @@ impl EventQueue {
     /// Takes one message from the slot; empties the slot with its last.
     fn next_taken(taken: &mut Option<MessageBatch>, count: &AtomicUsize) -> Option<Event> {
         let batch = taken.as_mut()?;
-        let text = batch.is_text();
-        let message = batch.pop_front();
+        let message = batch.pop_event();
         count.store(batch.len(), Ordering::Release);
         if batch.is_empty() {
             *taken = None;
         }
-        message.map(|m| if text { Event::Text(m) } else { Event::Message(m) })
+        message
     }
 
     /// Hands waiting messages to `take` in order, with whether each is a
@@ -465,13 +463,12 @@ impl EventQueue {
         loop {
             match entries.front_mut()? {
                 Queued::Messages(batch) => {
-                    let text = batch.is_text();
-                    let message = batch.pop_front();
+                    let message = batch.pop_event();
                     if batch.is_empty() {
                         entries.pop_front();
                     }
-                    if let Some(message) = message {
-                        return Some(if text { Event::Text(message) } else { Event::Message(message) });
+                    if message.is_some() {
+                        return message;
                     }
                 }
                 Queued::Event(_) => {

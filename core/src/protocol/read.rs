@@ -82,12 +82,15 @@ impl Decoder {
 pub struct FrameBatch {
     pub chunk: Bytes,
     pub frames: Vec<(FrameType, Range<usize>)>,
+    /// An event stream's: one per frame (all text); empty for the others.
+    pub labels: Vec<super::sse::SseLabel>,
 }
 
 impl FrameBatch {
     pub fn clear(&mut self) {
         self.chunk = Bytes::new();
         self.frames.clear();
+        self.labels.clear();
     }
 
     pub fn is_empty(&self) -> bool {

@@ -33,6 +33,44 @@ pub struct SseEvent {
     pub id: String,
 }
 
+/// What an event stream said of one message: its event type and the last
+/// event id when it was dispatched. Both live in one shared buffer, each
+/// followed by a NUL, so a clone costs a count and C can read them in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseLabel {
+    /// `type NUL id NUL`.
+    text: std::sync::Arc<str>,
+    /// Where the id starts.
+    id_at: usize,
+}
+
+impl SseLabel {
+    /// A NUL in the type (an id never holds one) becomes U+FFFD.
+    pub fn new(event_type: &str, id: &str) -> SseLabel {
+        let event_type = event_type.replace('\0', "\u{FFFD}");
+        let text = format!("{event_type}\0{id}\0");
+        SseLabel { id_at: event_type.len() + 1, text: text.into() }
+    }
+
+    pub fn event_type(&self) -> &str {
+        &self.text[..self.id_at - 1]
+    }
+
+    pub fn id(&self) -> &str {
+        &self.text[self.id_at..self.text.len() - 1]
+    }
+
+    /// The type's bytes with their NUL, for C.
+    pub fn event_type_with_nul(&self) -> &[u8] {
+        &self.text.as_bytes()[..self.id_at]
+    }
+
+    /// The id's bytes with their NUL, for C.
+    pub fn id_with_nul(&self) -> &[u8] {
+        &self.text.as_bytes()[self.id_at..]
+    }
+}
+
 /// A line or an event's data over the limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SseTooLarge {
@@ -288,6 +326,15 @@ mod tests {
         assert_eq!(out[0].data, "caf\u{e9} \u{FFFD}", "a character split across pieces survives");
         assert_eq!(events("unknown: x\ndata: y\n\n"), [event("message", "y", "")]);
         assert_eq!(events("data:a:b\n\n"), [event("message", "a:b", "")]);
+    }
+
+    #[test]
+    fn a_label_holds_type_and_id_each_ended_by_a_nul() {
+        let label = SseLabel::new("tick", "7-41");
+        assert_eq!((label.event_type(), label.id()), ("tick", "7-41"));
+        assert_eq!((label.event_type_with_nul(), label.id_with_nul()), (&b"tick\0"[..], &b"7-41\0"[..]));
+        let label = SseLabel::new("a\0b", "");
+        assert_eq!((label.event_type(), label.id()), ("a\u{FFFD}b", ""));
     }
 
     #[test]

@@ -301,6 +301,15 @@ impl Inbound<'_> {
     /// messages become queue entries sharing its buffer: one per run of
     /// binary or of text messages, so their order is kept.
     fn handle(&mut self, batch: &FrameBatch) -> Option<Ended> {
+        if !batch.labels.is_empty() {
+            // An event stream's messages: all text, a label each, nothing else.
+            let spans: Vec<_> = batch.frames.iter().map(|(_, range)| range.clone()).collect();
+            let messages = MessageBatch::with_labels(batch.chunk.clone(), spans, batch.labels.clone());
+            self.link.data_received(messages.len(), messages.bytes());
+            self.counters.received(messages.len(), messages.bytes());
+            self.delivery.emit_messages(messages);
+            return None;
+        }
         let mut end = None;
         let mut run = Vec::with_capacity(batch.frames.len());
         let mut run_is_text = false;

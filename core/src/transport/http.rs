@@ -34,7 +34,7 @@ use super::stream::ByteStream;
 use super::{ConnectOptions, Reader, Stream};
 use crate::endpoint::Endpoint;
 use crate::lock::lock;
-use crate::protocol::sse::{SseEvent, SseParser};
+use crate::protocol::sse::{SseEvent, SseLabel, SseParser};
 use crate::protocol::{FrameBatch, FrameError, FrameType};
 
 /// Redirects followed within one attempt.
@@ -137,6 +137,7 @@ pub async fn request(
         body,
         progress: progress.clone(),
         max: options.max_frame_size,
+        last_label: None,
         _sender: sender,
     };
     Ok(Answer::Stream(Reader::Http(Box::new(reader))))
@@ -202,6 +203,8 @@ pub struct HttpReader {
     body: Body,
     progress: SharedProgress,
     max: usize,
+    /// The label of the last message, whose strings the next may share.
+    last_label: Option<SseLabel>,
     /// Held so the connection stays open for the response.
     _sender: hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
 }
@@ -249,6 +252,15 @@ impl HttpReader {
                 let fed = parser.feed(data, events);
                 for event in events.drain(..) {
                     push(&mut chunk, event.data.as_bytes());
+                    // The same type and id as the last message share its strings.
+                    let label = match batch.labels.last().or(self.last_label.as_ref()) {
+                        Some(last) if last.event_type() == event.event_type && last.id() == event.id => last.clone(),
+                        _ => SseLabel::new(&event.event_type, &event.id),
+                    };
+                    batch.labels.push(label);
+                }
+                if let Some(last) = batch.labels.last() {
+                    self.last_label = Some(last.clone());
                 }
                 let mut progress = lock(&self.progress);
                 parser.last_event_id().clone_into(&mut progress.last_event_id);

@@ -110,14 +110,23 @@ def _messages_trampoline(user_data: Optional[int], messages: Optional[int], coun
     string_at, text_message, message = ctypes.string_at, _events.TextMessage, _events.Message
     _local.depth = getattr(_local, "depth", 0) + 1
     try:
-        for data, length, is_text in entries:
+        for data, length, is_text, event_type, event_id in entries:
             # Looked up per message: a callback may replace or remove itself.
             on_message = dispatcher.on_message
             if on_message is None:
                 break
             payload = string_at(data, length) if length else b""
             try:
-                on_message(text_message(payload) if is_text else message(payload))
+                if event_type:
+                    on_message(
+                        _events.EventMessage(
+                            payload,
+                            string_at(event_type).decode("utf-8", "replace"),
+                            string_at(event_id).decode("utf-8", "replace"),
+                        )
+                    )
+                else:
+                    on_message(text_message(payload) if is_text else message(payload))
             except BaseException as exc:  # noqa: BLE001 - nothing may unwind into C
                 dispatcher.record(exc)
     finally:

@@ -17,6 +17,10 @@ class Message(bytes):
 
     #: True for a WebSocket text message (a :class:`TextMessage`).
     is_text = False
+    #: For a message of an event stream (an :class:`EventMessage`): its
+    #: event type and the last event id; None for every other message.
+    event_type: Optional[str] = None
+    event_id: Optional[str] = None
 
     @property
     def text(self) -> str:
@@ -29,6 +33,20 @@ class TextMessage(Message):
 
     __slots__ = ()
     is_text = True
+
+
+class EventMessage(TextMessage):
+    """A message of an event stream (Server-Sent Events, from an
+    ``http://`` or ``https://`` server): text, with ``event_type``
+    (``"message"`` unless the stream named another) and ``event_id`` (the
+    last event id, ``""`` when none)."""
+
+    # bytes subclasses take no slots: the two attributes live in a dict.
+    def __new__(cls, data: bytes, event_type: str, event_id: str) -> "EventMessage":
+        message = super().__new__(cls, data)
+        message.event_type = event_type
+        message.event_id = event_id
+        return message
 
 
 class EventKind(enum.IntEnum):
@@ -146,12 +164,19 @@ class ConnectRequest:
     subprotocols: Optional[Sequence[str]] = None
 
 
-def message_from(data: "ctypes._Pointer[ctypes.c_uint8]", length: int, text: bool = False) -> Message:
-    """Copies a borrowed C buffer into a Message (a TextMessage for text)."""
-    cls = TextMessage if text else Message
-    if length == 0:
-        return cls(b"")
-    return cls(ctypes.string_at(data, length))
+def message_from(
+    data: "ctypes._Pointer[ctypes.c_uint8]",
+    length: int,
+    text: bool = False,
+    event_type: Optional[bytes] = None,
+    event_id: Optional[bytes] = None,
+) -> Message:
+    """Copies a borrowed C buffer into a Message (a TextMessage for text,
+    an EventMessage for an event stream's)."""
+    payload = ctypes.string_at(data, length) if length else b""
+    if event_type is not None:
+        return EventMessage(payload, event_type.decode("utf-8", "replace"), (event_id or b"").decode("utf-8", "replace"))
+    return (TextMessage if text else Message)(payload)
 
 
 # Value -> member tables: a dict lookup is much cheaper than IntEnum(value).
@@ -168,7 +193,9 @@ def event_from(c_event: _ffi.lc_event) -> Event:
         kind=kind,
         state=_STATES[c_event.state],
         text=(c_event.text or b"").decode("utf-8", "replace"),
-        message=message_from(c_event.data, c_event.len, c_event.is_text) if kind is EventKind.MESSAGE else None,
+        message=message_from(c_event.data, c_event.len, c_event.is_text, c_event.event_type, c_event.event_id)
+        if kind is EventKind.MESSAGE
+        else None,
         reason=_REASONS[c_event.reason],
         error=_ERRORS[c_event.error],
         attempt=c_event.attempt,

@@ -39,6 +39,8 @@ class lc_event(ctypes.Structure):
         ("recovered", ctypes.c_bool),
         ("epoch", ctypes.c_uint64),
         ("server_index", ctypes.c_uint32),
+        ("event_type", ctypes.c_char_p),
+        ("event_id", ctypes.c_char_p),
     ]
 
 
@@ -69,8 +71,9 @@ MESSAGE_CB = ctypes.CFUNCTYPE(
 #: lc_messages_cb: the list of lc_message structs comes as a plain address,
 #: read with struct (see _callbacks), which is cheaper than ctypes fields.
 MESSAGES_CB = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
-#: struct lc_message { const uint8_t *data; size_t len; bool is_text; }
-LC_MESSAGE_FORMAT = "PN?"
+#: struct lc_message { const uint8_t *data; size_t len; bool is_text;
+#:                     const char *event_type; const char *event_id; }
+LC_MESSAGE_FORMAT = "PN?PP"
 LOG_CB = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_char_p)
 
 

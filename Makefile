@@ -74,6 +74,7 @@ test-python:
 	$(CARGO) build -p longconn -p longconn-server
 	$(PYTHON) -m pytest --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet pytest
 	$(PYTHON) -c "import websockets" 2>/dev/null || $(PYTHON) -m pip install --quiet websockets
+	$(PYTHON) -c "import sse_starlette, uvicorn" 2>/dev/null || $(PYTHON) -m pip install --quiet sse-starlette uvicorn
 	@# The browser test drives Debian's Chromium; playwright-core comes from npm in the test itself.
 	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium)
 	PYTHONPATH=$(ROOT)/bindings/python/src LONGCONN_TARGET_DIR=$(DEBUG) $(PYTHON) -m pytest -q bindings/python/tests

@@ -58,3 +58,42 @@ def test_browser_c_and_python_clients_share_the_room(server_factory, c_chat, pag
         assert any(text.endswith(": hello from C") for text in heard), heard
     c_client.type("/quit")
     assert c_client.finish() == 0
+
+
+def test_the_browser_s_event_source_a_c_client_and_websocket_and_sse_clients_share_the_room(
+    server_factory, c_chat, page_driver  # noqa: F811
+):
+    server = server_factory("chat")
+    c_client = Program([str(c_chat), server.url("line")])
+    c_client.wait_for(lambda line: line.startswith("[connected"))
+    origin = f"http://127.0.0.1:{server.ports['ws']}"
+    with longconn.Client(f"ws://127.0.0.1:{server.ports['ws']}/") as ws_client, longconn.Client(
+        origin + "/events"
+    ) as sse_client:
+        for client in (ws_client, sse_client):
+            client.connect()
+            for event in client.events(timeout=WITHIN):
+                if event.kind == EventKind.CONNECTED:
+                    break
+        browser = Program(
+            ["node", str(page_driver.parent / "event_source.mjs"), origin, "hello from C", "hello over WebSocket"],
+            env=dict(os.environ, CHROMIUM=CHROMIUM),
+        )
+        browser.wait_for(lambda line: line == "open", within=30)
+        c_client.type("hello from C")
+        ws_client.send("hello over WebSocket")
+        browser.wait_for(lambda line: line.startswith("saw: ") and line.endswith("hello over WebSocket"))
+        browser_lines = [line for line in browser.seen if line.startswith("saw: ")]
+        assert browser.finish() == 0
+        ours = {}
+        for event in sse_client.events(timeout=WITHIN):
+            if event.kind == EventKind.MESSAGE:
+                ours[event.message.text] = event.message.event_id
+                if any(text.endswith("hello over WebSocket") for text in ours):
+                    break
+        # The browser and the longconn SSE client read the same events, under the same ids.
+        for line in browser_lines:
+            event_id, text = line[len("saw: "):].split(" ", 1)
+            assert ours.get(text) == event_id, (line, ours)
+    c_client.type("/quit")
+    assert c_client.finish() == 0

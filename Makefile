@@ -19,7 +19,7 @@ LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 DESTDIR    ?=
 
-.PHONY: all demo test test-rust test-c test-cpp test-python check-header header lint bench bench-peers bench-durable bench-connect bench-instructions check-modules install uninstall test-install fuzz fuzz-short audit audit-if-available python clean
+.PHONY: all demo test test-rust test-c test-cpp test-python check-header header lint bench bench-peers bench-durable bench-connect bench-http bench-instructions check-modules install uninstall test-install fuzz fuzz-short audit audit-if-available python clean
 
 all: $(BUILD)/chat
 
@@ -164,6 +164,11 @@ bench-peers:
 # longconn's acknowledgements next to the durable brokers of issue 22
 # (docs/BENCHMARKS.md): Redis Streams, NATS JetStream and mosquitto, from
 # Debian's packages, installed if missing.
+# Server-Sent Events received per second next to a plain hyper client (about 30 s).
+bench-http:
+	$(CARGO) build --release -p longconn-server
+	$(CARGO) bench --bench http
+
 # Round trips through proxies next to direct, and failover times (about a minute).
 bench-connect:
 	command -v tinyproxy >/dev/null 2>&1 && command -v microsocks >/dev/null 2>&1 \

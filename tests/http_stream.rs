@@ -270,3 +270,20 @@ fn newline_delimited_streams_and_sending_is_refused() {
     let error = client.send(b"x").unwrap_err();
     assert!(error.to_string().contains("only receives"), "{error}");
 }
+
+#[test]
+fn the_room_as_newline_delimited_json() {
+    let server = Server::start("chat", &[]);
+    let client = Client::new(config(&format!("http://127.0.0.1:{}/stream", server.ports.ws))).unwrap();
+    client.connect().unwrap();
+    wait_for(&client, WITHIN, is_connected);
+    say(&server, &["a \"quoted\" line".to_string()]);
+    let lines = texts(&client, 2);
+    assert!(lines[0].starts_with("{\"id\":\"") && lines[0].contains("joined"), "{lines:?}");
+    assert!(lines[1].ends_with(": a \\\"quoted\\\" line\"}"), "{lines:?}");
+    // Resumed after the first line: the second comes again, and only it.
+    let id = lines[0].split('"').nth(3).unwrap();
+    let again = Client::new(config(&format!("http://127.0.0.1:{}/stream?after={id}", server.ports.ws))).unwrap();
+    again.connect().unwrap();
+    assert_eq!(texts(&again, 1)[0], lines[1]);
+}

@@ -1,5 +1,6 @@
 //! Plain HTTP on the WebSocket port, served by hyper: the chat page at `/`,
-//! the room as Server-Sent Events at `/events`, and 404 for any other path.
+//! the room as Server-Sent Events at `/events` and as newline-delimited
+//! JSON at `/stream`, and 404 for any other path.
 //!
 //! `/events` sends each room line as one event whose id is
 //! `EPOCH-OFFSET` (the room history's epoch and the line's offset), so a
@@ -9,6 +10,10 @@
 //! epoch (the history was lost) it starts with the oldest line kept. A line
 //! of several lines is sent as several `data` lines; a comment goes out
 //! when the room is quiet, so clients and proxies see the stream is alive.
+//!
+//! `/stream` sends each line as `{"id":"EPOCH-OFFSET","text":"..."}` and a
+//! newline, from the line after `?after=EPOCH-OFFSET` (the same rule), and
+//! an empty line when the room is quiet.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -54,8 +59,17 @@ pub async fn serve(stream: TcpStream, room: Arc<Room>, quiet: bool) {
 fn route(request: Request<Incoming>, room: &Arc<Room>) -> Response<Body> {
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/") => respond(StatusCode::OK, "text/html; charset=utf-8", crate::page::PAGE),
-        (&Method::GET, "/events") => events(&request, room),
-        (_, "/" | "/events") => respond(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "method not allowed\n"),
+        (&Method::GET, "/events") => {
+            let last_event_id = request.headers().get("last-event-id").and_then(|v| v.to_str().ok());
+            stream(room, last_event_id, Format::Events)
+        }
+        (&Method::GET, "/stream") => {
+            let after = request.uri().query().and_then(|q| q.split('&').find_map(|p| p.strip_prefix("after=")));
+            stream(room, after, Format::Lines)
+        }
+        (_, "/" | "/events" | "/stream") => {
+            respond(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "method not allowed\n")
+        }
         _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
     }
 }
@@ -83,26 +97,92 @@ fn start_offset(last_event_id: Option<&str>, epoch: u64, first: u64, next: u64) 
     }
 }
 
-fn events(request: &Request<Incoming>, room: &Arc<Room>) -> Response<Body> {
-    let last_event_id = request.headers().get("last-event-id").and_then(|v| v.to_str().ok());
+/// How a stream writes the room's lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// Server-Sent Events.
+    Events,
+    /// One JSON object per line.
+    Lines,
+}
+
+impl Format {
+    fn content_type(self) -> &'static str {
+        match self {
+            Format::Events => "text/event-stream",
+            Format::Lines => "application/x-ndjson",
+        }
+    }
+
+    fn opening(self) -> Bytes {
+        match self {
+            Format::Events => Bytes::from(format!("retry: {RETRY_MS}\n\n")),
+            Format::Lines => Bytes::new(),
+        }
+    }
+
+    fn keepalive(self) -> Bytes {
+        match self {
+            Format::Events => Bytes::from_static(b": keepalive\n\n"),
+            Format::Lines => Bytes::from_static(b"\n"),
+        }
+    }
+
+    fn write(self, chunk: &mut String, epoch: u64, offset: u64, line: &str) {
+        match self {
+            Format::Events => {
+                chunk.push_str(&format!("id: {epoch}-{offset}\n"));
+                for line in line.split('\n') {
+                    chunk.push_str("data: ");
+                    chunk.push_str(line.strip_suffix('\r').unwrap_or(line));
+                    chunk.push('\n');
+                }
+                chunk.push('\n');
+            }
+            Format::Lines => {
+                chunk.push_str(&format!("{{\"id\":\"{epoch}-{offset}\",\"text\":\""));
+                json_escape(line, chunk);
+                chunk.push_str("\"}\n");
+            }
+        }
+    }
+}
+
+/// `text` as the inside of a JSON string.
+fn json_escape(text: &str, out: &mut String) {
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+}
+
+fn stream(room: &Arc<Room>, after: Option<&str>, format: Format) -> Response<Body> {
     let (epoch, cursor) = {
         let history = lock(&room.history);
-        (history.epoch, start_offset(last_event_id, history.epoch, history.first_offset(), history.next_offset()))
+        (history.epoch, start_offset(after, history.epoch, history.first_offset(), history.next_offset()))
     };
     let (tx, rx) = mpsc::channel(QUEUED_CHUNKS);
-    tokio::spawn(feed(room.clone(), epoch, cursor, tx));
+    tokio::spawn(feed(room.clone(), epoch, cursor, format, tx));
     let mut response = Response::new(Channel(rx).boxed());
     let headers = response.headers_mut();
-    headers.insert("content-type", "text/event-stream".parse().expect("a valid header value"));
+    headers.insert("content-type", format.content_type().parse().expect("a valid header value"));
     headers.insert("cache-control", "no-store".parse().expect("a valid header value"));
     response
 }
 
 /// Writes the room into `tx` from `cursor` on, until the client goes away
 /// or falls out of the history (it then reconnects with its last id).
-async fn feed(room: Arc<Room>, epoch: u64, mut cursor: u64, tx: mpsc::Sender<Bytes>) {
+async fn feed(room: Arc<Room>, epoch: u64, mut cursor: u64, format: Format, tx: mpsc::Sender<Bytes>) {
     let mut changes = room.subscribe();
-    if tx.send(Bytes::from(format!("retry: {RETRY_MS}\n\n"))).await.is_err() {
+    let opening = format.opening();
+    if !opening.is_empty() && tx.send(opening).await.is_err() {
         return;
     }
     loop {
@@ -113,13 +193,7 @@ async fn feed(room: Arc<Room>, epoch: u64, mut cursor: u64, tx: mpsc::Sender<Byt
             }
             let mut chunk = String::new();
             for (offset, entry) in history.read(cursor, CHUNK_LINES) {
-                chunk.push_str(&format!("id: {epoch}-{offset}\n"));
-                for line in String::from_utf8_lossy(&entry.line).split('\n') {
-                    chunk.push_str("data: ");
-                    chunk.push_str(line.strip_suffix('\r').unwrap_or(line));
-                    chunk.push('\n');
-                }
-                chunk.push('\n');
+                format.write(&mut chunk, epoch, offset, &String::from_utf8_lossy(&entry.line));
                 cursor = offset + 1;
             }
             chunk
@@ -133,7 +207,7 @@ async fn feed(room: Arc<Room>, epoch: u64, mut cursor: u64, tx: mpsc::Sender<Byt
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { return },
             _ = tokio::time::sleep(KEEPALIVE) => {
-                if tx.send(Bytes::from_static(b": keepalive\n\n")).await.is_err() {
+                if tx.send(format.keepalive()).await.is_err() {
                     return;
                 }
             }
@@ -157,6 +231,16 @@ impl hyper::body::Body for Channel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_are_written_as_events_or_json() {
+        let mut chunk = String::new();
+        Format::Events.write(&mut chunk, 7, 3, "two\r\nlines");
+        assert_eq!(chunk, "id: 7-3\ndata: two\ndata: lines\n\n");
+        let mut chunk = String::new();
+        Format::Lines.write(&mut chunk, 7, 3, "say \"hi\"\\\u{1}\n");
+        assert_eq!(chunk, "{\"id\":\"7-3\",\"text\":\"say \\\"hi\\\"\\\\\\u0001\\n\"}\n");
+    }
 
     #[test]
     fn a_stream_starts_after_the_last_event_id_in_this_epoch() {

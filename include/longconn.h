@@ -702,6 +702,20 @@ lc_status lc_config_add_server(lc_config *config, const char *url);
 // is wrong; it never shows the password).
 lc_status lc_config_set_proxy(lc_config *config, const char *url);
 
+// For `http://` and `https://` servers: where messages are sent, one POST
+// per message, in order, on a kept-alive connection of their own (the
+// stream holds the other): `url`, of the same scheme (`https://` when the
+// servers are), instead of the stream's own URL (the default). Each POST
+// carries `Idempotency-Key: "SENDER:NUMBER"` (32 hex digits chosen at
+// random per client, and the message's number from lc_client_send_seq()),
+// so a server that keeps them drops a retry it already has: a message is
+// marked sent once the server answered 2xx, and sent again under the same
+// key after a failure. `url`: NUL-terminated UTF-8, not NULL, copied. Also
+// returns LC_STATUS_INVALID_UTF8, LC_STATUS_INVALID_URL and
+// LC_STATUS_INVALID_ARGUMENT (not an http:// or https:// URL of the
+// servers' scheme).
+lc_status lc_config_set_http_send_url(lc_config *config, const char *url);
+
 // Where the client's first attempt goes in its list of servers
 // (lc_config_add_server()): `random_start` false (the default) starts with
 // the URL given to lc_config_new(); true starts with a server picked at

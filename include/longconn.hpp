@@ -171,6 +171,11 @@ public:
         detail::check(lc_config_set_proxy(raw_, url.c_str()));
         return *this;
     }
+    // http:// and https:// servers: where messages are POSTed (lc_config_set_http_send_url).
+    config &http_send_url(const std::string &url) {
+        detail::check(lc_config_set_http_send_url(raw_, url.c_str()));
+        return *this;
+    }
     config &random_start(bool random) {
         detail::check(lc_config_set_server_order(raw_, random));
         return *this;

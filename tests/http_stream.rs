@@ -258,7 +258,7 @@ fn a_silent_stream_ends_by_the_heartbeat_timeout_and_comments_keep_it_alive() {
 }
 
 #[test]
-fn newline_delimited_streams_and_sending_is_refused() {
+fn newline_delimited_streams() {
     let (port, _) = serve(vec![vec![
         b"HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\ntransfer-encoding: chunked\r\n\r\n",
         chunk("{\"n\":1}\n{\"n\""),
@@ -267,8 +267,6 @@ fn newline_delimited_streams_and_sending_is_refused() {
     let client = Client::new(config(&format!("http://127.0.0.1:{port}/stream"))).unwrap();
     client.connect().unwrap();
     assert_eq!(texts(&client, 2), ["{\"n\":1}", "{\"n\":2}"]);
-    let error = client.send(b"x").unwrap_err();
-    assert!(error.to_string().contains("only receives"), "{error}");
 }
 
 #[test]
@@ -286,4 +284,104 @@ fn the_room_as_newline_delimited_json() {
     let again = Client::new(config(&format!("http://127.0.0.1:{}/stream?after={id}", server.ports.ws))).unwrap();
     again.connect().unwrap();
     assert_eq!(texts(&again, 1)[0], lines[1]);
+}
+
+/// POSTs a message with an idempotency key by hand; the status and body.
+fn post(port: u16, path: &str, key: Option<&str>, body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let key = key.map_or(String::new(), |k| format!("idempotency-key: \"{k}\"\r\n"));
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: {}\r\n{key}\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, answer.split("\r\n\r\n").nth(1).unwrap_or_default().to_string())
+}
+
+#[test]
+fn a_post_with_a_key_is_stored_once_and_a_gap_is_refused() {
+    let server = Server::start("chat", &[]);
+    let port = server.ports.ws;
+    let sender = "0123456789abcdef0123456789abcdef";
+    assert_eq!(post(port, "/messages", Some(&format!("{sender}:1")), "first").0, 200);
+    let (status, body) = post(port, "/messages", Some(&format!("{sender}:1")), "first");
+    assert_eq!((status, body.contains("duplicate")), (200, true), "{body}");
+    let (status, body) = post(port, "/messages", Some(&format!("{sender}:3")), "third");
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("message 3 arrived while 2 was expected"), "{body}");
+    assert_eq!(post(port, "/messages", Some("not-a-key:1"), "x").0, 400);
+    assert_eq!(post(port, "/messages", None, "keyless").0, 202);
+    // The room holds "first" once.
+    let reader = Client::new(config(&format!("http://127.0.0.1:{port}/stream?after=0-0"))).unwrap();
+    reader.connect().unwrap();
+    let lines = texts(&reader, 2);
+    assert!(lines[0].ends_with(": first\"}") && lines[1].ends_with("http: keyless\"}"), "{lines:?}");
+}
+
+#[test]
+fn messages_sent_by_post_reach_the_room_exactly_once_across_server_kills() {
+    let dir = DataDir::new("sse-post");
+    let ports =
+        Ports { ws: TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port(), ..Ports::default() };
+    let start = || Server::start_on("chat", &["--data-dir", dir.arg(), "--quiet"], ports, "127.0.0.1");
+    let mut server = start();
+    let mut config = config(&format!("http://127.0.0.1:{}/events", ports.ws));
+    config.http_send_to =
+        Some(longconn_core::endpoint::Endpoint::parse(&format!("http://127.0.0.1:{}/messages", ports.ws)).unwrap());
+    let client = Client::new(config).unwrap();
+    client.connect().unwrap();
+    wait_for(&client, WITHIN, is_connected);
+    let total = 600u64;
+    for i in 1..=total {
+        client.send(format!("n{i}").as_bytes()).unwrap();
+    }
+    // Every message comes back through the stream (the room shows everyone's
+    // lines); the server is killed, with POSTs in flight, when 150 and 350
+    // came back, and starts again on the same data directory.
+    let mut numbers = Vec::new();
+    let mut kills = 0;
+    let mut kill_at = [150, 350].into_iter().peekable();
+    while numbers.last() != Some(&total) {
+        wait_for(&client, Duration::from_secs(60), |e| {
+            if let Some((m, true)) = e.as_message() {
+                if let Some(n) = String::from_utf8_lossy(m).rsplit(": n").next().and_then(|n| n.parse::<u64>().ok()) {
+                    numbers.push(n);
+                }
+            }
+            numbers.last() == Some(&total) || kill_at.peek().is_some_and(|at| numbers.len() == *at)
+        });
+        if kill_at.peek().is_some_and(|at| numbers.len() == *at) {
+            kill_at.next();
+            server.kill();
+            server = start();
+            kills += 1;
+        }
+    }
+    assert_eq!(kills, 2);
+    // Read the room from its start on a fresh stream: each number exactly once, in order.
+    let reader = Client::new(config_for_reading(ports.ws)).unwrap();
+    reader.connect().unwrap();
+    let mut stored = Vec::new();
+    wait_for(&reader, Duration::from_secs(30), |e| {
+        if let Some((m, true)) = e.as_message() {
+            if let Some(n) = String::from_utf8_lossy(m)
+                .rsplit(": n")
+                .next()
+                .and_then(|n| n.trim_end_matches("\"}").parse::<u64>().ok())
+            {
+                stored.push(n);
+            }
+        }
+        stored.last() == Some(&total)
+    });
+    assert_eq!(stored, (1..=total).collect::<Vec<_>>(), "the room holds every message once, in order");
+    drop(server);
+}
+
+fn config_for_reading(port: u16) -> ClientConfig {
+    config(&format!("http://127.0.0.1:{port}/stream?after=0-0"))
 }

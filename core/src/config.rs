@@ -81,6 +81,9 @@ pub struct ClientConfig {
     /// environment names for each server, read when the client is created
     /// (see [`crate::transport::proxy::env`]).
     pub proxy: crate::transport::proxy::ProxySetting,
+    /// `http://` and `https://` servers: where messages are POSTed, one
+    /// request per message; the stream's URL when `None`.
+    pub http_send_to: Option<Endpoint>,
 }
 
 impl ClientConfig {
@@ -109,6 +112,7 @@ impl ClientConfig {
             on_current_runtime: false,
             dialer: None,
             proxy: Default::default(),
+            http_send_to: None,
         })
     }
 
@@ -143,6 +147,21 @@ impl ClientConfig {
         Ok(())
     }
 
+    /// Sets where an `http://` or `https://` client POSTs its messages:
+    /// a URL of the servers' scheme.
+    pub fn set_http_send_url(&mut self, url: &str) -> Result<(), Error> {
+        let to = Endpoint::parse(url).map_err(|e| Error::InvalidUrl(e.0))?;
+        if !self.endpoint.scheme.is_http() || to.scheme != self.endpoint.scheme {
+            return Err(Error::InvalidArgument(format!(
+                "{to} cannot take the messages of a client of {}: a send URL is for http:// and https:// servers, of \
+                 their scheme",
+                self.endpoint
+            )));
+        }
+        self.http_send_to = Some(to);
+        Ok(())
+    }
+
     /// The TCP framing; `None` for WebSocket, which frames messages itself.
     pub fn framing(&self) -> Option<Framing> {
         self.endpoint.framing
@@ -160,11 +179,7 @@ impl ClientConfig {
     /// instructions; the rest is out of line.
     #[inline]
     pub fn check_payload(&self, payload: &[u8], text: bool) -> Result<(), Error> {
-        if payload.len() <= self.max_frame_size
-            && !text
-            && self.endpoint.framing != Some(Framing::Line)
-            && !self.endpoint.scheme.is_http()
-        {
+        if payload.len() <= self.max_frame_size && !text && self.endpoint.framing != Some(Framing::Line) {
             return Ok(());
         }
         self.check_payload_in_full(payload, text)
@@ -172,11 +187,6 @@ impl ClientConfig {
 
     #[cold]
     fn check_payload_in_full(&self, payload: &[u8], text: bool) -> Result<(), Error> {
-        if self.endpoint.scheme.is_http() {
-            return Err(Error::InvalidArgument(
-                "an http:// or https:// client only receives: sending (by POST) is not supported yet".into(),
-            ));
-        }
         let result = match self.framing() {
             Some(framing) => framing.check_payload(payload, self.max_frame_size),
             None if payload.len() > self.max_frame_size => {

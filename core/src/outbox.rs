@@ -196,6 +196,12 @@ impl Batch {
         Some(&self.data[self.sent_bytes + self.partial..self.sent_bytes + size(word)])
     }
 
+    /// The number of the first message not yet handed over (messages are
+    /// numbered from 1 in the order they were queued).
+    pub fn next_unsent_number(&self) -> u64 {
+        self.first + self.sent as u64
+    }
+
     /// Records that the next `messages` unsent messages were handed over.
     pub fn mark_sent(&mut self, messages: usize) {
         let end = (self.sent + messages).min(self.lens.len());

@@ -11,6 +11,15 @@
 //! of several lines is sent as several `data` lines; a comment goes out
 //! when the room is quiet, so clients and proxies see the stream is alive.
 //!
+//! `POST` to `/messages` (or `/events`, `/stream`) says its body in the
+//! room. With an `Idempotency-Key` of `SENDER:NUMBER` (32 hex digits the
+//! client chose, and its message's number from 1) the sender is a session
+//! of the store's, as a protocol 2 client's: the message is stored with
+//! the session's count in one commit, a number the session already has is
+//! answered without being stored again, a number past the next is refused
+//! (409), and the answer (200) comes once the message is durable. Without
+//! a key it is stored once it arrives, best effort (202).
+//!
 //! `/stream` sends each line as `{"id":"EPOCH-OFFSET","text":"..."}` and a
 //! newline, from the line after `?after=EPOCH-OFFSET` (the same rule), and
 //! an empty line when the room is quiet.
@@ -28,8 +37,13 @@ use hyper::{Method, Request, Response, StatusCode};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
+use crate::args::Args;
+use crate::mode::Mode;
 use crate::room::Room;
+use crate::sessions::{Session, SessionId, SessionState};
+use crate::store::Request as StoreRequest;
 use longconn_core::lock::lock;
+use tokio::sync::oneshot;
 
 /// Lines read from the history per chunk of the stream.
 const CHUNK_LINES: usize = 256;
@@ -42,11 +56,15 @@ const RETRY_MS: u64 = 1000;
 
 type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
+/// How long a POST waits for the store.
+const STORE_WAIT: Duration = Duration::from_secs(3);
+
 /// Serves HTTP/1.1 requests on `stream` until the client closes it.
-pub async fn serve(stream: TcpStream, room: Arc<Room>, quiet: bool) {
+pub async fn serve(stream: TcpStream, room: Arc<Room>, args: Arc<Args>) {
+    let quiet = args.quiet;
     let service = hyper::service::service_fn(move |request| {
-        let room = room.clone();
-        async move { Ok::<_, Infallible>(route(request, &room)) }
+        let (room, args) = (room.clone(), args.clone());
+        async move { Ok::<_, Infallible>(route(request, &room, &args).await) }
     });
     let io = hyper_util::rt::TokioIo::new(stream);
     if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await {
@@ -56,9 +74,12 @@ pub async fn serve(stream: TcpStream, room: Arc<Room>, quiet: bool) {
     }
 }
 
-fn route(request: Request<Incoming>, room: &Arc<Room>) -> Response<Body> {
+async fn route(request: Request<Incoming>, room: &Arc<Room>, args: &Args) -> Response<Body> {
     match (request.method(), request.uri().path()) {
-        (&Method::GET, "/") => respond(StatusCode::OK, "text/html; charset=utf-8", crate::page::PAGE),
+        (&Method::POST, "/messages" | "/events" | "/stream") => post(request, room, args).await,
+        (&Method::GET, "/") => {
+            respond(StatusCode::OK, "text/html; charset=utf-8", Bytes::from_static(crate::page::PAGE.as_bytes()))
+        }
         (&Method::GET, "/events") => {
             let last_event_id = request.headers().get("last-event-id").and_then(|v| v.to_str().ok());
             stream(room, last_event_id, Format::Events)
@@ -74,13 +95,132 @@ fn route(request: Request<Incoming>, room: &Arc<Room>) -> Response<Body> {
     }
 }
 
-fn respond(status: StatusCode, content_type: &str, body: &'static str) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())).boxed());
+fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut response = Response::new(Full::new(body.into()).boxed());
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert("content-type", content_type.parse().expect("a valid header value"));
     headers.insert("cache-control", "no-store".parse().expect("a valid header value"));
     response
+}
+
+/// A POST's `Idempotency-Key`: the sender's id and the message's number.
+fn parse_key(value: &str) -> Result<(SessionId, u64), String> {
+    let value = value.trim().trim_matches('"');
+    let bad = || format!("Idempotency-Key {value:?} is not SENDER:NUMBER (32 hex digits, then a number from 1)");
+    let (sender, number) = value.split_once(':').ok_or_else(bad)?;
+    let number = number.parse::<u64>().ok().filter(|n| *n >= 1).ok_or_else(bad)?;
+    if sender.len() != 32 || !sender.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad());
+    }
+    let mut id = SessionId::default();
+    for (i, byte) in id.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&sender[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok((id, number))
+}
+
+/// What a keyed POST found.
+enum Posted {
+    Stored,
+    Duplicate,
+    Gap { expected: u64 },
+}
+
+async fn post(request: Request<Incoming>, room: &Arc<Room>, args: &Args) -> Response<Body> {
+    let text = "text/plain";
+    if room.mode != Mode::Chat {
+        return respond(StatusCode::METHOD_NOT_ALLOWED, text, "messages are POSTed to the room: chat mode only\n");
+    }
+    let key = match request.headers().get("idempotency-key").map(|v| v.to_str().map_err(|e| e.to_string())) {
+        None => None,
+        Some(Ok(value)) => match parse_key(value) {
+            Ok(key) => Some(key),
+            Err(why) => return respond(StatusCode::BAD_REQUEST, text, format!("{why}\n")),
+        },
+        Some(Err(why)) => return respond(StatusCode::BAD_REQUEST, text, format!("{why}\n")),
+    };
+    let body = match http_body_util::Limited::new(request.into_body(), args.max_frame).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            let why = format!("a message takes at most {} bytes\n", args.max_frame);
+            return respond(StatusCode::PAYLOAD_TOO_LARGE, text, why);
+        }
+        Err(e) => return respond(StatusCode::BAD_REQUEST, text, format!("{e}\n")),
+    };
+    let Some((sender, number)) = key else {
+        room.say(0, vec![Room::chat_line("http", &body)], None);
+        return respond(StatusCode::ACCEPTED, text, "accepted; stored at the room's next commit\n");
+    };
+    match post_once(room, sender, number, &body).await {
+        Ok(Posted::Stored) => respond(StatusCode::OK, "application/json", format!("{{\"stored\":{number}}}\n")),
+        Ok(Posted::Duplicate) => {
+            respond(StatusCode::OK, "application/json", format!("{{\"stored\":{number},\"duplicate\":true}}\n"))
+        }
+        Ok(Posted::Gap { expected }) => {
+            let why = format!("message {number} arrived while {expected} was expected\n");
+            respond(StatusCode::CONFLICT, text, why)
+        }
+        Err(why) => respond(StatusCode::SERVICE_UNAVAILABLE, text, format!("{why}\n")),
+    }
+}
+
+/// Stores message `number` of `sender` once: the sender's session is taken
+/// for the request (fencing any other request or connection holding it)
+/// and let go again; the answer waits until the message is durable.
+async fn post_once(room: &Arc<Room>, sender: SessionId, number: u64, body: &[u8]) -> Result<Posted, String> {
+    let generation = room.new_connection();
+    let session = match room.sessions.get(&sender) {
+        Some(session) => session,
+        None => new_sender(room, sender, generation).await?,
+    };
+    session.fence(generation);
+    let outcome = async {
+        if !session.settled(STORE_WAIT).await {
+            return Err(format!("the store did not settle within {} s", STORE_WAIT.as_secs()));
+        }
+        let posted = {
+            let mut state = lock(&session.state);
+            if state.attached != generation {
+                return Err("another request of this sender took its session".to_string());
+            }
+            let expected = state.accepted + 1;
+            if number < expected {
+                Posted::Duplicate
+            } else if number > expected {
+                Posted::Gap { expected }
+            } else {
+                state.accepted += 1;
+                let lines = vec![Room::chat_line(&session.name, body)];
+                room.store().send(StoreRequest::Room { author: session.number, lines, session: Some(session.clone()) });
+                Posted::Stored
+            }
+        };
+        // Answered once what the session accepted is durable, this message too.
+        if !session.settled(STORE_WAIT).await {
+            return Err(format!("the store did not commit within {} s", STORE_WAIT.as_secs()));
+        }
+        Ok(posted)
+    }
+    .await;
+    session.release(generation);
+    outcome
+}
+
+/// A session for a sender the store does not know yet, under the id it chose.
+async fn new_sender(room: &Arc<Room>, id: SessionId, generation: u64) -> Result<Arc<Session>, String> {
+    let base = lock(&room.history).next_offset() - 1;
+    let (number, next_client) = room.new_client_number();
+    let state = SessionState { base, attached: generation, echo_first: 1, ..SessionState::default() };
+    let session = Session::new(id, number, format!("client-{number}"), state);
+    room.sessions.insert(session.clone());
+    let (durable, recorded) = oneshot::channel();
+    room.store().send(StoreRequest::NewSession { session: session.clone(), next_client, durable });
+    if !matches!(tokio::time::timeout(STORE_WAIT, recorded).await, Ok(Ok(()))) {
+        session.release(generation);
+        return Err(format!("the store did not record the new sender within {} s", STORE_WAIT.as_secs()));
+    }
+    Ok(session)
 }
 
 /// Where a stream starts: the offset after the one `last_event_id` names,

@@ -12,7 +12,7 @@ use std::time::Duration;
 // Tokio's clock: the simulated one under the deterministic simulation.
 use tokio::time::Instant;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use longconn_core::lock::lock;
 use longconn_core::protocol::hello::{
     ack_payload, close_payload, hello_frame, hello_payload, parse_ack, take_hello, Hello, HelloExt, RoomPosition,
@@ -80,7 +80,7 @@ pub async fn serve(
     let joined_at = lock(&room.history).next_offset();
     if listener == Listener::WebSocket && !page::is_websocket_upgrade(&stream).await {
         // Plain HTTP: the page, the room's event stream, or 404; not a client session.
-        return crate::http::serve(stream, room, args.quiet).await;
+        return crate::http::serve(stream, room, args).await;
     }
     let handshake = async {
         let stream = match (listener.is_tls(), tls.as_ref()) {
@@ -310,13 +310,7 @@ fn let_go(session: &Session, generation: u64) {
 
 /// Like [`let_go`], for a connection that had not counted itself in.
 fn let_go_unattached(session: &Session, generation: u64) {
-    let mut state = lock(&session.state);
-    if state.attached == generation {
-        state.attached = 0;
-        state.last_seen = Some(Instant::now());
-    }
-    drop(state);
-    session.detached.notify_one();
+    session.release(generation);
 }
 
 /// One connection and what it needs to react to frames.
@@ -602,12 +596,7 @@ impl<'a> Peer<'a> {
     }
 
     fn chat_line(&self, payload: &[u8]) -> Bytes {
-        let mut line = BytesMut::with_capacity(self.name.len() + 2 + payload.len());
-        line.put_slice(self.name.as_bytes());
-        line.put_slice(b": ");
-        // Line-framed members cannot receive a newline inside a message.
-        line.extend(payload.iter().map(|&b| if b == b'\n' { b' ' } else { b }));
-        line.freeze()
+        Room::chat_line(&self.name, payload)
     }
 
     /// What to write now: replies, an acknowledgement of newly stored

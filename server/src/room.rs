@@ -48,6 +48,16 @@ impl Room {
         self.store.get().expect("the store starts before any connection")
     }
 
+    /// A chat line as the room shows it: the speaker's name, then the
+    /// message (line-framed members cannot take a newline inside one).
+    pub fn chat_line(name: &str, payload: &[u8]) -> Bytes {
+        let mut line = Vec::with_capacity(name.len() + 2 + payload.len());
+        line.extend_from_slice(name.as_bytes());
+        line.extend_from_slice(b": ");
+        line.extend(payload.iter().map(|&b| if b == b'\n' { b' ' } else { b }));
+        Bytes::from(line)
+    }
+
     /// A new client number; the next one is returned too, for the store to keep.
     pub fn new_client_number(&self) -> (u64, u64) {
         let number = self.next_client.fetch_add(1, Ordering::Relaxed);

@@ -167,6 +167,18 @@ impl Session {
         CommitWaiter(self)
     }
 
+    /// Connection (or request) `generation` lets go: the session is free
+    /// again unless a newer one took it.
+    pub fn release(&self, generation: u64) {
+        let mut state = lock(&self.state);
+        if state.attached == generation {
+            state.attached = 0;
+            state.last_seen = Some(Instant::now());
+        }
+        drop(state);
+        self.detached.notify_one();
+    }
+
     /// Gives the session to connection `generation` at once: from here on
     /// the older connection's reads are discarded (see `peer.rs`), so what
     /// it accepted before is final, and its writes are abandoned (it is

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -57,7 +58,15 @@ class Server:
         return f"tcp://127.0.0.1:{self.ports[framing]}{suffix}"
 
     def signal(self, sig: int) -> None:
+        """Sends `sig`; for SIGSTOP, returns once the process is stopped
+        (a signal takes effect when the process next runs, which on a busy
+        machine can be after it handled what came meanwhile)."""
         self.proc.send_signal(sig)
+        if sig == signal.SIGSTOP:
+            deadline = time.monotonic() + WITHIN
+            while Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
+                assert time.monotonic() < deadline, "the server did not stop"
+                time.sleep(0.001)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

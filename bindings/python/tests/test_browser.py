@@ -85,11 +85,12 @@ def test_the_browser_s_event_source_a_c_client_and_websocket_and_sse_clients_sha
         browser.wait_for(lambda line: line.startswith("saw: ") and line.endswith("hello over WebSocket"))
         browser_lines = [line for line in browser.seen if line.startswith("saw: ")]
         assert browser.finish() == 0
+        wanted = {line[len("saw: "):].split(" ", 1)[1] for line in browser_lines}
         ours = {}
         for event in sse_client.events(timeout=WITHIN):
             if event.kind == EventKind.MESSAGE:
                 ours[event.message.text] = event.message.event_id
-                if any(text.endswith("hello over WebSocket") for text in ours):
+                if wanted <= ours.keys():
                     break
         # The browser and the longconn SSE client read the same events, under the same ids.
         for line in browser_lines:

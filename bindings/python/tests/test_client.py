@@ -591,6 +591,10 @@ def test_on_connect_gives_a_fresh_token_before_each_attempt(server_factory, tmp_
     assert [a.attempt for a in attempts[:3]] == [1, 2, 3]
 
 
+def echo_server_url(server) -> str:
+    return server.url()
+
+
 def test_server_sent_events_from_the_room_with_types_and_ids(server_factory):
     import socket
 
@@ -623,6 +627,13 @@ def test_server_sent_events_from_the_room_with_types_and_ids(server_factory):
     batched = [m for m in got.items if "from a line client" in m.text][0]
     assert isinstance(batched, longconn.EventMessage)
     assert batched.event_id == message.event_id, "the batch callback gets the same label"
-    with pytest.raises(longconn.InvalidArgumentError, match="only receives"):
-        with longconn.Client(events_url) as receiver:
-            receiver.send("no")
+    # Sending POSTs to the room, which the stream then shows.
+    with longconn.Client(events_url, send_url=events_url.replace("/events", "/messages")) as both:
+        both.connect()
+        both.send("posted from Python")
+        assert any(
+            e.kind == EventKind.MESSAGE and e.message.text.endswith(": posted from Python")
+            for e in both.events(timeout=5.0)
+        )
+    with pytest.raises(longconn.InvalidArgumentError, match="a send URL is for http"):
+        longconn.Client(echo_server_url(chat), send_url=events_url)

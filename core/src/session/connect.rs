@@ -82,6 +82,7 @@ pub(super) async fn connect(
             offer_v2: ws_v2 && ext.is_some(),
             dialer: config.dialer.clone(),
             sse: Some(sse.clone()),
+            http_send_to: config.http_send_to.clone(),
         };
         let mut conn = transport::connect(target, &options).await.map_err(|e| {
             let detail = format!("cannot connect to {endpoint}: {e}");

@@ -43,6 +43,10 @@ pub const MAX_REDIRECTS: usize = 5;
 /// What an HTTP session carries from one connection to the next.
 #[derive(Debug, Default)]
 pub struct Progress {
+    /// The client's key prefix for its POSTs (32 hex digits, chosen at
+    /// random once): with each message's number it makes the message's
+    /// `Idempotency-Key`, by which the server drops a retry it already has.
+    pub sender_id: String,
     /// The last event id an SSE stream set (empty: none).
     pub last_event_id: String,
     /// The reconnection time an SSE stream asked for, until the session takes it.
@@ -78,7 +82,8 @@ pub enum Answer {
     Redirect(String),
 }
 
-type Driver = Pin<Box<Connection<TokioIo<Box<dyn Stream>>, Empty<Bytes>>>>;
+/// Drives an HTTP/1 client connection whose requests carry bodies of type `B`.
+type Driver<B = Empty<Bytes>> = Pin<Box<Connection<TokioIo<Box<dyn Stream>>, B>>>;
 
 /// Sends the GET for `endpoint` on `stream` and reads the answer's head.
 pub async fn request(
@@ -148,11 +153,8 @@ fn build_request(
     options: &ConnectOptions,
     last_event_id: &str,
 ) -> io::Result<http::Request<Empty<Bytes>>> {
-    let default_port = if endpoint.scheme.is_tls() { 443 } else { 80 };
-    let host = if endpoint.host.contains(':') { format!("[{}]", endpoint.host) } else { endpoint.host.clone() };
-    let host = if endpoint.port == default_port { host } else { format!("{host}:{}", endpoint.port) };
     let mut request = http::Request::get(endpoint.resource.as_str())
-        .header("host", host)
+        .header("host", host_header(endpoint))
         .header("accept", "text/event-stream, application/x-ndjson;q=0.9, */*;q=0.1")
         .header("cache-control", "no-store");
     if !last_event_id.is_empty() {
@@ -296,6 +298,152 @@ impl HttpReader {
     }
 }
 
+/// Where and how an HTTP client sends: one POST per message, in order,
+/// each answered before the next goes, on a kept-alive connection of its
+/// own (the stream holds the other), opened when the first message waits
+/// and again after it fails.
+pub struct PostWriter {
+    /// Where the POSTs go, reached by the stream's route and connector.
+    target: super::Target,
+    url: Endpoint,
+    dialer: Option<super::dial::CustomDialer>,
+    headers: Vec<(String, String)>,
+    sender_id: String,
+    connection: Option<PostConnection>,
+}
+
+struct PostConnection {
+    sender: hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>>,
+    driver: Driver<http_body_util::Full<Bytes>>,
+    driver_done: bool,
+}
+
+impl PostWriter {
+    pub fn new(
+        target: super::Target,
+        url: Endpoint,
+        options: &ConnectOptions,
+        progress: &SharedProgress,
+    ) -> PostWriter {
+        let mut progress = lock(progress);
+        if progress.sender_id.is_empty() {
+            let id: u128 = rand::random();
+            progress.sender_id = format!("{id:032x}");
+        }
+        PostWriter {
+            target,
+            url,
+            dialer: options.dialer.clone(),
+            headers: options.headers.clone(),
+            sender_id: progress.sender_id.clone(),
+            connection: None,
+        }
+    }
+
+    /// POSTs the batch's unsent messages one by one, marking each sent once
+    /// the server answered 2xx. A connection that fails is opened again
+    /// once for the same message; a second failure, or a status other than
+    /// 2xx, ends the connection (the session reconnects with backoff, and
+    /// the message goes again under the same key).
+    pub async fn write(&mut self, batch: &mut crate::outbox::Batch) -> io::Result<()> {
+        loop {
+            let Some((text, body)) = batch.iter_unsent_with_kind().next().map(|(t, p)| (t, Bytes::copy_from_slice(p)))
+            else {
+                return Ok(());
+            };
+            let number = batch.next_unsent_number();
+            let mut tries = 0;
+            let status = loop {
+                tries += 1;
+                match self.post(number, text, body.clone()).await {
+                    Ok(status) => break status,
+                    Err(e) if tries == 1 => {
+                        crate::log::log_at!(crate::log::Level::Info, "POST to {} failed ({e}); once more", self.url);
+                        self.connection = None;
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
+            if !status.is_success() {
+                self.connection = None;
+                return Err(io::Error::other(format!("the server answered message {number}'s POST with {status}")));
+            }
+            batch.mark_sent(1);
+        }
+    }
+
+    async fn post(&mut self, number: u64, text: bool, body: Bytes) -> io::Result<http::StatusCode> {
+        if self.connection.is_none() {
+            let options = ConnectOptions {
+                max_frame_size: 0,
+                headers: Vec::new(),
+                subprotocols: Vec::new(),
+                offer_v2: false,
+                dialer: self.dialer.clone(),
+                sse: None,
+                http_send_to: None,
+            };
+            let (stream, _) = super::open_stream_to(&self.target, &self.url, &options).await?;
+            let io: Box<dyn Stream> = match stream {
+                ByteStream::Tcp(tcp) => Box::new(tcp),
+                ByteStream::Other(other) => other,
+            };
+            let (sender, driver) =
+                hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(io::Error::other)?;
+            self.connection = Some(PostConnection { sender, driver: Box::pin(driver), driver_done: false });
+        }
+        let connection = self.connection.as_mut().expect("opened above");
+        let content_type = if text { "text/plain; charset=utf-8" } else { "application/octet-stream" };
+        let mut request = http::Request::post(self.url.resource.as_str())
+            .header("host", host_header(&self.url))
+            .header("content-type", content_type)
+            .header("idempotency-key", format!("\"{}:{number}\"", self.sender_id));
+        for (name, value) in &self.headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let request = request
+            .body(http_body_util::Full::new(body))
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("bad request: {e}")))?;
+        let response = tokio::select! {
+            response = connection.sender.send_request(request) => response.map_err(io::Error::other)?,
+            ended = &mut connection.driver, if !connection.driver_done => {
+                connection.driver_done = true;
+                let why = ended.map_or_else(|e| e.to_string(), |()| "closed".to_string());
+                return Err(io::Error::new(io::ErrorKind::ConnectionAborted, format!("the POST connection ended: {why}")));
+            }
+        };
+        let status = response.status();
+        // Read the answer's body to its end, so the connection can carry the next POST.
+        let mut body = response.into_body();
+        loop {
+            tokio::select! {
+                frame = body.frame() => match frame {
+                    None => break,
+                    Some(Err(e)) => return Err(io::Error::other(e)),
+                    Some(Ok(_)) => {}
+                },
+                ended = &mut connection.driver, if !connection.driver_done => {
+                    connection.driver_done = true;
+                    if let Err(e) = ended {
+                        return Err(io::Error::other(e));
+                    }
+                }
+            }
+        }
+        Ok(status)
+    }
+}
+
+fn host_header(endpoint: &Endpoint) -> String {
+    let default_port = if endpoint.scheme.is_tls() { 443 } else { 80 };
+    let host = if endpoint.host.contains(':') { format!("[{}]", endpoint.host) } else { endpoint.host.clone() };
+    if endpoint.port == default_port {
+        host
+    } else {
+        format!("{host}:{}", endpoint.port)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,6 +478,7 @@ mod tests {
             offer_v2: false,
             dialer: None,
             sse: None,
+            http_send_to: None,
         };
         let request = build_request(&Endpoint::parse("http://[::1]:8080/e?a=b").unwrap(), &options, "7-41").unwrap();
         assert_eq!(request.uri(), "/e?a=b");

@@ -44,8 +44,10 @@ pub struct ConnectOptions {
     /// Reaches the byte stream instead of dialing TCP (see [`dial`]).
     pub dialer: Option<dial::CustomDialer>,
     /// HTTP: what the session carries between connections (the last event
-    /// id, the server's retry).
+    /// id, the server's retry, the sender's key).
     pub sse: Option<http::SharedProgress>,
+    /// HTTP: where messages are POSTed (the stream's URL if `None`).
+    pub http_send_to: Option<Endpoint>,
 }
 
 /// The receiving half of a connection.
@@ -62,10 +64,10 @@ pub enum Writer {
     /// A byte stream (TCP, TLS over it, or a dialer's) in a framing or
     /// with WebSocket frames.
     Stream(stream::StreamWriter),
-    /// Nothing to write to: an HTTP long connection only receives. Pings
-    /// are dropped (the heartbeat timeout still notices a dead stream);
-    /// messages are refused before they are queued.
-    Receiving,
+    /// An HTTP long connection's sending side: a POST per message
+    /// ([`http::PostWriter`]). Pings are dropped (the heartbeat timeout
+    /// still notices a dead stream).
+    Http(Box<http::PostWriter>),
 }
 
 /// Writes from another thread than the connection's writer, which never
@@ -164,7 +166,11 @@ pub async fn connect(target: &Target, options: &ConnectOptions) -> io::Result<Co
             let mut redirects = 0;
             loop {
                 match http::request(stream, &endpoint, options, &progress).await? {
-                    http::Answer::Stream(reader) => break (reader, Writer::Receiving, false, false),
+                    http::Answer::Stream(reader) => {
+                        let url = options.http_send_to.clone().unwrap_or_else(|| target.endpoint.clone());
+                        let writer = http::PostWriter::new(target.clone(), url, options, &progress);
+                        break (reader, Writer::Http(Box::new(writer)), false, false);
+                    }
                     http::Answer::Redirect(_) if redirects == http::MAX_REDIRECTS => {
                         return Err(io::Error::new(
                             io::ErrorKind::InvalidData,
@@ -198,7 +204,7 @@ async fn open_stream(target: &Target, options: &ConnectOptions) -> io::Result<(s
 }
 
 /// The same to `endpoint` (a redirect's), with `target`'s route and connector.
-async fn open_stream_to(
+pub(crate) async fn open_stream_to(
     target: &Target,
     endpoint: &Endpoint,
     options: &ConnectOptions,
@@ -248,11 +254,9 @@ impl Writer {
     pub async fn write(&mut self, control: &[Frame], batch: Option<&mut Batch>) -> io::Result<()> {
         match self {
             Writer::Stream(w) => w.write(control, batch).await,
-            Writer::Receiving => match batch {
-                Some(batch) if batch.next_chunk(WRITE_CHUNK).0 > 0 => {
-                    Err(io::Error::new(io::ErrorKind::Unsupported, "an HTTP long connection only receives"))
-                }
-                _ => Ok(()),
+            Writer::Http(w) => match batch {
+                Some(batch) => w.write(batch).await,
+                None => Ok(()),
             },
         }
     }
@@ -261,7 +265,7 @@ impl Writer {
     pub fn direct(&self) -> Option<Direct> {
         match self {
             Writer::Stream(w) => w.direct(),
-            Writer::Receiving => None,
+            Writer::Http(_) => None,
         }
     }
 
@@ -269,7 +273,7 @@ impl Writer {
     pub async fn flush(&mut self) -> io::Result<()> {
         match self {
             Writer::Stream(w) => w.flush_owed().await,
-            Writer::Receiving => Ok(()),
+            Writer::Http(_) => Ok(()),
         }
     }
 
@@ -278,7 +282,7 @@ impl Writer {
     pub fn answers_close(&self) -> bool {
         match self {
             Writer::Stream(w) => w.answers_close(),
-            Writer::Receiving => false,
+            Writer::Http(_) => false,
         }
     }
 
@@ -286,7 +290,7 @@ impl Writer {
     pub async fn shutdown(&mut self) -> io::Result<()> {
         match self {
             Writer::Stream(w) => w.shutdown().await,
-            Writer::Receiving => Ok(()),
+            Writer::Http(_) => Ok(()),
         }
     }
 }
@@ -316,6 +320,7 @@ mod tests {
             offer_v2: false,
             dialer,
             sse: None,
+            http_send_to: None,
         }
     }
 

@@ -238,6 +238,7 @@ mod tests {
             offer_v2: false,
             dialer: None,
             sse: None,
+            http_send_to: None,
         }
     }
 

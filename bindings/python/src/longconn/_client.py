@@ -88,7 +88,10 @@ class Client:
     taken from the environment when the client is created, as curl does
     (``ws_proxy``, ``http_proxy``, ``wss_proxy``, ``https_proxy``,
     ``all_proxy``, ``no_proxy``; see ``lc_config_set_proxy`` in the header).
-    Times are in seconds. The client
+    For ``http://`` and ``https://`` servers (Server-Sent Events or
+    newline-delimited streams), :meth:`send` POSTs each message, in order,
+    to ``send_url`` (the stream's URL by default) with an
+    ``Idempotency-Key`` the server can drop retries by. Times are in seconds. The client
     connects in the background after :meth:`connect`, reconnects by itself,
     and keeps messages sent while disconnected.
 
@@ -148,6 +151,7 @@ class Client:
         acknowledgement_events: bool = False,
         io_in_poll: bool = False,
         on_connect: Optional[Callable[[_events.ConnectAttempt], Optional[_events.ConnectRequest]]] = None,
+        send_url: Optional[str] = None,
     ) -> None:
         #: The handle, and the calls in progress on it.
         self._guard = _HandleGuard()
@@ -172,6 +176,8 @@ class Client:
             check(lib.lc_config_set_server_order(config, bool(random_start)))
             if proxy is not None:
                 check(lib.lc_config_set_proxy(config, proxy.encode("utf-8")))
+            if send_url is not None:
+                check(lib.lc_config_set_http_send_url(config, send_url.encode("utf-8")))
             interval, timeout = heartbeat if heartbeat is not None else (0.0, 0.0)
             check(lib.lc_config_set_heartbeat(config, _ms(interval, "interval"), _ms(timeout, "timeout")))
             check(lib.lc_config_set_reconnect(config, *reconnect._args()))

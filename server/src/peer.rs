@@ -596,7 +596,7 @@ impl<'a> Peer<'a> {
     }
 
     fn chat_line(&self, payload: &[u8]) -> Bytes {
-        Room::chat_line(&self.name, payload)
+        Room::chat_line(self.name, payload)
     }
 
     /// What to write now: replies, an acknowledgement of newly stored

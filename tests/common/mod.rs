@@ -134,10 +134,24 @@ impl Server {
         self.child.try_wait().ok().flatten().is_some()
     }
 
-    /// Sends a signal by name (STOP, CONT) with the kill command.
+    /// Sends a signal by name (STOP, CONT) with the kill command; for STOP,
+    /// returns once the process is stopped (a signal takes effect when the
+    /// process next runs, which on a busy machine can be after it handled
+    /// what arrived meanwhile).
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status().unwrap();
         assert!(status.success());
+        if name == "STOP" {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let state = || {
+                let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+                stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next().map(str::to_string))
+            };
+            while state().as_deref() != Some("T") {
+                assert!(Instant::now() < deadline, "the server did not stop");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
     }
 
     /// Whether the server printed a line containing `needle`, waiting up to `within`.

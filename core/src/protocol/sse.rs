@@ -34,40 +34,97 @@ pub struct SseEvent {
 }
 
 /// What an event stream said of one message: its event type and the last
-/// event id when it was dispatched. Both live in one shared buffer, each
-/// followed by a NUL, so a clone costs a count and C can read them in place.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// event id when it was dispatched. They live in a buffer the labels of a
+/// read share ([`SseLabels`]), each followed by a NUL, so a label costs a
+/// count and C can read them in place.
+#[derive(Debug, Clone)]
 pub struct SseLabel {
-    /// `type NUL id NUL`.
+    /// `type NUL id NUL` for this label, among others.
     text: std::sync::Arc<str>,
+    start: u32,
     /// Where the id starts.
-    id_at: usize,
+    id_at: u32,
+    end: u32,
 }
 
+impl PartialEq for SseLabel {
+    fn eq(&self, other: &SseLabel) -> bool {
+        self.event_type() == other.event_type() && self.id() == other.id()
+    }
+}
+
+impl Eq for SseLabel {}
+
 impl SseLabel {
-    /// A NUL in the type (an id never holds one) becomes U+FFFD.
+    /// A label of its own.
     pub fn new(event_type: &str, id: &str) -> SseLabel {
-        let event_type = event_type.replace('\0', "\u{FFFD}");
-        let text = format!("{event_type}\0{id}\0");
-        SseLabel { id_at: event_type.len() + 1, text: text.into() }
+        let mut labels = SseLabels::default();
+        labels.push(event_type, id);
+        labels.finish().pop().expect("one was pushed")
     }
 
     pub fn event_type(&self) -> &str {
-        &self.text[..self.id_at - 1]
+        &self.text[self.start as usize..self.id_at as usize - 1]
     }
 
     pub fn id(&self) -> &str {
-        &self.text[self.id_at..self.text.len() - 1]
+        &self.text[self.id_at as usize..self.end as usize - 1]
     }
 
     /// The type's bytes with their NUL, for C.
     pub fn event_type_with_nul(&self) -> &[u8] {
-        &self.text.as_bytes()[..self.id_at]
+        &self.text.as_bytes()[self.start as usize..self.id_at as usize]
     }
 
     /// The id's bytes with their NUL, for C.
     pub fn id_with_nul(&self) -> &[u8] {
-        &self.text.as_bytes()[self.id_at..]
+        &self.text.as_bytes()[self.id_at as usize..self.end as usize]
+    }
+}
+
+/// Labels being made for one read: their text goes into one buffer.
+#[derive(Debug, Default)]
+pub struct SseLabels {
+    text: String,
+    spans: Vec<(u32, u32, u32)>,
+}
+
+impl SseLabels {
+    /// A NUL in the type (an id never holds one) becomes U+FFFD.
+    pub fn push(&mut self, event_type: &str, id: &str) {
+        let start = self.text.len() as u32;
+        if event_type.contains('\0') {
+            self.text.push_str(&event_type.replace('\0', "\u{FFFD}"));
+        } else {
+            self.text.push_str(event_type);
+        }
+        self.text.push('\0');
+        let id_at = self.text.len() as u32;
+        self.text.push_str(id);
+        self.text.push('\0');
+        self.spans.push((start, id_at, self.text.len() as u32));
+    }
+
+    /// Whether the last label pushed is `event_type` and `id`.
+    pub fn last_is(&self, event_type: &str, id: &str) -> bool {
+        self.spans.last().is_some_and(|&(start, id_at, end)| {
+            &self.text[start as usize..id_at as usize - 1] == event_type
+                && &self.text[id_at as usize..end as usize - 1] == id
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// The labels, sharing one buffer; empties `self` for the next read.
+    pub fn finish(&mut self) -> Vec<SseLabel> {
+        let text: std::sync::Arc<str> = std::mem::take(&mut self.text).into();
+        self.spans.drain(..).map(|(start, id_at, end)| SseLabel { text: text.clone(), start, id_at, end }).collect()
     }
 }
 
@@ -135,7 +192,15 @@ impl SseParser {
 
     /// Reads one piece of the stream; events it completes are added to `out`.
     pub fn feed(&mut self, piece: &[u8], out: &mut Vec<SseEvent>) -> Result<(), SseTooLarge> {
-        let Some(start) = &mut self.start else { return self.feed_lines(piece, out) };
+        self.feed_with(piece, &mut |event_type, data, id| {
+            out.push(SseEvent { event_type: event_type.into(), data: data.into(), id: id.into() })
+        })
+    }
+
+    /// Reads one piece of the stream, handing each event it completes to
+    /// `sink` as (type, data, id), borrowed: nothing is allocated per event.
+    pub fn feed_with(&mut self, piece: &[u8], sink: &mut dyn FnMut(&str, &str, &str)) -> Result<(), SseTooLarge> {
+        let Some(start) = &mut self.start else { return self.feed_lines(piece, sink) };
         // The BOM may come split over pieces: hold the first bytes until
         // three are in, or the stream shows it cannot be one.
         start.extend_from_slice(piece);
@@ -143,10 +208,10 @@ impl SseParser {
             return Ok(());
         }
         let held = self.start.take().unwrap_or_default();
-        self.feed_lines(held.strip_prefix(BOM).unwrap_or(&held), out)
+        self.feed_lines(held.strip_prefix(BOM).unwrap_or(&held), sink)
     }
 
-    fn feed_lines(&mut self, mut piece: &[u8], out: &mut Vec<SseEvent>) -> Result<(), SseTooLarge> {
+    fn feed_lines(&mut self, mut piece: &[u8], sink: &mut dyn FnMut(&str, &str, &str)) -> Result<(), SseTooLarge> {
         if self.after_cr {
             self.after_cr = false;
             if let Some(rest) = piece.strip_prefix(b"\n") {
@@ -154,11 +219,19 @@ impl SseParser {
             }
         }
         while let Some(end) = piece.iter().position(|&b| b == b'\n' || b == b'\r') {
-            self.extend_line(&piece[..end])?;
-            let line = std::mem::take(&mut self.line);
-            self.process(&line, out)?;
-            self.line = line;
-            self.line.clear();
+            if self.line.is_empty() && end > self.limit {
+                return Err(SseTooLarge { limit: self.limit });
+            }
+            if self.line.is_empty() {
+                // The common case: the whole line is in this piece, no copy.
+                self.process(&piece[..end], sink)?;
+            } else {
+                self.extend_line(&piece[..end])?;
+                let line = std::mem::take(&mut self.line);
+                self.process(&line, sink)?;
+                self.line = line;
+                self.line.clear();
+            }
             if piece[end] == b'\r' {
                 match piece.get(end + 1) {
                     Some(b'\n') => piece = &piece[end + 2..],
@@ -184,15 +257,19 @@ impl SseParser {
     }
 
     /// One complete line.
-    fn process(&mut self, line: &[u8], out: &mut Vec<SseEvent>) -> Result<(), SseTooLarge> {
+    fn process(&mut self, line: &[u8], sink: &mut dyn FnMut(&str, &str, &str)) -> Result<(), SseTooLarge> {
         if line.is_empty() {
-            self.dispatch(out);
+            self.dispatch(sink);
             return Ok(());
         }
         if line[0] == b':' {
             return Ok(());
         }
-        let line = String::from_utf8_lossy(line);
+        // Checked first the fast way: nearly every line is valid UTF-8.
+        let line = match std::str::from_utf8(line) {
+            Ok(line) => std::borrow::Cow::Borrowed(line),
+            Err(_) => String::from_utf8_lossy(line),
+        };
         let (field, value) = match line.split_once(':') {
             Some((field, value)) => (field, value.strip_prefix(' ').unwrap_or(value)),
             None => (&*line, ""),
@@ -216,15 +293,14 @@ impl SseParser {
         Ok(())
     }
 
-    fn dispatch(&mut self, out: &mut Vec<SseEvent>) {
-        let event_type = std::mem::take(&mut self.event_type);
-        if self.data.is_empty() {
-            return;
+    fn dispatch(&mut self, sink: &mut dyn FnMut(&str, &str, &str)) {
+        if !self.data.is_empty() {
+            let event_type = if self.event_type.is_empty() { "message" } else { &self.event_type };
+            // Without the LF after the last data line.
+            sink(event_type, &self.data[..self.data.len() - 1], &self.id);
         }
-        let mut data = std::mem::take(&mut self.data);
-        data.pop(); // the LF after the last data line
-        let event_type = if event_type.is_empty() { "message".to_string() } else { event_type };
-        out.push(SseEvent { event_type, data, id: self.id.clone() });
+        self.data.clear();
+        self.event_type.clear();
     }
 }
 

@@ -34,7 +34,7 @@ use super::stream::ByteStream;
 use super::{ConnectOptions, Reader, Stream};
 use crate::endpoint::Endpoint;
 use crate::lock::lock;
-use crate::protocol::sse::{SseEvent, SseLabel, SseParser};
+use crate::protocol::sse::{SseLabels, SseParser};
 use crate::protocol::{FrameBatch, FrameError, FrameType};
 
 /// Redirects followed within one attempt.
@@ -131,7 +131,7 @@ pub async fn request(
     let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
     let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
     let body = if essence == "text/event-stream" {
-        Body::Events(SseParser::new(&lock(progress).last_event_id, options.max_frame_size), Vec::new())
+        Body::Events(SseParser::new(&lock(progress).last_event_id, options.max_frame_size), SseLabels::default())
     } else {
         Body::Lines(Vec::new())
     };
@@ -142,7 +142,6 @@ pub async fn request(
         body,
         progress: progress.clone(),
         max: options.max_frame_size,
-        last_label: None,
         _sender: sender,
     };
     Ok(Answer::Stream(Reader::Http(Box::new(reader))))
@@ -190,8 +189,8 @@ pub fn redirected(from: &Endpoint, location: &str) -> io::Result<Endpoint> {
 }
 
 enum Body {
-    /// Server-Sent Events, and the events a piece completed.
-    Events(SseParser, Vec<SseEvent>),
+    /// Server-Sent Events, and the labels of a read being made.
+    Events(SseParser, SseLabels),
     /// One message per line; the line read so far.
     Lines(Vec<u8>),
 }
@@ -205,8 +204,6 @@ pub struct HttpReader {
     body: Body,
     progress: SharedProgress,
     max: usize,
-    /// The label of the last message, whose strings the next may share.
-    last_label: Option<SseLabel>,
     /// Held so the connection stays open for the response.
     _sender: hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
 }
@@ -250,20 +247,20 @@ impl HttpReader {
             batch.frames.push((FrameType::Text, start..chunk.len()));
         };
         match &mut self.body {
-            Body::Events(parser, events) => {
-                let fed = parser.feed(data, events);
-                for event in events.drain(..) {
-                    push(&mut chunk, event.data.as_bytes());
-                    // The same type and id as the last message share its strings.
-                    let label = match batch.labels.last().or(self.last_label.as_ref()) {
-                        Some(last) if last.event_type() == event.event_type && last.id() == event.id => last.clone(),
-                        _ => SseLabel::new(&event.event_type, &event.id),
-                    };
-                    batch.labels.push(label);
-                }
-                if let Some(last) = batch.labels.last() {
-                    self.last_label = Some(last.clone());
-                }
+            Body::Events(parser, labels) => {
+                // Each event's data goes into the chunk, its type and id into
+                // one buffer for the read's labels (a run of equal ones, as
+                // from a stream without ids, shares one).
+                let mut which: Vec<usize> = Vec::new();
+                let fed = parser.feed_with(data, &mut |event_type, event_data, id| {
+                    push(&mut chunk, event_data.as_bytes());
+                    if !labels.last_is(event_type, id) {
+                        labels.push(event_type, id);
+                    }
+                    which.push(labels.len() - 1);
+                });
+                let made = labels.finish();
+                batch.labels.extend(which.into_iter().map(|i| made[i].clone()));
                 let mut progress = lock(&self.progress);
                 parser.last_event_id().clone_into(&mut progress.last_event_id);
                 if let Some(retry) = parser.take_retry() {

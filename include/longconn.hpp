@@ -176,6 +176,11 @@ public:
         detail::check(lc_config_set_http_send_url(raw_, url.c_str()));
         return *this;
     }
+    // ws:// and wss://: offer permessage-deflate (on by default).
+    config &websocket_compression(bool enabled) {
+        detail::check(lc_config_set_websocket_compression(raw_, enabled));
+        return *this;
+    }
     config &random_start(bool random) {
         detail::check(lc_config_set_server_order(raw_, random));
         return *this;

@@ -195,6 +195,20 @@ pub unsafe extern "C" fn lc_config_set_http_send_url(config: *mut lc_config, url
     })
 }
 
+/// `ws://` and `wss://`: whether to offer permessage-deflate (RFC 7692) in
+/// the handshake; on by default. When the server agrees, the messages it
+/// compresses are inflated, within the maximum message size (a message that
+/// would inflate past it is an LC_ERROR_FRAME_TOO_LARGE error, not memory
+/// growth); messages this client sends go uncompressed, as RFC 7692 allows.
+/// Fails only with LC_STATUS_NULL_ARGUMENT or LC_STATUS_PANIC.
+#[no_mangle]
+pub unsafe extern "C" fn lc_config_set_websocket_compression(config: *mut lc_config, enabled: bool) -> lc_status {
+    with_config(config, |c| {
+        c.ws_compression = enabled;
+        Ok(())
+    })
+}
+
 /// Where the client's first attempt goes in its list of servers
 /// (lc_config_add_server()): `random_start` false (the default) starts with
 /// the URL given to lc_config_new(); true starts with a server picked at

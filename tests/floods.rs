@@ -36,6 +36,9 @@ enum Flood {
     Ping,
     /// Empty binary WebSocket messages.
     WsEmpty,
+    /// WebSocket messages compressed (permessage-deflate) from 64 KiB of
+    /// zeros to a few dozen bytes each: each read inflates to megabytes.
+    WsDeflate,
 }
 
 impl Flood {
@@ -46,6 +49,7 @@ impl Flood {
             "large" => Flood::Large,
             "ping" => Flood::Ping,
             "ws-empty" => Flood::WsEmpty,
+            "ws-deflate" => Flood::WsDeflate,
             other => panic!("unknown flood {other}"),
         }
     }
@@ -58,9 +62,28 @@ impl Flood {
             Flood::Large => frame(0x01, &[b'L'; 64 * 1024]),
             Flood::Ping => frame(0x02, &[7; 8]),
             Flood::WsEmpty => vec![0x82, 0x00],
+            Flood::WsDeflate => {
+                let compressed = deflated(&[0u8; 64 * 1024]);
+                let mut frame = vec![0xc2, 126];
+                frame.extend_from_slice(&(compressed.len() as u16).to_be_bytes());
+                frame.extend_from_slice(&compressed);
+                frame
+            }
         };
         one.repeat((256 * 1024 / one.len()).max(1))
     }
+}
+
+/// `message` compressed as a permessage-deflate sender does: raw DEFLATE,
+/// sync flush, the `00 00 FF FF` tail taken off.
+fn deflated(message: &[u8]) -> Vec<u8> {
+    use flate2::{Compress, Compression, FlushCompress};
+    let mut deflate = Compress::new(Compression::best(), false);
+    let mut out = Vec::with_capacity(message.len());
+    deflate.compress_vec(message, &mut out, FlushCompress::Sync).unwrap();
+    assert!(deflate.total_in() as usize == message.len() && out.ends_with(&[0, 0, 0xff, 0xff]));
+    out.truncate(out.len() - 4);
+    out
 }
 
 fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
@@ -149,6 +172,11 @@ fn a_flood_of_empty_websocket_messages_stays_bounded() {
     assert_bounded("ws-empty", false);
 }
 
+#[test]
+fn a_flood_of_compressed_websocket_messages_stays_bounded_by_their_inflated_size() {
+    assert_bounded("ws-deflate", false);
+}
+
 /// The child's side: only when started by [`run_child`].
 #[test]
 fn flood_child_process() {
@@ -163,7 +191,7 @@ fn flood_child_process() {
     let server = std::thread::spawn(move || serve_flood(listener, flood, deadline + Duration::from_secs(5)));
 
     let url = match flood {
-        Flood::WsEmpty => format!("ws://127.0.0.1:{port}/"),
+        Flood::WsEmpty | Flood::WsDeflate => format!("ws://127.0.0.1:{port}/"),
         _ => format!("tcp://127.0.0.1:{port}"),
     };
     let client = Client::new(ClientConfig::new(&url).unwrap()).unwrap();
@@ -244,8 +272,10 @@ fn serve_flood(listener: TcpListener, flood: Flood, stop: Instant) {
     let (mut stream, _) = listener.accept().unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     match flood {
-        Flood::WsEmpty => {
-            common::accept_websocket(&mut stream);
+        Flood::WsEmpty | Flood::WsDeflate => {
+            let extensions =
+                matches!(flood, Flood::WsDeflate).then_some("permessage-deflate; server_no_context_takeover");
+            common::accept_websocket_with(&mut stream, extensions);
             // The client offers longconn.v2 first; this server chooses no
             // subprotocol, so the client drops that connection and comes
             // straight back without the offer: serve the second one.
@@ -254,7 +284,7 @@ fn serve_flood(listener: TcpListener, flood: Flood, stop: Instant) {
             if matches!(stream.peek(&mut byte), Ok(0)) {
                 stream = listener.accept().unwrap().0;
                 stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-                common::accept_websocket(&mut stream);
+                common::accept_websocket_with(&mut stream, extensions);
             }
         }
         _ => {

@@ -84,6 +84,10 @@ pub struct ClientConfig {
     /// `http://` and `https://` servers: where messages are POSTed, one
     /// request per message; the stream's URL when `None`.
     pub http_send_to: Option<Endpoint>,
+    /// `ws://` and `wss://`: offer permessage-deflate (RFC 7692), on by
+    /// default; the server's compressed messages are then inflated, within
+    /// the maximum message size. Messages this client sends go uncompressed.
+    pub ws_compression: bool,
 }
 
 impl ClientConfig {
@@ -113,6 +117,7 @@ impl ClientConfig {
             dialer: None,
             proxy: Default::default(),
             http_send_to: None,
+            ws_compression: true,
         })
     }
 

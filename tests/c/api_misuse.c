@@ -84,6 +84,9 @@ int main(int argc, char **argv) {
     CHECK_STATUS(lc_config_set_proxy(config, "http://user:pw@127.0.0.1:3128"), LC_STATUS_OK);
     CHECK_STATUS(lc_config_set_proxy(config, ""), LC_STATUS_OK);
     CHECK_STATUS(lc_config_set_proxy(config, NULL), LC_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(lc_config_set_websocket_compression(NULL, true), LC_STATUS_NULL_ARGUMENT);
+    CHECK_STATUS(lc_config_set_websocket_compression(config, false), LC_STATUS_OK);
+    CHECK_STATUS(lc_config_set_http_send_url(config, "http://127.0.0.1:1/messages"), LC_STATUS_INVALID_ARGUMENT);
     CHECK_STATUS(lc_config_add_subprotocol(config, "chat v1"), LC_STATUS_INVALID_ARGUMENT);
     CHECK_STATUS(lc_config_add_subprotocol(config, "chat.v1"), LC_STATUS_OK);
     CHECK_STATUS(lc_config_set_tls_ca_file(config, NULL), LC_STATUS_NULL_ARGUMENT);

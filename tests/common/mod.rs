@@ -232,6 +232,11 @@ pub fn wait_acknowledged(client: &Client, within: Duration) {
 /// client offered `longconn.v2` (it then drops this connection and comes
 /// back without the offer).
 pub fn accept_websocket(stream: &mut TcpStream) -> bool {
+    accept_websocket_with(stream, None)
+}
+
+/// [`accept_websocket`], answering `Sec-WebSocket-Extensions` with `extensions`.
+pub fn accept_websocket_with(stream: &mut TcpStream, extensions: Option<&str>) -> bool {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let (mut key, mut offered_v2) = (String::new(), false);
     loop {
@@ -247,8 +252,9 @@ pub fn accept_websocket(stream: &mut TcpStream) -> bool {
         }
     }
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let extensions = extensions.map_or(String::new(), |e| format!("Sec-WebSocket-Extensions: {e}\r\n"));
     let response = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n{extensions}\r\n"
     );
     stream.write_all(response.as_bytes()).unwrap();
     offered_v2

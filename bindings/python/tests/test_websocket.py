@@ -277,3 +277,70 @@ def test_longconn_server_joins_a_third_party_clients_fragments_and_answers_its_c
     echoed, answer = asyncio.run(run())
     assert echoed == b"\x00fragmented"
     assert answer is not None and answer.code == 1000
+
+
+# A websockets server that reports the extensions it agreed to, then sends
+# what it is asked for: a large compressible JSON message, or a deflate bomb.
+COMPRESSING_SERVER = r"""
+import asyncio, json, sys, websockets
+async def handler(ws):
+    await ws.send(json.dumps({"extensions": [e.name for e in ws.protocol.extensions]}))
+    async for message in ws:
+        if message == "json":
+            await ws.send(json.dumps([{"n": i, "text": "repeated text " * 4} for i in range(3000)]))
+        elif message == "bomb":
+            await ws.send(b"\0" * (64 << 20))
+async def main():
+    async with websockets.serve(handler, "127.0.0.1", 0, ping_interval=None, max_size=None) as server:
+        print(server.sockets[0].getsockname()[1], flush=True)
+        await asyncio.Future()
+asyncio.run(main())
+"""
+
+
+@pytest.fixture
+def compressing_server():
+    proc = subprocess.Popen([sys.executable, "-c", COMPRESSING_SERVER], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    yield f"ws://127.0.0.1:{int(proc.stdout.readline())}/"
+    proc.kill()
+    proc.wait()
+
+
+def test_permessage_deflate_from_a_third_party_server_and_a_bomb_refused(compressing_server):
+    with longconn.Client(compressing_server, max_frame_size=1 << 20) as client:
+        client.connect()
+        hello = json.loads(next_message(client).text)
+        assert hello["extensions"] == ["permessage-deflate"], hello
+        client.send_text("json")
+        big = json.loads(next_message(client).text)
+        assert len(big) == 3000 and big[-1]["n"] == 2999
+        client.send_text("bomb")
+        error = next_event(client, EventKind.ERROR)
+        assert error.error == longconn.ErrorKind.FRAME_TOO_LARGE, error
+        assert "1048576" in error.text, error.text
+    with longconn.Client(compressing_server, ws_compression=False) as plain:
+        plain.connect()
+        assert json.loads(next_message(plain).text)["extensions"] == [], "not offered: not agreed"
+
+
+CLIENT = r"""
+import asyncio, json, sys, websockets
+async def main(url):
+    async with websockets.connect(url, max_size=None) as ws:
+        names = [e.name for e in ws.protocol.extensions]
+        message = json.dumps([{"n": i, "text": "repeated text " * 4} for i in range(3000)])
+        await ws.send(message)
+        echo = await ws.recv()
+        print(json.dumps({"extensions": names, "same": echo == message, "size": len(message)}), flush=True)
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def test_a_third_party_client_s_compressed_messages_reach_the_server(server_factory):
+    server = server_factory("echo")
+    out = subprocess.run([sys.executable, "-c", CLIENT, f"ws://127.0.0.1:{server.ports['ws']}/"],
+                         capture_output=True, text=True, timeout=WITHIN)
+    report = json.loads(out.stdout)
+    assert report["extensions"] == ["permessage-deflate"], (report, out.stderr)
+    assert report["same"] and report["size"] > 100_000

@@ -255,7 +255,7 @@ mod tests {
             spans.push((*kind, chunk.len()..chunk.len() + payload.len()));
             chunk.extend_from_slice(payload);
         }
-        FrameBatch { chunk: Bytes::from(chunk), frames: spans, labels: Vec::new() }
+        FrameBatch { chunk: Bytes::from(chunk), frames: spans, ..FrameBatch::default() }
     }
 
     #[test]

@@ -41,6 +41,7 @@ impl LengthDecoder {
             return Ok(Peeked::Partial { needed: HEADER_LEN + len });
         }
         Ok(Peeked::Complete(FrameHead {
+            compressed: None,
             len: HEADER_LEN + len,
             payload: HEADER_LEN..HEADER_LEN + len,
             kind: FrameType::Data,

@@ -47,7 +47,7 @@ impl LineDecoder {
         if end > self.max_payload {
             return Err(FrameError::FrameTooLarge { len: end, max: self.max_payload });
         }
-        Ok(Peeked::Complete(FrameHead { len: newline + 1, payload: 0..end, kind: FrameType::Data }))
+        Ok(Peeked::Complete(FrameHead { len: newline + 1, payload: 0..end, kind: FrameType::Data, compressed: None }))
     }
 }
 

@@ -76,7 +76,7 @@ impl LongconnDecoder {
         if kind == FrameType::Text && std::str::from_utf8(&src[payload.clone()]).is_err() {
             return Err(FrameError::Protocol("a text frame that is not UTF-8".into()));
         }
-        Ok(Peeked::Complete(FrameHead { len: HEADER_LEN + length, payload, kind }))
+        Ok(Peeked::Complete(FrameHead { len: HEADER_LEN + length, payload, kind, compressed: None }))
     }
 }
 

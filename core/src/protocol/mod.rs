@@ -13,6 +13,7 @@
 //! After its opening handshake a WebSocket connection runs on the same read
 //! path and writers, with [`websocket`]'s frames in place of a framing.
 
+pub mod deflate;
 pub mod hello;
 mod length;
 mod line;
@@ -116,6 +117,9 @@ pub struct FrameHead {
     /// Where the payload lies within the frame.
     pub payload: Range<usize>,
     pub kind: FrameType,
+    /// WebSocket with permessage-deflate: the message is compressed, and
+    /// this is its opcode; `kind` says nothing until it is inflated.
+    pub compressed: Option<u8>,
 }
 
 /// The outcome of looking for the next frame.

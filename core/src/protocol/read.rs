@@ -84,6 +84,10 @@ pub struct FrameBatch {
     pub frames: Vec<(FrameType, Range<usize>)>,
     /// An event stream's: one per frame (all text); empty for the others.
     pub labels: Vec<super::sse::SseLabel>,
+    /// WebSocket with permessage-deflate: the frames (their indexes) whose
+    /// payload is a compressed message, with its opcode; the reader
+    /// inflates them before the batch goes on.
+    pub compressed: Vec<(usize, u8)>,
 }
 
 impl FrameBatch {
@@ -91,6 +95,7 @@ impl FrameBatch {
         self.chunk = Bytes::new();
         self.frames.clear();
         self.labels.clear();
+        self.compressed.clear();
     }
 
     pub fn is_empty(&self) -> bool {
@@ -126,6 +131,17 @@ pub struct ReadBuffer {
 }
 
 impl ReadBuffer {
+    /// The decoder, for a transport that finishes what it found (the
+    /// WebSocket reader inflates compressed messages, then classifies them).
+    pub fn decoder(&self) -> &Decoder {
+        &self.decoder
+    }
+
+    /// The decoder, to change what it accepts once a handshake agreed on it.
+    pub fn decoder_mut(&mut self) -> &mut Decoder {
+        &mut self.decoder
+    }
+
     pub fn new(framing: Framing, max_frame_size: usize) -> ReadBuffer {
         ReadBuffer::with_decoder(Decoder::new(framing, max_frame_size))
     }
@@ -148,6 +164,9 @@ impl ReadBuffer {
         while batch.frames.len() < MAX_FRAMES_PER_READ {
             match self.decoder.peek(&mut self.buf[offset..]) {
                 Ok(Peeked::Complete(head)) => {
+                    if let Some(opcode) = head.compressed {
+                        batch.compressed.push((batch.frames.len(), opcode));
+                    }
                     batch.frames.push((head.kind, offset + head.payload.start..offset + head.payload.end));
                     offset += head.len;
                 }

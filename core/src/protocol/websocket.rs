@@ -50,6 +50,8 @@ pub const MAX_CONTROL_PAYLOAD: usize = 125;
 #[derive(Debug, Clone, Copy)]
 struct Header {
     fin: bool,
+    /// RSV1 under permessage-deflate: the message is compressed.
+    compressed: bool,
     opcode: u8,
     mask: Option<[u8; 4]>,
     /// Bytes of the header, masking key included.
@@ -73,6 +75,8 @@ impl Header {
 pub struct WsDecoder {
     role: Role,
     v2: bool,
+    /// permessage-deflate agreed: RSV1 marks a compressed message.
+    deflate: bool,
     /// Largest message accepted, excluding a longconn.v2 type byte.
     max_payload: usize,
     /// Control frames moved in front of the fragmented message now arriving.
@@ -97,7 +101,13 @@ const MOVES_PER_MESSAGE: usize = 4;
 
 impl WsDecoder {
     pub fn new(role: Role, v2: bool, max_payload: usize) -> WsDecoder {
-        WsDecoder { role, v2, max_payload, controls_inside: 0, moved_inside: 0, scanned: None }
+        WsDecoder { role, v2, deflate: false, max_payload, controls_inside: 0, moved_inside: 0, scanned: None }
+    }
+
+    /// permessage-deflate was agreed: compressed messages (RSV1) are let
+    /// through, whole, for the reader to inflate and then [`WsDecoder::classify`].
+    pub fn accept_compressed(&mut self) {
+        self.deflate = true;
     }
 
     /// The most payload bytes a whole message of `opcode` may have on the
@@ -140,7 +150,7 @@ impl WsDecoder {
             if let Some(key) = first.mask {
                 apply_mask(&mut frame[first.len..], key);
             }
-            return self.complete(first.opcode, frame, first.len);
+            return self.complete_as(first.opcode, first.compressed, frame, first.len);
         }
         self.fragmented(src, first)
     }
@@ -196,7 +206,7 @@ impl WsDecoder {
         }
         self.controls_inside = 0;
         self.moved_inside = 0;
-        let head = self.complete(first.opcode, &mut src[..write], first.len)?;
+        let head = self.complete_as(first.opcode, first.compressed, &mut src[..write], first.len)?;
         Ok(match head {
             Peeked::Complete(head) => Peeked::Complete(FrameHead { len: last, ..head }),
             partial => partial,
@@ -250,10 +260,14 @@ impl WsDecoder {
     /// against the rules that need no payload.
     fn header(&self, src: &[u8]) -> Result<Option<Header>, FrameError> {
         let [b0, b1, ..] = *src else { return Ok(None) };
-        if b0 & 0x70 != 0 {
+        let opcode = b0 & 0x0f;
+        let compressed = b0 & 0x40 != 0;
+        if b0 & 0x30 != 0 || (compressed && !self.deflate) {
             return Err(protocol("reserved bits set with no extension negotiated"));
         }
-        let opcode = b0 & 0x0f;
+        if compressed && !matches!(opcode, OP_TEXT | OP_BINARY) {
+            return Err(protocol("RSV1 (compressed) set on a control or continuation frame"));
+        }
         if !matches!(opcode, OP_CONTINUATION | OP_TEXT | OP_BINARY | OP_CLOSE | OP_PING | OP_PONG) {
             return Err(protocol("a reserved opcode"));
         }
@@ -291,13 +305,34 @@ impl WsDecoder {
             return Err(FrameError::FrameTooLarge { len: payload_len, max: self.max_payload });
         }
         let mask = masked.then(|| src[len - 4..len].try_into().expect("4 bytes"));
-        Ok(Some(Header { fin, opcode, mask, len, payload_len }))
+        Ok(Some(Header { fin, compressed, opcode, mask, len, payload_len }))
     }
 
     /// What a whole unmasked message or control frame in `frame` (its
     /// payload from `start`) is, checked as its kind requires.
     fn complete(&self, opcode: u8, frame: &mut [u8], start: usize) -> Result<Peeked, FrameError> {
-        let payload = &frame[start..];
+        self.complete_as(opcode, false, frame, start)
+    }
+
+    /// [`WsDecoder::complete`], or for a compressed message, its place only.
+    fn complete_as(&self, opcode: u8, compressed: bool, frame: &mut [u8], start: usize) -> Result<Peeked, FrameError> {
+        if compressed {
+            let head = FrameHead {
+                len: frame.len(),
+                payload: start..frame.len(),
+                kind: FrameType::Data,
+                compressed: Some(opcode),
+            };
+            return Ok(Peeked::Complete(head));
+        }
+        let (kind, skip) = self.classify(opcode, &frame[start..])?;
+        Ok(Peeked::Complete(FrameHead { len: frame.len(), payload: start + skip..frame.len(), kind, compressed: None }))
+    }
+
+    /// What a whole message's `payload` of `opcode` is (for an inflated
+    /// one too), checked as its kind requires; and how many bytes in front
+    /// of the payload proper (a longconn.v2 type byte) to skip.
+    pub fn classify(&self, opcode: u8, payload: &[u8]) -> Result<(FrameType, usize), FrameError> {
         let (kind, skip) = match opcode {
             OP_BINARY if self.v2 => {
                 let kind = match payload.first() {
@@ -336,7 +371,7 @@ impl WsDecoder {
                 (FrameType::Close, 0)
             }
         };
-        Ok(Peeked::Complete(FrameHead { len: frame.len(), payload: start + skip..frame.len(), kind }))
+        Ok((kind, skip))
     }
 }
 

@@ -83,6 +83,7 @@ pub(super) async fn connect(
             dialer: config.dialer.clone(),
             sse: Some(sse.clone()),
             http_send_to: config.http_send_to.clone(),
+            ws_deflate: config.ws_compression,
         };
         let mut conn = transport::connect(target, &options).await.map_err(|e| {
             let detail = format!("cannot connect to {endpoint}: {e}");

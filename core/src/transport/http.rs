@@ -379,6 +379,7 @@ impl PostWriter {
                 dialer: self.dialer.clone(),
                 sse: None,
                 http_send_to: None,
+                ws_deflate: false,
             };
             let (stream, _) = super::open_stream_to(&self.target, &self.url, &options).await?;
             let io: Box<dyn Stream> = match stream {
@@ -476,6 +477,7 @@ mod tests {
             dialer: None,
             sse: None,
             http_send_to: None,
+            ws_deflate: false,
         };
         let request = build_request(&Endpoint::parse("http://[::1]:8080/e?a=b").unwrap(), &options, "7-41").unwrap();
         assert_eq!(request.uri(), "/e?a=b");

@@ -48,6 +48,9 @@ pub struct ConnectOptions {
     pub sse: Option<http::SharedProgress>,
     /// HTTP: where messages are POSTed (the stream's URL if `None`).
     pub http_send_to: Option<Endpoint>,
+    /// WebSocket: offer permessage-deflate (compressed messages from the
+    /// server are then inflated; ours go uncompressed).
+    pub ws_deflate: bool,
 }
 
 /// The receiving half of a connection.
@@ -321,6 +324,7 @@ mod tests {
             dialer,
             sse: None,
             http_send_to: None,
+            ws_deflate: false,
         }
     }
 

@@ -17,8 +17,9 @@ use tokio::net::TcpStream;
 use super::{Direct, Reader, Stream, Writer, WRITE_CHUNK};
 use crate::lock::lock;
 use crate::outbox::Batch;
+use crate::protocol::deflate::Inflater;
 use crate::protocol::websocket::WsEncoder;
-use crate::protocol::{Encoder, Frame, FrameBatch, FrameError, Framing, ReadBuffer};
+use crate::protocol::{Decoder, Encoder, Frame, FrameBatch, FrameError, Framing, ReadBuffer};
 
 /// A connection's byte stream, before it is split into framed halves.
 pub enum ByteStream {
@@ -58,7 +59,7 @@ pub fn frame_with(
             (ReadHalf::Other(Box::new(read_half)), WriteHalf::Other(Arc::new(Mutex::new(Box::new(write_half)))))
         }
     };
-    let reader = StreamReader { stream: read_half, frames };
+    let reader = StreamReader { stream: read_half, frames, inflater: None };
     // The buffer grows only for control frames and payloads not framed by the outbox.
     let owed = matches!(encoder, Encoder::WebSocket(_)).then(Owed::default);
     let writer = StreamWriter { stream: write_half, encoder, buf: Vec::new(), owed };
@@ -78,6 +79,8 @@ pub struct StreamReader {
     /// The receiving half: plain TCP or TLS.
     stream: ReadHalf,
     frames: ReadBuffer,
+    /// WebSocket with permessage-deflate: inflates compressed messages.
+    inflater: Option<Inflater>,
 }
 
 impl StreamReader {
@@ -85,6 +88,9 @@ impl StreamReader {
     pub async fn read_batch(&mut self, batch: &mut FrameBatch) -> Result<bool, FrameError> {
         loop {
             if self.frames.take_frames(batch)? {
+                if !batch.compressed.is_empty() {
+                    self.inflate(batch)?;
+                }
                 return Ok(true);
             }
             let read = match &mut self.stream {
@@ -108,6 +114,45 @@ impl StreamReader {
             }
             self.frames.record_read(read, room);
         }
+    }
+}
+
+impl StreamReader {
+    /// From here on, compressed messages (permessage-deflate) are let
+    /// through and inflated by `inflater`.
+    pub fn inflate_with(&mut self, inflater: Inflater) {
+        if let Decoder::WebSocket(decoder) = self.frames.decoder_mut() {
+            decoder.accept_compressed();
+        }
+        self.inflater = Some(inflater);
+    }
+
+    /// Rebuilds `batch` with its compressed messages inflated: a new buffer
+    /// holds every payload of the batch, in order.
+    fn inflate(&mut self, batch: &mut FrameBatch) -> Result<(), FrameError> {
+        let (Some(inflater), Decoder::WebSocket(decoder)) = (self.inflater.as_mut(), self.frames.decoder()) else {
+            return Err(FrameError::Protocol("a compressed message with no extension agreed".into()));
+        };
+        let mut out = Vec::with_capacity(batch.chunk.len() * 2);
+        let mut compressed = batch.compressed.iter().peekable();
+        for (i, (kind, range)) in batch.frames.iter_mut().enumerate() {
+            let start = out.len();
+            match compressed.next_if(|(at, _)| *at == i) {
+                Some(&(_, opcode)) => {
+                    inflater.inflate(&batch.chunk[range.clone()], &mut out)?;
+                    let (classified, skip) = decoder.classify(opcode, &out[start..])?;
+                    *kind = classified;
+                    *range = start + skip..out.len();
+                }
+                None => {
+                    out.extend_from_slice(&batch.chunk[range.clone()]);
+                    *range = start..out.len();
+                }
+            }
+        }
+        batch.compressed.clear();
+        batch.chunk = bytes::Bytes::from(out);
+        Ok(())
     }
 }
 

@@ -37,6 +37,7 @@ use tokio_tungstenite::{accept_hdr_async_with_config, client_async_with_config};
 use super::stream::{self, ByteStream};
 use super::{ConnectOptions, Reader, Writer};
 use crate::endpoint::Endpoint;
+use crate::protocol::deflate::{self, Inflater};
 use crate::protocol::websocket::{Role, WsEncoder};
 use crate::protocol::{Decoder, Encoder, ReadBuffer};
 
@@ -75,6 +76,9 @@ pub async fn handshake(
         let offered = HeaderValue::from_str(&offered.join(", ")).map_err(io::Error::other)?;
         request.headers_mut().insert("sec-websocket-protocol", offered);
     }
+    if options.ws_deflate {
+        request.headers_mut().insert("sec-websocket-extensions", HeaderValue::from_static(deflate::OFFER));
+    }
     let refused = |e| match e {
         WsError::Protocol(ProtocolError::SecWebSocketSubProtocolError(SubProtocolError::NoSubProtocol)) if offer_v2 => {
             io::Error::new(io::ErrorKind::Unsupported, format!("the server does not speak {V2_SUBPROTOCOL}"))
@@ -94,7 +98,19 @@ pub async fn handshake(
         }
     };
     let v2 = response.headers().get("sec-websocket-protocol").is_some_and(|v| v == V2_SUBPROTOCOL);
-    let (reader, writer) = frames(stream, Role::Client, v2, options.max_frame_size, &after_head);
+    let answers: Vec<&str> =
+        response.headers().get_all("sec-websocket-extensions").iter().filter_map(|v| v.to_str().ok()).collect();
+    let agreed = match deflate::client_reads_answer(&answers) {
+        Ok(Some(_)) if !options.ws_deflate => {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "the server chose permessage-deflate, not offered"))
+        }
+        Ok(agreed) => agreed,
+        Err(refused) => return Err(io::Error::new(io::ErrorKind::InvalidData, refused.to_string())),
+    };
+    let (mut reader, writer) = frames(stream, Role::Client, v2, options.max_frame_size, &after_head);
+    if let (Some(agreed), Reader::Stream(reader)) = (agreed, &mut reader) {
+        reader.inflate_with(Inflater::new(agreed.server_no_context_takeover, options.max_frame_size));
+    }
     Ok((reader, writer, v2))
 }
 
@@ -107,6 +123,7 @@ pub async fn accept(
     offer_v2: bool,
 ) -> io::Result<(Reader, Writer, bool)> {
     let mut v2 = false;
+    let mut agreed = None;
     // The callback's type is tungstenite's; its error is never returned here.
     #[allow(clippy::result_large_err)]
     let choose = |request: &Request, mut response: Response| -> Result<Response, ErrorResponse> {
@@ -118,6 +135,14 @@ pub async fn accept(
         if offer_v2 && offered {
             response.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static(V2_SUBPROTOCOL));
             v2 = true;
+        }
+        let offers: Vec<&str> =
+            request.headers().get_all("sec-websocket-extensions").iter().filter_map(|v| v.to_str().ok()).collect();
+        if let Some((chosen, answer)) = deflate::server_answers(&offers) {
+            if let Ok(answer) = HeaderValue::from_str(&answer) {
+                response.headers_mut().insert("sec-websocket-extensions", answer);
+                agreed = Some(chosen);
+            }
         }
         Ok(response)
     };
@@ -135,7 +160,10 @@ pub async fn accept(
             ws.into_inner().after_head
         }
     };
-    let (reader, writer) = frames(stream, Role::Server, v2, max_frame_size, &after_head);
+    let (mut reader, writer) = frames(stream, Role::Server, v2, max_frame_size, &after_head);
+    if let (Some(agreed), Reader::Stream(reader)) = (agreed, &mut reader) {
+        reader.inflate_with(Inflater::new(agreed.client_no_context_takeover, max_frame_size));
+    }
     Ok((reader, writer, v2))
 }
 
@@ -239,6 +267,7 @@ mod tests {
             dialer: None,
             sse: None,
             http_send_to: None,
+            ws_deflate: false,
         }
     }
 

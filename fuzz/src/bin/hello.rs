@@ -14,7 +14,7 @@ fn main() {
         let mut batch = FrameBatch {
             chunk: Bytes::copy_from_slice(data),
             frames: vec![(FrameType::Hello, 0..split), (FrameType::Data, split..data.len())],
-            labels: Vec::new(),
+            ..FrameBatch::default()
         };
         if take_hello(&mut batch).is_ok() {
             assert_eq!(batch.frames.len(), 1, "the frame behind the hello stays");

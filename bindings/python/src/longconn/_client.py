@@ -91,7 +91,10 @@ class Client:
     For ``http://`` and ``https://`` servers (Server-Sent Events or
     newline-delimited streams), :meth:`send` POSTs each message, in order,
     to ``send_url`` (the stream's URL by default) with an
-    ``Idempotency-Key`` the server can drop retries by. Times are in seconds. The client
+    ``Idempotency-Key`` the server can drop retries by. ``ws_compression``
+    (on by default) offers WebSocket's permessage-deflate: compressed
+    messages from the server are inflated within ``max_frame_size``.
+    Times are in seconds. The client
     connects in the background after :meth:`connect`, reconnects by itself,
     and keeps messages sent while disconnected.
 
@@ -152,6 +155,7 @@ class Client:
         io_in_poll: bool = False,
         on_connect: Optional[Callable[[_events.ConnectAttempt], Optional[_events.ConnectRequest]]] = None,
         send_url: Optional[str] = None,
+        ws_compression: bool = True,
     ) -> None:
         #: The handle, and the calls in progress on it.
         self._guard = _HandleGuard()
@@ -176,6 +180,7 @@ class Client:
             check(lib.lc_config_set_server_order(config, bool(random_start)))
             if proxy is not None:
                 check(lib.lc_config_set_proxy(config, proxy.encode("utf-8")))
+            check(lib.lc_config_set_websocket_compression(config, bool(ws_compression)))
             if send_url is not None:
                 check(lib.lc_config_set_http_send_url(config, send_url.encode("utf-8")))
             interval, timeout = heartbeat if heartbeat is not None else (0.0, 0.0)

@@ -124,6 +124,7 @@ SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "lc_config_set_server_order": (c_status, [_p, ctypes.c_bool]),
     "lc_config_set_proxy": (c_status, [_p, ctypes.c_char_p]),
     "lc_config_set_http_send_url": (c_status, [_p, ctypes.c_char_p]),
+    "lc_config_set_websocket_compression": (c_status, [_p, ctypes.c_bool]),
     "lc_config_add_subprotocol": (c_status, [_p, ctypes.c_char_p]),
     "lc_config_set_tls_ca_file": (c_status, [_p, ctypes.c_char_p]),
     "lc_config_set_tls_server_name": (c_status, [_p, ctypes.c_char_p]),

@@ -313,3 +313,52 @@ fn serve_flood(listener: TcpListener, flood: Flood, stop: Instant) {
         }
     }
 }
+
+/// With permessage-deflate agreed, a long message goes compressed (RSV1
+/// set, far smaller on the wire, inflating back to itself) and a short one
+/// as it is: read off the wire by a server of the test's own.
+#[test]
+fn long_messages_are_sent_compressed_and_short_ones_not() {
+    use flate2::{Decompress, FlushDecompress};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://127.0.0.1:{}/", listener.local_addr().unwrap().port());
+    let mut config = ClientConfig::new(&url).unwrap();
+    config.max_protocol = 1;
+    let client = Client::new(config).unwrap();
+    client.connect().unwrap();
+    let (mut stream, _) = listener.accept().unwrap();
+    common::accept_websocket_with(&mut stream, Some("permessage-deflate"));
+    let long = "compressible text ".repeat(1000);
+    client.send_text(&long).unwrap();
+    client.send_text("short").unwrap();
+    // Reads one client frame: (RSV1, opcode, unmasked payload).
+    let mut read_frame = || {
+        let mut head = [0u8; 2];
+        stream.read_exact(&mut head).unwrap();
+        let len = match head[1] & 0x7f {
+            126 => {
+                let mut n = [0u8; 2];
+                stream.read_exact(&mut n).unwrap();
+                u16::from_be_bytes(n) as usize
+            }
+            127 => panic!("too long for this test"),
+            n => n as usize,
+        };
+        let mut key = [0u8; 4];
+        stream.read_exact(&mut key).unwrap();
+        let mut payload = vec![0u8; len];
+        stream.read_exact(&mut payload).unwrap();
+        payload.iter_mut().enumerate().for_each(|(i, b)| *b ^= key[i % 4]);
+        (head[0] & 0x40 != 0, head[0] & 0x0f, payload)
+    };
+    let (compressed, opcode, mut payload) = read_frame();
+    assert!(compressed && opcode == 1, "a long text message goes compressed");
+    assert!(payload.len() < long.len() / 10, "{} bytes for {}", payload.len(), long.len());
+    let mut inflate = Decompress::new(false);
+    let mut out = Vec::with_capacity(long.len() + 64);
+    payload.extend_from_slice(&[0, 0, 0xff, 0xff]);
+    inflate.decompress_vec(&payload, &mut out, FlushDecompress::Sync).unwrap();
+    assert_eq!(out, long.as_bytes());
+    let (compressed, opcode, payload) = read_frame();
+    assert!(!compressed && opcode == 1 && payload == b"short", "a short one goes as it is");
+}

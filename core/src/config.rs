@@ -86,7 +86,8 @@ pub struct ClientConfig {
     pub http_send_to: Option<Endpoint>,
     /// `ws://` and `wss://`: offer permessage-deflate (RFC 7692), on by
     /// default; the server's compressed messages are then inflated, within
-    /// the maximum message size. Messages this client sends go uncompressed.
+    /// the maximum message size. Messages this client sends are compressed
+    /// from [`crate::protocol::deflate::MIN_COMPRESSED`] bytes on.
     pub ws_compression: bool,
 }
 

@@ -344,3 +344,16 @@ def test_a_third_party_client_s_compressed_messages_reach_the_server(server_fact
     report = json.loads(out.stdout)
     assert report["extensions"] == ["permessage-deflate"], (report, out.stderr)
     assert report["same"] and report["size"] > 100_000
+
+
+def test_our_compressed_messages_are_read_by_a_third_party_server(third_party):
+    """websockets inflates what the client compressed (it fails the
+    connection on a bad one) and echoes it; small messages go as they are."""
+    with longconn.Client(third_party[0].url) as client:
+        client.connect()
+        json.loads(next_message(client).text)  # the server's hello
+        big = json.dumps([{"n": i, "text": "compressible " * 8} for i in range(2000)])
+        for message in (big, "tiny", big[:5000]):
+            client.send_text(message)
+            assert next_message(client).text == message
+        assert client.stats().reconnects == 0, "no connection was failed"

@@ -5,14 +5,15 @@
 //! so a small compressed message that would inflate to gigabytes is a
 //! clear error, not memory growth.
 //!
-//! This side never compresses what it sends (RFC 7692 lets either side send
-//! any message uncompressed), so it offers no window size of its own and
-//! accepts whatever window the peer compresses with (an inflater with the
-//! largest window reads all of them).
+//! A client compresses the messages it sends from [`MIN_COMPRESSED`] bytes
+//! on (smaller ones go as they are, which RFC 7692 allows), with the
+//! largest window, so it offers no window size of its own; it accepts
+//! whatever window the server compresses with (an inflater with the
+//! largest window reads all of them). The bundled server does not compress.
 
 use std::fmt;
 
-use flate2::{Decompress, FlushDecompress, Status};
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
 use super::FrameError;
 
@@ -112,6 +113,51 @@ pub fn server_answers(values: &[&str]) -> Option<(Agreed, String)> {
 /// A window size parameter: 8 to 15.
 fn window_bits(value: &str) -> Option<u8> {
     value.parse::<u8>().ok().filter(|bits| (8..=15).contains(bits) && !value.starts_with('0'))
+}
+
+/// Messages shorter than this go uncompressed: below it, deflate's block
+/// overhead and the CPU outweigh what it saves.
+pub const MIN_COMPRESSED: usize = 128;
+
+/// Compresses the messages this side sends, keeping its window between
+/// messages unless the peer asked for a fresh one each time.
+pub struct Deflater {
+    deflate: Compress,
+    fresh_each: bool,
+}
+
+impl fmt::Debug for Deflater {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Deflater {{ fresh_each: {} }}", self.fresh_each)
+    }
+}
+
+impl Deflater {
+    pub fn new(fresh_each: bool) -> Deflater {
+        Deflater { deflate: Compress::new(Compression::fast(), false), fresh_each }
+    }
+
+    /// Appends `message` compressed to `out`, as permessage-deflate sends
+    /// it: raw DEFLATE flushed to a byte boundary, without the `00 00 FF FF`
+    /// that flush ends with.
+    pub fn deflate(&mut self, message: &[u8], out: &mut Vec<u8>) {
+        let start_out = out.len();
+        let start_in = self.deflate.total_in();
+        loop {
+            out.reserve(message.len() / 2 + 64);
+            let done = (self.deflate.total_in() - start_in) as usize;
+            // Compressing into a Vec with room cannot fail.
+            let _ = self.deflate.compress_vec(&message[done..], out, FlushCompress::Sync);
+            if (self.deflate.total_in() - start_in) as usize == message.len() && out.len() < out.capacity() {
+                break;
+            }
+        }
+        debug_assert!(out[start_out..].ends_with(&TAIL));
+        out.truncate(out.len() - TAIL.len());
+        if self.fresh_each {
+            self.deflate.reset();
+        }
+    }
 }
 
 /// Inflates a peer's compressed messages, keeping its window between

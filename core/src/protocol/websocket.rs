@@ -452,6 +452,41 @@ impl WsEncoder {
         }
     }
 
+    /// Appends a message as [`WsEncoder::encode_message`] does, compressed
+    /// by `deflater` (permessage-deflate: RSV1 set) when it is long enough;
+    /// `scratch` holds the message before it is compressed.
+    pub fn encode_compressed(
+        &self,
+        deflater: &mut super::deflate::Deflater,
+        text: bool,
+        payload: &[u8],
+        scratch: &mut Vec<u8>,
+        dst: &mut Vec<u8>,
+    ) {
+        if payload.len() < super::deflate::MIN_COMPRESSED {
+            return self.encode_message(text, payload, dst);
+        }
+        let (opcode, lead) = match (self.v2, text) {
+            (true, _) => (OP_BINARY, Some(if text { FrameType::Text } else { FrameType::Data } as u8)),
+            (false, true) => (OP_TEXT, None),
+            (false, false) => (OP_BINARY, None),
+        };
+        scratch.clear();
+        match lead {
+            Some(lead) => {
+                // The type byte is part of the message, so it is compressed with it.
+                let mut message = Vec::with_capacity(payload.len() + 1);
+                message.push(lead);
+                message.extend_from_slice(payload);
+                deflater.deflate(&message, scratch);
+            }
+            None => deflater.deflate(payload, scratch),
+        }
+        let at = dst.len();
+        self.frame(opcode, None, scratch, dst);
+        dst[at] |= 0x40; // RSV1: compressed
+    }
+
     /// One unfragmented frame: the header, then `lead` and `payload`, masked if a client sends it.
     #[inline]
     fn frame(&self, opcode: u8, lead: Option<u8>, payload: &[u8], dst: &mut Vec<u8>) {

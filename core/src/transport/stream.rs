@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use super::{Direct, Reader, Stream, Writer, WRITE_CHUNK};
 use crate::lock::lock;
 use crate::outbox::Batch;
-use crate::protocol::deflate::Inflater;
+use crate::protocol::deflate::{Deflater, Inflater};
 use crate::protocol::websocket::WsEncoder;
 use crate::protocol::{Decoder, Encoder, Frame, FrameBatch, FrameError, Framing, ReadBuffer};
 
@@ -62,7 +62,7 @@ pub fn frame_with(
     let reader = StreamReader { stream: read_half, frames, inflater: None };
     // The buffer grows only for control frames and payloads not framed by the outbox.
     let owed = matches!(encoder, Encoder::WebSocket(_)).then(Owed::default);
-    let writer = StreamWriter { stream: write_half, encoder, buf: Vec::new(), owed };
+    let writer = StreamWriter { stream: write_half, encoder, buf: Vec::new(), owed, deflater: None };
     (Reader::Stream(reader), Writer::Stream(writer))
 }
 
@@ -265,9 +265,18 @@ pub struct StreamWriter {
     buf: Vec<u8>,
     /// WebSocket: what direct writes left for this writer.
     owed: Option<Owed>,
+    /// WebSocket with permessage-deflate: compresses messages (and its
+    /// scratch buffer); direct writes are then off, so messages keep one
+    /// compressor's order.
+    deflater: Option<(Deflater, Vec<u8>)>,
 }
 
 impl StreamWriter {
+    /// From here on, messages are compressed (permessage-deflate) by `deflater`.
+    pub fn deflate_with(&mut self, deflater: Deflater) {
+        self.deflater = Some((deflater, Vec::new()));
+    }
+
     /// See [`super::Writer::write`].
     pub async fn write(&mut self, control: &[Frame], mut batch: Option<&mut Batch>) -> io::Result<()> {
         self.flush_owed().await?;
@@ -297,7 +306,12 @@ impl StreamWriter {
         } else {
             let mut encoded = 0;
             for (text, payload) in batch.iter_unsent_with_kind() {
-                self.encoder.encode_message(text, payload, &mut self.buf);
+                match (&mut self.deflater, self.encoder) {
+                    (Some((deflater, scratch)), Encoder::WebSocket(encoder)) => {
+                        encoder.encode_compressed(deflater, text, payload, scratch, &mut self.buf)
+                    }
+                    _ => self.encoder.encode_message(text, payload, &mut self.buf),
+                }
                 encoded += 1;
                 if self.buf.len() >= WRITE_CHUNK {
                     break;
@@ -371,6 +385,9 @@ impl StreamWriter {
 
     /// A handle for writes from other threads.
     pub fn direct(&self) -> Option<Direct> {
+        if self.deflater.is_some() {
+            return None;
+        }
         let socket = match &self.stream {
             WriteHalf::Tcp(socket) => FramedDirect::Tcp(socket.clone()),
             WriteHalf::Other(stream) => FramedDirect::Shared(stream.clone()),

@@ -37,7 +37,7 @@ use tokio_tungstenite::{accept_hdr_async_with_config, client_async_with_config};
 use super::stream::{self, ByteStream};
 use super::{ConnectOptions, Reader, Writer};
 use crate::endpoint::Endpoint;
-use crate::protocol::deflate::{self, Inflater};
+use crate::protocol::deflate::{self, Deflater, Inflater};
 use crate::protocol::websocket::{Role, WsEncoder};
 use crate::protocol::{Decoder, Encoder, ReadBuffer};
 
@@ -107,9 +107,10 @@ pub async fn handshake(
         Ok(agreed) => agreed,
         Err(refused) => return Err(io::Error::new(io::ErrorKind::InvalidData, refused.to_string())),
     };
-    let (mut reader, writer) = frames(stream, Role::Client, v2, options.max_frame_size, &after_head);
-    if let (Some(agreed), Reader::Stream(reader)) = (agreed, &mut reader) {
+    let (mut reader, mut writer) = frames(stream, Role::Client, v2, options.max_frame_size, &after_head);
+    if let (Some(agreed), Reader::Stream(reader), Writer::Stream(writer)) = (agreed, &mut reader, &mut writer) {
         reader.inflate_with(Inflater::new(agreed.server_no_context_takeover, options.max_frame_size));
+        writer.deflate_with(Deflater::new(agreed.client_no_context_takeover));
     }
     Ok((reader, writer, v2))
 }

@@ -19,7 +19,7 @@ LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 DESTDIR    ?=
 
-.PHONY: all demo test test-rust test-c test-cpp test-python check-header header lint bench bench-peers bench-durable bench-connect bench-http bench-instructions check-modules install uninstall test-install fuzz fuzz-short audit audit-if-available python clean
+.PHONY: all demo test test-rust test-c test-cpp test-python check-header header lint bench bench-peers bench-durable bench-connect bench-http bench-ws-compression bench-instructions check-modules install uninstall test-install fuzz fuzz-short audit audit-if-available python clean
 
 all: $(BUILD)/chat
 
@@ -164,6 +164,12 @@ bench-peers:
 # longconn's acknowledgements next to the durable brokers of issue 22
 # (docs/BENCHMARKS.md): Redis Streams, NATS JetStream and mosquitto, from
 # Debian's packages, installed if missing.
+# WebSocket compression on and off, longconn next to PyPI websockets (about 30 s).
+bench-ws-compression:
+	$(PYTHON) -c "import websockets" 2>/dev/null || $(PYTHON) -m pip install --quiet websockets
+	$(CARGO) build --release -p longconn -p longconn-server
+	$(PYTHON) benches/ws_compression.py
+
 # Server-Sent Events received per second next to a plain hyper client (about 30 s).
 bench-http:
 	$(CARGO) build --release -p longconn-server

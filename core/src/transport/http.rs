@@ -371,16 +371,7 @@ impl PostWriter {
 
     async fn post(&mut self, number: u64, text: bool, body: Bytes) -> io::Result<http::StatusCode> {
         if self.connection.is_none() {
-            let options = ConnectOptions {
-                max_frame_size: 0,
-                headers: Vec::new(),
-                subprotocols: Vec::new(),
-                offer_v2: false,
-                dialer: self.dialer.clone(),
-                sse: None,
-                http_send_to: None,
-                ws_deflate: false,
-            };
+            let options = ConnectOptions { dialer: self.dialer.clone(), ..ConnectOptions::default() };
             let (stream, _) = super::open_stream_to(&self.target, &self.url, &options).await?;
             let io: Box<dyn Stream> = match stream {
                 ByteStream::Tcp(tcp) => Box::new(tcp),
@@ -472,12 +463,7 @@ mod tests {
         let options = ConnectOptions {
             max_frame_size: 1024,
             headers: vec![("Authorization".into(), "Bearer t".into())],
-            subprotocols: vec![],
-            offer_v2: false,
-            dialer: None,
-            sse: None,
-            http_send_to: None,
-            ws_deflate: false,
+            ..ConnectOptions::default()
         };
         let request = build_request(&Endpoint::parse("http://[::1]:8080/e?a=b").unwrap(), &options, "7-41").unwrap();
         assert_eq!(request.uri(), "/e?a=b");

@@ -31,6 +31,7 @@ pub const WRITE_CHUNK: usize = 256 * 1024;
 pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
 
+#[derive(Default)]
 pub struct ConnectOptions {
     pub max_frame_size: usize,
     /// Extra request headers for the WebSocket handshake (name, value).
@@ -316,16 +317,7 @@ mod tests {
     }
 
     fn options(dialer: Option<dial::CustomDialer>) -> ConnectOptions {
-        ConnectOptions {
-            max_frame_size: 1 << 20,
-            headers: vec![],
-            subprotocols: vec![],
-            offer_v2: false,
-            dialer,
-            sse: None,
-            http_send_to: None,
-            ws_deflate: false,
-        }
+        ConnectOptions { max_frame_size: 1 << 20, dialer, ..ConnectOptions::default() }
     }
 
     #[test]

@@ -260,16 +260,7 @@ mod tests {
     use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
     fn options() -> ConnectOptions {
-        ConnectOptions {
-            max_frame_size: 1 << 20,
-            headers: vec![],
-            subprotocols: vec![],
-            offer_v2: false,
-            dialer: None,
-            sse: None,
-            http_send_to: None,
-            ws_deflate: false,
-        }
+        ConnectOptions { max_frame_size: 1 << 20, ..ConnectOptions::default() }
     }
 
     /// Reads until a close frame: every data payload, and the number of reads and pings.

@@ -721,8 +721,8 @@ lc_status lc_config_set_http_send_url(lc_config *config, const char *url);
 // compresses are inflated, within the maximum message size (a message that
 // would inflate past it is an LC_ERROR_FRAME_TOO_LARGE error, not memory
 // growth); messages this client sends are compressed from 128 bytes on
-// (shorter ones go as they are), and the direct write from the sending
-// thread is then off, so one compressor sees every message in order.
+// (shorter ones go as they are, still written directly from the sending
+// thread; longer ones by the I/O thread, which compresses them in order).
 // Fails only with LC_STATUS_NULL_ARGUMENT or LC_STATUS_PANIC.
 lc_status lc_config_set_websocket_compression(lc_config *config, bool enabled);
 

@@ -362,3 +362,28 @@ fn long_messages_are_sent_compressed_and_short_ones_not() {
     let (compressed, opcode, payload) = read_frame();
     assert!(!compressed && opcode == 1 && payload == b"short", "a short one goes as it is");
 }
+
+/// Short messages (written at once from the sending thread) and long ones
+/// (compressed by the I/O thread) sent back to back reach the bundled echo
+/// server, and come back, in order and exactly once.
+#[test]
+fn short_and_compressed_messages_keep_their_order() {
+    let server = common::Server::start("echo", &[]);
+    let client = Client::new(ClientConfig::new(&format!("ws://127.0.0.1:{}/", server.ports.ws)).unwrap()).unwrap();
+    client.connect().unwrap();
+    common::wait_for(&client, Duration::from_secs(10), common::is_connected);
+    let total = 400;
+    let message = |i: usize| if i % 3 == 0 { format!("{i}:{}", "x".repeat(600)) } else { format!("{i}") };
+    for i in 0..total {
+        client.send_text(&message(i)).unwrap();
+    }
+    let mut got = Vec::new();
+    common::wait_for(&client, Duration::from_secs(10), |e| {
+        if let Some((m, _)) = e.as_message() {
+            got.push(String::from_utf8_lossy(m).into_owned());
+        }
+        got.len() == total
+    });
+    let expected: Vec<String> = (0..total).map(message).collect();
+    assert_eq!(got, expected);
+}

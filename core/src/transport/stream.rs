@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use super::{Direct, Reader, Stream, Writer, WRITE_CHUNK};
 use crate::lock::lock;
 use crate::outbox::Batch;
-use crate::protocol::deflate::{Deflater, Inflater};
+use crate::protocol::deflate::{Deflater, Inflater, MIN_COMPRESSED};
 use crate::protocol::websocket::WsEncoder;
 use crate::protocol::{Decoder, Encoder, Frame, FrameBatch, FrameError, Framing, ReadBuffer};
 
@@ -266,8 +266,9 @@ pub struct StreamWriter {
     /// WebSocket: what direct writes left for this writer.
     owed: Option<Owed>,
     /// WebSocket with permessage-deflate: compresses messages (and its
-    /// scratch buffer); direct writes are then off, so messages keep one
-    /// compressor's order.
+    /// scratch buffer). Direct writes then take only messages too short to
+    /// compress and stop at the first long one, which this writer compresses:
+    /// one compressor sees every compressed message, in order.
     deflater: Option<(Deflater, Vec<u8>)>,
 }
 
@@ -385,15 +386,15 @@ impl StreamWriter {
 
     /// A handle for writes from other threads.
     pub fn direct(&self) -> Option<Direct> {
-        if self.deflater.is_some() {
-            return None;
-        }
         let socket = match &self.stream {
             WriteHalf::Tcp(socket) => FramedDirect::Tcp(socket.clone()),
             WriteHalf::Other(stream) => FramedDirect::Shared(stream.clone()),
         };
         Some(match (self.encoder, &self.owed) {
-            (Encoder::WebSocket(encoder), Some(owed)) => Direct::Ws(WsDirect { socket, encoder, owed: owed.clone() }),
+            (Encoder::WebSocket(encoder), Some(owed)) => {
+                let compressing = self.deflater.is_some();
+                Direct::Ws(WsDirect { socket, encoder, owed: owed.clone(), compressing })
+            }
             _ => Direct::Framed(socket),
         })
     }
@@ -407,6 +408,9 @@ pub struct WsDirect {
     socket: FramedDirect,
     encoder: WsEncoder,
     owed: Owed,
+    /// permessage-deflate: messages long enough to compress are left for
+    /// the connection's writer.
+    compressing: bool,
 }
 
 impl std::fmt::Debug for WsDirect {
@@ -423,6 +427,9 @@ impl WsDirect {
         let behind = !owed.is_empty();
         let mut encoded = 0;
         for (text, payload) in batch.iter_unsent_with_kind() {
+            if self.compressing && payload.len() >= MIN_COMPRESSED {
+                break;
+            }
             self.encoder.encode_message(text, payload, &mut owed);
             encoded += 1;
             if owed.len() >= WRITE_CHUNK {

@@ -284,6 +284,13 @@ fn failover(kills: usize, cold: bool, scratch: &Path) -> (Vec<Duration>, Vec<Dur
     (times, starts)
 }
 
+/// A row of sorted times: p50, p99 and max in milliseconds.
+fn print_times(label: &str, sorted: &[Duration]) {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let (p50, p99, max) = (percentile(sorted, 0.5), percentile(sorted, 0.99), sorted[sorted.len() - 1]);
+    println!("{label:<58} {:>8.2} {:>8.2} {:>8.2}", ms(p50), ms(p99), ms(max));
+}
+
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         println!("connect benchmark: skipped (run it with `cargo bench --bench connect`)");
@@ -298,29 +305,10 @@ fn main() {
     proxy_round_trips(rounds, trips, &scratch);
     println!("\nfailover: SIGKILL of the server a client is on, to the connected event on the next of its two servers; {kills} kills each");
     println!("{:<58} {:>8} {:>8} {:>8}", "next server", "p50 ms", "p99 ms", "max ms");
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let (hot, _) = failover(kills, false, &scratch);
-    println!(
-        "{:<58} {:>8.2} {:>8.2} {:>8.2}",
-        "already running, own store (new session)",
-        ms(percentile(&hot, 0.5)),
-        ms(percentile(&hot, 0.99)),
-        ms(hot[hot.len() - 1])
-    );
+    print_times("already running, own store (new session)", &hot);
     let (cold, starts) = failover(kills, true, &scratch);
-    println!(
-        "{:<58} {:>8.2} {:>8.2} {:>8.2}",
-        "started after the kill on the same store (session resumed)",
-        ms(percentile(&cold, 0.5)),
-        ms(percentile(&cold, 0.99)),
-        ms(cold[cold.len() - 1])
-    );
-    println!(
-        "{:<58} {:>8.2} {:>8.2} {:>8.2}",
-        "  of which the server's start (spawn to ready)",
-        ms(percentile(&starts, 0.5)),
-        ms(percentile(&starts, 0.99)),
-        ms(starts[starts.len() - 1])
-    );
+    print_times("started after the kill on the same store (session resumed)", &cold);
+    print_times("  of which the server's start (spawn to ready)", &starts);
     let _ = std::fs::remove_dir_all(&scratch);
 }

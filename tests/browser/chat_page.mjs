@@ -5,15 +5,10 @@
 //
 // Prints "connected" once the page is in the room (the test waits for it
 // before the other clients speak), then "saw: TEXT" for each expected text.
-import { chromium } from "playwright-core";
+import { launch } from "./launch.mjs";
 
 const [url, line, ...expected] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  // No network but loopback here: keep Chromium from reaching out on its own.
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage();
   await page.goto(url);

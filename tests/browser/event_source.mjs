@@ -6,15 +6,10 @@
 // Prints "open" once the stream is open (the test waits for it before the
 // other clients speak), then "saw: ID TEXT" for each expected text, with
 // the event's lastEventId.
-import { chromium } from "playwright-core";
+import { launch } from "./launch.mjs";
 
 const [origin, ...expected] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  // No network but loopback here: keep Chromium from reaching out on its own.
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage();
   await page.goto(origin + "/");

@@ -591,10 +591,6 @@ def test_on_connect_gives_a_fresh_token_before_each_attempt(server_factory, tmp_
     assert [a.attempt for a in attempts[:3]] == [1, 2, 3]
 
 
-def echo_server_url(server) -> str:
-    return server.url()
-
-
 def test_server_sent_events_from_the_room_with_types_and_ids(server_factory):
     import socket
 
@@ -636,4 +632,4 @@ def test_server_sent_events_from_the_room_with_types_and_ids(server_factory):
             for e in both.events(timeout=5.0)
         )
     with pytest.raises(longconn.InvalidArgumentError, match="a send URL is for http"):
-        longconn.Client(echo_server_url(chat), send_url=events_url)
+        longconn.Client(chat.url(), send_url=events_url)

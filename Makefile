@@ -38,7 +38,7 @@ demo: $(BUILD)/chat
 # Every test: formatting, lints, Rust unit and integration tests, the header
 # check, the C tests under valgrind and the sanitizers, the Python binding's
 # tests, a short run of every fuzz target, and the dependency audit.
-test: lint test-rust check-header test-c test-cpp test-python test-install fuzz-short audit-if-available
+test: lint check-modules test-rust check-header test-c test-cpp test-python test-install fuzz-short audit-if-available
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -208,6 +208,6 @@ bench-instructions: $(RELEASE)/liblongconn.so
 # Import cycles between modules (docs/ARCHITECTURE.md), with cargo-modules.
 check-modules:
 	command -v cargo-modules >/dev/null 2>&1 || $(CARGO) install --locked cargo-modules --version 0.27.0
-	$(CARGO) modules dependencies -p longconn-core --lib --no-externs --no-sysroot | scripts/module_cycles.py
-	$(CARGO) modules dependencies -p longconn --lib --no-externs --no-sysroot | scripts/module_cycles.py
-	$(CARGO) modules dependencies -p longconn-server --lib --no-externs --no-sysroot | scripts/module_cycles.py
+	$(CARGO) modules dependencies -p longconn-core --lib --no-externs --no-sysroot | scripts/module_cycles.py core/src
+	$(CARGO) modules dependencies -p longconn --lib --no-externs --no-sysroot | scripts/module_cycles.py src
+	$(CARGO) modules dependencies -p longconn-server --lib --no-externs --no-sysroot | scripts/module_cycles.py server/src

@@ -11,16 +11,61 @@ is how a module is built. The sibling graphs must then be acyclic. Prints
 each parent's siblings in an order where every module uses only later ones,
 and exits 1 on a cycle.
 
+`cargo modules` sees `use` items and the types in signatures, not paths
+written inside code (`crate::peer::ACK_HOLD` in a function body). Given the
+crate's source directory, every such path outside comments and test
+modules is read from the source too and counted as a use of the module it
+names.
+
     cargo modules dependencies -p longconn-core --lib --no-externs --no-sysroot \\
-        | scripts/module_cycles.py
+        | scripts/module_cycles.py core/src
 """
 
 import re
 import sys
 from collections import defaultdict
+from pathlib import Path
 
 NODE = re.compile(r'^\s*"([^"]+)" \[label="([^|"]*)\|')
 EDGE = re.compile(r'^\s*"([^"]+)" -> "([^"]+)" \[label="uses"')
+
+
+# A path from the crate root or the parent module, as written in code.
+INLINE_PATH = re.compile(r"\b(crate|super)((?:::[A-Za-z_][A-Za-z0-9_]*)+)")
+# Where a file's test module starts: the rest of the file is left out.
+TEST_MODULE = re.compile(r"^#\[cfg\(test\)\]\s*\n(?:#\[[^\n]*\]\s*\n)*(?:pub )?mod \w+", re.M)
+
+
+def module_of_file(root: Path, file: Path, crate: str) -> str:
+    """`src/engine/mod.rs` -> `crate::engine`, `src/engine/inbox.rs` -> `crate::engine::inbox`."""
+    parts = list(file.relative_to(root).with_suffix("").parts)
+    if parts[-1] in ("mod", "lib", "main"):
+        parts.pop()
+    return "::".join([crate, *parts])
+
+
+def strip_comments(text: str) -> str:
+    """Drops `//` comments (doc comments too) and string literals' contents."""
+    text = re.sub(r'"(?:[^"\\\n]|\\.)*"', '""', text)
+    return re.sub(r"//[^\n]*", "", text)
+
+
+def inline_edges(root: Path, crate: str, modules: set[str]) -> list[tuple[str, str]]:
+    """Edges from each file's module to the modules its code names by path."""
+    edges = []
+    for file in sorted(root.rglob("*.rs")):
+        source = module_of_file(root, file, crate)
+        if source not in modules:
+            continue  # a binary's file, or one no module declares
+        text = file.read_text()
+        if m := TEST_MODULE.search(text):
+            text = text[: m.start()]
+        for m in INLINE_PATH.finditer(strip_comments(text)):
+            names = m[2].split("::")[1:]
+            base = crate if m[1] == "crate" else source.rpartition("::")[0]
+            target = "::".join([base, *names])
+            edges.append((source, target))
+    return edges
 
 
 def main() -> int:
@@ -34,6 +79,9 @@ def main() -> int:
     if not modules:
         print("no modules in the input", file=sys.stderr)
         return 2
+    if len(sys.argv) > 1:
+        crate = next(p for p, kind in kinds.items() if kind == "crate")
+        edges += inline_edges(Path(sys.argv[1]), crate, modules)
 
     def module_of(path: str) -> str | None:
         while path and path not in modules:

@@ -26,6 +26,7 @@ use crate::event::{DisconnectReason, ErrorKind, Event, MessageBatch};
 use crate::lock::lock;
 use crate::log::{log_at, Level};
 use crate::outbox::Batch;
+use crate::policy::ack;
 use crate::policy::heartbeat::{Activity, HeartbeatAction};
 use crate::protocol::hello::{ack_payload, close_payload, parse_ack, parse_close_payload};
 use crate::protocol::{Frame, FrameBatch, FrameError, FrameType};
@@ -37,12 +38,6 @@ const CLOSE_ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
 const CLOSE_NORMAL: u16 = 1000;
 /// `writing_since_us` when no write is in progress.
 const NOT_WRITING: u64 = u64::MAX;
-/// Protocol version 2 acknowledges received data after this many frames,
-/// this many bytes, or this long after the first unacknowledged frame,
-/// and with any write of data before that (it rides along: no extra write).
-const ACK_EVERY_FRAMES: u64 = 1024;
-const ACK_EVERY_BYTES: usize = 256 * 1024;
-const ACK_DELAY: Duration = Duration::from_millis(1);
 
 /// What a data message in a plain framing turned out to be.
 enum PlainControl {
@@ -181,7 +176,7 @@ impl<'a> Link<'a> {
         }
         let received = self.received.fetch_add(frames as u64, Ordering::Relaxed) + frames as u64;
         let bytes = self.ack_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        if received - self.ack_sent.load(Ordering::Relaxed) >= ACK_EVERY_FRAMES || bytes >= ACK_EVERY_BYTES {
+        if ack::due_by_volume(received - self.ack_sent.load(Ordering::Relaxed), bytes) {
             self.push_ack();
         } else if !self.ack_armed.swap(true, Ordering::Relaxed) {
             self.ack_timer.notify_one();
@@ -270,15 +265,16 @@ pub(super) async fn run(
     end
 }
 
-/// Sends the delayed acknowledgement (version 2): [`ACK_DELAY`] after the
-/// first data frame not yet acknowledged.
+/// Sends the delayed acknowledgement (version 2): [`ack::HOLD`] after the
+/// first data frame not yet acknowledged (any write of data before that
+/// takes it along: `take_control`).
 async fn ack_loop(link: &Link<'_>) -> std::convert::Infallible {
     if !link.acknowledged {
         return std::future::pending().await;
     }
     loop {
         link.ack_timer.notified().await;
-        tokio::time::sleep(ACK_DELAY).await;
+        tokio::time::sleep(ack::HOLD).await;
         link.ack_armed.store(false, Ordering::Relaxed);
         link.push_ack();
     }

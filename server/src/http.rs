@@ -38,10 +38,10 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use crate::args::Args;
+use crate::commit::Request as StoreRequest;
 use crate::mode::Mode;
 use crate::room::Room;
 use crate::sessions::{Session, SessionId, SessionState};
-use crate::store::Request as StoreRequest;
 use longconn_core::lock::lock;
 use tokio::sync::oneshot;
 
@@ -192,7 +192,11 @@ async fn post_once(room: &Arc<Room>, sender: SessionId, number: u64, body: &[u8]
             } else {
                 state.accepted += 1;
                 let lines = vec![Room::chat_line(&session.name, body)];
-                room.store().send(StoreRequest::Room { author: session.number, lines, session: Some(session.clone()) });
+                room.committer().send(StoreRequest::Room {
+                    author: session.number,
+                    lines,
+                    session: Some(session.clone()),
+                });
                 Posted::Stored
             }
         };
@@ -215,7 +219,7 @@ async fn new_sender(room: &Arc<Room>, id: SessionId, generation: u64) -> Result<
     let session = Session::new(id, number, format!("client-{number}"), state);
     room.sessions.insert(session.clone());
     let (durable, recorded) = oneshot::channel();
-    room.store().send(StoreRequest::NewSession { session: session.clone(), next_client, durable });
+    room.committer().send(StoreRequest::NewSession { session: session.clone(), next_client, durable });
     if !matches!(tokio::time::timeout(STORE_WAIT, recorded).await, Ok(Ok(()))) {
         session.release(generation);
         return Err(format!("the store did not record the new sender within {} s", STORE_WAIT.as_secs()));

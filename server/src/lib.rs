@@ -4,9 +4,10 @@
 //! the server does.
 
 pub mod args;
+pub mod commit;
 pub mod history;
 mod http;
-pub mod inbound_log;
+pub mod ids;
 pub mod mode;
 mod page;
 pub mod peer;
@@ -20,8 +21,9 @@ use std::sync::Arc;
 
 use args::Args;
 use room::Room;
+use sessions::Session;
 
-/// Where the store's writer runs.
+/// Where the commit loop runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreRuns {
     /// A thread of its own (the binary).
@@ -31,11 +33,11 @@ pub enum StoreRuns {
 }
 
 /// Opens the store where `args` say, builds the room from what it holds
-/// (history, sessions, client numbers) and starts the store's writer.
+/// (history, sessions, client numbers) and starts the commit loop over it.
 /// Returns the room and a line describing what was loaded.
 pub fn open_room(args: &Args, runs: StoreRuns) -> Result<(Arc<Room>, String), String> {
     let location = args.store_location();
-    let mut loaded = store::open(&location, args.mode, args.history)?;
+    let (store, loaded) = store::open(&location, args.mode, args.history)?;
     let described = format!(
         "store {} ({} sessions, history from offset {} to {})",
         location.describe(),
@@ -43,14 +45,18 @@ pub fn open_room(args: &Args, runs: StoreRuns) -> Result<(Arc<Room>, String), St
         loaded.history.first_offset(),
         loaded.history.next_offset() - 1
     );
-    let history = std::mem::replace(&mut loaded.history, history::History::new(0, 1, args.history));
-    let room = Arc::new(Room::new(args.mode, history, loaded.next_client));
-    for session in std::mem::take(&mut loaded.sessions) {
-        room.sessions.insert(session);
+    let (committer, pending) = commit::channel(store);
+    let committer = match runs {
+        StoreRuns::OnThread => committer,
+        StoreRuns::AsLocalTask => pending.local_committer(&committer),
+    };
+    let room = Arc::new(Room::new(args.mode, loaded.history, loaded.next_client, committer));
+    for session in loaded.sessions {
+        room.sessions.insert(Session::restore(session));
     }
-    room.set_store(match runs {
-        StoreRuns::OnThread => store::start(loaded, room.clone()),
-        StoreRuns::AsLocalTask => store::start_local(loaded, room.clone()),
-    });
+    match runs {
+        StoreRuns::OnThread => pending.start(room.clone()),
+        StoreRuns::AsLocalTask => pending.start_local(room.clone()),
+    }
     Ok((room, described))
 }

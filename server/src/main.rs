@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 
 use longconn_server::args::{self, Args, Command};
 use longconn_server::room::Room;
-use longconn_server::{open_room, peer, store, tls, StoreRuns};
+use longconn_server::{commit, open_room, peer, tls, StoreRuns};
 
 fn main() {
     let args = match Args::parse(std::env::args().skip(1)) {
@@ -100,7 +100,7 @@ async fn expire_sessions(room: Arc<Room>, ttl: std::time::Duration) {
         tick.tick().await;
         let ids = room.sessions.expire(ttl);
         if !ids.is_empty() {
-            room.store().send(store::Request::Forget { ids });
+            room.committer().send(commit::Request::Forget { ids });
         }
     }
 }

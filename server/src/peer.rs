@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use bytes::Bytes;
 use longconn_core::lock::lock;
+use longconn_core::policy::ack::{AckHold, AckTurn};
 use longconn_core::protocol::hello::{
     ack_payload, close_payload, hello_frame, hello_payload, parse_ack, take_hello, Hello, HelloExt, RoomPosition,
     PROTOCOL_V2,
@@ -26,10 +27,11 @@ use tokio::sync::oneshot;
 use tokio_rustls::TlsAcceptor;
 
 use crate::args::{Args, Listener, Mode};
+use crate::commit::Request;
+use crate::ids::random_id;
 use crate::page;
 use crate::room::Room;
-use crate::sessions::{random_id, Session, SessionState};
-use crate::store::Request;
+use crate::sessions::{Session, SessionState};
 
 /// Time a client has for its hello (longconn protocol) or WebSocket handshake.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -58,9 +60,6 @@ use longconn_core::protocol::hello::CLOSE_UNAUTHORIZED;
 /// fast as it read and measured 1.9 M messages/s instead of 3.4-4.1 M.
 const FEED_FRAMES: usize = 4096;
 const FEED_BYTES: usize = 256 * 1024;
-/// How long an ACK may wait to ride with the next write to a client that
-/// is being sent data (see `Peer::acknowledge`).
-const ACK_HOLD: Duration = Duration::from_millis(1);
 /// A session stops reading while this many of its messages wait for the store.
 const MAX_UNSTORED: u64 = 200_000;
 
@@ -252,7 +251,7 @@ async fn attach(room: &Room, ext: &HelloExt, generation: u64) -> Result<(Attache
                 // What the client missed is no longer in the history: carry on from its start.
                 state.base = first - 1 - client_received;
                 recovered = false;
-                room.store().send(Request::Rebase { id: session.id, base: state.base });
+                room.committer().send(Request::Rebase { id: session.id, base: state.base });
             }
             Mode::Echo => {
                 state.client_acknowledged(client_received);
@@ -284,7 +283,7 @@ async fn attach(room: &Room, ext: &HelloExt, generation: u64) -> Result<(Attache
     let session = Session::new(random_id(), number, format!("client-{number}"), state);
     room.sessions.insert(session.clone());
     let (durable, recorded) = oneshot::channel();
-    room.store().send(Request::NewSession { session: session.clone(), next_client, durable });
+    room.committer().send(Request::NewSession { session: session.clone(), next_client, durable });
     if !matches!(tokio::time::timeout(STORE_WAIT, recorded).await, Ok(Ok(()))) {
         let_go(&session, generation);
         return Err(format!("the store did not record the new session within {} s", STORE_WAIT.as_secs()));
@@ -328,14 +327,9 @@ struct Peer<'a> {
     sent: u64,
     /// Version 2: the `received` last acknowledged to the client.
     acked_to_client: u64,
-    /// Version 2: data (echoes, room lines) was written to the client since
-    /// the last ACK, so the next ACK may ride with the next such write.
-    fed_since_ack: bool,
-    /// Version 2: when a held ACK goes out alone.
-    ack_hold: Option<Instant>,
-    /// Version 2: a hold ran out before its messages were durable: the
-    /// next commit is acknowledged at once.
-    ack_overdue: bool,
+    /// Version 2: whether the next ACK goes at once or rides with a write
+    /// (the policy the client follows too).
+    ack: AckHold,
     /// Version 2: the client-to-server sequence number of the next data
     /// frame this connection reads (numbering is implicit: the hello told
     /// the client where it goes on).
@@ -383,9 +377,7 @@ impl<'a> Peer<'a> {
             cursor,
             sent,
             acked_to_client,
-            fed_since_ack: false,
-            ack_hold: None,
-            ack_overdue: false,
+            ack: AckHold::default(),
             next_in,
             fenced: false,
             to_store: Vec::new(),
@@ -464,7 +456,7 @@ impl<'a> Peer<'a> {
                     }
                 },
                 _ = wait_committed(session.as_deref()) => {}
-                _ = sleep_until_due(self.ack_hold) => {}
+                _ = sleep_until_due(self.ack.due()) => {}
                 _ = room_changes.changed(), if self.room.mode == Mode::Chat => {}
                 _ = std::future::ready(()), if more => {}
                 _ = tokio::time::sleep_until(idle_deadline), if !args.idle_timeout.is_zero() => {
@@ -496,7 +488,7 @@ impl<'a> Peer<'a> {
     /// Hands what was read to the store.
     fn flush_store(&mut self) {
         for request in self.to_store.drain(..) {
-            self.room.store().send(request);
+            self.room.committer().send(request);
         }
     }
 
@@ -577,7 +569,7 @@ impl<'a> Peer<'a> {
                 Request::Room { author: self.number, lines, session: Some(session.clone()) }
             }
             mode => {
-                let mut row = self.room.store().new_row(batch.chunk.len());
+                let mut row = self.room.committer().new_row(batch.chunk.len());
                 for (kind, range) in fresh {
                     row.push(*kind, &batch.chunk[range.clone()]);
                 }
@@ -656,38 +648,31 @@ impl<'a> Peer<'a> {
 
     /// Adds an ACK of what the store has made durable (it wakes this loop
     /// on each commit; the commit is the batching, since it gathers
-    /// everything read while the one before it ran). At once when this
-    /// turn writes anyway, and when nothing was written to the client since
-    /// the last ACK (a sender waiting for it: 58 µs in memory, one message in
-    /// flight). A connection that writes the client data (echoes, room
-    /// lines) holds it for the next such write, at most [`ACK_HOLD`]: a
-    /// lone ACK after every echo cost a request/reply round trip 15-30 µs
-    /// (42 against 58-74 µs) for a wake-up on each side.
+    /// everything read while the one before it ran), when `policy::ack`
+    /// says so: at once when this turn writes anyway, and when nothing was
+    /// written to the client since the last ACK (a sender waiting for it:
+    /// 58 µs in memory, one message in flight); held for the next write, at
+    /// most `ack::HOLD`, by a connection that writes the client data (echoes,
+    /// room lines): a lone ACK after every echo cost a request/reply round
+    /// trip 15-30 µs (42 against 58-74 µs) for a wake-up on each side.
     fn acknowledge(&mut self, frames: &mut Vec<Frame>, feeding: bool) {
         let Some(session) = self.session().cloned() else { return };
         let mut state = lock(&session.state);
-        let now = Instant::now();
-        if self.ack_hold.is_some_and(|until| now >= until) {
-            // The hold ran out: acknowledge as soon as there is something durable.
-            self.ack_hold = None;
-            self.ack_overdue = true;
+        let turn = AckTurn {
+            now: Instant::now(),
+            acknowledgeable: state.received,
+            taken: state.accepted,
+            acknowledged: self.acked_to_client,
+            writing: !frames.is_empty(),
+            feeding,
+        };
+        if let Some(received) = self.ack.turn(turn) {
+            frames.push(Frame::Ack(ack_payload(received)));
+            self.acked_to_client = received;
         }
-        if state.received > self.acked_to_client && (!frames.is_empty() || !self.fed_since_ack || self.ack_overdue) {
-            frames.push(Frame::Ack(ack_payload(state.received)));
-            self.acked_to_client = state.received;
-            self.ack_hold = None;
-            self.ack_overdue = false;
-            self.fed_since_ack = false;
-        }
-        self.fed_since_ack |= feeding;
         // While a hold runs, its timer wakes this loop, not each commit
         // (which would cost a wake-up per message); otherwise commits do.
-        if state.accepted == self.acked_to_client {
-            (self.ack_hold, self.ack_overdue) = (None, false);
-        } else if self.fed_since_ack && !self.ack_overdue && self.ack_hold.is_none() {
-            self.ack_hold = Some(now + ACK_HOLD);
-        }
-        state.commits_quiet = self.ack_hold.is_some();
+        state.commits_quiet = self.ack.holding();
     }
 
     /// Lets go of the session, if this connection still holds it.

@@ -1,17 +1,17 @@
 //! The room: its history (chat lines at offsets, written through the
-//! store), the live sessions, and the numbers clients are named by.
+//! commit loop), the live sessions, and the numbers clients are named by.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 use bytes::Bytes;
 use longconn_core::lock::lock;
 use tokio::sync::watch;
 
+use crate::commit::{Committer, Published, Request};
 use crate::history::History;
 use crate::mode::Mode;
 use crate::sessions::{Session, Sessions};
-use crate::store::{Published, Request, Store};
 
 pub struct Room {
     pub mode: Mode,
@@ -22,11 +22,11 @@ pub struct Room {
     next_client: AtomicU64,
     next_connection: AtomicU64,
     online: AtomicUsize,
-    store: OnceLock<Store>,
+    committer: Committer,
 }
 
 impl Room {
-    pub fn new(mode: Mode, history: History, next_client: u64) -> Room {
+    pub fn new(mode: Mode, history: History, next_client: u64, committer: Committer) -> Room {
         let (changed, _) = watch::channel(history.next_offset());
         Room {
             mode,
@@ -36,16 +36,13 @@ impl Room {
             next_client: AtomicU64::new(next_client.max(1)),
             next_connection: AtomicU64::new(1),
             online: AtomicUsize::new(0),
-            store: OnceLock::new(),
+            committer,
         }
     }
 
-    pub fn set_store(&self, store: Store) {
-        let _ = self.store.set(store);
-    }
-
-    pub fn store(&self) -> &Store {
-        self.store.get().expect("the store starts before any connection")
+    /// Where changes go to be made durable.
+    pub fn committer(&self) -> &Committer {
+        &self.committer
     }
 
     /// A chat line as the room shows it: the speaker's name, then the
@@ -83,7 +80,7 @@ impl Room {
     /// Adds chat lines (durably, through the store); from a session they
     /// count as its inbound messages.
     pub fn say(&self, author: u64, lines: Vec<Bytes>, session: Option<std::sync::Arc<Session>>) {
-        self.store().send(Request::Room { author, lines, session });
+        self.committer.send(Request::Room { author, lines, session });
     }
 
     /// A client arrived: in chat, a notice to the room.

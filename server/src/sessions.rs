@@ -12,29 +12,8 @@ use longconn_core::lock::lock;
 use longconn_core::protocol::Frame;
 use tokio::sync::Notify;
 
-/// A session id: random bytes chosen by the server.
-pub type SessionId = [u8; 16];
-
-/// Sixteen random bytes from the kernel.
-pub fn random_id() -> SessionId {
-    use std::io::Read;
-    let mut id = [0u8; 16];
-    let filled = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut id));
-    if filled.is_err() {
-        // No /dev/urandom: the clock and a process-wide counter still tell sessions apart.
-        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as u128;
-        id = (nanos ^ (count << 64) ^ std::process::id() as u128).to_be_bytes();
-    }
-    id
-}
-
-/// A random u64 (for epochs).
-pub fn random_u64() -> u64 {
-    let id = random_id();
-    u64::from_be_bytes(id[..8].try_into().expect("8 bytes")) | 1
-}
+pub use crate::ids::SessionId;
+use crate::store::{Counted, LoadedSession, SessionRecord};
 
 pub struct Session {
     pub id: SessionId,
@@ -141,6 +120,54 @@ impl Session {
             kick: Notify::new(),
             detached: Notify::new(),
         })
+    }
+
+    /// A session as the store loaded it: nothing attached, its echo
+    /// replies waiting for the client.
+    pub fn restore(loaded: LoadedSession) -> Arc<Session> {
+        let LoadedSession { record, echo_first, echo } = loaded;
+        let mut state = SessionState {
+            base: record.base,
+            received: record.received,
+            accepted: record.received,
+            client_acked: record.client_acked,
+            echo_first,
+            last_seen: Some(Instant::now()),
+            ..SessionState::default()
+        };
+        for reply in echo {
+            state.push_echo(reply);
+        }
+        Session::new(record.id, record.number, record.name, state)
+    }
+
+    /// What the store keeps of the session.
+    pub fn record(&self) -> SessionRecord {
+        let state = lock(&self.state);
+        SessionRecord {
+            id: self.id,
+            name: self.name.clone(),
+            number: self.number,
+            base: state.base,
+            received: state.received,
+            client_acked: state.client_acked,
+        }
+    }
+
+    /// `count` more inbound messages go into the store's next commit:
+    /// their sequence numbers follow what the store has (committed, or
+    /// in earlier changes of the same commit).
+    pub fn begin_store(&self, count: u64) -> Counted {
+        let mut state = lock(&self.state);
+        let first_seq = state.received_in_store_order() + 1;
+        state.stored_in_commit += count;
+        Counted { id: self.id, first_seq, count, client_acked: state.client_acked }
+    }
+
+    /// Whether the owner connection holds its ACKs for its next write (see
+    /// `SessionState::commits_quiet`).
+    pub fn commits_quiet(&self) -> bool {
+        lock(&self.state).commits_quiet
     }
 
     /// Records that `count` more inbound messages are stored: they may be

@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use crate::sessions::SessionId;
+use crate::ids::SessionId;
 
 /// The first bytes of every segment (then its number, u64 LE).
 const MAGIC: &[u8; 8] = b"LCINLOG1";

@@ -20,6 +20,8 @@ pub const USAGE: &str = "usage: longconn-server [--mode chat|echo|sink] [--host 
        [--idle-timeout SECONDS] [--max-frame BYTES] [--plain-ping TEXT] [--plain-pong TEXT]
        [--threads N] [--quiet] [--help] [--version]
        [--data-dir DIR|memory]                      (where sessions and history are kept)
+       [--store redis://HOST:PORT[/DB]]             (instead: a Redis shared with other nodes,
+                                                    which then share sessions and the room)
        [--history MESSAGES] [--history-bytes BYTES] [--history-age SECONDS]
        [--session-ttl SECONDS] [--protocol 1|2]
        [--token-file FILE]                          (clients must send this token in their hello;
@@ -31,8 +33,9 @@ defaults: --mode chat --host 127.0.0.1 --longconn-port 7070 --length-port 7071 -
           file MODE-PORT.db; memory when the longconn port is 0 or off";
 
 /// Flags that take a value.
-const KNOWN_FLAGS: [&str; 24] = [
+const KNOWN_FLAGS: [&str; 25] = [
     "--token-file",
+    "--store",
     "--data-dir",
     "--history",
     "--history-bytes",
@@ -182,6 +185,8 @@ impl Args {
                 "--plain-ping" => args.plain_ping = Bytes::from(value.into_bytes()),
                 "--plain-pong" => args.plain_pong = Bytes::from(value.into_bytes()),
                 "--threads" => args.threads = number(&value)?.clamp(1, 64) as usize,
+                "--store" if value.starts_with("redis://") => args.data_dir = Some(Location::Redis(value)),
+                "--store" => return Err(format!("--store takes a redis:// URL, not {value}")),
                 "--data-dir" if value == "memory" => args.data_dir = Some(Location::Memory),
                 "--data-dir" => args.data_dir = Some(Location::File(std::path::Path::new(&value).join("longconn.db"))),
                 "--history" => args.history.messages = number(&value)?.max(1) as usize,

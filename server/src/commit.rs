@@ -17,7 +17,7 @@ use tokio::sync::{oneshot, Notify};
 use crate::history::{unix_now, Entry, History};
 use crate::ids::SessionId;
 use crate::sessions::Session;
-use crate::store::{Change, Row, RowPool, Store};
+use crate::store::{Change, Committed, Feed, Row, RowPool, Store, TakeOver};
 
 /// Requests taken into one commit at most.
 const GROUP_LIMIT: usize = 4096;
@@ -47,9 +47,11 @@ pub enum Request {
     /// only then may its id reach the client.
     NewSession { session: Arc<Session>, next_client: u64, durable: oneshot::Sender<()> },
     /// A session's room base moved (its history was partly lost).
-    Rebase { id: SessionId, base: u64 },
-    /// Sessions that expired.
-    Forget { ids: Vec<SessionId> },
+    Rebase { id: SessionId, owner: u64, base: u64 },
+    /// Sessions that expired, with the owner generation each was held under.
+    Forget { ids: Vec<(SessionId, u64)> },
+    /// Take session `id` over from a shared store (after this group's changes).
+    TakeOver { id: SessionId, reply: oneshot::Sender<Result<TakeOver, String>> },
 }
 
 /// The sending side of the commit loop.
@@ -62,6 +64,8 @@ pub struct Committer {
     /// The store keeps no inbound messages (in memory): they are counted
     /// as stored when sent.
     counts_only: bool,
+    /// The store is shared with other servers (`Store::shared`).
+    shared: bool,
 }
 
 impl Committer {
@@ -90,6 +94,20 @@ impl Committer {
     pub fn new_row(&self, bytes: usize) -> Row {
         self.rows.new_row(bytes)
     }
+
+    /// Whether other servers share the store: sessions are then taken over
+    /// from it on every resume.
+    pub fn shared(&self) -> bool {
+        self.shared
+    }
+
+    /// Takes session `id` over from the shared store (see `Store::take_over`),
+    /// after every change sent before.
+    pub async fn take_over(&self, id: SessionId) -> Result<TakeOver, String> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::TakeOver { id, reply });
+        answer.await.map_err(|_| "the store stopped".to_string())?
+    }
 }
 
 /// Where committed chat lines become visible: the room (`room.rs`), seen
@@ -98,6 +116,12 @@ pub trait Published: Send + Sync {
     fn history(&self) -> &Mutex<History>;
     /// New lines are in the history: wake the members.
     fn lines_added(&self);
+    /// The store fenced this server's hold on `session` (`Session::lose`
+    /// was called): forget it here.
+    fn session_lost(&self, session: &Arc<Session>);
+    /// The store lost everything and began history `epoch`: every
+    /// session here is lost, and the history starts over.
+    fn store_lost(&self, epoch: u64);
 }
 
 /// A commit loop not yet running: its [`Committer`] can be handed out
@@ -115,14 +139,22 @@ pub fn channel(store: Box<dyn Store>) -> (Committer, Pending) {
     let rows = Arc::new(RowPool::default());
     let wake = Arc::new(Notify::new());
     let counts_only = !store.keeps_inbound();
-    let committer = Committer { tx, rows: rows.clone(), wake: None, counts_only };
+    let shared = store.shared();
+    let committer = Committer { tx, rows: rows.clone(), wake: None, counts_only, shared };
     (committer, Pending { store, rx, rows, wake })
 }
 
 impl Pending {
     /// Runs the loop on a thread of its own.
     pub fn start(self, room: Arc<dyn Published>) {
-        let Pending { store, rx, rows, .. } = self;
+        let Pending { mut store, rx, rows, .. } = self;
+        if let Some(feed) = store.feed() {
+            let room = room.clone();
+            std::thread::Builder::new()
+                .name("longconn-feed".into())
+                .spawn(move || run_feed(feed, &*room))
+                .expect("start the feed thread");
+        }
         let mut writer = Loop { store, rows };
         std::thread::Builder::new()
             .name("longconn-store".into())
@@ -217,32 +249,46 @@ impl Loop {
         }
     }
 
-    /// Commits `group`, then makes it visible.
+    /// Commits `group`, then makes it visible; then answers its takeovers.
     fn commit_and_publish(&mut self, group: Vec<Request>, room: &dyn Published) {
         let first_kept = lock(room.history()).first_offset();
-        let (mut changes, effects) = changes_of(merge_inbound(group));
+        let (mut changes, effects, takeovers) = changes_of(merge_inbound(group));
         changes.push(Change::TrimRoom { below: first_kept });
-        match self.store.commit(&changes) {
-            Ok(committed) => {
-                let mut offsets = committed.line_offsets.into_iter();
-                let mut lines = Vec::new();
-                for change in changes {
-                    match change {
-                        Change::Inbound { rows, .. } => self.rows.give_back(rows),
-                        Change::Lines { author, at, lines: added, .. } => {
-                            let first = offsets.next().expect("an offset for each change of lines");
-                            lines.push((first, author, at, added));
-                        }
-                        _ => {}
-                    }
-                }
-                publish(lines, effects, room);
-            }
+        let committed = match self.store.commit(&changes) {
+            Ok(committed) => committed,
             Err(e) => {
                 // Nothing of this group was acknowledged; clients resend it to the next server.
                 eprintln!("longconn-server: the store failed, stopping: {e}");
                 std::process::exit(1);
             }
+        };
+        let Committed { line_offsets, fenced, lost } = committed;
+        let mut offsets = line_offsets.into_iter();
+        let mut lines = Vec::new();
+        for change in changes {
+            match change {
+                Change::Inbound { rows, .. } => self.rows.give_back(rows),
+                Change::Lines { author, at, lines: added, .. } if !self.store.shared() => {
+                    let first = offsets.next().expect("an offset for each change of lines");
+                    lines.push((first, author, at, added));
+                }
+                _ => {}
+            }
+        }
+        if let Some(epoch) = lost {
+            // Nothing was stored: no acknowledgement, no line; the sessions are gone.
+            eprintln!("longconn-server: the store had lost everything; history {epoch} begins");
+            room.store_lost(epoch);
+        } else {
+            publish(lines, effects, &fenced, room);
+        }
+        for (id, reply) in takeovers {
+            let taken = self.store.take_over(id);
+            if let Ok(TakeOver::Lost { epoch }) = &taken {
+                room.store_lost(*epoch);
+            }
+            // The caller may have given up waiting; nothing to tell then.
+            let _ = reply.send(taken);
         }
     }
 }
@@ -250,10 +296,14 @@ impl Loop {
 /// The store's changes for a group of requests, numbering each session's
 /// messages after what it has stored, and what each makes visible once
 /// committed.
-fn changes_of(group: Vec<Request>) -> (Vec<Change>, Vec<Effect>) {
+#[allow(clippy::type_complexity)]
+fn changes_of(
+    group: Vec<Request>,
+) -> (Vec<Change>, Vec<Effect>, Vec<(SessionId, oneshot::Sender<Result<TakeOver, String>>)>) {
     let at = unix_now();
     let mut changes = Vec::with_capacity(group.len() + 1);
     let mut effects = Vec::with_capacity(group.len());
+    let mut takeovers = Vec::new();
     for request in group {
         match request {
             Request::Room { author, lines, session } => {
@@ -276,11 +326,60 @@ fn changes_of(group: Vec<Request>) -> (Vec<Change>, Vec<Effect>) {
                 changes.push(Change::NewSession { record: session.record(), next_client });
                 effects.push(Effect::SessionStored(durable));
             }
-            Request::Rebase { id, base } => changes.push(Change::Rebase { id, base }),
+            Request::Rebase { id, owner, base } => changes.push(Change::Rebase { id, owner, base }),
             Request::Forget { ids } => changes.push(Change::Forget { ids }),
+            Request::TakeOver { id, reply } => takeovers.push((id, reply)),
         }
     }
-    (changes, effects)
+    (changes, effects, takeovers)
+}
+
+/// Runs a shared store's feed until the process ends: every server's room
+/// lines into the history, in offset order, then the members woken. A new
+/// epoch (the store restarted empty) starts the history over; a gap (lines
+/// trimmed before they were read) restarts it at the first line read, and
+/// members behind it are told they fell behind.
+fn run_feed(mut feed: Box<dyn Feed>, room: &dyn Published) {
+    let mut failing = false;
+    loop {
+        let (epoch, next) = {
+            let history = lock(room.history());
+            (history.epoch, history.next_offset())
+        };
+        match feed.read(epoch, next) {
+            Ok(batch) => {
+                if failing {
+                    eprintln!("longconn-server: the room's feed reads again");
+                    failing = false;
+                }
+                if batch.epoch != epoch {
+                    room.store_lost(batch.epoch);
+                }
+                if batch.lines.is_empty() {
+                    continue;
+                }
+                let mut history = lock(room.history());
+                for (offset, entry) in batch.lines {
+                    if offset > history.next_offset() {
+                        let epoch = history.epoch;
+                        history.restart(epoch, offset);
+                    }
+                    if offset == history.next_offset() {
+                        history.push(offset, entry);
+                    }
+                }
+                drop(history);
+                room.lines_added();
+            }
+            Err(e) => {
+                if !failing {
+                    eprintln!("longconn-server: the room's feed cannot read the store: {e} (trying again)");
+                    failing = true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        }
+    }
 }
 
 /// Joins the inbound requests of each session in a group into its first
@@ -307,8 +406,9 @@ fn merge_inbound(group: Vec<Request>) -> Vec<Request> {
 }
 
 /// After a commit: the room sees the new lines (each change's first
-/// offset, author, time and lines), then senders get their acknowledgements.
-fn publish(lines: Vec<(u64, u64, u64, Vec<Bytes>)>, effects: Vec<Effect>, room: &dyn Published) {
+/// offset, author, time and lines), then senders get their
+/// acknowledgements, except those of `fenced` sessions, which are lost here.
+fn publish(lines: Vec<(u64, u64, u64, Vec<Bytes>)>, effects: Vec<Effect>, fenced: &[SessionId], room: &dyn Published) {
     let added = !lines.is_empty();
     if added {
         let mut history = lock(room.history());
@@ -320,6 +420,10 @@ fn publish(lines: Vec<(u64, u64, u64, Vec<Bytes>)>, effects: Vec<Effect>, room: 
     }
     for effect in effects {
         match effect {
+            Effect::Stored { session, .. } if fenced.contains(&session.id) => {
+                session.lose();
+                room.session_lost(&session);
+            }
             Effect::Stored { session, count } => session.stored(count),
             Effect::SessionStored(durable) => {
                 // The connection may have given up waiting; nothing to tell then.
@@ -348,6 +452,8 @@ mod tests {
             &self.0
         }
         fn lines_added(&self) {}
+        fn session_lost(&self, _: &Arc<Session>) {}
+        fn store_lost(&self, _: u64) {}
     }
 
     #[test]

@@ -53,6 +53,12 @@ impl History {
         History { epoch, first: next.max(1), entries: VecDeque::new(), bytes: 0, window }
     }
 
+    /// Starts over as history `epoch` whose next line gets offset `next`
+    /// (the store's history was replaced), keeping the window.
+    pub fn restart(&mut self, epoch: u64, next: u64) {
+        *self = History::new(epoch, next, self.window);
+    }
+
     /// The offset the next line gets.
     pub fn next_offset(&self) -> u64 {
         self.first + self.entries.len() as u64

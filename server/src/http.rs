@@ -42,6 +42,7 @@ use crate::commit::Request as StoreRequest;
 use crate::mode::Mode;
 use crate::room::Room;
 use crate::sessions::{Session, SessionId, SessionState};
+use crate::store::FIRST_OWNER;
 use longconn_core::lock::lock;
 use tokio::sync::oneshot;
 
@@ -170,7 +171,12 @@ async fn post(request: Request<Incoming>, room: &Arc<Room>, args: &Args) -> Resp
 /// and let go again; the answer waits until the message is durable.
 async fn post_once(room: &Arc<Room>, sender: SessionId, number: u64, body: &[u8]) -> Result<Posted, String> {
     let generation = room.new_connection();
-    let session = match room.sessions.get(&sender) {
+    let known = match room.committer().shared() {
+        // Taken over from the shared store (from any server), fresh.
+        true => room.resume(&sender, generation, STORE_WAIT).await?,
+        false => room.sessions.get(&sender),
+    };
+    let session = match known {
         Some(session) => session,
         None => new_sender(room, sender, generation).await?,
     };
@@ -215,7 +221,8 @@ async fn post_once(room: &Arc<Room>, sender: SessionId, number: u64, body: &[u8]
 async fn new_sender(room: &Arc<Room>, id: SessionId, generation: u64) -> Result<Arc<Session>, String> {
     let base = lock(&room.history).next_offset() - 1;
     let (number, next_client) = room.new_client_number();
-    let state = SessionState { base, attached: generation, echo_first: 1, ..SessionState::default() };
+    let state =
+        SessionState { base, attached: generation, echo_first: 1, owner: FIRST_OWNER, ..SessionState::default() };
     let session = Session::new(id, number, format!("client-{number}"), state);
     room.sessions.insert(session.clone());
     let (durable, recorded) = oneshot::channel();

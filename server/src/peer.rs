@@ -32,6 +32,7 @@ use crate::ids::random_id;
 use crate::page;
 use crate::room::Room;
 use crate::sessions::{Session, SessionState};
+use crate::store::FIRST_OWNER;
 
 /// Time a client has for its hello (longconn protocol) or WebSocket handshake.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -227,18 +228,16 @@ struct Attached {
 /// longer than [`STORE_WAIT`], or if a newer connection took the session
 /// meanwhile.
 async fn attach(room: &Room, ext: &HelloExt, generation: u64) -> Result<(Attached, HelloExt), String> {
-    let found = ext.session.as_deref().and_then(|id| room.sessions.get(id));
+    let found = match ext.session.as_deref() {
+        Some(id) => room.resume(id, generation, STORE_WAIT).await?,
+        None => None,
+    };
     let (epoch, first, next) = {
         let history = lock(&room.history);
         (history.epoch, history.first_offset(), history.next_offset())
     };
     let position = |offset: u64| (room.mode == Mode::Chat).then_some(RoomPosition { epoch, offset });
     if let Some(session) = found {
-        session.fence(generation);
-        if !session.settled(STORE_WAIT).await {
-            let_go_unattached(&session, generation);
-            return Err(format!("the store did not settle the session within {} s", STORE_WAIT.as_secs()));
-        }
         let mut state = lock(&session.state);
         if state.attached != generation {
             return Err("a newer connection took the session during the hello".into());
@@ -251,7 +250,7 @@ async fn attach(room: &Room, ext: &HelloExt, generation: u64) -> Result<(Attache
                 // What the client missed is no longer in the history: carry on from its start.
                 state.base = first - 1 - client_received;
                 recovered = false;
-                room.committer().send(Request::Rebase { id: session.id, base: state.base });
+                room.committer().send(Request::Rebase { id: session.id, owner: state.owner, base: state.base });
             }
             Mode::Echo => {
                 state.client_acknowledged(client_received);
@@ -279,7 +278,14 @@ async fn attach(room: &Room, ext: &HelloExt, generation: u64) -> Result<(Attache
         _ => (0, ext.session.is_none()),
     };
     let (number, next_client) = room.new_client_number();
-    let state = SessionState { base, attached: generation, connections: 1, echo_first: 1, ..SessionState::default() };
+    let state = SessionState {
+        base,
+        attached: generation,
+        connections: 1,
+        echo_first: 1,
+        owner: FIRST_OWNER,
+        ..SessionState::default()
+    };
     let session = Session::new(random_id(), number, format!("client-{number}"), state);
     room.sessions.insert(session.clone());
     let (durable, recorded) = oneshot::channel();
@@ -304,11 +310,6 @@ async fn attach(room: &Room, ext: &HelloExt, generation: u64) -> Result<(Attache
 /// itself into: the session is free again unless a newer connection took it.
 fn let_go(session: &Session, generation: u64) {
     lock(&session.state).connections -= 1;
-    let_go_unattached(session, generation);
-}
-
-/// Like [`let_go`], for a connection that had not counted itself in.
-fn let_go_unattached(session: &Session, generation: u64) {
     session.release(generation);
 }
 

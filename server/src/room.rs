@@ -2,7 +2,8 @@
 //! commit loop), the live sessions, and the numbers clients are named by.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use longconn_core::lock::lock;
@@ -10,8 +11,10 @@ use tokio::sync::watch;
 
 use crate::commit::{Committer, Published, Request};
 use crate::history::History;
+use crate::ids::SessionId;
 use crate::mode::Mode;
 use crate::sessions::{Session, Sessions};
+use crate::store::TakeOver;
 
 pub struct Room {
     pub mode: Mode,
@@ -43,6 +46,37 @@ impl Room {
     /// Where changes go to be made durable.
     pub fn committer(&self) -> &Committer {
         &self.committer
+    }
+
+    /// The session a resuming client names, held by connection `generation`,
+    /// or `None` if it is unknown. Here: the session this server keeps, once
+    /// every message its older connection accepted is stored (that connection
+    /// is fenced at once). From a shared store: taken over from whichever
+    /// server held it (fencing that server's hold, alive, stuck or dead), fresh
+    /// from the store; a copy this server kept is dropped and its connection
+    /// ends.
+    pub async fn resume(&self, id: &[u8], generation: u64, limit: Duration) -> Result<Option<Arc<Session>>, String> {
+        if !self.committer().shared() {
+            let Some(session) = self.sessions.get(id) else { return Ok(None) };
+            session.fence(generation);
+            if !session.settled(limit).await {
+                session.release(generation);
+                return Err(format!("the store did not settle the session within {} s", limit.as_secs()));
+            }
+            return Ok(Some(session));
+        }
+        let Ok(id) = SessionId::try_from(id) else { return Ok(None) };
+        let Ok(taken) = tokio::time::timeout(limit, self.committer().take_over(id)).await else {
+            return Err(format!("the store did not hand the session over within {} s", limit.as_secs()));
+        };
+        let TakeOver::Taken(loaded) = taken? else { return Ok(None) };
+        let session = Session::restore(loaded);
+        lock(&session.state).attached = generation;
+        if let Some(old) = self.sessions.get(&id) {
+            old.lose();
+        }
+        self.sessions.insert(session.clone());
+        Ok(Some(session))
     }
 
     /// A chat line as the room shows it: the speaker's name, then the
@@ -79,7 +113,7 @@ impl Room {
 
     /// Adds chat lines (durably, through the store); from a session they
     /// count as its inbound messages.
-    pub fn say(&self, author: u64, lines: Vec<Bytes>, session: Option<std::sync::Arc<Session>>) {
+    pub fn say(&self, author: u64, lines: Vec<Bytes>, session: Option<Arc<Session>>) {
         self.committer.send(Request::Room { author, lines, session });
     }
 
@@ -106,5 +140,24 @@ impl Published for Room {
 
     fn lines_added(&self) {
         Room::lines_added(self)
+    }
+
+    fn session_lost(&self, session: &Arc<Session>) {
+        self.sessions.remove(session);
+    }
+
+    fn store_lost(&self, epoch: u64) {
+        let mut history = lock(&self.history);
+        if history.epoch == epoch {
+            // Another part of this server noticed first.
+            return;
+        }
+        history.restart(epoch, 1);
+        drop(history);
+        for session in self.sessions.all() {
+            session.lose();
+            self.sessions.remove(&session);
+        }
+        self.lines_added();
     }
 }

@@ -54,6 +54,12 @@ pub struct SessionState {
     pub echo_bytes: usize,
     /// The highest server-to-client sequence number the client acknowledged.
     pub client_acked: u64,
+    /// This server's owner generation in a shared store (0: the store is
+    /// not shared): changes made under an older one fail as fenced.
+    pub owner: u64,
+    /// The store fenced this server's hold on the session (another server
+    /// took it over, or the store lost it): it is done here.
+    pub lost: bool,
     /// The connection the session belongs to (0: none): its owner
     /// generation. Only this connection may add inbound messages; a newer
     /// connection presenting the session fences the older one by taking it.
@@ -131,6 +137,7 @@ impl Session {
             received: record.received,
             accepted: record.received,
             client_acked: record.client_acked,
+            owner: record.owner,
             echo_first,
             last_seen: Some(Instant::now()),
             ..SessionState::default()
@@ -151,6 +158,7 @@ impl Session {
             base: state.base,
             received: state.received,
             client_acked: state.client_acked,
+            owner: state.owner,
         }
     }
 
@@ -161,7 +169,7 @@ impl Session {
         let mut state = lock(&self.state);
         let first_seq = state.received_in_store_order() + 1;
         state.stored_in_commit += count;
-        Counted { id: self.id, first_seq, count, client_acked: state.client_acked }
+        Counted { id: self.id, owner: state.owner, first_seq, count, client_acked: state.client_acked }
     }
 
     /// Whether the owner connection holds its ACKs for its next write (see
@@ -186,6 +194,18 @@ impl Session {
             self.committed.notify_waiters();
             self.committed.notify_one();
         }
+    }
+
+    /// The store fenced this server's hold on the session: its connection
+    /// ends (as replaced), and whatever it accepted and the store did not
+    /// take is left to the client to send again to the new owner.
+    pub fn lose(&self) {
+        let mut state = lock(&self.state);
+        state.lost = true;
+        state.attached = u64::MAX;
+        drop(state);
+        self.kick.notify_waiters();
+        self.committed.notify_waiters();
     }
 
     /// Asks for a wake-up on every commit until the guard is dropped.
@@ -227,6 +247,9 @@ impl Session {
             let notified = self.committed.notified();
             {
                 let state = lock(&self.state);
+                if state.lost {
+                    return false;
+                }
                 if state.received >= state.accepted {
                     return true;
                 }
@@ -263,17 +286,32 @@ impl Sessions {
         lock(&self.map).insert(session.id, session);
     }
 
-    /// Removes sessions no connection has held for `ttl`; returns their ids.
-    pub fn expire(&self, ttl: Duration) -> Vec<SessionId> {
+    /// Removes `session` if it is still the one under its id.
+    pub fn remove(&self, session: &Arc<Session>) {
+        let mut map = lock(&self.map);
+        if map.get(&session.id).is_some_and(|s| Arc::ptr_eq(s, session)) {
+            map.remove(&session.id);
+        }
+    }
+
+    /// Every live session.
+    pub fn all(&self) -> Vec<Arc<Session>> {
+        lock(&self.map).values().cloned().collect()
+    }
+
+    /// Removes sessions no connection has held for `ttl`; returns their
+    /// ids with the owner generation each was held under.
+    pub fn expire(&self, ttl: Duration) -> Vec<(SessionId, u64)> {
         let now = Instant::now();
         let mut gone = Vec::new();
         lock(&self.map).retain(|id, session| {
             let state = lock(&session.state);
-            let keep = state.attached != 0
-                || state.connections > 0
-                || state.last_seen.is_none_or(|seen| now.duration_since(seen) < ttl);
-            if !keep {
-                gone.push(*id);
+            let keep = !state.lost
+                && (state.attached != 0
+                    || state.connections > 0
+                    || state.last_seen.is_none_or(|seen| now.duration_since(seen) < ttl));
+            if !keep && !state.lost {
+                gone.push((*id, state.owner));
             }
             keep
         });

@@ -49,7 +49,7 @@ impl Server {
     /// `ip netns exec` execs the server, so its pid is the server's).
     pub fn start_in(netns: Option<&str>, mode: &str, extra: &[&str], ports: Ports, host: &str) -> Server {
         let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        if !extra.iter().any(|a| a == "--data-dir") {
+        if !extra.iter().any(|a| a == "--data-dir" || a == "--store") {
             // Tests that restart on fixed ports would otherwise share a store under $HOME.
             extra.extend(["--data-dir".to_string(), "memory".to_string()]);
         }

@@ -6,10 +6,14 @@
 //! group durable and says where its lines landed. It knows nothing of
 //! connections, sessions' live state or the room.
 //!
-//! One implementation: SQLite with an append-only log beside it
-//! (`sqlite.rs`, `inbound_log.rs`), on disk or in memory.
+//! Two implementations: SQLite with an append-only log beside it
+//! (`sqlite.rs`, `inbound_log.rs`), on disk or in memory, for one server;
+//! Redis (`redis.rs`), shared by any number of server nodes: sessions
+//! move between nodes through [`Store::take_over`], and every node's room
+//! lines reach every node through a [`Feed`].
 
 pub mod inbound_log;
+pub mod redis;
 mod row;
 pub mod sqlite;
 
@@ -18,7 +22,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use longconn_core::protocol::Frame;
 
-use crate::history::{History, Window};
+use crate::history::{Entry, History, Window};
 use crate::ids::SessionId;
 use crate::mode::Mode;
 
@@ -36,6 +40,49 @@ pub trait Store: Send {
     /// Whether sessions' inbound messages (echo, sink) are kept: a store
     /// in memory counts them without writing them anywhere.
     fn keeps_inbound(&self) -> bool;
+    /// Whether other servers share this store: then a session is taken
+    /// over from the store on every resume ([`Store::take_over`]) and the
+    /// room's lines come from [`Store::feed`], not from this server's commits.
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Takes session `id` over for this server: a new owner generation,
+    /// after which every change the previous owner (on any server) makes
+    /// to it fails as fenced; returns the session as stored, or `None` if
+    /// the store does not have it.
+    fn take_over(&mut self, _id: SessionId) -> Result<TakeOver, String> {
+        Ok(TakeOver::Unknown)
+    }
+    /// A reader of every server's room lines, for a shared store.
+    fn feed(&mut self) -> Option<Box<dyn Feed>> {
+        None
+    }
+}
+
+/// What [`Store::take_over`] found.
+#[derive(Debug)]
+pub enum TakeOver {
+    /// The session, now owned by this server under `record.owner`.
+    Taken(LoadedSession),
+    /// The store has no such session.
+    Unknown,
+    /// The store lost everything (it restarted empty): a new epoch began.
+    Lost { epoch: u64 },
+}
+
+/// Reads the room's lines as every server appends them (shared stores).
+pub trait Feed: Send {
+    /// Lines from offset `next` on in history `epoch`, waiting a little
+    /// for some; when the store's epoch is another, the lines of the new
+    /// one from its start. Errors are the store being unreachable.
+    fn read(&mut self, epoch: u64, next: u64) -> Result<FeedBatch, String>;
+}
+
+/// What a [`Feed`] read.
+#[derive(Debug, Default)]
+pub struct FeedBatch {
+    pub epoch: u64,
+    pub lines: Vec<(u64, Entry)>,
 }
 
 /// One change in a group.
@@ -49,9 +96,9 @@ pub enum Change {
     /// A new session, and the client number to give next.
     NewSession { record: SessionRecord, next_client: u64 },
     /// A session's room base moved (its history was partly lost).
-    Rebase { id: SessionId, base: u64 },
-    /// Sessions that expired.
-    Forget { ids: Vec<SessionId> },
+    Rebase { id: SessionId, owner: u64, base: u64 },
+    /// Sessions that expired, with the owner generation each was held under.
+    Forget { ids: Vec<(SessionId, u64)> },
     /// Room lines below this offset are out of the window: the store may drop them.
     TrimRoom { below: u64 },
 }
@@ -62,6 +109,8 @@ pub enum Change {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Counted {
     pub id: SessionId,
+    /// The owner generation the session is held under on this server.
+    pub owner: u64,
     pub first_seq: u64,
     pub count: u64,
     pub client_acked: u64,
@@ -76,9 +125,19 @@ impl Counted {
 /// What a commit decided.
 #[derive(Debug, Default)]
 pub struct Committed {
-    /// The offset of the first line of each `Change::Lines`, in order.
+    /// The offset of the first line of each `Change::Lines`, in order
+    /// (a shared store's lines are shown by its feed instead).
     pub line_offsets: Vec<u64>,
+    /// Sessions whose changes failed because another owner took them over
+    /// (or they are gone): nothing of theirs in this group was stored.
+    pub fenced: Vec<SessionId>,
+    /// The store had lost everything (it restarted empty): nothing of this
+    /// group was stored, and a new epoch began.
+    pub lost: Option<u64>,
 }
+
+/// The owner generation a new session starts with (each takeover adds one).
+pub const FIRST_OWNER: u64 = 1;
 
 /// A session as the store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,9 +153,11 @@ pub struct SessionRecord {
     pub received: u64,
     /// The highest server-to-client sequence number the client acknowledged.
     pub client_acked: u64,
+    /// The owner generation (shared stores; 0 otherwise).
+    pub owner: u64,
 }
 
-/// A stored session as loaded at startup.
+/// A stored session as loaded at startup or taken over.
 #[derive(Debug)]
 pub struct LoadedSession {
     pub record: SessionRecord,
@@ -104,6 +165,35 @@ pub struct LoadedSession {
     /// numbered `echo_first`.
     pub echo_first: u64,
     pub echo: Vec<Frame>,
+}
+
+/// Echo: the replies a client has not acknowledged, out of a session's
+/// stored records (each its first sequence number and its row, oldest
+/// first): every message after `client_acked`, once; a gap ends them (what
+/// follows cannot be replayed in order and counts as lost). Returns the
+/// number of the first, and the replies.
+pub fn unacknowledged_echo(
+    records: impl IntoIterator<Item = (u64, Bytes)>,
+    received: u64,
+    client_acked: u64,
+) -> (u64, Vec<Frame>) {
+    let (mut echo_first, mut echo) = (received + 1, Vec::new());
+    for (first_seq, row) in records {
+        for (i, payload) in row::split_messages(row).into_iter().enumerate() {
+            let seq = first_seq + i as u64;
+            let next = echo_first + echo.len() as u64;
+            if seq <= client_acked || (!echo.is_empty() && seq < next) {
+                continue; // acknowledged, or a copy of one already taken
+            }
+            if echo.is_empty() {
+                echo_first = seq;
+            } else if seq != next {
+                return (echo_first, echo);
+            }
+            echo.push(payload);
+        }
+    }
+    (echo_first, echo)
 }
 
 /// What a store held when it was opened.
@@ -120,6 +210,8 @@ pub enum Location {
     File(PathBuf),
     /// Nothing survives a restart (sessions still survive reconnects).
     Memory,
+    /// A Redis server shared with other nodes: `redis://HOST:PORT[/DB]`.
+    Redis(String),
 }
 
 impl Location {
@@ -127,12 +219,17 @@ impl Location {
         match self {
             Location::File(path) => path.display().to_string(),
             Location::Memory => "memory (nothing survives a restart)".into(),
+            Location::Redis(url) => url.clone(),
         }
     }
 }
 
 /// Opens (or creates) the store at `location` and reads what it holds.
 pub fn open(location: &Location, mode: Mode, window: Window) -> Result<(Box<dyn Store>, Loaded), String> {
+    if let Location::Redis(url) = location {
+        let (store, loaded) = redis::open(url, mode, window)?;
+        return Ok((Box::new(store), loaded));
+    }
     let (store, loaded) = sqlite::open(location, mode, window)?;
     Ok((Box::new(store), loaded))
 }

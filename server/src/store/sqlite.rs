@@ -13,7 +13,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::inbound_log::{self, Append, InboundLog};
 use super::row::split_messages;
-use super::{Change, Committed, Counted, Loaded, LoadedSession, Location, SessionRecord, Store};
+use super::{unacknowledged_echo, Change, Committed, Counted, Loaded, LoadedSession, Location, SessionRecord, Store};
 use crate::history::{Entry, History, Window};
 use crate::ids::{random_u64, SessionId};
 use crate::mode::Mode;
@@ -61,6 +61,7 @@ pub fn open(location: &Location, mode: Mode, window: Window) -> Result<(SqliteSt
             Connection::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?
         }
         Location::Memory => Connection::open_in_memory().map_err(|e| e.to_string())?,
+        Location::Redis(url) => return Err(format!("{url} is not a SQLite store")),
     };
     let failed = |e: rusqlite::Error| format!("store {}: {e}", location.describe());
     db.execute_batch(&format!(
@@ -146,7 +147,7 @@ pub fn open(location: &Location, mode: Mode, window: Window) -> Result<(SqliteSt
             }
             (Some(log), records)
         }
-        Location::Memory => (None, Vec::new()),
+        Location::Memory | Location::Redis(_) => (None, Vec::new()),
     };
     let sessions = load_sessions(&db, mode, records).map_err(failed)?;
     let store =
@@ -233,25 +234,14 @@ fn load_sessions(
         // The log's newest record counts, else what the table kept when older records were dropped.
         let received = records.iter().map(|r| r.last_seq()).fold(received as u64, u64::max);
         let client_acked = records.iter().map(|r| r.client_acked).fold(client_acked as u64, u64::max);
-        let record = SessionRecord { id, name, number: number as u64, base: base as u64, received, client_acked };
-        let (mut echo_first, mut echo) = (received + 1, Vec::new());
-        if mode == Mode::Echo {
-            'rows: for record in records {
-                for (i, payload) in split_messages(record.row).into_iter().enumerate() {
-                    let seq = record.first_seq + i as u64;
-                    let next = echo_first + echo.len() as u64;
-                    if seq <= client_acked || (!echo.is_empty() && seq < next) {
-                        continue; // acknowledged, or a copy of one already taken
-                    }
-                    if echo.is_empty() {
-                        echo_first = seq;
-                    } else if seq != next {
-                        break 'rows; // a gap cannot be replayed in order; what follows counts as lost
-                    }
-                    echo.push(payload);
-                }
+        let record =
+            SessionRecord { id, name, number: number as u64, base: base as u64, received, client_acked, owner: 0 };
+        let (echo_first, echo) = match mode {
+            Mode::Echo => {
+                unacknowledged_echo(records.into_iter().map(|r| (r.first_seq, r.row)), received, client_acked)
             }
-        }
+            _ => (received + 1, Vec::new()),
+        };
         sessions.push(LoadedSession { record, echo_first, echo });
     }
     Ok(sessions)
@@ -301,7 +291,7 @@ impl Store for SqliteStore {
         if let Some(log) = &mut self.log {
             for change in others() {
                 if let Change::Forget { ids } = change {
-                    for id in ids {
+                    for (id, _) in ids {
                         log.release(*id, u64::MAX);
                     }
                 }
@@ -455,13 +445,13 @@ fn apply(tx: &Transaction<'_>, change: &Change, next_offset: &mut u64) -> rusqli
             tx.execute("INSERT OR REPLACE INTO meta VALUES ('next_client', ?1)", [*next_client as i64])?;
             None
         }
-        Change::Rebase { id, base } => {
+        Change::Rebase { id, base, .. } => {
             tx.prepare_cached("UPDATE sessions SET base = ?2 WHERE id = ?1")?
                 .execute(params![&id[..], *base as i64])?;
             None
         }
         Change::Forget { ids } => {
-            for id in ids {
+            for (id, _) in ids {
                 tx.prepare_cached("DELETE FROM sessions WHERE id = ?1")?.execute([&id[..]])?;
             }
             None

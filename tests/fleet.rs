@@ -377,6 +377,46 @@ fn redis_restarted_empty_begins_a_new_epoch_and_clients_are_told() {
     assert!(lines[0].ends_with("n00000003"), "{lines:?}");
 }
 
+/// Redis restarted without its newest writes (an older copy of its file,
+/// as `appendfsync everysec` can leave after a power loss): the room's top
+/// is below lines the node has shown. The node begins a new epoch rather
+/// than give those offsets to other lines under the same one, and the
+/// client is told it did not recover.
+#[test]
+fn redis_restarted_without_its_newest_writes_begins_a_new_epoch() {
+    let mut redis = Redis::start();
+    let node = Node::start("chat", &redis.url());
+    let client = client_of(std::slice::from_ref(&node), "tcp");
+    common::wait_for(&client, WITHIN, common::is_connected);
+    for i in 1..=3 {
+        client.send(&numbered(i)).unwrap();
+    }
+    common::wait_acknowledged(&client, WITHIN);
+    let older = DataDir::new("redis-older");
+    let copy = |from: &DataDir, to: &DataDir| {
+        let status = Command::new("cp").arg("-a").arg(from.0.join(".")).arg(&to.0).status().unwrap();
+        assert!(status.success());
+    };
+    copy(&redis.dir, &older);
+    for i in 4..=10 {
+        client.send(&numbered(i)).unwrap();
+    }
+    common::wait_acknowledged(&client, WITHIN);
+    while !room_lines(&client, 1)[0].ends_with("n00000010") {}
+    let epoch_before: String = redis.connection().hget("longconn:chat:meta", "epoch").unwrap();
+
+    redis.kill();
+    redis.dir.wipe();
+    copy(&older, &redis.dir);
+    redis.spawn();
+    assert!(node.server().logged("Redis lost room lines", WITHIN), "the node noticed");
+    let events = common::wait_for(&client, WITHIN, common::is_connected);
+    let Some(Event::Connected { delivery, .. }) = events.last() else { panic!("{events:?}") };
+    assert!(!delivery.recovered, "told it did not recover: {delivery:?}");
+    let epoch_after: String = redis.connection().hget("longconn:chat:meta", "epoch").unwrap();
+    assert_ne!(epoch_before, epoch_after, "a new epoch");
+}
+
 /// Bytes between a node and Redis, which the test can stall in both
 /// directions without closing anything.
 struct StallingProxy {

@@ -52,6 +52,9 @@ pub enum Request {
     Forget { ids: Vec<(SessionId, u64)> },
     /// Take session `id` over from a shared store (after this group's changes).
     TakeOver { id: SessionId, reply: oneshot::Sender<Result<TakeOver, String>> },
+    /// Begin a new history epoch after `seen` if the room's top is at or
+    /// below `claimed` (see `Store::new_epoch`).
+    NewEpoch { seen: u64, claimed: u64, reply: oneshot::Sender<Result<u64, String>> },
 }
 
 /// The sending side of the commit loop.
@@ -108,6 +111,15 @@ impl Committer {
         self.send(Request::TakeOver { id, reply });
         answer.await.map_err(|_| "the store stopped".to_string())?
     }
+
+    /// Begins a new history epoch after `seen` if the store's room ends at
+    /// or below offset `claimed`, which a client has (see
+    /// `Store::new_epoch`). Returns the epoch now.
+    pub async fn new_epoch(&self, seen: u64, claimed: u64) -> Result<u64, String> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::NewEpoch { seen, claimed, reply });
+        answer.await.map_err(|_| "the store stopped".to_string())?
+    }
 }
 
 /// Where committed chat lines become visible: the room (`room.rs`), seen
@@ -122,6 +134,8 @@ pub trait Published: Send + Sync {
     /// The store lost everything and began history `epoch`: every
     /// session here is lost, and the history starts over.
     fn store_lost(&self, epoch: u64);
+    /// The store began history `epoch` with the lines it kept.
+    fn epoch_began(&self, epoch: u64);
 }
 
 /// A commit loop not yet running: its [`Committer`] can be handed out
@@ -205,6 +219,12 @@ struct Loop {
     rows: Arc<RowPool>,
 }
 
+/// A question for the store, answered after a group's changes are committed.
+enum Ask {
+    TakeOver(SessionId, oneshot::Sender<Result<TakeOver, String>>),
+    NewEpoch(u64, u64, oneshot::Sender<Result<u64, String>>),
+}
+
 /// What a commit makes visible once it is durable.
 enum Effect {
     Stored { session: Arc<Session>, count: u64 },
@@ -252,7 +272,7 @@ impl Loop {
     /// Commits `group`, then makes it visible; then answers its takeovers.
     fn commit_and_publish(&mut self, group: Vec<Request>, room: &dyn Published) {
         let first_kept = lock(room.history()).first_offset();
-        let (mut changes, effects, takeovers) = changes_of(merge_inbound(group));
+        let (mut changes, effects, asks) = changes_of(merge_inbound(group));
         changes.push(Change::TrimRoom { below: first_kept });
         let committed = match self.store.commit(&changes) {
             Ok(committed) => committed,
@@ -282,13 +302,24 @@ impl Loop {
         } else {
             publish(lines, effects, &fenced, room);
         }
-        for (id, reply) in takeovers {
-            let taken = self.store.take_over(id);
-            if let Ok(TakeOver::Lost { epoch }) = &taken {
-                room.store_lost(*epoch);
+        // The callers may have given up waiting; nothing to tell them then.
+        for ask in asks {
+            match ask {
+                Ask::TakeOver(id, reply) => {
+                    let taken = self.store.take_over(id);
+                    if let Ok(TakeOver::Lost { epoch }) = &taken {
+                        room.store_lost(*epoch);
+                    }
+                    let _ = reply.send(taken);
+                }
+                Ask::NewEpoch(seen, claimed, reply) => {
+                    let began = self.store.new_epoch(seen, claimed);
+                    if let Ok(epoch) = &began {
+                        room.epoch_began(*epoch);
+                    }
+                    let _ = reply.send(began);
+                }
             }
-            // The caller may have given up waiting; nothing to tell then.
-            let _ = reply.send(taken);
         }
     }
 }
@@ -297,13 +328,11 @@ impl Loop {
 /// messages after what it has stored, and what each makes visible once
 /// committed.
 #[allow(clippy::type_complexity)]
-fn changes_of(
-    group: Vec<Request>,
-) -> (Vec<Change>, Vec<Effect>, Vec<(SessionId, oneshot::Sender<Result<TakeOver, String>>)>) {
+fn changes_of(group: Vec<Request>) -> (Vec<Change>, Vec<Effect>, Vec<Ask>) {
     let at = unix_now();
     let mut changes = Vec::with_capacity(group.len() + 1);
     let mut effects = Vec::with_capacity(group.len());
-    let mut takeovers = Vec::new();
+    let mut asks = Vec::new();
     for request in group {
         match request {
             Request::Room { author, lines, session } => {
@@ -328,10 +357,11 @@ fn changes_of(
             }
             Request::Rebase { id, owner, base } => changes.push(Change::Rebase { id, owner, base }),
             Request::Forget { ids } => changes.push(Change::Forget { ids }),
-            Request::TakeOver { id, reply } => takeovers.push((id, reply)),
+            Request::TakeOver { id, reply } => asks.push(Ask::TakeOver(id, reply)),
+            Request::NewEpoch { seen, claimed, reply } => asks.push(Ask::NewEpoch(seen, claimed, reply)),
         }
     }
-    (changes, effects, takeovers)
+    (changes, effects, asks)
 }
 
 /// Runs a shared store's feed until the process ends: every server's room
@@ -353,6 +383,7 @@ fn run_feed(mut feed: Box<dyn Feed>, room: &dyn Published) {
                     failing = false;
                 }
                 if batch.epoch != epoch {
+                    // Lines of the new epoch follow from its first kept (`Feed::read`).
                     room.store_lost(batch.epoch);
                 }
                 if batch.lines.is_empty() {
@@ -454,6 +485,7 @@ mod tests {
         fn lines_added(&self) {}
         fn session_lost(&self, _: &Arc<Session>) {}
         fn store_lost(&self, _: u64) {}
+        fn epoch_began(&self, _: u64) {}
     }
 
     #[test]

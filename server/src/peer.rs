@@ -232,10 +232,29 @@ async fn attach(room: &Room, ext: &HelloExt, generation: u64) -> Result<(Attache
         Some(id) => room.resume(id, generation, STORE_WAIT).await?,
         None => None,
     };
-    let (epoch, first, next) = {
+    let history_now = || {
         let history = lock(&room.history);
         (history.epoch, history.first_offset(), history.next_offset())
     };
+    let (mut epoch, mut first, mut next) = history_now();
+    let mut lost_lines = false;
+    if let Some(claimed) = claimed_position(room.mode, ext, found.as_deref(), epoch).filter(|&c| c >= next) {
+        // The client has lines this server's history has not: a shared
+        // store's feed may lag (wait for it), or the store lost its newest
+        // writes (a restart without them), whose offsets must not name other
+        // lines under the same epoch.
+        if !room.caught_up(claimed, STORE_WAIT).await {
+            let Ok(began) = tokio::time::timeout(STORE_WAIT, room.committer().new_epoch(epoch, claimed)).await else {
+                return Err(format!("the store did not answer within {} s", STORE_WAIT.as_secs()));
+            };
+            lost_lines = began? != epoch;
+            if !lost_lines {
+                return Err("the room's history here is behind the client's position".into());
+            }
+            println!("the store lost room lines a client had (its position {claimed} is above the top): a new epoch");
+        }
+        (epoch, first, next) = history_now();
+    }
     let position = |offset: u64| (room.mode == Mode::Chat).then_some(RoomPosition { epoch, offset });
     if let Some(session) = found {
         let mut state = lock(&session.state);
@@ -246,6 +265,12 @@ async fn attach(room: &Room, ext: &HelloExt, generation: u64) -> Result<(Attache
         let client_received = ext.received;
         let mut recovered = true;
         match room.mode {
+            Mode::Chat if lost_lines => {
+                // Above the top the store kept: go on from the top, in the new epoch.
+                state.base = (next - 1).saturating_sub(client_received);
+                recovered = false;
+                room.committer().send(Request::Rebase { id: session.id, owner: state.owner, base: state.base });
+            }
             Mode::Chat if state.base + client_received + 1 < first => {
                 // What the client missed is no longer in the history: carry on from its start.
                 state.base = first - 1 - client_received;
@@ -306,6 +331,19 @@ async fn attach(room: &Room, ext: &HelloExt, generation: u64) -> Result<(Attache
     Ok((Attached { session, resumed: false, client_received: 0, server_received: 0 }, reply))
 }
 
+/// Chat: the last room offset a client says it has, in history `epoch`:
+/// from its session's numbering when it resumes one, else from the
+/// position its hello gives.
+fn claimed_position(mode: Mode, ext: &HelloExt, session: Option<&Session>, epoch: u64) -> Option<u64> {
+    if mode != Mode::Chat {
+        return None;
+    }
+    match session {
+        Some(session) => Some(lock(&session.state).base + ext.received),
+        None => ext.position.filter(|p| p.epoch == epoch).map(|p| p.offset),
+    }
+}
+
 /// Connection `generation` lets go of `session`, which it had counted
 /// itself into: the session is free again unless a newer connection took it.
 fn let_go(session: &Session, generation: u64) {
@@ -322,8 +360,9 @@ struct Peer<'a> {
     name: &'a str,
     attached: Option<Attached>,
     generation: u64,
-    /// Chat: the room offset to send next.
+    /// Chat: the room offset to send next, in history `epoch`.
     cursor: u64,
+    epoch: u64,
     /// Version 2: the last server-to-client sequence number written.
     sent: u64,
     /// Version 2: the `received` last acknowledged to the client.
@@ -376,6 +415,7 @@ impl<'a> Peer<'a> {
             attached,
             generation,
             cursor,
+            epoch: lock(&room.history).epoch,
             sent,
             acked_to_client,
             ack: AckHold::default(),
@@ -607,6 +647,10 @@ impl<'a> Peer<'a> {
         let more = match (self.room.mode, self.session().cloned()) {
             (Mode::Chat, session) => {
                 let history = lock(&self.room.history);
+                if history.epoch != self.epoch {
+                    // The store's history began again: offsets mean other lines now.
+                    return Err("the room's history began again (a new epoch)".into());
+                }
                 if self.cursor < history.first_offset() {
                     return Err("fell behind the room's history".into());
                 }

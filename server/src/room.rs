@@ -79,6 +79,18 @@ impl Room {
         Ok(Some(session))
     }
 
+    /// Whether the history reaches past `offset`, waiting up to `limit` for
+    /// a shared store's feed to bring it (a store of this server's own has
+    /// no lag: what is not here yet is not coming).
+    pub async fn caught_up(&self, offset: u64, limit: Duration) -> bool {
+        if !self.committer.shared() {
+            return lock(&self.history).next_offset() > offset;
+        }
+        let mut changes = self.subscribe();
+        let reached = tokio::time::timeout(limit, changes.wait_for(|&next| next > offset)).await;
+        matches!(reached, Ok(Ok(_)))
+    }
+
     /// A chat line as the room shows it: the speaker's name, then the
     /// message (line-framed members cannot take a newline inside one).
     pub fn chat_line(name: &str, payload: &[u8]) -> Bytes {
@@ -144,6 +156,30 @@ impl Published for Room {
 
     fn session_lost(&self, session: &Arc<Session>) {
         self.sessions.remove(session);
+    }
+
+    fn epoch_began(&self, epoch: u64) {
+        if self.committer.shared() {
+            // The lines to keep are the shared store's: the feed reads them again.
+            return self.store_lost(epoch);
+        }
+        let mut history = lock(&self.history);
+        if history.epoch == epoch {
+            return;
+        }
+        history.epoch = epoch;
+        drop(history);
+        // The store lost what it had acknowledged: sessions' counters cannot
+        // be trusted either. Their clients start new sessions, told they did
+        // not recover, and members of the old epoch end (`Peer::outgoing`).
+        let mut forgotten = Vec::new();
+        for session in self.sessions.all() {
+            forgotten.push((session.id, lock(&session.state).owner));
+            session.lose();
+            self.sessions.remove(&session);
+        }
+        self.committer.send(Request::Forget { ids: forgotten });
+        self.lines_added();
     }
 
     fn store_lost(&self, epoch: u64) {

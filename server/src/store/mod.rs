@@ -53,6 +53,11 @@ pub trait Store: Send {
     fn take_over(&mut self, _id: SessionId) -> Result<TakeOver, String> {
         Ok(TakeOver::Unknown)
     }
+    /// Begins a new history epoch if the store's is still `seen` and its
+    /// room ends at or below offset `claimed`, which a client has: the
+    /// store lost lines it had acknowledged, and their offsets must not
+    /// name other lines under the same epoch. Returns the epoch now.
+    fn new_epoch(&mut self, seen: u64, claimed: u64) -> Result<u64, String>;
     /// A reader of every server's room lines, for a shared store.
     fn feed(&mut self) -> Option<Box<dyn Feed>> {
         None

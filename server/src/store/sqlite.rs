@@ -323,6 +323,18 @@ impl Store for SqliteStore {
         self.maintain_now(idle);
     }
 
+    fn new_epoch(&mut self, seen: u64, claimed: u64) -> Result<u64, String> {
+        let failed = |e: rusqlite::Error| e.to_string();
+        let stored: i64 =
+            self.db.query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| r.get(0)).map_err(failed)?;
+        if stored as u64 != seen || self.next_offset > claimed {
+            return Ok(stored as u64);
+        }
+        let epoch = random_u64() >> 1;
+        self.db.execute("UPDATE meta SET value = ?1 WHERE key = 'epoch'", [epoch as i64]).map_err(failed)?;
+        Ok(epoch)
+    }
+
     fn keeps_inbound(&self) -> bool {
         self.log.is_some()
     }

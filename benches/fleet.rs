@@ -220,7 +220,10 @@ fn failover(kills: usize, scratch: &Path) -> Vec<Duration> {
         // On a live, stable connection: an echo, then past stable_after.
         client.send(&PAYLOAD).unwrap();
         let deadline = Instant::now() + PATIENCE;
-        while !matches!(client.poll(deadline.saturating_duration_since(Instant::now())).unwrap(), Some(Event::Message(_))) {
+        while !matches!(
+            client.poll(deadline.saturating_duration_since(Instant::now())).unwrap(),
+            Some(Event::Message(_))
+        ) {
             assert!(Instant::now() < deadline, "no echo");
         }
         std::thread::sleep(Duration::from_millis(60));
@@ -251,7 +254,9 @@ fn main() {
     let scratch: PathBuf = std::env::temp_dir().join(format!("longconn-bench-fleet-{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&scratch).unwrap();
 
-    println!("room throughput: {messages} messages of 64 bytes, sender to a member, {rounds} rounds interleaved (medians)");
+    println!(
+        "room throughput: {messages} messages of 64 bytes, sender to a member, {rounds} rounds interleaved (medians)"
+    );
     let setups = ["embedded", "always", "everysec"];
     let mut results: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); setups.len()];
     for _ in 0..rounds {

@@ -22,9 +22,8 @@
 //! echo came back and every failover connected.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use longconn_core::policy::backoff::BackoffPolicy;
@@ -33,44 +32,13 @@ use longconn_core::{Client, ClientConfig, Event};
 
 #[path = "support/process.rs"]
 mod process;
-use process::{context_switches, env_count};
+use process::{context_switches, env_count, free_port, Process};
 #[path = "../tests/common/server_binary.rs"]
 mod server_binary;
 
 /// Every wait in this file gives up after this long.
 const PATIENCE: Duration = Duration::from_secs(30);
 const PAYLOAD: [u8; 64] = [b'x'; 64];
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A child process stopped by its pid when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Process {
-    /// Context switches of every thread of the process so far.
-    fn context_switches(&self) -> u64 {
-        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.0.id())).into_iter().flatten().flatten();
-        tasks
-            .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
-            .flat_map(|status| {
-                status
-                    .lines()
-                    .filter(|l| l.starts_with("voluntary_ctxt_switches") || l.starts_with("nonvoluntary_ctxt_switches"))
-                    .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
-                    .collect::<Vec<_>>()
-            })
-            .sum()
-    }
-}
 
 /// An echo server on `port`, its store in `data_dir` (or memory); returns
 /// once it is ready, with the time its start took.

@@ -169,6 +169,13 @@ fn stored(redis: &Redis, mode: &str) -> (u64, Vec<u64>) {
     (received, numbers)
 }
 
+/// Closes `client` (after it delivered everything) and stops its watcher.
+fn close_and_stop(client: &Client, stop: &AtomicBool, watcher: std::thread::JoinHandle<()>) {
+    client.close(WITHIN).unwrap();
+    stop.store(true, Ordering::Relaxed);
+    watcher.join().unwrap();
+}
+
 /// Messages streamed through one session while its node is killed, a node
 /// is stopped (and continued once the client moved: it must be fenced, or
 /// it would store what the next node also stores) and restarted, and two
@@ -232,9 +239,7 @@ fn nodes_fail_under_a_stream(mode: &'static str, scheme: &str) {
     if mode == "echo" {
         wait_count(&count, total);
     }
-    client.close(WITHIN).unwrap();
-    stop.store(true, Ordering::Relaxed);
-    watcher.join().unwrap();
+    close_and_stop(&client, &stop, watcher);
     let seen = seen.lock().unwrap();
     assert_eq!(seen.acked, total, "every message acknowledged");
     let moves = seen.connections.iter().skip(1);
@@ -327,9 +332,7 @@ fn redis_killed_and_restarted_on_its_file_loses_nothing_acknowledged() {
     }
     sender.join().unwrap();
     wait_count(&count, total);
-    client.close(WITHIN).unwrap();
-    stop.store(true, Ordering::Relaxed);
-    watcher.join().unwrap();
+    close_and_stop(&client, &stop, watcher);
     let seen = seen.lock().unwrap();
     assert_exactly_once(&seen.numbers, total, "echoes");
     assert_eq!(seen.acked, total);
@@ -504,9 +507,7 @@ fn a_node_cut_off_from_redis_stops_acknowledging_and_recovers() {
     assert!(node.server().logged("Redis answers again", WITHIN));
     sender.join().unwrap();
     wait_count(&count, total);
-    client.close(WITHIN).unwrap();
-    stop.store(true, Ordering::Relaxed);
-    watcher.join().unwrap();
+    close_and_stop(&client, &stop, watcher);
     let seen = seen.lock().unwrap();
     assert_exactly_once(&seen.numbers, total, "echoes");
     assert_eq!(seen.acked, total);

@@ -30,7 +30,7 @@ use longconn_core::{Client, ClientConfig, Event};
 
 #[path = "support/process.rs"]
 mod process;
-use process::{env_count, free_port, Process};
+use process::{cpu_ns, env_count, free_port, Process};
 #[path = "../tests/common/server_binary.rs"]
 mod server_binary;
 
@@ -129,9 +129,10 @@ fn room_throughput(sender: &Client, member: &Client, messages: u64) -> f64 {
     messages as f64 / started.elapsed().as_secs_f64()
 }
 
-/// One round of a setup: (messages per second, context switches per
-/// message of the servers and Redis).
-fn room_round(setup: &str, messages: u64, scratch: &Path) -> (f64, f64) {
+/// One round of a setup: messages per second, then per message: context
+/// switches of the servers and Redis, their CPU time and the clients' (this
+/// process), in µs.
+fn room_round(setup: &str, messages: u64, scratch: &Path) -> [f64; 4] {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     let dir = scratch.join(format!("{setup}-{nanos}"));
     let (ports, mut processes) = ([free_port(), free_port()], Vec::new());
@@ -153,7 +154,11 @@ fn room_round(setup: &str, messages: u64, scratch: &Path) -> (f64, f64) {
     };
     let (member, sender) = (client(std::slice::from_ref(member_url)), client(std::slice::from_ref(sender_url)));
     let before: u64 = processes.iter().map(Process::context_switches).sum();
+    let cpu_before: u64 = processes.iter().map(Process::cpu_ns).sum();
+    let own_before = cpu_ns(std::process::id());
     let rate = room_throughput(&sender, &member, messages);
+    let own = cpu_ns(std::process::id()) - own_before;
+    let cpu = processes.iter().map(Process::cpu_ns).sum::<u64>() - cpu_before;
     let switches = processes.iter().map(Process::context_switches).sum::<u64>() - before;
     sender.close(PATIENCE).unwrap();
     member.close(PATIENCE).unwrap();
@@ -162,7 +167,8 @@ fn room_round(setup: &str, messages: u64, scratch: &Path) -> (f64, f64) {
         drop(process);
     }
     let _ = std::fs::remove_dir_all(&dir);
-    (rate, switches as f64 / messages as f64)
+    let per_message = |n: u64| n as f64 / messages as f64;
+    [rate, per_message(switches), per_message(cpu) / 1e3, per_message(own) / 1e3]
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -226,23 +232,32 @@ fn main() {
         "room throughput: {messages} messages of 64 bytes, sender to a member, {rounds} rounds interleaved (medians)"
     );
     let setups = ["embedded", "always", "everysec"];
-    let mut results: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); setups.len()];
+    let mut results: Vec<[Vec<f64>; 4]> = vec![Default::default(); setups.len()];
     for _ in 0..rounds {
         for (setup, result) in setups.iter().zip(&mut results) {
-            let (rate, switches) = room_round(setup, messages, &scratch);
-            result.0.push(rate);
-            result.1.push(switches);
+            for (figure, values) in room_round(setup, messages, &scratch).into_iter().zip(result.iter_mut()) {
+                values.push(figure);
+            }
         }
     }
-    let embedded = median(results[0].0.clone());
-    println!("{:<62} {:>10} {:>9} {:>11}", "setup", "msg/s", "ratio", "srv sw/msg");
-    for (setup, (rates, switches)) in setups.iter().zip(results) {
+    let embedded = median(results[0][0].clone());
+    println!(
+        "{:<62} {:>10} {:>9} {:>11} {:>12} {:>12}",
+        "setup", "msg/s", "ratio", "srv sw/msg", "srv CPU µs", "client CPU µs"
+    );
+    for (setup, [rates, switches, cpu, own]) in setups.iter().zip(results) {
         let label = match *setup {
             "embedded" => "one node, embedded store (SQLite on disk, synchronous=FULL)".to_string(),
             fsync => format!("two nodes on Redis (appendonly yes, appendfsync {fsync})"),
         };
         let rate = median(rates);
-        println!("{label:<62} {rate:>10.0} {:>8.2}x {:>11.2}", rate / embedded, median(switches));
+        println!(
+            "{label:<62} {rate:>10.0} {:>8.2}x {:>11.2} {:>12.2} {:>12.2}",
+            rate / embedded,
+            median(switches),
+            median(cpu),
+            median(own)
+        );
     }
 
     println!("\nfailover: SIGKILL of the node a client is on, to its connected event on the other node of the same Redis (appendfsync always), session resumed; {kills} kills");

@@ -19,6 +19,16 @@ pub fn context_switches() -> u64 {
     (usage.ru_nvcsw + usage.ru_nivcsw) as u64
 }
 
+/// CPU time of every live thread of process `pid` so far, in nanoseconds
+/// (`/proc/PID/task/*/schedstat`).
+pub fn cpu_ns(pid: u32) -> u64 {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten();
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
 /// A free port on loopback (taken again by whoever binds it next).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -35,6 +45,11 @@ impl Drop for Process {
 }
 
 impl Process {
+    /// CPU time of the process so far, in nanoseconds (see [`cpu_ns`]).
+    pub fn cpu_ns(&self) -> u64 {
+        cpu_ns(self.0.id())
+    }
+
     /// Context switches of every thread of the process so far.
     pub fn context_switches(&self) -> u64 {
         let tasks = std::fs::read_dir(format!("/proc/{}/task", self.0.id())).into_iter().flatten().flatten();

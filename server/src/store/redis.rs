@@ -7,12 +7,14 @@
 //!   (`room_next`), the next client number (`next_client`). Its absence
 //!   means Redis lost everything (it restarted empty): the next node to
 //!   notice starts a new epoch, and every client is told it did not recover.
-//! - `room`, a stream whose entry ids are the room's offsets (`OFFSET-0`),
-//!   each entry a line's author, time and bytes: appended by any node,
+//! - `room`, a stream of the room's lines, one entry per append (a read's
+//!   lines from one member), its id the last line's offset (`OFFSET-0`),
+//!   holding the first offset, the author, the time and the lines (one row
+//!   of length-prefixed lines, as `Row` keeps messages): appended by any node,
 //!   read by every node's feed with `XREAD BLOCK` from the offset it has,
 //!   so every node shows one order, and a feed that fell behind (or a node
 //!   that started late) reads on from where it is; trimmed to about the
-//!   history window (`XTRIM MAXLEN ~`).
+//!   history window (`XTRIM MINID ~`).
 //! - `s:ID`, a hash per session: its name, number, room base, `received`
 //!   (the last inbound message stored), `client_acked` (the last outbound
 //!   one the client acknowledged), the `epoch` it belongs to, and its
@@ -51,13 +53,15 @@ use std::time::Duration;
 use ::redis::{Client, Connection, ConnectionLike, Script, Value};
 use bytes::Bytes;
 
+use super::row::split_messages;
 use super::{
-    unacknowledged_echo, Change, Committed, Counted, Feed, FeedBatch, Loaded, LoadedSession, SessionRecord, Store,
+    unacknowledged_echo, Row, Change, Committed, Counted, Feed, FeedBatch, Loaded, LoadedSession, SessionRecord, Store,
     TakeOver,
 };
 use crate::history::{Entry, History, Window};
 use crate::ids::{random_u64, SessionId};
 use crate::mode::Mode;
+use longconn_core::protocol::FrameType;
 
 /// How long connecting to Redis may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -113,22 +117,24 @@ return 'ok'
 ";
 
 /// KEYS: meta, room, session (meta again when none); ARGV: owner ('' for
-/// none), first, client_acked, author, at, max lines, lines... Returns the
-/// first line's offset.
+/// none), first, client_acked, author, at, lines kept, count, the lines (a
+/// row: each a length word and its bytes). One stream entry for them all,
+/// its id their last offset. Returns the first line's offset.
 const APPEND_LINES: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'lost' end
-local n = #ARGV - 6
+local n = tonumber(ARGV[7])
 if ARGV[1] ~= '' then
   local first = tonumber(ARGV[2])
   local refused = check_session(KEYS[3], ARGV[1], first, first + n - 1, tonumber(ARGV[3]))
   if refused then return refused end
 end
 local next = tonumber(redis.call('HGET', KEYS[1], 'room_next'))
-for i = 1, n do
-  redis.call('XADD', KEYS[2], string.format('%d-0', next + i - 1), 'a', ARGV[4], 't', ARGV[5], 'l', ARGV[6 + i])
-end
-redis.call('HSET', KEYS[1], 'room_next', string.format('%d', next + n))
-redis.call('XTRIM', KEYS[2], 'MAXLEN', '~', ARGV[6])
+local last = next + n - 1
+redis.call('XADD', KEYS[2], string.format('%d-0', last), 'f', string.format('%d', next), 'a', ARGV[4], 't', ARGV[5],
+  'l', ARGV[8])
+redis.call('HSET', KEYS[1], 'room_next', string.format('%d', last + 1))
+local keep_from = last + 1 - tonumber(ARGV[6])
+if keep_from > 1 then redis.call('XTRIM', KEYS[2], 'MINID', '~', string.format('%d-0', keep_from)) end
 return next
 ";
 
@@ -312,15 +318,17 @@ fn field<'a>(fields: &'a [(String, Value)], name: &str) -> Option<&'a Value> {
     fields.iter().find(|(k, _)| k == name).map(|(_, v)| v)
 }
 
-/// A room line from a stream entry.
-fn room_line(value: &Value) -> Option<(u64, Entry)> {
-    let (offset, fields) = stream_entry(value)?;
-    let entry = Entry {
-        author: number(field(&fields, "a")?)?,
-        at: number(field(&fields, "t")?)?,
-        line: bytes(field(&fields, "l")?)?,
+/// The room lines of a stream entry (one append's), with their offsets.
+fn room_lines(value: &Value) -> Vec<(u64, Entry)> {
+    let lines = || {
+        let (_, fields) = stream_entry(value)?;
+        let first = number(field(&fields, "f")?)?;
+        let (author, at) = (number(field(&fields, "a")?)?, number(field(&fields, "t")?)?);
+        let row = bytes(field(&fields, "l")?)?;
+        let lines = split_messages(row).into_iter().enumerate();
+        Some(lines.map(move |(i, line)| (first + i as u64, Entry { author, at, line: line.parts().1.clone() })).collect())
     };
-    Some((offset, entry))
+    lines().unwrap_or_default()
 }
 
 /// What Redis keeps, and what a crash can lose, from its persistence
@@ -395,7 +403,7 @@ pub fn open(url: &str, mode: Mode, window: Window) -> Result<(RedisStore, Loaded
             .arg(window.messages)
             .query(&mut con)
             .map_err(|e| format!("store {url}: {e}"))?;
-        let lines: Vec<(u64, Entry)> = newest.iter().rev().filter_map(room_line).collect();
+        let lines: Vec<(u64, Entry)> = newest.iter().rev().flat_map(room_lines).collect();
         if let Some((first, _)) = lines.first() {
             history = History::new(epoch, *first, window);
         }
@@ -513,15 +521,21 @@ impl Store for RedisStore {
                     let (owner, first, acked) =
                         counted.as_ref().map_or_else(Default::default, |c| self.counted_args(c));
                     let (author, at, most) = (author.to_string(), at.to_string(), self.window.messages.to_string());
-                    let mut args: Vec<&[u8]> = vec![
+                    let count = lines.len().to_string();
+                    let mut row = Row::default();
+                    for line in lines {
+                        row.push(FrameType::Data, line);
+                    }
+                    let args: [&[u8]; 8] = [
                         owner.as_bytes(),
                         first.as_bytes(),
                         acked.as_bytes(),
                         author.as_bytes(),
                         at.as_bytes(),
                         most.as_bytes(),
+                        count.as_bytes(),
+                        row.bytes(),
                     ];
-                    args.extend(lines.iter().map(|l| &l[..]));
                     commands.push(evalsha(&self.scripts.append_lines, &[&meta, &room, &session_key], &args));
                     answers.push(counted.as_ref().map_or(Answer::Other, |c| Answer::Session(c.id)));
                 }
@@ -738,14 +752,14 @@ impl RedisFeed {
                     .arg(self.window.messages.min(FEED_COUNT))
                     .query(con)
                     .map_err(|e| e.to_string())?;
-                Ok(FeedBatch { epoch: now, lines: first.iter().filter_map(room_line).collect() })
+                Ok(FeedBatch { epoch: now, lines: first.iter().flat_map(room_lines).collect() })
             }
             Some(_) => {
                 // [[room, [entry...]]], or nil when nothing came.
                 let entries = match &read {
                     Value::Array(streams) => match streams.first() {
                         Some(Value::Array(stream)) => match stream.get(1) {
-                            Some(Value::Array(entries)) => entries.iter().filter_map(room_line).collect(),
+                            Some(Value::Array(entries)) => entries.iter().flat_map(room_lines).collect(),
                             _ => Vec::new(),
                         },
                         _ => Vec::new(),

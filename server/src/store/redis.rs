@@ -55,7 +55,7 @@ use bytes::Bytes;
 
 use super::row::split_messages;
 use super::{
-    unacknowledged_echo, Row, Change, Committed, Counted, Feed, FeedBatch, Loaded, LoadedSession, SessionRecord, Store,
+    unacknowledged_echo, Change, Committed, Counted, Feed, FeedBatch, Loaded, LoadedSession, Row, SessionRecord, Store,
     TakeOver,
 };
 use crate::history::{Entry, History, Window};
@@ -326,7 +326,11 @@ fn room_lines(value: &Value) -> Vec<(u64, Entry)> {
         let (author, at) = (number(field(&fields, "a")?)?, number(field(&fields, "t")?)?);
         let row = bytes(field(&fields, "l")?)?;
         let lines = split_messages(row).into_iter().enumerate();
-        Some(lines.map(move |(i, line)| (first + i as u64, Entry { author, at, line: line.parts().1.clone() })).collect())
+        Some(
+            lines
+                .map(move |(i, line)| (first + i as u64, Entry { author, at, line: line.parts().1.clone() }))
+                .collect(),
+        )
     };
     lines().unwrap_or_default()
 }

@@ -11,7 +11,8 @@
 //! * [`config`]: what a client is created with.
 //! * [`transport`]: TCP, TLS and WebSocket under the framing.
 //! * [`outbox`], [`event`], [`endpoint`], [`hook`]: plain data structures; [`uri`]:
-//!   URL text into parts.
+//!   URL text into parts; [`durable`]: the outbox file on disk (its format,
+//!   its lock), not yet used by the client.
 //! * [`protocol`]: frames, the three framings, the hello exchange; shared
 //!   with the bundled server.
 //! * [`policy`]: backoff, heartbeat deadlines and queue limits, pure.
@@ -24,6 +25,7 @@
 
 pub mod client;
 pub mod config;
+pub mod durable;
 pub mod endpoint;
 pub mod engine;
 pub mod error;

@@ -84,6 +84,9 @@ enum lc_status
   LC_STATUS_FORKED = 300,
   // The library could not start a thread or create a descriptor.
   LC_STATUS_RUNTIME = 301,
+  // The outbox file (lc_config_set_outbox_path()) could not be opened,
+  // locked, read or written; see lc_last_error_message().
+  LC_STATUS_STORAGE = 302,
   // An internal error was caught at the boundary; please report it.
   LC_STATUS_PANIC = 900,
 };
@@ -206,6 +209,24 @@ typedef uint32_t lc_error_kind;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// When an outbox file's records reach the disk (lc_config_set_outbox_sync()).
+enum lc_outbox_sync
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  LC_OUTBOX_SYNC_EVERY_SEND = 0,
+  LC_OUTBOX_SYNC_WITHIN = 1,
+  LC_OUTBOX_SYNC_NEVER = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum lc_outbox_sync lc_outbox_sync;
+#else
+typedef uint32_t lc_outbox_sync;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // A client keeping one connection alive. Thread-safe: any thread may call
 // any function on it at the same time as other threads, except that
 // lc_client_free() must not race with other calls on the same client.
@@ -257,6 +278,11 @@ typedef struct {
   // in the list (0: the URL given to lc_config_new(), then in the order
   // of lc_config_add_server()).
   uint64_t server_index;
+  // With an outbox file (lc_config_set_outbox_path()): the highest
+  // message number it held when the client was created; the client's
+  // numbering goes on after it, so a restarted program knows where its
+  // own stopped. 0 without one.
+  uint64_t restored_number;
 } lc_stats;
 
 // One event. Fields that do not apply to `kind` are zero (`text`: "").
@@ -725,6 +751,39 @@ lc_status lc_config_set_http_send_url(lc_config *config, const char *url);
 // thread; longer ones by the I/O thread, which compresses them in order).
 // Fails only with LC_STATUS_NULL_ARGUMENT or LC_STATUS_PANIC.
 lc_status lc_config_set_websocket_compression(lc_config *config, bool enabled);
+
+// Keeps the protocol 2 session and every message not yet acknowledged in
+// the file at `path` (and a lock in `PATH.lock`), so that a program
+// started again with the same path resumes the same session: the server
+// receives every message exactly once and in order, across crashes of the
+// program and of the server. lc_client_new() then opens the file: it fails
+// with LC_STATUS_STORAGE when another process holds it, or when it is not
+// an outbox file of this version (it is left alone); a tail torn by a
+// crash is cut off, reported in an LC_EVENT_ERROR event (LC_ERROR_IO) and
+// never sent. The restored messages are queued first, numbered where the
+// file left off (lc_stats.restored_number). A send fails with
+// LC_STATUS_STORAGE when its record cannot be written (nothing is queued).
+// Messages left unsent when the client is closed or freed stay in the file
+// for the next program on the path. Acknowledged messages are removed as
+// the file is rewritten, so its size stays bounded by the outbox limits.
+// `path`: NUL-terminated UTF-8, not NULL, copied; its directory must exist.
+// Also returns LC_STATUS_INVALID_UTF8 and LC_STATUS_INVALID_ARGUMENT (an
+// empty path).
+lc_status lc_config_set_outbox_path(lc_config *config, const char *path);
+
+// When a sent message's record reaches the disk, with an outbox file:
+// LC_OUTBOX_SYNC_EVERY_SEND (the default): before lc_client_send()
+// returns; nothing sent is lost on a crash of the program or a power loss,
+// at the cost of one fdatasync per send. LC_OUTBOX_SYNC_WITHIN: within
+// `window_ms` milliseconds after it returned (one fdatasync per window);
+// a crash of the program loses nothing (the record is in the kernel), a
+// power loss up to the window. LC_OUTBOX_SYNC_NEVER: when the kernel writes
+// it back; a crash of the program loses nothing, a power loss whatever the
+// kernel had not written (typically up to 30 s). `window_ms` counts for
+// LC_OUTBOX_SYNC_WITHIN only (1 to 60000). `mode`: an lc_outbox_sync
+// value. Also returns LC_STATUS_INVALID_ARGUMENT (another mode, or a window
+// out of range).
+lc_status lc_config_set_outbox_sync(lc_config *config, uint32_t mode, uint32_t window_ms);
 
 // Where the client's first attempt goes in its list of servers
 // (lc_config_add_server()): `random_start` false (the default) starts with

@@ -181,6 +181,18 @@ public:
         detail::check(lc_config_set_websocket_compression(raw_, enabled));
         return *this;
     }
+    // The protocol 2 session and every unacknowledged message kept in this
+    // file, for the next program on the same path (lc_config_set_outbox_path).
+    config &outbox_path(const std::string &path) {
+        detail::check(lc_config_set_outbox_path(raw_, path.c_str()));
+        return *this;
+    }
+    // When sent messages reach that file's disk (lc_config_set_outbox_sync):
+    // LC_OUTBOX_SYNC_EVERY_SEND, LC_OUTBOX_SYNC_WITHIN (window), LC_OUTBOX_SYNC_NEVER.
+    config &outbox_sync(lc_outbox_sync mode, std::chrono::milliseconds window = std::chrono::milliseconds(0)) {
+        detail::check(lc_config_set_outbox_sync(raw_, static_cast<uint32_t>(mode), static_cast<uint32_t>(window.count())));
+        return *this;
+    }
     config &random_start(bool random) {
         detail::check(lc_config_set_server_order(raw_, random));
         return *this;

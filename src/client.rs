@@ -59,6 +59,11 @@ pub struct lc_stats {
     /// in the list (0: the URL given to lc_config_new(), then in the order
     /// of lc_config_add_server()).
     pub server_index: u64,
+    /// With an outbox file (lc_config_set_outbox_path()): the highest
+    /// message number it held when the client was created; the client's
+    /// numbering goes on after it, so a restarted program knows where its
+    /// own stopped. 0 without one.
+    pub restored_number: u64,
 }
 
 /// One message for lc_client_send_batch(): `len` bytes at `data`
@@ -351,6 +356,7 @@ pub unsafe extern "C" fn lc_client_stats(client: *const lc_client, out_stats: *m
                 acked_number: s.acked_number,
                 unacked_messages: s.unacked_messages,
                 server_index: s.server_index,
+                restored_number: s.restored_number,
             }
         );
         LC_STATUS_OK

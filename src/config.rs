@@ -6,6 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use longconn_core::config::{ClientConfig, PlainHeartbeat, MAX_FRAME_SIZE_LIMIT};
+use longconn_core::durable::OutboxSync;
 use longconn_core::policy::backoff::BackoffPolicy;
 use longconn_core::policy::failover::ServerOrder;
 use longconn_core::policy::heartbeat::HeartbeatPolicy;
@@ -209,6 +210,76 @@ pub unsafe extern "C" fn lc_config_set_websocket_compression(config: *mut lc_con
         c.ws_compression = enabled;
         Ok(())
     })
+}
+
+/// Keeps the protocol 2 session and every message not yet acknowledged in
+/// the file at `path` (and a lock in `PATH.lock`), so that a program
+/// started again with the same path resumes the same session: the server
+/// receives every message exactly once and in order, across crashes of the
+/// program and of the server. lc_client_new() then opens the file: it fails
+/// with LC_STATUS_STORAGE when another process holds it, or when it is not
+/// an outbox file of this version (it is left alone); a tail torn by a
+/// crash is cut off, reported in an LC_EVENT_ERROR event (LC_ERROR_IO) and
+/// never sent. The restored messages are queued first, numbered where the
+/// file left off (lc_stats.restored_number). A send fails with
+/// LC_STATUS_STORAGE when its record cannot be written (nothing is queued).
+/// Messages left unsent when the client is closed or freed stay in the file
+/// for the next program on the path. Acknowledged messages are removed as
+/// the file is rewritten, so its size stays bounded by the outbox limits.
+/// `path`: NUL-terminated UTF-8, not NULL, copied; its directory must exist.
+/// Also returns LC_STATUS_INVALID_UTF8 and LC_STATUS_INVALID_ARGUMENT (an
+/// empty path).
+#[no_mangle]
+pub unsafe extern "C" fn lc_config_set_outbox_path(config: *mut lc_config, path: *const c_char) -> lc_status {
+    with_config(config, |c| {
+        let path = str_arg(path, "path")?;
+        if path.is_empty() {
+            return Err(fail(LC_STATUS_INVALID_ARGUMENT, "the outbox path is empty"));
+        }
+        c.outbox_path = Some(path.into());
+        Ok(())
+    })
+}
+
+/// When a sent message's record reaches the disk, with an outbox file:
+/// LC_OUTBOX_SYNC_EVERY_SEND (the default): before lc_client_send()
+/// returns; nothing sent is lost on a crash of the program or a power loss,
+/// at the cost of one fdatasync per send. LC_OUTBOX_SYNC_WITHIN: within
+/// `window_ms` milliseconds after it returned (one fdatasync per window);
+/// a crash of the program loses nothing (the record is in the kernel), a
+/// power loss up to the window. LC_OUTBOX_SYNC_NEVER: when the kernel writes
+/// it back; a crash of the program loses nothing, a power loss whatever the
+/// kernel had not written (typically up to 30 s). `window_ms` counts for
+/// LC_OUTBOX_SYNC_WITHIN only (1 to 60000). `mode`: an lc_outbox_sync
+/// value. Also returns LC_STATUS_INVALID_ARGUMENT (another mode, or a window
+/// out of range).
+#[no_mangle]
+pub unsafe extern "C" fn lc_config_set_outbox_sync(config: *mut lc_config, mode: u32, window_ms: u32) -> lc_status {
+    with_config(config, |c| {
+        c.outbox_sync = match mode {
+            m if m == lc_outbox_sync::LC_OUTBOX_SYNC_EVERY_SEND as u32 => OutboxSync::EverySend,
+            m if m == lc_outbox_sync::LC_OUTBOX_SYNC_WITHIN as u32 && (1..=60_000).contains(&window_ms) => {
+                OutboxSync::Within(Duration::from_millis(window_ms.into()))
+            }
+            m if m == lc_outbox_sync::LC_OUTBOX_SYNC_NEVER as u32 => OutboxSync::Never,
+            _ => {
+                let why = format!(
+                    "outbox sync mode {mode} with a window of {window_ms} ms: modes are 0-2, windows 1-60000 ms"
+                );
+                return Err(fail(LC_STATUS_INVALID_ARGUMENT, why));
+            }
+        };
+        Ok(())
+    })
+}
+
+/// When an outbox file's records reach the disk (lc_config_set_outbox_sync()).
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum lc_outbox_sync {
+    LC_OUTBOX_SYNC_EVERY_SEND = 0,
+    LC_OUTBOX_SYNC_WITHIN = 1,
+    LC_OUTBOX_SYNC_NEVER = 2,
 }
 
 /// Where the client's first attempt goes in its list of servers

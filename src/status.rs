@@ -37,6 +37,9 @@ pub enum lc_status {
     LC_STATUS_FORKED = 300,
     /// The library could not start a thread or create a descriptor.
     LC_STATUS_RUNTIME = 301,
+    /// The outbox file (lc_config_set_outbox_path()) could not be opened,
+    /// locked, read or written; see lc_last_error_message().
+    LC_STATUS_STORAGE = 302,
     /// An internal error was caught at the boundary; please report it.
     LC_STATUS_PANIC = 900,
 }
@@ -71,6 +74,7 @@ pub(crate) fn status_of(error: &Error) -> lc_status {
         Error::Forked => LC_STATUS_FORKED,
         Error::Runtime(_) => LC_STATUS_RUNTIME,
         Error::Timeout(_) => LC_STATUS_TIMEOUT,
+        Error::Storage(_) => LC_STATUS_STORAGE,
     }
 }
 

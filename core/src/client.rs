@@ -38,6 +38,14 @@ fn queue_full(full: OutboxFull) -> Error {
     Error::QueueFull { queued_messages: full.queued_messages, queued_bytes: full.queued_bytes }
 }
 
+fn not_queued(why: NotQueued) -> Error {
+    match why {
+        NotQueued::Full(full) => queue_full(full),
+        NotQueued::Closed => Error::Closed,
+        NotQueued::Disk(e) => Error::Storage(format!("the outbox file could not be written ({e}); message not queued")),
+    }
+}
+
 /// Whether at most the message being handled waits for the application:
 /// a send now likely answers it, rather than being one of many replies to
 /// come (see `engine/sending.rs` on direct writes).
@@ -186,7 +194,7 @@ impl Client {
     pub fn send_numbered(&self, payload: &[u8], text: bool) -> Result<u64, Error> {
         let engine = self.check_sendable()?;
         engine.config.check_payload(payload, text)?;
-        engine.sending.push(payload, text, &engine.counters, || answers_alone(engine)).map_err(queue_full)
+        engine.sending.push(payload, text, &engine.counters, || answers_alone(engine)).map_err(not_queued)
     }
 
     /// Like [`Client::send`] (or [`Client::send_text_bytes`] with `text`),
@@ -206,8 +214,7 @@ impl Client {
             .push_waiting(payload, text, timeout, may_wait, closed, &engine.counters, || answers_alone(engine))
         {
             Ok(number) => Ok(number),
-            Err(NotQueued::Full(full)) => Err(queue_full(full)),
-            Err(NotQueued::Closed) => Err(Error::Closed),
+            Err(why) => Err(not_queued(why)),
         }
     }
 
@@ -223,7 +230,7 @@ impl Client {
         }
         match engine.sending.push_all(payloads) {
             (queued, None) => Ok(queued),
-            (queued, Some(full)) => Err((queued, queue_full(full))),
+            (queued, Some(why)) => Err((queued, not_queued(why))),
         }
     }
 
@@ -273,7 +280,8 @@ impl Client {
     }
 
     pub fn stats(&self) -> Stats {
-        self.engine.counters.snapshot(self.engine.sending.figures())
+        let stats = self.engine.counters.snapshot(self.engine.sending.figures());
+        Stats { restored_number: self.engine.restored.last_number, ..stats }
     }
 
     /// Changes heartbeat timing; takes effect at once, also on a live connection.

@@ -89,6 +89,14 @@ pub struct ClientConfig {
     /// the maximum message size. Messages this client sends are compressed
     /// from [`crate::protocol::deflate::MIN_COMPRESSED`] bytes on.
     pub ws_compression: bool,
+    /// Keep the protocol 2 session and every message not yet acknowledged
+    /// in this file (and `PATH.lock`), so a program started again with the
+    /// same path resumes the session and delivers exactly once (see
+    /// [`crate::durable`]); `None` (the default): in memory only.
+    pub outbox_path: Option<std::path::PathBuf>,
+    /// When a sent message reaches the disk with `outbox_path` (default:
+    /// before `send` returns).
+    pub outbox_sync: crate::durable::OutboxSync,
 }
 
 impl ClientConfig {
@@ -119,6 +127,8 @@ impl ClientConfig {
             proxy: Default::default(),
             http_send_to: None,
             ws_compression: true,
+            outbox_path: None,
+            outbox_sync: crate::durable::OutboxSync::EverySend,
         })
     }
 

@@ -26,6 +26,8 @@ pub enum Error {
     Runtime(String),
     /// The deadline passed first.
     Timeout(String),
+    /// The durable outbox file could not be opened, locked, read or written.
+    Storage(String),
 }
 
 impl fmt::Display for Error {
@@ -41,6 +43,7 @@ impl fmt::Display for Error {
             }
             Error::Closed => f.write_str("client is closed"),
             Error::AlreadyStarted(what) => write!(f, "{what}"),
+            Error::Storage(why) => f.write_str(why),
             Error::Forked => {
                 f.write_str("longconn cannot be used in a child process after fork(); create clients after forking")
             }

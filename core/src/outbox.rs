@@ -319,6 +319,32 @@ impl Outbox {
         Ok(())
     }
 
+    /// Whether a message of `len` payload bytes fits the limits now.
+    #[inline]
+    pub fn has_room(&self, len: usize) -> Result<(), OutboxFull> {
+        let (messages, bytes) = self.queued();
+        match self.limits.admits(messages, bytes, len) {
+            true => Ok(()),
+            false => Err(OutboxFull { queued_messages: messages, queued_bytes: bytes }),
+        }
+    }
+
+    /// Starts an empty outbox where a durable one stood: every message up
+    /// to `acked` done with, then `messages` (text or not, payload) queued
+    /// and numbered from `acked + 1`, whatever the limits.
+    pub fn restore<'a>(&mut self, acked: u64, messages: impl Iterator<Item = (bool, &'a [u8])>) {
+        debug_assert!(self.is_empty() && self.pushed == 0);
+        (self.pushed, self.acked, self.taken) = (acked, acked, acked);
+        let limits =
+            std::mem::replace(&mut self.limits, OutboxLimits { max_messages: usize::MAX, max_bytes: usize::MAX });
+        for (text, payload) in messages {
+            self.push_kind(payload, text).expect("no limit while restoring");
+        }
+        self.limits = limits;
+        // They may have been written before: the server may acknowledge them.
+        self.taken = self.pushed;
+    }
+
     /// Takes everything queued as one batch, in constant time; `None` if empty.
     /// The batch counts as in flight until [`Outbox::recycle`] or [`Outbox::clear`].
     pub fn take_batch(&mut self) -> Option<Batch> {

@@ -633,3 +633,31 @@ def test_server_sent_events_from_the_room_with_types_and_ids(server_factory):
         )
     with pytest.raises(longconn.InvalidArgumentError, match="a send URL is for http"):
         longconn.Client(chat.url(), send_url=events_url)
+
+
+def test_an_outbox_file_keeps_unsent_messages_for_the_next_client_and_locks_out_a_second(echo_server, tmp_path):
+    path = tmp_path / "outbox"
+    dead = f"tcp://127.0.0.1:{echo_server.ports['longconn']}"
+    echo_server.stop()
+    # No server: the messages wait, in memory and in the file.
+    first = longconn.Client(dead, reconnect=FAST, outbox_path=path)
+    first.connect()
+    for i in range(1, 6):
+        first.send(f"n{i}")
+    with pytest.raises(longconn.StorageError, match="in use by another process"):
+        longconn.Client(dead, outbox_path=path)
+    first.close(timeout=0.2)  # unsent: they stay in the file
+    with pytest.raises(longconn.InvalidArgumentError):
+        longconn.Client(dead, outbox_sync="sometimes")
+    server = echo_server.restart()
+    try:
+        got = Collector()
+        with longconn.Client(server.url(), reconnect=FAST, outbox_path=path, outbox_sync=0.01) as second:
+            assert second.stats().restored_number == 5
+            second.on_message(got)
+            second.connect()
+            second.send("n6")
+            assert got.wait_for(lambda items: len(items) == 6)
+            assert [bytes(m) for m in got.items] == [f"n{i}".encode() for i in range(1, 7)]
+    finally:
+        server.stop()

@@ -26,6 +26,9 @@ pub struct Stats {
     /// The server of the current connection, or of the last one: its
     /// place in the config's list (0: the first URL).
     pub server_index: u64,
+    /// With an outbox file: the highest message number it held when the
+    /// client was created (the numbering goes on after it); 0 otherwise.
+    pub restored_number: u64,
 }
 
 #[derive(Debug, Default)]
@@ -74,6 +77,7 @@ impl Counters {
             acked_number: acked,
             unacked_messages: unacked as u64,
             server_index: self.server_index.load(Ordering::Relaxed),
+            restored_number: 0,
         }
     }
 }

@@ -44,6 +44,20 @@ pub struct Engine {
     pub counters: counters::Counters,
     pub settings: settings::Settings,
     pub lifecycle: Arc<lifecycle::Lifecycle>,
+    /// What the outbox file held when the client was created.
+    pub restored: Restored,
+}
+
+/// What a durable outbox held when its client was created.
+#[derive(Debug, Default)]
+pub struct Restored {
+    /// The session to resume, taken by the session when it starts.
+    pub session: std::sync::Mutex<Option<crate::durable::format::SavedSession>>,
+    /// The highest message number the file held (kept or acknowledged):
+    /// the client's numbering goes on after it.
+    pub last_number: u64,
+    /// What was cut off the file's end, if anything (a torn write).
+    pub dropped: Option<String>,
 }
 
 impl Engine {
@@ -53,10 +67,25 @@ impl Engine {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let lifecycle = Arc::new(lifecycle::Lifecycle::default());
         let inbox = inbox::EventQueue::new(config.inbox);
+        let mut sending = sending::Sending::new(config.outbox, config.framing());
+        let mut restored = Restored::default();
+        if let Some(path) = &config.outbox_path {
+            let (durable, contents) = crate::durable::DurableOutbox::open(path, config.outbox_sync)
+                .map_err(|e| Error::Storage(e.to_string()))?;
+            if let Some(dropped) = &contents.dropped {
+                crate::log::log_at!(crate::log::Level::Warn, "the outbox file {}: {dropped}", path.display());
+            }
+            sending.make_durable(durable, contents.acked, &contents.messages);
+            restored = Restored {
+                session: std::sync::Mutex::new(contents.session),
+                last_number: contents.last_number,
+                dropped: contents.dropped,
+            };
+        }
         Ok(Engine {
             id,
             targets,
-            sending: sending::Sending::new(config.outbox, config.framing()),
+            sending,
             delivery: Arc::new(dispatch::Delivery::new(id, inbox, lifecycle.clone(), config.callbacks_on_io_thread)),
             close: close::CloseSignal::default(),
             counters: counters::Counters::default(),
@@ -66,6 +95,7 @@ impl Engine {
             }),
             lifecycle,
             config,
+            restored,
         })
     }
 }

@@ -25,7 +25,10 @@ use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 
 use super::counters::Counters;
+use crate::durable::format::SavedMessage;
+use crate::durable::DurableOutbox;
 use crate::lock::{lock, wait_timeout};
+use crate::log::{log_at, Level};
 use crate::outbox::{AckBeyondSent, Batch, Outbox, OutboxFull};
 use crate::policy::limits::OutboxLimits;
 use crate::protocol::Framing;
@@ -54,12 +57,14 @@ struct DirectSlot {
 }
 
 /// Why [`Sending::push_waiting`] queued nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NotQueued {
     /// No room came in time (or waiting was not allowed).
     Full(OutboxFull),
     /// The client was closed before or while waiting.
     Closed,
+    /// The durable outbox could not be written: the message was not queued.
+    Disk(String),
 }
 
 #[derive(Debug)]
@@ -76,6 +81,12 @@ pub struct Sending {
     /// The peer sent something since the last direct write.
     direct_armed: AtomicBool,
     direct: Mutex<DirectSlot>,
+    /// The outbox file (`ClientConfig::outbox_path`), written under the
+    /// outbox lock so its records follow the outbox's numbering.
+    durable: Option<Mutex<DurableOutbox>>,
+    /// Notified when the outbox file holds records not yet synced that a
+    /// sync window must cover (`OutboxSync::Within`).
+    unsynced: Notify,
 }
 
 impl Sending {
@@ -89,6 +100,39 @@ impl Sending {
             turn: AtomicU8::new(WriterTurn::Writer as u8),
             direct_armed: AtomicBool::new(true),
             direct: Mutex::new(DirectSlot::default()),
+            durable: None,
+            unsynced: Notify::new(),
+        }
+    }
+
+    /// Keeps the outbox in `durable` too, starting from what it held: every
+    /// message up to `acked` done with, then `messages` queued.
+    pub fn make_durable(&mut self, durable: DurableOutbox, acked: u64, messages: &[SavedMessage]) {
+        lock(&self.outbox).restore(acked, messages.iter().map(|m| (m.text, &m.payload[..])));
+        self.durable = Some(Mutex::new(durable));
+    }
+
+    /// The outbox file, if the client keeps one.
+    pub fn durable(&self) -> Option<MutexGuard<'_, DurableOutbox>> {
+        self.durable.as_ref().map(lock)
+    }
+
+    /// Syncs the outbox file's records within their window
+    /// (`OutboxSync::Within`), for as long as the client lives.
+    pub async fn sync_durable_in_time(&self) {
+        let Some(durable) = &self.durable else { return std::future::pending().await };
+        loop {
+            let due = lock(durable).sync_due();
+            match due {
+                Some(due) => tokio::time::sleep_until(due.into()).await,
+                None => {
+                    self.unsynced.notified().await;
+                    continue;
+                }
+            }
+            if let Err(e) = lock(durable).sync_now() {
+                log_at!(Level::Warn, "the outbox file could not be synced: {e}");
+            }
         }
     }
 
@@ -101,8 +145,8 @@ impl Sending {
         text: bool,
         counters: &Counters,
         alone: impl Fn() -> bool,
-    ) -> Result<u64, OutboxFull> {
-        self.push_locked(lock(&self.outbox), payload, text, counters, &alone).map_err(|(_, full)| full)
+    ) -> Result<u64, NotQueued> {
+        self.push_locked(lock(&self.outbox), payload, text, counters, &alone).map_err(|(_, why)| why)
     }
 
     /// Queues `payload` under the held lock, releases it, and, if the
@@ -117,10 +161,24 @@ impl Sending {
         text: bool,
         counters: &Counters,
         alone: &dyn Fn() -> bool,
-    ) -> Result<u64, (MutexGuard<'a, Outbox>, OutboxFull)> {
+    ) -> Result<u64, (MutexGuard<'a, Outbox>, NotQueued)> {
         let was_empty = outbox.is_empty();
+        if let Some(durable) = &self.durable {
+            // On disk first (then it fits in memory too): the record is the promise.
+            if let Err(full) = outbox.has_room(payload.len()) {
+                return Err((outbox, NotQueued::Full(full)));
+            }
+            let number = outbox.last_number() + 1;
+            let mut durable = lock(durable);
+            if let Err(e) = durable.append_message(number, text, payload) {
+                return Err((outbox, NotQueued::Disk(e.to_string())));
+            }
+            if durable.sync_due().is_some() {
+                self.unsynced.notify_one();
+            }
+        }
         if let Err(full) = outbox.push_kind(payload, text) {
-            return Err((outbox, full));
+            return Err((outbox, NotQueued::Full(full)));
         }
         let number = outbox.last_number();
         if was_empty {
@@ -266,9 +324,10 @@ impl Sending {
         let outbox = lock(&self.outbox);
         match self.push_locked(outbox, payload, text, counters, &alone) {
             Ok(number) => Ok(number),
-            Err((outbox, full)) => {
+            Err((outbox, NotQueued::Full(full))) => {
                 self.wait_for_room(outbox, full, (payload, text), timeout, may_wait(), closed, (counters, &alone))
             }
+            Err((_, why)) => Err(why),
         }
     }
 
@@ -302,30 +361,43 @@ impl Sending {
             }
             match self.push_locked(outbox, payload, text, counters, alone) {
                 Ok(number) => return Ok(number),
-                Err((guard, still_full)) => (outbox, full) = (guard, still_full),
+                Err((guard, NotQueued::Full(still_full))) => (outbox, full) = (guard, still_full),
+                Err((_, why)) => return Err(why),
             }
         }
     }
 
     /// Queues copies of `payloads` in order under one lock, until one does
     /// not fit; how many were queued, and the reason it stopped, if it did.
-    pub fn push_all(&self, payloads: &[&[u8]]) -> (usize, Option<OutboxFull>) {
+    pub fn push_all(&self, payloads: &[&[u8]]) -> (usize, Option<NotQueued>) {
         let mut queued = 0;
-        let mut full = None;
+        let mut stopped = None;
         let mut outbox = lock(&self.outbox);
         let was_empty = outbox.is_empty();
+        let mut durable = self.durable.as_ref().map(lock);
         for payload in payloads {
+            if let Some(durable) = &mut durable {
+                if let Err(full) = outbox.has_room(payload.len()) {
+                    stopped = Some(NotQueued::Full(full));
+                    break;
+                }
+                if let Err(e) = durable.append_message(outbox.last_number() + 1, false, payload) {
+                    stopped = Some(NotQueued::Disk(e.to_string()));
+                    break;
+                }
+            }
             if let Err(e) = outbox.push(payload) {
-                full = Some(e);
+                stopped = Some(NotQueued::Full(e));
                 break;
             }
             queued += 1;
         }
+        drop(durable);
         drop(outbox);
         if was_empty && queued > 0 {
             self.writer_wake.notify_one();
         }
-        (queued, full)
+        (queued, stopped)
     }
 
     pub fn set_limits(&self, limits: OutboxLimits) {
@@ -367,6 +439,16 @@ impl Sending {
         let before = outbox.acked();
         let unused = outbox.ack(number)?;
         let after = outbox.acked();
+        if after > before {
+            if let Some(durable) = &self.durable {
+                let mut durable = lock(durable);
+                // Not synced: if it is lost, the messages go again and the server drops them.
+                let written = durable.append_acked(after).and_then(|()| durable.compact_if_due().map(drop));
+                if let Err(e) = written {
+                    log_at!(Level::Warn, "the outbox file could not record acknowledgement {after}: {e}");
+                }
+            }
+        }
         self.room_freed();
         drop(outbox);
         drop(unused);

@@ -19,15 +19,45 @@ use crate::policy::failover::{AfterFailure, Failover};
 use crate::protocol::hello::PROTOCOL_V2;
 use resume::Resume;
 
-/// Runs a client's session on the runtime until the client is closed.
+/// Records the protocol 2 session in the outbox file, if the client keeps
+/// one (synced: the numbering of every message sent next depends on it).
+fn persist_session(engine: &Engine, resume: &Resume) -> std::io::Result<()> {
+    match (engine.sending.durable(), resume.saved()) {
+        (Some(mut durable), Some(session)) => durable.append_session(&session),
+        _ => Ok(()),
+    }
+}
+
+/// Runs a client's session on the runtime until the client is closed;
+/// beside it, the outbox file's syncs within their window.
 pub(crate) async fn run(engine: Arc<Engine>) {
-    let engine = &*engine;
+    tokio::select! {
+        biased;
+        () = run_session(&engine) => {}
+        () = engine.sending.sync_durable_in_time() => {}
+    }
+    if let Some(mut durable) = engine.sending.durable() {
+        if let Err(e) = durable.sync_now() {
+            log_at!(Level::Warn, "client {}: the outbox file could not be synced: {e}", engine.id);
+        }
+    }
+}
+
+async fn run_session(engine: &Engine) {
     let seed = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0) ^ engine.id;
     let mut backoff = Backoff::new(engine.settings.get().backoff, seed);
     let mut failover = Failover::new(engine.targets.len(), engine.config.server_order, seed);
     // The batch being written; after a disconnect it goes back to the outbox.
     let mut in_flight: Option<Batch> = None;
     let mut resume = Resume::default();
+    if let Some(saved) = crate::lock::lock(&engine.restored.session).take() {
+        // The session the outbox file kept: resumed on the first connection.
+        resume.restore(saved);
+    }
+    if let Some(dropped) = &engine.restored.dropped {
+        let detail = format!("the outbox file was cut short: {dropped}");
+        engine.delivery.emit_one(Event::Error { kind: ErrorKind::Io, detail });
+    }
     let mut pending_hook: connect::PendingHook = None;
     let mut attempts_since_connected = 0u32;
     // HTTP: a server's `Retry-After` for the next attempt, and an event
@@ -94,6 +124,13 @@ pub(crate) async fn run(engine: Arc<Engine>) {
                         break 'connection;
                     }
                 }
+                if let Err(e) = persist_session(engine, &resume) {
+                    // The numbering of what is sent next would not survive a crash.
+                    let detail = format!("the outbox file could not record the session: {e}");
+                    log_at!(Level::Warn, "client {}: {detail}", engine.id);
+                    engine.delivery.emit_one(Event::Error { kind: ErrorKind::Io, detail });
+                    break 'connection;
+                }
                 engine.sending.set_retain(delivery.acknowledged);
                 let server_index = failover.current();
                 engine.counters.connected(server_index);
@@ -105,6 +142,9 @@ pub(crate) async fn run(engine: Arc<Engine>) {
                     link::run(engine, conn, leftovers, &mut in_flight, &mut resume, delivery.acknowledged).await;
                 // Whatever was not done with goes back in front of the queue for the next connection.
                 engine.sending.requeue(in_flight.take(), &engine.counters);
+                if let Err(e) = persist_session(engine, &resume) {
+                    log_at!(Level::Warn, "client {}: the outbox file could not record the session: {e}", engine.id);
+                }
                 server_retry = crate::lock::lock(&resume.sse).retry.take();
                 log_at!(Level::Info, "client {}: disconnected: {detail}", engine.id);
                 engine.delivery.emit_one(Event::Disconnected { reason, detail });

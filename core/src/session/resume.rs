@@ -6,6 +6,7 @@
 //! the outbox) minus `base`, the number of the message before the
 //! session's first; inbound, `received` counts the session's data frames.
 
+use crate::durable::format::SavedSession;
 use crate::event::Delivery;
 use crate::protocol::hello::{HelloExt, RoomPosition, PROTOCOL_V2};
 
@@ -35,6 +36,21 @@ pub(crate) struct Accepted {
 }
 
 impl Resume {
+    /// Takes up a session the outbox file kept.
+    pub fn restore(&mut self, saved: SavedSession) {
+        self.session = Some(saved.id);
+        (self.base, self.received) = (saved.base, saved.received);
+        self.anchor = saved.anchor.map(|(epoch, offset, at)| (RoomPosition { epoch, offset }, at));
+    }
+
+    /// The session as the outbox file keeps it (`None` before the first
+    /// version 2 connection).
+    pub fn saved(&self) -> Option<SavedSession> {
+        let id = self.session.clone()?;
+        let anchor = self.anchor.map(|(p, at)| (p.epoch, p.offset, at));
+        Some(SavedSession { id, base: self.base, received: self.received, anchor })
+    }
+
     /// The room position of the last message received, if the server gave one.
     fn position(&self) -> Option<RoomPosition> {
         self.anchor.map(|(p, at)| RoomPosition { epoch: p.epoch, offset: p.offset + (self.received - at) })

@@ -21,6 +21,7 @@ from ._errors import (
     LongconnTimeoutError,
     MessageTooLargeError,
     QueueFullError,
+    StorageError,
 )
 from ._events import (
     ConnectAttempt,
@@ -71,6 +72,7 @@ __all__ = [
     "Message",
     "MessageTooLargeError",
     "QueueFullError",
+    "StorageError",
     "Reconnect",
     "State",
     "Stats",

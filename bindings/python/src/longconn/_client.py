@@ -34,6 +34,17 @@ def _as_bytes(data: Data) -> bytes:
     raise TypeError(f"send() takes bytes, bytearray, memoryview or str, not {type(data).__name__}")
 
 
+def _outbox_sync(sync: Union[str, float]) -> tuple[int, int]:
+    """``outbox_sync`` as lc_config_set_outbox_sync()'s mode and window."""
+    if sync == "every-send":
+        return (0, 0)
+    if sync == "never":
+        return (2, 0)
+    if isinstance(sync, (int, float)) and not isinstance(sync, bool):
+        return (1, _ms(sync, "outbox_sync"))
+    raise InvalidArgumentError(f"outbox_sync is 'every-send', 'never' or a window in seconds, not {sync!r}")
+
+
 def _ms(seconds: float, name: str) -> int:
     if seconds < 0:
         raise ValueError(f"{name} must not be negative")
@@ -94,7 +105,16 @@ class Client:
     ``Idempotency-Key`` the server can drop retries by. ``ws_compression``
     (on by default) offers WebSocket's permessage-deflate: compressed
     messages from the server are inflated within ``max_frame_size``.
-    Times are in seconds. The client
+    ``outbox_path`` keeps the protocol 2 session and every message not yet
+    acknowledged in that file, so a program started again with the same
+    path resumes the session and the server receives every message exactly
+    once, across crashes of the program and of the server
+    (``stats().restored_number`` says where the file's numbering stopped);
+    a second process on the same path gets :class:`StorageError`.
+    ``outbox_sync``: ``"every-send"`` (the default: on disk before
+    :meth:`send` returns), a window in seconds (synced within it; a power
+    loss can lose that window, a crash of the program nothing) or
+    ``"never"`` (the kernel decides). Times are in seconds. The client
     connects in the background after :meth:`connect`, reconnects by itself,
     and keeps messages sent while disconnected.
 
@@ -156,6 +176,8 @@ class Client:
         on_connect: Optional[Callable[[_events.ConnectAttempt], Optional[_events.ConnectRequest]]] = None,
         send_url: Optional[str] = None,
         ws_compression: bool = True,
+        outbox_path: Optional[Union[str, "os.PathLike[str]"]] = None,
+        outbox_sync: Union[str, float] = "every-send",
     ) -> None:
         #: The handle, and the calls in progress on it.
         self._guard = _HandleGuard()
@@ -181,6 +203,9 @@ class Client:
             if proxy is not None:
                 check(lib.lc_config_set_proxy(config, proxy.encode("utf-8")))
             check(lib.lc_config_set_websocket_compression(config, bool(ws_compression)))
+            if outbox_path is not None:
+                check(lib.lc_config_set_outbox_path(config, os.fsencode(outbox_path)))
+            check(lib.lc_config_set_outbox_sync(config, *_outbox_sync(outbox_sync)))
             if send_url is not None:
                 check(lib.lc_config_set_http_send_url(config, send_url.encode("utf-8")))
             interval, timeout = heartbeat if heartbeat is not None else (0.0, 0.0)

@@ -45,6 +45,10 @@ class ForkedError(LongconnError):
     """Used in a child process after fork()."""
 
 
+class StorageError(LongconnError, OSError):
+    """The outbox file could not be opened, locked, read or written."""
+
+
 class LibraryError(LongconnError):
     """The library could not start a thread, or caught an internal error."""
 
@@ -65,6 +69,7 @@ _BY_STATUS: dict[int, type[LongconnError]] = {
     202: AlreadyStartedError,
     300: ForkedError,
     301: LibraryError,
+    302: StorageError,
     900: LibraryError,
 }
 

@@ -138,6 +138,9 @@ class Stats:
     unacked_messages: int = 0
     #: The server of the current (or last) connection: its place in the list.
     server_index: int = 0
+    #: With ``outbox_path``: the highest message number the file held when
+    #: the client was created (its numbering goes on after it); 0 otherwise.
+    restored_number: int = 0
 
 
 @dataclass(frozen=True)
@@ -223,4 +226,5 @@ def stats_from(s: _ffi.lc_stats) -> Stats:
         acked_number=s.acked_number,
         unacked_messages=s.unacked_messages,
         server_index=s.server_index,
+        restored_number=s.restored_number,
     )

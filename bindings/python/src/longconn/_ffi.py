@@ -57,6 +57,7 @@ class lc_stats(ctypes.Structure):
         ("acked_number", ctypes.c_uint64),
         ("unacked_messages", ctypes.c_uint64),
         ("server_index", ctypes.c_uint64),
+        ("restored_number", ctypes.c_uint64),
     ]
 
 
@@ -125,6 +126,8 @@ SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "lc_config_set_proxy": (c_status, [_p, ctypes.c_char_p]),
     "lc_config_set_http_send_url": (c_status, [_p, ctypes.c_char_p]),
     "lc_config_set_websocket_compression": (c_status, [_p, ctypes.c_bool]),
+    "lc_config_set_outbox_path": (c_status, [_p, ctypes.c_char_p]),
+    "lc_config_set_outbox_sync": (c_status, [_p, ctypes.c_uint32, ctypes.c_uint32]),
     "lc_config_add_subprotocol": (c_status, [_p, ctypes.c_char_p]),
     "lc_config_set_tls_ca_file": (c_status, [_p, ctypes.c_char_p]),
     "lc_config_set_tls_server_name": (c_status, [_p, ctypes.c_char_p]),

@@ -1,0 +1,118 @@
+//! The durable outbox (`ClientConfig::outbox_path`) against real processes:
+//! a client process streaming numbered messages to the bundled sink
+//! server is SIGKILLed at random moments and started again on the same
+//! path, while the server is also killed and restarted at other moments;
+//! at the end the server's store must hold every number exactly once and
+//! in order. `LONGCONN_OUTBOX_KILLS` sets the client kills (8 by default,
+//! 50 in CI). The client process is this test binary running the ignored
+//! test `outbox_child`.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::streams::{assert_exactly_once, config, numbered, stored_numbers, DataDir, Random};
+use common::{Ports, Server};
+use longconn_core::durable::{format, OutboxSync};
+use longconn_core::{Client, Error};
+
+const TOTAL: u64 = 20_000;
+
+/// The client process: sends what its outbox file says is left, then waits
+/// until the server acknowledged everything.
+#[test]
+#[ignore = "run by the other tests as their client process"]
+fn outbox_child() {
+    let (Ok(url), Ok(path)) = (std::env::var("OUTBOX_URL"), std::env::var("OUTBOX_PATH")) else { return };
+    let mut c = config(&url);
+    c.outbox_path = Some(path.into());
+    c.outbox_sync = OutboxSync::EverySend;
+    let client = Client::new(c).unwrap();
+    client.connect().unwrap();
+    let from = client.stats().restored_number + 1;
+    for i in from..=TOTAL {
+        assert_eq!(client.send_wait(&numbered(i), false, Duration::from_secs(60)).unwrap(), i);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while client.stats().acked_number < TOTAL {
+        assert!(Instant::now() < deadline, "not acknowledged: {:?}", client.stats());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    client.close(Duration::from_secs(10)).unwrap();
+}
+
+fn start_child(url: &str, path: &Path) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "outbox_child", "--ignored", "--nocapture", "--test-threads", "1"])
+        .env("OUTBOX_URL", url)
+        .env("OUTBOX_PATH", path)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn a_client_killed_and_restarted_on_its_outbox_file_delivers_every_message_exactly_once() {
+    let kills: usize = std::env::var("LONGCONN_OUTBOX_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
+    let store = DataDir::new("outbox-server");
+    let files = DataDir::new("outbox-client");
+    let path = files.0.join("outbox");
+    let mut server = Server::start("sink", &["--quiet", "--data-dir", store.arg()]);
+    let ports = Ports { longconn: server.ports.longconn, ..Ports::default() };
+    let url = server.url("longconn");
+    let mut random = Random::new();
+    let mut midway = 0;
+    for kill in 0..kills {
+        let mut child = start_child(&url, &path);
+        // A random moment of its life: connecting, sending, resending, waiting.
+        std::thread::sleep(Duration::from_millis(20 + random.below(300)));
+        let _ = child.kill();
+        let _ = child.wait();
+        let held = format::read(&std::fs::read(&path).unwrap_or_default()).map_or(0, |c| c.last_number);
+        midway += usize::from(held > 0 && held < TOTAL);
+        if kill % 3 == 1 {
+            server.kill();
+            std::thread::sleep(Duration::from_millis(random.below(100)));
+            server = Server::start_on("sink", &["--quiet", "--data-dir", store.arg()], ports, "127.0.0.1");
+        }
+    }
+    let mut last = start_child(&url, &path);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = last.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the last client did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "the last client failed: {status}");
+    server.kill();
+    assert_exactly_once(&stored_numbers(&store), TOTAL, "the server's store");
+    assert!(midway * 2 >= kills, "only {midway} of {kills} kills came in the middle of the stream");
+}
+
+#[test]
+fn a_second_process_on_the_same_outbox_is_refused_and_a_foreign_file_left_alone() {
+    let files = DataDir::new("outbox-lock");
+    let path = files.0.join("outbox");
+    let mut c = config("tcp://127.0.0.1:1");
+    c.outbox_path = Some(path.clone());
+    let first = Client::new(c.clone()).unwrap();
+    match Client::new(c.clone()) {
+        Err(Error::Storage(why)) => assert!(why.contains("in use by another process"), "{why}"),
+        other => panic!("a second client on the same file: {:?}", other.map(|_| ())),
+    }
+    drop(first);
+    assert!(Client::new(c.clone()).is_ok(), "free again once the first is gone");
+
+    let foreign = files.0.join("notes.txt");
+    std::fs::write(&foreign, "not an outbox").unwrap();
+    c.outbox_path = Some(foreign.clone());
+    match Client::new(c) {
+        Err(Error::Storage(why)) => assert!(why.contains("not a longconn outbox file"), "{why}"),
+        other => panic!("a foreign file: {:?}", other.map(|_| ())),
+    }
+    assert_eq!(std::fs::read_to_string(&foreign).unwrap(), "not an outbox");
+}

@@ -19,7 +19,7 @@ LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 DESTDIR    ?=
 
-.PHONY: all demo test test-rust test-c test-cpp test-python check-header header lint bench bench-peers bench-durable bench-connect bench-fleet bench-http bench-ws-compression bench-instructions check-modules install uninstall test-install fuzz fuzz-short audit audit-if-available python clean
+.PHONY: all demo test test-rust test-c test-cpp test-python check-header header lint bench bench-peers bench-durable bench-connect bench-fleet bench-outbox bench-http bench-ws-compression bench-instructions check-modules install uninstall test-install fuzz fuzz-short audit audit-if-available python clean
 
 all: $(BUILD)/chat
 
@@ -186,6 +186,12 @@ bench-fleet:
 	command -v redis-server >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq redis-server)
 	$(CARGO) build --release -p longconn-server
 	$(CARGO) bench --bench fleet
+
+bench-outbox:
+	command -v mosquitto >/dev/null 2>&1 && [ -f /usr/include/MQTTAsync.h ] \
+		|| (apt-get update -qq && apt-get install -y -qq mosquitto libpaho-mqtt-dev)
+	$(CARGO) build --release -p longconn-server
+	$(CARGO) bench --bench outbox
 
 bench-durable:
 	command -v redis-server >/dev/null 2>&1 && command -v nats-server >/dev/null 2>&1 && command -v mosquitto >/dev/null 2>&1 \

@@ -116,3 +116,60 @@ fn a_second_process_on_the_same_outbox_is_refused_and_a_foreign_file_left_alone(
     }
     assert_eq!(std::fs::read_to_string(&foreign).unwrap(), "not an outbox");
 }
+
+/// Messages kept in a file (no server reachable), the file then cut at
+/// random places or given random bytes, as a crash mid-write or damage
+/// would: a client started on it reports what it dropped in an error event,
+/// and sends exactly the intact prefix, in order, each message whole.
+#[test]
+fn a_torn_or_damaged_file_sends_its_intact_prefix_and_reports_the_rest() {
+    let files = DataDir::new("outbox-torn");
+    let server = Server::start("echo", &["--quiet"]);
+    let mut random = Random::new();
+    for round in 0..6 {
+        let path = files.0.join(format!("outbox-{round}"));
+        {
+            let mut c = config("tcp://127.0.0.1:1");
+            c.outbox_path = Some(path.clone());
+            let client = Client::new(c).unwrap();
+            for i in 1..=50 {
+                client.send(&numbered(i)).unwrap();
+            }
+        }
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = format::HEADER_LEN + random.below((bytes.len() - format::HEADER_LEN) as u64) as usize;
+        if round % 2 == 0 {
+            bytes.truncate(at);
+        } else {
+            let end = (at + 8).min(bytes.len());
+            for byte in &mut bytes[at..end] {
+                *byte = random.below(256) as u8;
+            }
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let intact = format::read(&bytes).unwrap();
+        let kept = intact.last_number;
+
+        let mut c = config(&server.url("longconn"));
+        c.outbox_path = Some(path.clone());
+        let client = Client::new(c).unwrap();
+        assert_eq!(client.stats().restored_number, kept);
+        client.connect().unwrap();
+        let mut reported = false;
+        let mut echoed = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while (echoed.len() as u64) < kept || (intact.dropped.is_some() && !reported) {
+            assert!(Instant::now() < deadline, "round {round}: {} of {kept} echoes, reported {reported}", echoed.len());
+            match client.poll(Duration::from_millis(50)).unwrap() {
+                Some(longconn_core::Event::Message(m)) => echoed.push(m.to_vec()),
+                Some(longconn_core::Event::Error { detail, .. }) if detail.contains("outbox file was cut short") => {
+                    reported = true
+                }
+                _ => {}
+            }
+        }
+        let expected: Vec<Vec<u8>> = (1..=kept).map(numbered).collect();
+        assert_eq!(echoed, expected, "round {round}: the intact prefix, whole and in order");
+        client.close(Duration::from_secs(5)).unwrap();
+    }
+}

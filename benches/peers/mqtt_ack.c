@@ -141,7 +141,11 @@ int main(int argc, char **argv) {
     MQTTAsync client;
     MQTTAsync_createOptions create = MQTTAsync_createOptions_initializer;
     create.maxBufferedMessages = 65535;
-    if (MQTTAsync_createWithOptions(&client, uri, "longconn-bench", MQTTCLIENT_PERSISTENCE_NONE, NULL, &create) !=
+    /* MQTT_PERSIST_DIR: Paho's file persistence there (every QoS 1 message
+     * written to a file until its PUBACK), else none. */
+    char *persist = getenv("MQTT_PERSIST_DIR");
+    int persistence = persist ? MQTTCLIENT_PERSISTENCE_DEFAULT : MQTTCLIENT_PERSISTENCE_NONE;
+    if (MQTTAsync_createWithOptions(&client, uri, "longconn-bench", persistence, persist, &create) !=
         MQTTASYNC_SUCCESS) {
         fprintf(stderr, "mqtt_ack: create failed\n");
         return 1;

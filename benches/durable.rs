@@ -47,6 +47,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::stream::{FuturesOrdered, StreamExt};
 
+#[path = "support/mqtt.rs"]
+mod mqtt;
+use mqtt::build_mqtt_ack;
 #[path = "support/process.rs"]
 mod process;
 use process::{context_switches, env_count};
@@ -407,23 +410,6 @@ fn nats(samples: u64, messages: u64) -> Option<Figures> {
 }
 
 // ---- mosquitto, through Paho's C client in a child process ----
-
-/// Builds `benches/peers/mqtt_ack.c`; `None` if Paho is not installed.
-fn build_mqtt_ack() -> Option<PathBuf> {
-    if !Path::new("/usr/include/MQTTAsync.h").exists() {
-        println!("mosquitto skipped: no libpaho-mqtt-dev (apt-get install mosquitto libpaho-mqtt-dev)");
-        return None;
-    }
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("mqtt_ack");
-    let status = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
-        .args(["-O2", "-Wall", "-Wextra", "-Werror", concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peers/mqtt_ack.c")])
-        .args(["-lpaho-mqtt3a", "-lpthread", "-o"])
-        .arg(&out)
-        .status()
-        .expect("run cc");
-    assert!(status.success(), "building mqtt_ack.c failed");
-    Some(out)
-}
 
 /// Runs the Paho program; its output's numbers.
 fn paho(program: &Path, args: &[String]) -> Vec<f64> {

@@ -17,7 +17,7 @@
 //! message was acknowledged.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,9 @@ use longconn_core::durable::OutboxSync;
 use longconn_core::transport::proxy::ProxySetting;
 use longconn_core::{Client, ClientConfig};
 
+#[path = "support/mqtt.rs"]
+mod mqtt;
+use mqtt::build_mqtt_ack;
 #[path = "support/process.rs"]
 mod process;
 use process::{cpu_ns, env_count, free_port, Process};
@@ -95,23 +98,6 @@ fn longconn(sync: Option<OutboxSync>, messages: u64, scratch: &Path) -> (f64, f6
     (rate, cpu, written)
 }
 
-/// Builds `benches/peers/mqtt_ack.c`; `None` if Paho is not installed.
-fn build_mqtt_ack() -> Option<PathBuf> {
-    if !Path::new("/usr/include/MQTTAsync.h").exists() || Command::new("mosquitto").arg("-h").output().is_err() {
-        println!("Paho skipped: apt-get install mosquitto libpaho-mqtt-dev (make bench-outbox does)");
-        return None;
-    }
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("mqtt_ack");
-    let status = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
-        .args(["-O2", "-Wall", "-Wextra", "-Werror", concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peers/mqtt_ack.c")])
-        .args(["-lpaho-mqtt3a", "-lpthread", "-o"])
-        .arg(&out)
-        .status()
-        .expect("run cc");
-    assert!(status.success(), "building mqtt_ack.c failed");
-    Some(out)
-}
-
 /// One Paho run against a fresh mosquitto: (messages per second, client CPU
 /// µs per message, bytes written per message).
 fn paho(program: &Path, persist: bool, messages: u64, scratch: &Path) -> (f64, f64, f64) {
@@ -168,7 +154,11 @@ fn main() {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     let scratch = std::env::temp_dir().join(format!("longconn-bench-outbox-{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(&scratch).unwrap();
-    let paho_program = build_mqtt_ack();
+    let mosquitto = Command::new("mosquitto").arg("-h").output().is_ok();
+    if !mosquitto {
+        println!("Paho skipped: no mosquitto (make bench-outbox installs it)");
+    }
+    let paho_program = build_mqtt_ack().filter(|_| mosquitto);
     let setups: Vec<(&str, Option<OutboxSync>)> = vec![
         ("longconn, outbox in memory only", None),
         ("longconn, outbox file, synced every send", Some(OutboxSync::EverySend)),

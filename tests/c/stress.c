@@ -23,8 +23,11 @@ typedef struct {
 static void *send_until_closed(void *arg) {
     sender *s = arg;
     char text[32];
-    for (int i = 0; i < 1000000; i++) {
-        int n = snprintf(text, sizeof text, "stress %d", i);
+    /* Until the close reaches it (a full queue makes attempts fast, so a
+     * count of them could run out first), within a minute. */
+    time_t give_up = time(NULL) + 60;
+    for (long i = 0; (i & 1023) != 0 || time(NULL) < give_up; i++) {
+        int n = snprintf(text, sizeof text, "stress %ld", i);
         lc_status status = lc_client_send(s->client, (const uint8_t *)text, (size_t)n);
         if (status == LC_STATUS_OK) {
             s->sent++;
